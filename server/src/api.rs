@@ -1,0 +1,360 @@
+//! The HTTP routes of Dify's workflow API and their handlers.
+//!
+//! A run request is authenticated, read under the body limit, decoded and
+//! checked before anything else happens; a blocking run then executes inside
+//! the handler, a streaming run on its own task feeding a bounded channel that
+//! the response body drains (so a stalled reader stalls its run, not memory).
+//! Dropping the body (the client left) closes the channel, which cancels the
+//! run and its upstream request.
+
+use crate::engine::{self, ClientGone, Run, RunStatus, Sink};
+use crate::error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
+use crate::events::{self, SysVars};
+use crate::pyjson;
+use crate::request::{self, ResponseMode};
+use crate::sse::PING_FRAME;
+use crate::state::{App, AppState};
+use crate::store::RunRecord;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+/// The router of the whole API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/workflows/run", post(run_workflow).fallback(method_not_allowed))
+        .route("/v1/workflows/run/{run_id}", get(get_run).fallback(method_not_allowed))
+        .route("/v1/workflows/tasks/{task_id}/stop", post(stop_task).fallback(method_not_allowed))
+        .route("/v1/parameters", get(parameters).fallback(method_not_allowed))
+        .route("/v1/info", get(info).fallback(method_not_allowed))
+        .route("/_flowbench/stats", get(stats))
+        .fallback(route_not_found)
+        .layer(axum::middleware::map_response(dify_headers))
+        .with_state(state)
+}
+
+async fn run_workflow(State(state): State<AppState>, request: Request) -> Response {
+    match start_run(state, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn start_run(state: AppState, request: Request) -> Result<Response, ApiError> {
+    let shared = &state.shared;
+    let app = authenticate(&state, request.headers())?;
+    let body = read_json_body(request, shared.limits.max_body_bytes).await?;
+    let payload = request::decode_run(&body, &app.workflow)?;
+    drop(body);
+    let permit = match &app.run_cap {
+        Some(cap) => match cap.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                shared.stats.runs_rejected_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::too_many_requests());
+            }
+        },
+        None => None,
+    };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let created_at = engine::unix_now();
+    let end_user_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{}", app.app_id, payload.user).as_bytes()).to_string();
+    let run = Run {
+        task_id: uuid::Uuid::new_v4().to_string(),
+        sys: SysVars {
+            user_id: payload.user,
+            app_id: app.app_id.clone(),
+            workflow_id: app.workflow_id.clone(),
+            workflow_run_id: run_id,
+            timestamp: created_at,
+        },
+        inputs: payload.inputs,
+        end_user_id,
+        created_at,
+        started: Instant::now(),
+        app,
+    };
+    let live = LiveRun::new(&state, permit);
+    match payload.response_mode {
+        ResponseMode::Blocking => Ok(run_blocking(&state, run, live).await),
+        ResponseMode::Streaming => Ok(run_streaming(state, run, live)),
+    }
+}
+
+async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
+    let outcome = engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown).await;
+    let ids = run.ids();
+    let body = pyjson::to_python_json(&events::BlockingResponse {
+        task_id: ids.task_id,
+        workflow_run_id: ids.run_id,
+        data: events::RunSummary {
+            id: ids.run_id,
+            workflow_id: &run.sys.workflow_id,
+            status: outcome.status.as_str(),
+            outputs: &outcome.outputs,
+            error: outcome.error.as_deref(),
+            elapsed_time: outcome.elapsed_time,
+            total_tokens: outcome.total_tokens,
+            total_steps: outcome.total_steps,
+            created_at: run.created_at,
+            finished_at: outcome.finished_at,
+        },
+    });
+    let mut record = record_of(&run);
+    record.finish(outcome);
+    state.shared.store.put(record);
+    drop(live);
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+
+fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
+    let shared = &state.shared;
+    let (tx, rx) = mpsc::channel::<Bytes>(shared.limits.stream_buffer_events);
+    let stop = shared.shutdown.child_token();
+    shared.tasks.register(&run.task_id, &run.app.app_id, &run.sys.user_id, stop.clone());
+    shared.store.put(record_of(&run));
+    let task_state = state.clone();
+    shared.tracker.spawn(async move {
+        let shared = &task_state.shared;
+        let mut sink = ChannelSink { tx };
+        let outcome = engine::execute(&shared.provider, &run, &mut sink, &stop).await;
+        shared.tasks.remove(&run.task_id);
+        if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
+            shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut record = record_of(&run);
+        record.finish(outcome);
+        shared.store.put(record);
+        drop(live);
+    });
+    let body = SseBody::new(rx, shared.limits.ping_interval);
+    let mut response = Response::new(Body::new(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    response
+}
+
+fn record_of(run: &Run) -> RunRecord {
+    RunRecord {
+        app_id: run.app.app_id.clone(),
+        workflow_id: run.sys.workflow_id.clone(),
+        status: RunStatus::Running,
+        inputs: run.inputs.clone(),
+        sys: run.sys.clone(),
+        outputs: serde_json::Map::new(),
+        error: None,
+        total_steps: 0,
+        total_tokens: 0,
+        created_at: run.created_at,
+        finished_at: None,
+        elapsed_time: 0.0,
+    }
+}
+
+async fn get_run(State(state): State<AppState>, Path(run_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let app = authenticate(&state, &headers)?;
+    let record = state.shared.store.get(&app.app_id, &run_id).ok_or_else(ApiError::run_not_found)?;
+    let inputs = pyjson::to_python_json(&events::InputsView { user: &record.inputs, sys: &record.sys, with_timestamp: true });
+    let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
+    let body = pyjson::to_flask_json(&events::RunRecordView {
+        id: record.run_id(),
+        workflow_id: &record.workflow_id,
+        status: record.status.as_str(),
+        inputs: &inputs,
+        outputs: &record.outputs,
+        error: record.error.as_deref(),
+        total_steps: record.total_steps,
+        total_tokens: record.total_tokens,
+        created_at: record.created_at,
+        finished_at: record.finished_at,
+        elapsed_time: record.elapsed_time,
+    });
+    Ok(json_response(Bytes::from(body)))
+}
+
+async fn stop_task(State(state): State<AppState>, Path(task_id): Path<String>, request: Request) -> Result<Response, ApiError> {
+    let app = authenticate(&state, request.headers())?;
+    let body = read_json_body(request, state.shared.limits.max_body_bytes).await?;
+    let user = request::decode_stop(&body)?;
+    // Like Dify, the answer is the same whether or not a run was stopped.
+    state.shared.tasks.stop(&task_id, &app.app_id, &user);
+    Ok(json_response(Bytes::from_static(b"{\"result\":\"success\"}\n")))
+}
+
+async fn parameters(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let app = authenticate(&state, &headers)?;
+    Ok(json_response(app.parameters_body.clone()))
+}
+
+async fn info(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let app = authenticate(&state, &headers)?;
+    Ok(json_response(app.info_body.clone()))
+}
+
+async fn stats(State(state): State<AppState>) -> Response {
+    json_response(Bytes::from(serde_json::to_vec(&state.stats()).expect("serialize")))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::route_not_found()
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Dify's headers on every response; its 405 alone lacks the CORS pair.
+async fn dify_headers(mut response: Response) -> Response {
+    let status = response.status();
+    let headers = response.headers_mut();
+    if status != StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("X-Env, X-Trace-Id, X-Version"));
+    }
+    headers.insert("x-version", HeaderValue::from_static("1.13.2"));
+    headers.insert("x-env", HeaderValue::from_static("PRODUCTION"));
+    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    response
+}
+
+/// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<App>, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    let (scheme, token) = value.split_once(' ').map_or((value, ""), |(s, t)| (s, t.trim()));
+    if value.is_empty() || (scheme.eq_ignore_ascii_case("bearer") && token.is_empty()) {
+        return Err(ApiError::unauthorized(MSG_NO_AUTH));
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized(MSG_BAD_SCHEME));
+    }
+    state.shared.apps.get(token).cloned().ok_or_else(|| ApiError::unauthorized(MSG_BAD_TOKEN))
+}
+
+/// Reads a JSON body: 415 unless `Content-Type` is JSON, 413 above `limit`.
+async fn read_json_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let headers = request.headers();
+    let mime = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large());
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::payload_too_large()),
+        Err(_) => Err(ApiError::bad_request()),
+    }
+}
+
+/// Counts a run as live from acceptance until its guard drops, and holds its
+/// slot under the app's concurrency cap.
+struct LiveRun {
+    state: AppState,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl LiveRun {
+    fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>) -> Self {
+        state.shared.stats.runs_started.fetch_add(1, Ordering::Relaxed);
+        Self { state: state.clone(), _permit: permit }
+    }
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        self.state.shared.stats.runs_finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct ChannelSink {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Sink for ChannelSink {
+    fn wants_events(&self) -> bool {
+        true
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), ClientGone> {
+        self.tx.send(Bytes::from(frame)).await.map_err(|_| ClientGone)
+    }
+
+    async fn gone(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// The streaming response body: a ping first, the run's frames as they come,
+/// a ping after each `ping_interval` of silence, and the end when the run
+/// task drops its sender (right after `workflow_finished`).
+struct SseBody {
+    rx: mpsc::Receiver<Bytes>,
+    ping_interval: Duration,
+    ping: Pin<Box<tokio::time::Sleep>>,
+    last_frame: tokio::time::Instant,
+    sent_first_ping: bool,
+}
+
+impl SseBody {
+    fn new(rx: mpsc::Receiver<Bytes>, ping_interval: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Self { rx, ping_interval, ping: Box::pin(tokio::time::sleep_until(now + ping_interval)), last_frame: now, sent_first_ping: false }
+    }
+}
+
+impl http_body::Body for SseBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if !this.sent_first_ping {
+            this.sent_first_ping = true;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => {
+                // Cheaper than re-arming the timer for every event.
+                this.last_frame = tokio::time::Instant::now();
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => loop {
+                if this.ping.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let due = this.last_frame + this.ping_interval;
+                if tokio::time::Instant::now() >= due {
+                    this.last_frame = tokio::time::Instant::now();
+                    this.ping.as_mut().reset(this.last_frame + this.ping_interval);
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
+                }
+                this.ping.as_mut().reset(due);
+            },
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Server configuration: a TOML file, overridden by flags and environment
+//! variables (see `main.rs`), validated into one `Config`.
+//!
+//! ```toml
+//! listen = "127.0.0.1:5001"
+//! [provider]
+//! base_url = "http://127.0.0.1:5004/v1"
+//! api_key = "sk-mock"
+//! [limits]
+//! max_body_bytes = 10485760
+//! upstream_first_token_timeout = "60s"
+//! [[apps]]
+//! api_key = "app-empty"
+//! workflow = "fixtures/workflows/start_end.yml"   # relative to this file
+//! max_concurrent_runs = 100                        # optional; off by default
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5001";
+pub const DEFAULT_PROVIDER_BASE_URL: &str = "http://127.0.0.1:5004/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("app {api_key:?}: {problem}")]
+    App { api_key: String, problem: String },
+    #[error(transparent)]
+    Dsl(#[from] crate::dsl::DslError),
+    #[error("provider: {0}")]
+    Provider(String),
+    #[error("limits: {0}")]
+    Limits(String),
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub provider: ProviderConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The OpenAI-compatible provider's base URL (the part before `/chat/completions`).
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: String,
+}
+
+/// Limits and timeouts, each with its unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request bodies above this get 413.
+    pub max_body_bytes: usize,
+    /// Run records kept for `GET /v1/workflows/run/{id}`; the oldest go first.
+    pub max_stored_runs: usize,
+    /// Events buffered per stream before the run waits for its client.
+    pub stream_buffer_events: usize,
+    /// A bare `event: ping` after this much silence on a stream.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    /// From the upstream request to its first content delta.
+    #[serde(with = "humantime_serde")]
+    pub upstream_first_token_timeout: Duration,
+    /// The longest silence between two upstream reads after the first token.
+    #[serde(with = "humantime_serde")]
+    pub upstream_idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight runs may take to finish before
+    /// they are stopped.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_stored_runs: 100_000,
+            stream_buffer_events: 64,
+            ping_interval: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_first_token_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One app: a DSL file served under an API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub api_key: String,
+    pub workflow: PathBuf,
+    /// Runs of this app allowed at once; more get 429. `None`: no cap.
+    #[serde(default)]
+    pub max_concurrent_runs: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { listen: default_listen(), provider: ProviderConfig::default(), limits: Limits::default(), apps: Vec::new() }
+    }
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self { base_url: DEFAULT_PROVIDER_BASE_URL.to_owned(), api_key: String::new() }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config; relative workflow paths are taken from the file's folder.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for app in &mut config.apps {
+            if app.workflow.is_relative() {
+                app.workflow = base.join(&app.workflow);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_stored_runs == 0 || limits.stream_buffer_events == 0 {
+            return Err(ConfigError::Limits("max_stored_runs and stream_buffer_events must be at least 1".into()));
+        }
+        if limits.ping_interval.is_zero() {
+            return Err(ConfigError::Limits("ping_interval must be above zero".into()));
+        }
+        let mut keys = std::collections::HashSet::new();
+        for app in &self.apps {
+            if !app.api_key.starts_with("app-") || app.api_key.len() < 5 {
+                return Err(ConfigError::App { api_key: app.api_key.clone(), problem: "API keys start with \"app-\"".into() });
+            }
+            if !keys.insert(app.api_key.as_str()) {
+                return Err(ConfigError::App { api_key: app.api_key.clone(), problem: "the same key is given twice".into() });
+            }
+            if app.max_concurrent_runs == Some(0) {
+                return Err(ConfigError::App { api_key: app.api_key.clone(), problem: "max_concurrent_runs must be at least 1".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}

@@ -1,0 +1,467 @@
+//! Runs one workflow: walks the pre-validated node order, keeps the run's
+//! variables, streams the end node's outputs as `text_chunk`s the moment they
+//! exist, and emits Dify's event sequence into a `Sink`. Blocking and
+//! streaming runs share this one code path; a blocking run's sink wants no
+//! events, so none is serialized.
+
+use crate::dsl::{LlmNode, Node, NodeKind, StreamSegment};
+use crate::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, SysVars, TextChunk};
+use crate::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
+use crate::state::App;
+use crate::template::{Segment, Selector};
+use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The error text of a run ended by the task-stop endpoint.
+pub const STOPPED_BY_USER: &str = "Workflow execution stopped by user.";
+/// The error text recorded when the client went away mid-stream.
+pub const CLIENT_DISCONNECTED: &str = "Client disconnected; the run was cancelled.";
+
+/// Where a run's events go.
+pub trait Sink: Send {
+    /// False for blocking runs: their events are never serialized.
+    fn wants_events(&self) -> bool;
+    /// Delivers one complete SSE frame; `Err` once the client is gone.
+    fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), ClientGone>> + Send;
+    /// Resolves when the client is gone (never, for a blocking run).
+    fn gone(&self) -> impl Future<Output = ()> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClientGone;
+
+/// A sink for blocking runs: nothing is sent.
+pub struct NoEvents;
+
+impl Sink for NoEvents {
+    fn wants_events(&self) -> bool {
+        false
+    }
+    async fn send(&mut self, _frame: Vec<u8>) -> Result<(), ClientGone> {
+        Ok(())
+    }
+    async fn gone(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// One accepted run request, its ids and its validated inputs.
+#[derive(Debug)]
+pub struct Run {
+    pub app: Arc<App>,
+    pub task_id: String,
+    pub sys: SysVars,
+    /// Every start variable, in declaration order (missing optional ones null).
+    pub inputs: Map<String, Value>,
+    /// The end user's id as Dify reports it in `created_by.id`.
+    pub end_user_id: String,
+    pub created_at: i64,
+    pub started: Instant,
+}
+
+impl Run {
+    pub fn run_id(&self) -> &str {
+        &self.sys.workflow_run_id
+    }
+
+    pub fn ids(&self) -> RunIds<'_> {
+        RunIds { run_id: &self.sys.workflow_run_id, task_id: &self.task_id }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub outputs: Map<String, Value>,
+    pub error: Option<String>,
+    pub total_tokens: u64,
+    pub total_steps: u32,
+    pub elapsed_time: f64,
+    pub finished_at: i64,
+}
+
+/// Executes `run` to its end, sending its events to `sink`; `stop` ends it
+/// early with status `stopped`.
+pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop: &CancellationToken) -> RunOutcome {
+    let mut exec = Exec { provider, run, sink, stop, done: Vec::new(), llm_outputs: Vec::new(), plan_pos: 0, total_tokens: 0, steps: 0 };
+    let result = exec.walk().await;
+    let client_gone = matches!(result, Err(End::Gone));
+    let (status, outputs, error) = match result {
+        Ok(outputs) => (RunStatus::Succeeded, outputs, None),
+        Err(End::Failed(error)) => (RunStatus::Failed, Map::new(), Some(error)),
+        Err(End::Stopped) => (RunStatus::Stopped, Map::new(), Some(STOPPED_BY_USER.to_owned())),
+        Err(End::Gone) => (RunStatus::Stopped, Map::new(), Some(CLIENT_DISCONNECTED.to_owned())),
+    };
+    let outcome = RunOutcome {
+        status,
+        outputs,
+        error,
+        total_tokens: exec.total_tokens,
+        total_steps: exec.steps,
+        elapsed_time: seconds(run.started.elapsed()),
+        finished_at: unix_now(),
+    };
+    if !client_gone && exec.sink.wants_events() {
+        let finished = events::WorkflowFinished {
+            id: run.run_id(),
+            workflow_id: &run.sys.workflow_id,
+            status: outcome.status.as_str(),
+            outputs: &outcome.outputs,
+            error: outcome.error.as_deref(),
+            elapsed_time: outcome.elapsed_time,
+            total_tokens: outcome.total_tokens,
+            total_steps: outcome.total_steps,
+            created_by: events::CreatedBy { id: &run.end_user_id, user: &run.sys.user_id },
+            created_at: run.created_at,
+            finished_at: outcome.finished_at,
+            exceptions_count: 0,
+            files: [],
+        };
+        // The client may leave right now; the outcome stands either way.
+        let _ = exec.sink.send(events::frame("workflow_finished", &run.ids(), finished)).await;
+    }
+    outcome
+}
+
+/// Seconds as Dify prints them: a float rounded to microseconds.
+pub fn seconds(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Why a walk ended before the end node finished.
+enum End {
+    Failed(String),
+    Stopped,
+    Gone,
+}
+
+/// Why the LLM node's upstream work stopped early.
+enum Interrupted {
+    End(End),
+    Upstream(LlmError),
+}
+
+impl From<End> for Interrupted {
+    fn from(end: End) -> Self {
+        Interrupted::End(end)
+    }
+}
+
+impl From<LlmError> for Interrupted {
+    fn from(e: LlmError) -> Self {
+        Interrupted::Upstream(e)
+    }
+}
+
+impl From<ClientGone> for Interrupted {
+    fn from(_: ClientGone) -> Self {
+        Interrupted::End(End::Gone)
+    }
+}
+
+impl From<ClientGone> for End {
+    fn from(_: ClientGone) -> Self {
+        End::Gone
+    }
+}
+
+struct Exec<'a, S> {
+    provider: &'a Provider,
+    run: &'a Run,
+    sink: &'a mut S,
+    stop: &'a CancellationToken,
+    /// Node ids that have finished, so their outputs can be read.
+    done: Vec<&'a str>,
+    llm_outputs: Vec<(&'a str, Map<String, Value>)>,
+    /// The next end-output segment to stream.
+    plan_pos: usize,
+    total_tokens: u64,
+    steps: u32,
+}
+
+impl<'a, S: Sink> Exec<'a, S> {
+    async fn walk(&mut self) -> Result<Map<String, Value>, End> {
+        let run = self.run;
+        let ids = run.ids();
+        if self.sink.wants_events() {
+            let started = events::WorkflowStarted {
+                id: run.run_id(),
+                workflow_id: &run.sys.workflow_id,
+                inputs: InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: false },
+                created_at: run.created_at,
+                reason: "initial",
+            };
+            self.sink.send(events::frame("workflow_started", &ids, started)).await?;
+        }
+        let mut workflow_outputs = Map::new();
+        for node in &run.app.workflow.nodes {
+            if self.stop.is_cancelled() {
+                return Err(End::Stopped);
+            }
+            self.steps += 1;
+            let exec_id = if self.sink.wants_events() { uuid::Uuid::new_v4().to_string() } else { String::new() };
+            let node_started_at = Instant::now();
+            let created_at = unix_now();
+            if self.sink.wants_events() {
+                let started = NodeStarted {
+                    id: &exec_id,
+                    node_id: &node.id,
+                    node_type: node.kind.type_name(),
+                    title: &node.title,
+                    index: 1,
+                    predecessor_node_id: None,
+                    inputs: None,
+                    inputs_truncated: false,
+                    created_at,
+                    extras: EmptyObject,
+                    iteration_id: None,
+                    loop_id: None,
+                    agent_strategy: None,
+                };
+                self.sink.send(events::frame("node_started", &ids, started)).await?;
+            }
+            let finish = NodeDone { exec_id: &exec_id, node, created_at, started: node_started_at };
+            match &node.kind {
+                NodeKind::Start { .. } => {
+                    self.done.push(&node.id);
+                    self.flush_plan(None).await?;
+                    let view = || InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: true };
+                    self.node_finished(&finish, view(), EmptyObject, view(), None::<()>, None).await?;
+                }
+                NodeKind::Llm(llm) => self.run_llm(&finish, llm).await?,
+                NodeKind::End { outputs } => {
+                    for (var, sel) in outputs {
+                        workflow_outputs.insert(var.clone(), self.lookup(sel).unwrap_or(Value::Null));
+                    }
+                    self.done.push(&node.id);
+                    self.flush_plan(None).await?;
+                    self.node_finished(&finish, &workflow_outputs, EmptyObject, &workflow_outputs, None::<()>, None).await?;
+                }
+            }
+        }
+        Ok(workflow_outputs)
+    }
+
+    async fn run_llm(&mut self, finish: &NodeDone<'_, 'a>, llm: &'a LlmNode) -> Result<(), End> {
+        let node_id = finish.node.id.as_str();
+        let messages: Vec<ChatMessage<'_>> = llm
+            .prompts
+            .iter()
+            .map(|(role, template)| ChatMessage { role, content: self.render(template) })
+            .filter(|m| !m.content.is_empty())
+            .collect();
+        let request = ChatRequest {
+            model: &llm.model,
+            messages,
+            stream: true,
+            stream_options: StreamOptions { include_usage: true },
+            user: &self.run.sys.user_id,
+            params: &llm.completion_params,
+        };
+        let body = serde_json::to_vec(&request).expect("serialize to Vec");
+        let prompts = json!(request.messages.iter().map(|m| json!({"role": m.role, "text": m.content, "files": []})).collect::<Vec<_>>());
+        // Stream deltas live only when the end node's next output is this text.
+        let live = self.sink.wants_events()
+            && matches!(self.run.app.workflow.stream_plan.get(self.plan_pos), Some(StreamSegment::Var(s)) if s.node_id == node_id && s.var == "text");
+        let mut text = String::new();
+        let streamed = async {
+            let mut stream = self.interruptible(self.provider.stream(body)).await??;
+            while let Some(delta) = self.interruptible(stream.next_delta()).await?? {
+                if live {
+                    let chunk = TextChunk { text: &delta, from_variable_selector: [node_id, "text"] };
+                    self.sink.send(events::frame("text_chunk", &self.run.ids(), chunk)).await?;
+                }
+                text.push_str(&delta);
+            }
+            Ok::<_, Interrupted>((stream.finish_reason().map(str::to_owned), stream.usage()))
+        }
+        .await;
+        let (finish_reason, usage) = match streamed {
+            Ok(done) => done,
+            Err(Interrupted::End(end)) => return Err(end),
+            Err(Interrupted::Upstream(e)) => {
+                let error = e.to_string();
+                self.node_finished(finish, EmptyObject, EmptyObject, EmptyObject, None::<()>, Some(&error)).await?;
+                return Err(End::Failed(error));
+            }
+        };
+        let latency = seconds(finish.started.elapsed());
+        let usage = usage.unwrap_or_default();
+        self.total_tokens += usage.total_tokens;
+        let usage_json = json!({
+            "prompt_tokens": usage.prompt_tokens, "prompt_unit_price": "0", "prompt_price_unit": "0", "prompt_price": "0",
+            "completion_tokens": usage.completion_tokens, "completion_unit_price": "0", "completion_price_unit": "0", "completion_price": "0",
+            "total_tokens": usage.total_tokens, "total_price": "0", "currency": "USD", "latency": latency,
+        });
+        let mut outputs = Map::new();
+        outputs.insert("text".into(), Value::String(text));
+        outputs.insert("reasoning_content".into(), Value::String(String::new()));
+        outputs.insert("usage".into(), usage_json.clone());
+        outputs.insert("finish_reason".into(), finish_reason.clone().map_or(Value::Null, Value::String));
+        self.llm_outputs.push((node_id, outputs));
+        self.done.push(node_id);
+        self.flush_plan(live.then_some(node_id)).await?;
+        if self.sink.wants_events() {
+            let process_data = json!({
+                "model_mode": "chat", "prompts": prompts, "usage": usage_json, "finish_reason": finish_reason,
+                "model_provider": llm.provider, "model_name": llm.model,
+            });
+            let metadata = json!({"total_tokens": usage.total_tokens, "total_price": "0", "currency": "USD"});
+            let outputs = &self.llm_outputs.last().expect("just pushed").1.clone();
+            self.node_finished(finish, EmptyObject, &process_data, outputs, Some(&metadata), None).await?;
+        }
+        Ok(())
+    }
+
+    /// Awaits upstream work unless the run is stopped or its client leaves.
+    async fn interruptible<T>(&self, work: impl Future<Output = Result<T, LlmError>>) -> Result<Result<T, LlmError>, End> {
+        tokio::select! {
+            r = work => Ok(r),
+            () = self.stop.cancelled() => Err(End::Stopped),
+            () = self.sink.gone() => Err(End::Gone),
+        }
+    }
+
+    /// Streams every end-output segment that can be streamed now; `streamed`
+    /// names a node whose text was already streamed live.
+    async fn flush_plan(&mut self, streamed: Option<&str>) -> Result<(), ClientGone> {
+        let plan = &self.run.app.workflow.stream_plan;
+        let end_id = self.run.app.workflow.nodes.last().map_or("", |n| n.id.as_str());
+        while let Some(segment) = plan.get(self.plan_pos) {
+            match segment {
+                StreamSegment::Separator => {
+                    if self.sink.wants_events() {
+                        let chunk = TextChunk { text: "\n", from_variable_selector: [end_id, "answer"] };
+                        self.sink.send(events::frame("text_chunk", &self.run.ids(), chunk)).await?;
+                    }
+                }
+                StreamSegment::Var(sel) => {
+                    let Some(value) = self.lookup(sel) else { break };
+                    let already = streamed == Some(sel.node_id.as_str()) && sel.var == "text";
+                    if self.sink.wants_events() && !already {
+                        let chunk = TextChunk { text: &value_text(&value), from_variable_selector: [&sel.node_id, &sel.var] };
+                        self.sink.send(events::frame("text_chunk", &self.run.ids(), chunk)).await?;
+                    }
+                }
+            }
+            self.plan_pos += 1;
+        }
+        Ok(())
+    }
+
+    /// A variable's value, or `None` while its node has not finished.
+    fn lookup(&self, sel: &Selector) -> Option<Value> {
+        if sel.is_sys() {
+            return Some(self.run.sys.get(&sel.var));
+        }
+        if !self.done.contains(&sel.node_id.as_str()) {
+            return None;
+        }
+        let found = match self.llm_outputs.iter().find(|(id, _)| *id == sel.node_id) {
+            Some((_, outputs)) => outputs.get(&sel.var),
+            None => self.run.inputs.get(&sel.var),
+        };
+        Some(found.cloned().unwrap_or(Value::Null))
+    }
+
+    fn render(&self, template: &crate::template::Template) -> String {
+        let mut out = String::new();
+        for segment in &template.segments {
+            match segment {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Var(sel) => out.push_str(&value_text(&self.lookup(sel).unwrap_or(Value::Null))),
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn node_finished<I, P, O, M>(
+        &mut self,
+        finish: &NodeDone<'_, '_>,
+        inputs: I,
+        process_data: P,
+        outputs: O,
+        execution_metadata: M,
+        error: Option<&str>,
+    ) -> Result<(), ClientGone>
+    where
+        I: serde::Serialize,
+        P: serde::Serialize,
+        O: serde::Serialize,
+        M: serde::Serialize,
+    {
+        if !self.sink.wants_events() {
+            return Ok(());
+        }
+        let finished = NodeFinished {
+            id: finish.exec_id,
+            node_id: &finish.node.id,
+            node_type: finish.node.kind.type_name(),
+            title: &finish.node.title,
+            index: 1,
+            predecessor_node_id: None,
+            inputs,
+            inputs_truncated: false,
+            process_data,
+            process_data_truncated: false,
+            outputs,
+            outputs_truncated: false,
+            status: if error.is_some() { "failed" } else { "succeeded" },
+            error,
+            elapsed_time: seconds(finish.started.elapsed()),
+            execution_metadata,
+            created_at: finish.created_at,
+            finished_at: unix_now(),
+            files: [],
+            iteration_id: None,
+            loop_id: None,
+        };
+        self.sink.send(events::frame("node_finished", &self.run.ids(), finished)).await
+    }
+}
+
+struct NodeDone<'e, 'n> {
+    exec_id: &'e str,
+    node: &'n Node,
+    created_at: i64,
+    started: Instant,
+}
+
+/// How Dify turns a value into streamed or prompt text.
+pub fn value_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::Null => Cow::Borrowed(""),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Array(a) if a.is_empty() => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
+    }
+}

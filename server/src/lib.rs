@@ -1,0 +1,53 @@
+//! flowbench's system under test: a Dify-compatible workflow API.
+//!
+//! `app(state)` is the whole HTTP surface (`POST /v1/workflows/run` blocking
+//! and streaming, run records, task stop, parameters, info); `AppState::new`
+//! loads Dify DSL files into validated workflows once, so no request parses a
+//! workflow. The LLM node relays an OpenAI-compatible stream as Dify
+//! `text_chunk` events, one per upstream delta, as soon as it arrives.
+
+pub mod api;
+pub mod config;
+pub mod dsl;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod llm;
+pub mod pyjson;
+pub mod request;
+pub mod sse;
+pub mod state;
+pub mod store;
+pub mod template;
+
+pub use api::app;
+pub use config::{AppConfig, Config, Limits, ProviderConfig};
+pub use state::{AppState, StatsSnapshot};
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains
+/// in-flight runs (stopping them after the configured grace period).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.shared.limits.shutdown_grace;
+    let drain_state = state.clone();
+    let router = app(state);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stop_serving = stop.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        stop_serving.cancel();
+    });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => return served,
+        () = stop.cancelled() => {}
+    }
+    // Streams keep their connections open; once shutdown starts, runs get
+    // `grace` to end on their own before they are stopped.
+    let (served, ()) = tokio::join!(server, drain_state.drain(grace));
+    served
+}

@@ -1,0 +1,279 @@
+//! The LLM node's upstream: an OpenAI-compatible streaming chat completion
+//! through one shared, pooled hyper client. Each `delta.content` is handed
+//! out as soon as its SSE frame is complete; nothing buffers the answer.
+//! Every failure (connect, status, timeout, cut or malformed stream) is an
+//! `LlmError` whose text ends up in Dify's `node_finished.error`.
+
+use crate::sse::SseParser;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How much of an upstream error body is quoted in the node's error.
+const MAX_ERROR_BODY_BYTES: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("[openai] Connection error: {0}")]
+    Connect(String),
+    #[error("[openai] Error code: {status} - {body}")]
+    Status { status: u16, body: String },
+    #[error("[openai] Request timed out: no {what} within {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    #[error("[openai] Stream ended before the completion finished")]
+    Truncated,
+    #[error("[openai] Malformed stream chunk: {0}")]
+    Malformed(String),
+    #[error("[openai] Stream read error: {0}")]
+    Read(String),
+}
+
+/// Where and how the LLM node calls its provider.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// The provider's base URL, e.g. `http://127.0.0.1:5004/v1`.
+    pub base_url: String,
+    pub api_key: String,
+    pub connect_timeout: Duration,
+    /// From sending the request to the first content delta.
+    pub first_token_timeout: Duration,
+    /// The longest silence allowed between two stream reads after that.
+    pub idle_timeout: Duration,
+}
+
+/// The shared upstream client.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    client: Client<HttpConnector, Full<Bytes>>,
+    endpoint: Uri,
+    auth: HeaderValue,
+    settings: ProviderSettings,
+}
+
+impl Provider {
+    pub fn new(settings: ProviderSettings) -> Result<Self, String> {
+        let base = settings.base_url.trim_end_matches('/');
+        let endpoint: Uri = format!("{base}/chat/completions")
+            .parse()
+            .map_err(|e| format!("provider base URL {:?} is not a valid URL: {e}", settings.base_url))?;
+        if endpoint.scheme_str() != Some("http") {
+            return Err(format!("provider base URL {:?} must be http:// (TLS is not supported)", settings.base_url));
+        }
+        let auth = HeaderValue::from_str(&format!("Bearer {}", settings.api_key))
+            .map_err(|_| "provider API key holds characters not allowed in a header".to_owned())?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
+        Ok(Self { client, endpoint, auth, settings })
+    }
+
+    /// Sends a streaming chat completion; the stream yields content deltas.
+    pub async fn stream(&self, body: Vec<u8>) -> Result<CompletionStream, LlmError> {
+        let deadline = Instant::now() + self.settings.first_token_timeout;
+        let request = Request::post(self.endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "text/event-stream")
+            .header(header::AUTHORIZATION, self.auth.clone())
+            .body(Full::new(Bytes::from(body)))
+            .expect("request parts are valid");
+        let response = tokio::time::timeout_at(deadline, self.client.request(request))
+            .await
+            .map_err(|_| LlmError::Timeout { what: "response", after: self.settings.first_token_timeout })?
+            .map_err(|e| LlmError::Connect(error_chain(&e)))?;
+        let status = response.status();
+        let body = response.into_body();
+        if !status.is_success() {
+            let text = read_error_body(body, deadline).await;
+            return Err(LlmError::Status { status: status.as_u16(), body: text });
+        }
+        Ok(CompletionStream {
+            body,
+            parser: SseParser::new(),
+            deltas: VecDeque::new(),
+            finish_reason: None,
+            usage: None,
+            done: false,
+            first_token_deadline: Some(deadline),
+            settings: self.settings.clone(),
+        })
+    }
+}
+
+/// The request body of one chat completion.
+#[derive(Serialize)]
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: Vec<ChatMessage<'a>>,
+    pub stream: bool,
+    pub stream_options: StreamOptions,
+    pub user: &'a str,
+    #[serde(flatten)]
+    pub params: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+pub struct ChatMessage<'a> {
+    pub role: &'a str,
+    pub content: String,
+}
+
+#[derive(Serialize)]
+pub struct StreamOptions {
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// An upstream stream being read.
+pub struct CompletionStream {
+    body: Incoming,
+    parser: SseParser,
+    deltas: VecDeque<String>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    done: bool,
+    /// Until the first content arrives, reads share this one deadline.
+    first_token_deadline: Option<Instant>,
+    settings: ProviderSettings,
+}
+
+impl CompletionStream {
+    /// The next non-empty content delta, `None` once the stream finished well.
+    pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
+        loop {
+            if let Some(delta) = self.deltas.pop_front() {
+                self.first_token_deadline = None;
+                return Ok(Some(delta));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let (deadline, what, after) = match self.first_token_deadline {
+                Some(d) => (d, "first token", self.settings.first_token_timeout),
+                None => (Instant::now() + self.settings.idle_timeout, "stream data", self.settings.idle_timeout),
+            };
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.map_err(|_| LlmError::Timeout { what, after })?;
+            match frame {
+                None if self.finish_reason.is_some() => self.done = true,
+                None => return Err(LlmError::Truncated),
+                Some(Err(e)) => return Err(LlmError::Read(error_chain(&e))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.feed(&data)?;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish_reason.as_deref()
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
+        let mut failure = None;
+        let Self { parser, deltas, finish_reason, usage, done, .. } = self;
+        parser.push(data, |event| {
+            if failure.is_some() || *done {
+                return;
+            }
+            if event.data == "[DONE]" {
+                *done = true;
+                return;
+            }
+            match serde_json::from_str::<Chunk<'_>>(&event.data) {
+                Ok(chunk) => {
+                    if let Some(u) = chunk.usage {
+                        *usage = Some(u);
+                    }
+                    for choice in chunk.choices {
+                        if let Some(content) = choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()) {
+                            deltas.push_back(content.into_owned());
+                        }
+                        if let Some(reason) = choice.finish_reason {
+                            *finish_reason = Some(reason.into_owned());
+                        }
+                    }
+                }
+                Err(e) => {
+                    let mut shown: String = event.data.chars().take(80).collect();
+                    if shown.len() < event.data.len() {
+                        shown.push('…');
+                    }
+                    failure = Some(LlmError::Malformed(format!("{e} in {shown:?}")));
+                }
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+async fn read_error_body(mut body: Incoming, deadline: Instant) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < MAX_ERROR_BODY_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    buf.truncate(MAX_ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&buf).trim().to_owned()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

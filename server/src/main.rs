@@ -1,0 +1,104 @@
+//! `flowbench-server`: serves Dify DSL apps over Dify's workflow API.
+//!
+//! Configuration comes from an optional TOML file (`--config`), then flags and
+//! `FLOWBENCH_*` environment variables, which win. SIGINT or SIGTERM stops
+//! accepting, lets in-flight runs finish (up to `shutdown_grace`), then exits.
+
+use anyhow::Context;
+use clap::Parser;
+use server::{AppConfig, AppState, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "flowbench-server", version, about = "A Dify-compatible workflow API server (Start, LLM and End nodes)")]
+struct Cli {
+    /// TOML config file; flags override it.
+    #[arg(long, env = "FLOWBENCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5001].
+    #[arg(long, env = "FLOWBENCH_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// An app as API_KEY=DSL_FILE; repeatable.
+    #[arg(long = "app", value_name = "API_KEY=DSL_FILE", value_parser = parse_app)]
+    apps: Vec<AppConfig>,
+    /// The OpenAI-compatible provider's base URL, e.g. http://127.0.0.1:5004/v1.
+    #[arg(long, env = "FLOWBENCH_PROVIDER_BASE_URL")]
+    provider_base_url: Option<String>,
+    /// The provider's API key.
+    #[arg(long, env = "FLOWBENCH_PROVIDER_API_KEY", hide_env_values = true)]
+    provider_api_key: Option<String>,
+    /// Request bodies above this many bytes get 413.
+    #[arg(long, env = "FLOWBENCH_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Runs allowed at once per app given with --app (429 above); off by default.
+    #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
+    max_concurrent_runs: Option<usize>,
+}
+
+fn parse_app(text: &str) -> Result<AppConfig, String> {
+    let (api_key, path) = text.split_once('=').ok_or_else(|| format!("{text:?} is not API_KEY=DSL_FILE"))?;
+    Ok(AppConfig { api_key: api_key.to_owned(), workflow: PathBuf::from(path), max_concurrent_runs: None })
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    for mut app in cli.apps {
+        app.max_concurrent_runs = cli.max_concurrent_runs;
+        config.apps.push(app);
+    }
+    if let Some(url) = cli.provider_base_url {
+        config.provider.base_url = url;
+    }
+    if let Some(key) = cli.provider_api_key {
+        config.provider.api_key = key;
+    }
+    if let Some(n) = cli.max_body_bytes {
+        config.limits.max_body_bytes = n;
+    }
+    anyhow::ensure!(!config.apps.is_empty(), "no apps configured: give --app API_KEY=DSL_FILE or a --config file with [[apps]]");
+    let state = AppState::new(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
+        server::serve(listener, state, shutdown_signal()).await.context("serving")?;
+        tracing::info!("drained; bye");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

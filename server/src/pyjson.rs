@@ -1,0 +1,177 @@
+//! Byte-exact imitations of Python's JSON and repr output, where Dify's wire
+//! format shows them: `json.dumps` defaults (`", "`/`": "` separators,
+//! `ensure_ascii`) in blocking bodies and in a run record's `inputs` string,
+//! Flask's `\/` escaping in error bodies, and `repr()` inside pydantic
+//! validation messages.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::io;
+
+/// Serializes `value` as Python's `json.dumps(value)` would.
+pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    // Serializing our own types into a Vec cannot fail.
+    value.serialize(&mut ser).expect("serialize to Vec");
+    out
+}
+
+/// Compact JSON with `/` escaped as `\/`, as Flask-RESTx writes error and
+/// record bodies, plus its trailing newline.
+pub fn to_flask_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let compact = serde_json::to_vec(value).expect("serialize to Vec");
+    let mut out = Vec::with_capacity(compact.len() + 8);
+    for &b in &compact {
+        // `/` can only occur inside strings in JSON text.
+        if b == b'/' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Python's `repr()` of a JSON value (dicts, lists, str, int, float, bool, None).
+pub fn python_repr(value: &Value) -> String {
+    let mut out = String::new();
+    write_repr(value, &mut out);
+    out
+}
+
+/// Python's type name for a JSON value, as pydantic prints `input_type=`.
+pub fn python_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// pydantic-core shortens long `input_value` reprs: head, `...`, tail.
+pub fn truncated_repr(value: &Value) -> String {
+    const MAX_CHARS: usize = 50;
+    let repr = python_repr(value);
+    let n = repr.chars().count();
+    if n <= MAX_CHARS {
+        return repr;
+    }
+    let head: String = repr.chars().take(25).collect();
+    let tail: String = repr.chars().skip(n - 24).collect();
+    format!("{head}...{tail}")
+}
+
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
+        let mut units = [0u16; 2];
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                writer.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_repr(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_str_repr(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_str_repr(k, out);
+                out.push_str(": ");
+                write_repr(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Python's `repr(str)`: single quotes unless the text holds `'` and no `"`.
+pub fn write_str_repr(s: &str, out: &mut String) {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_dumps_separators_and_ascii() {
+        let v = json!({"a": [1, "é", null], "b": {"c": 0.5}});
+        assert_eq!(String::from_utf8(to_python_json(&v)).unwrap(), r#"{"a": [1, "\u00e9", null], "b": {"c": 0.5}}"#);
+    }
+
+    #[test]
+    fn flask_escapes_slash_and_ends_with_newline() {
+        let v = json!({"m": "https://x/y"});
+        assert_eq!(String::from_utf8(to_flask_json(&v)).unwrap(), "{\"m\":\"https:\\/\\/x\\/y\"}\n");
+    }
+
+    #[test]
+    fn repr_matches_python() {
+        let v = json!({"response_mode": "blocking", "user": "bench", "n": [1, true, null], "q": "it's"});
+        assert_eq!(python_repr(&v), r#"{'response_mode': 'blocking', 'user': 'bench', 'n': [1, True, None], 'q': "it's"}"#);
+    }
+}

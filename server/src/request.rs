@@ -1,0 +1,252 @@
+//! Decoding and checking a run request, in Dify's order: the body must be a
+//! JSON object (`bad_request`), `user` must be given (`invalid_param`), the
+//! payload must fit `WorkflowRunPayload` (pydantic's messages), and the
+//! inputs must fit the start node's variables (required, type, `max_length`,
+//! select options). All of it happens before any stream starts, so a
+//! streaming request gets the same 400 as a blocking one.
+
+use crate::dsl::{NodeKind, StartVariable, VarType, Workflow};
+use crate::error::{ApiError, MSG_NO_USER};
+use crate::pyjson::{python_type_name, truncated_repr};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    Blocking,
+    Streaming,
+}
+
+/// A decoded, checked run request.
+#[derive(Debug)]
+pub struct RunPayload {
+    /// Every start variable in declaration order; missing optional ones are null.
+    pub inputs: Map<String, Value>,
+    pub response_mode: ResponseMode,
+    pub user: String,
+}
+
+/// Fields not named here (`files`, padding, anything) are skipped unread.
+#[derive(Deserialize)]
+struct RawRunBody {
+    #[serde(default, deserialize_with = "present")]
+    inputs: Option<Value>,
+    #[serde(default)]
+    response_mode: Option<Value>,
+    #[serde(default)]
+    user: Option<Value>,
+}
+
+/// `Some(Value::Null)` for an explicit `null`, `None` only when absent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Decodes a `POST /v1/workflows/run` body against `workflow`.
+pub fn decode_run(body: &[u8], workflow: &Workflow) -> Result<RunPayload, ApiError> {
+    let raw = decode_object::<RawRunBody>(body)?;
+    let user = user_of(raw.user.as_ref())?;
+    let mut errors = Vec::new();
+    let inputs = match raw.inputs {
+        Some(Value::Object(map)) => Some(map),
+        None => {
+            errors.push(PydanticError::missing("inputs", body));
+            None
+        }
+        Some(other) => {
+            errors.push(PydanticError::new("inputs", "Input should be a valid dictionary", "dict_type", &other));
+            None
+        }
+    };
+    let response_mode = match raw.response_mode.as_ref() {
+        None | Some(Value::Null) => Some(ResponseMode::Blocking),
+        Some(Value::String(s)) if s == "blocking" => Some(ResponseMode::Blocking),
+        Some(Value::String(s)) if s == "streaming" => Some(ResponseMode::Streaming),
+        Some(other) => {
+            errors.push(PydanticError::new("response_mode", "Input should be 'blocking' or 'streaming'", "literal_error", other));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_param(pydantic_message("WorkflowRunPayload", &errors)));
+    }
+    let inputs = check_inputs(inputs.expect("no errors"), workflow)?;
+    Ok(RunPayload { inputs, response_mode: response_mode.expect("no errors"), user })
+}
+
+/// Decodes a `POST /v1/workflows/tasks/{id}/stop` body: just its `user`.
+pub fn decode_stop(body: &[u8]) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct RawStopBody {
+        #[serde(default)]
+        user: Option<Value>,
+    }
+    let raw = decode_object::<RawStopBody>(body)?;
+    user_of(raw.user.as_ref())
+}
+
+fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    // serde accepts a JSON array for a struct; Dify's payload must be an object.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request());
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request())
+}
+
+/// Dify takes any non-empty `user`; a number is used as its text.
+fn user_of(user: Option<&Value>) -> Result<String, ApiError> {
+    match user {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(ApiError::invalid_param(MSG_NO_USER)),
+    }
+}
+
+/// Checks `inputs` against the start node's variables, in declaration order;
+/// undeclared inputs are dropped, as Dify does.
+pub fn check_inputs(mut inputs: Map<String, Value>, workflow: &Workflow) -> Result<Map<String, Value>, ApiError> {
+    let variables: &[StartVariable] = workflow
+        .nodes
+        .first()
+        .and_then(|n| match &n.kind {
+            NodeKind::Start { variables } => Some(variables.as_slice()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut checked = Map::with_capacity(variables.len());
+    for var in variables {
+        let value = inputs.remove(&var.variable).unwrap_or(Value::Null);
+        let value = check_input(var, value).map_err(ApiError::invalid_param)?;
+        checked.insert(var.variable.clone(), value);
+    }
+    Ok(checked)
+}
+
+fn check_input(var: &StartVariable, value: Value) -> Result<Value, String> {
+    let name = &var.variable;
+    if value.is_null() {
+        if var.required {
+            return Err(format!("{name} is required in input form"));
+        }
+        return Ok(Value::Null);
+    }
+    match var.var_type {
+        VarType::TextInput | VarType::Paragraph | VarType::Select => {
+            let Value::String(text) = value else {
+                return Err(format!("(type '{}') {name} in input form must be a string", var.var_type.as_str()));
+            };
+            if var.var_type == VarType::Select && !var.options.contains(&text) {
+                let options: Vec<Value> = var.options.iter().map(|o| Value::String(o.clone())).collect();
+                return Err(format!(
+                    "{name} in input form must be one of the following: {}",
+                    crate::pyjson::python_repr(&Value::Array(options))
+                ));
+            }
+            if let Some(max) = var.max_length.filter(|_| var.var_type != VarType::Select) {
+                if text.chars().count() as u64 > max {
+                    return Err(format!("{name} in input form must be less than {max} characters"));
+                }
+            }
+            Ok(Value::String(if text.contains('\0') { text.replace('\0', "") } else { text }))
+        }
+        VarType::Number => match value {
+            Value::Number(_) => Ok(value),
+            Value::String(s) if s.trim().is_empty() => Ok(Value::Null),
+            Value::String(s) => parse_number(s.trim()).ok_or_else(|| format!("{name} in input form must be a valid number")),
+            _ => Err(format!("{name} in input form must be a valid number")),
+        },
+        VarType::Checkbox => match value {
+            Value::Bool(_) => Ok(value),
+            _ => Err(format!("{name} in input form must be a boolean")),
+        },
+    }
+}
+
+fn parse_number(s: &str) -> Option<Value> {
+    if s.contains(['.', 'e', 'E']) {
+        s.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+    } else {
+        s.parse::<i64>().ok().map(Value::from)
+    }
+}
+
+struct PydanticError {
+    field: &'static str,
+    message: &'static str,
+    error_type: &'static str,
+    input_value: String,
+    input_type: &'static str,
+}
+
+impl PydanticError {
+    fn new(field: &'static str, message: &'static str, error_type: &'static str, input: &Value) -> Self {
+        Self { field, message, error_type, input_value: truncated_repr(input), input_type: python_type_name(input) }
+    }
+
+    /// pydantic shows the whole payload as the input of a missing field.
+    fn missing(field: &'static str, body: &[u8]) -> Self {
+        let whole: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        Self::new(field, "Field required", "missing", &whole)
+    }
+}
+
+fn pydantic_message(model: &str, errors: &[PydanticError]) -> String {
+    let n = errors.len();
+    let mut text = format!("{n} validation error{} for {model}", if n == 1 { "" } else { "s" });
+    for e in errors {
+        text.push_str(&format!(
+            "\n{}\n  {} [type={}, input_value={}, input_type={}]\n    For further information visit https://errors.pydantic.dev/2.12/v/{}",
+            e.field, e.message, e.error_type, e.input_value, e.input_type, e.error_type
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn workflow() -> Workflow {
+        crate::dsl::parse(Path::new("test.yml"), include_str!("../../fixtures/workflows/start_end.yml")).unwrap()
+    }
+
+    #[track_caller]
+    fn check(body: &str, expect: Result<&str, &str>) {
+        let got = decode_run(body.as_bytes(), &workflow());
+        match (got, expect) {
+            (Ok(p), Ok(inputs)) => assert_eq!(Value::Object(p.inputs).to_string(), inputs),
+            (Err(e), Err(message)) => assert_eq!(e.message, message),
+            (got, expect) => panic!("{body}: got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_in_difys_order() {
+        check(r#"{"inputs":{"question":"hi","zzz":1},"user":"u"}"#, Ok(r#"{"question":"hi"}"#));
+        check(r#"{"inputs":{"question":""},"user":"u"}"#, Ok(r#"{"question":""}"#));
+        check("[]", Err(crate::error::MSG_BAD_REQUEST));
+        check(r#"{"inputs":{}}"#, Err(MSG_NO_USER));
+        check(r#"{"inputs":{},"user":"u"}"#, Err("question is required in input form"));
+        check(r#"{"inputs":{"question":null},"user":"u"}"#, Err("question is required in input form"));
+        check(r#"{"inputs":{"question":123},"user":"u"}"#, Err("(type 'text-input') question in input form must be a string"));
+        check(
+            r#"{"response_mode":"blocking","user":"bench"}"#,
+            Err(
+                "1 validation error for WorkflowRunPayload\ninputs\n  Field required [type=missing, input_value={'response_mode': 'blocking', 'user': 'bench'}, input_type=dict]\n    For further information visit https://errors.pydantic.dev/2.12/v/missing",
+            ),
+        );
+        check(
+            r#"{"inputs":{},"response_mode":"bogus","user":"bench"}"#,
+            Err(
+                "1 validation error for WorkflowRunPayload\nresponse_mode\n  Input should be 'blocking' or 'streaming' [type=literal_error, input_value='bogus', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.12/v/literal_error",
+            ),
+        );
+        let long = "x".repeat(257);
+        check(
+            &format!(r#"{{"inputs":{{"question":"{long}"}},"user":"u"}}"#),
+            Err("question in input form must be less than 256 characters"),
+        );
+    }
+}

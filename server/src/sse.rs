@@ -1,0 +1,218 @@
+//! Server-Sent Events: a spec-correct incremental parser and the frame encoder.
+//!
+//! The parser follows the WHATWG "event stream interpretation": `\n`, `\r\n`
+//! and `\r` line ends, a leading BOM, comments (`:`), `event`/`data`/`id`/
+//! `retry` fields, multi-line `data`, and frames split at any byte across
+//! reads. A frame without a `data` line (Dify's bare `event: ping`) is not an
+//! event and is never dispatched. The parser does no I/O: bytes in, events out.
+//! The server uses it to read the upstream LLM stream; the harness uses it to
+//! read the server's stream.
+
+/// A bare keep-alive frame, as Dify sends first and after each silent 10 s.
+pub const PING_FRAME: &[u8] = b"event: ping\n\n";
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, `None` when absent (the spec's default `message`).
+    pub event: Option<String>,
+    /// The `data:` lines joined by `\n`.
+    pub data: String,
+    /// The last event id seen on the stream so far, if any.
+    pub id: Option<String>,
+}
+
+/// Incremental SSE parser.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: String,
+    has_data: bool,
+    event: Option<String>,
+    last_id: Option<String>,
+    retry_ms: Option<u64>,
+    /// The previous chunk ended on `\r`: a `\n` starting the next one belongs to it.
+    skip_lf: bool,
+    started: bool,
+    n_frames: u64,
+}
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes; calls `on_event` for every event they complete.
+    pub fn push(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent)) {
+        if !self.started && !bytes.is_empty() {
+            // The BOM may itself be split across reads; only strip it whole.
+            if self.line.len() + bytes.len() < 3 && b"\xEF\xBB\xBF".starts_with(&[&self.line[..], bytes].concat()) {
+                self.line.extend_from_slice(bytes);
+                return;
+            }
+            self.started = true;
+            if !self.line.is_empty() {
+                let pending = std::mem::take(&mut self.line);
+                let rest = [&pending[..], bytes].concat();
+                let rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&rest).to_vec();
+                self.push(&rest, on_event);
+                return;
+            }
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        if self.skip_lf {
+            self.skip_lf = false;
+            if let Some(rest) = bytes.strip_prefix(b"\n") {
+                bytes = rest;
+            }
+        }
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
+            let is_cr = bytes[pos] == b'\r';
+            if self.line.is_empty() {
+                self.process_line(&bytes[..pos], &mut on_event);
+            } else {
+                self.line.extend_from_slice(&bytes[..pos]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, &mut on_event);
+                self.line = line;
+                self.line.clear();
+            }
+            bytes = &bytes[pos + 1..];
+            if is_cr {
+                match bytes.first() {
+                    Some(b'\n') => bytes = &bytes[1..],
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+        }
+        self.line.extend_from_slice(bytes);
+    }
+
+    /// The `retry:` reconnection time last announced by the stream, in ms.
+    pub fn retry_ms(&self) -> Option<u64> {
+        self.retry_ms
+    }
+
+    /// Frames closed by a blank line so far, events or not (pings count here).
+    pub fn n_frames(&self) -> u64 {
+        self.n_frames
+    }
+
+    /// True when bytes of an unfinished line or frame are buffered: a stream
+    /// that ends now was cut mid-frame.
+    pub fn has_partial_frame(&self) -> bool {
+        !self.line.is_empty() || self.has_data || self.event.is_some()
+    }
+
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent)) {
+        if line.is_empty() {
+            self.dispatch(on_event);
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (name, value) = match memchr::memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.has_data = true;
+                self.data.push_str(&String::from_utf8_lossy(value));
+            }
+            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => self.last_id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent)) {
+        self.n_frames += 1;
+        let event = self.event.take();
+        if !self.has_data {
+            return;
+        }
+        self.has_data = false;
+        on_event(SseEvent { event, data: std::mem::take(&mut self.data), id: self.last_id.clone() });
+    }
+}
+
+/// Appends one `data:` frame holding `json` (which must not contain a line
+/// break; compact JSON never does).
+pub fn encode_data_frame(json: &[u8], out: &mut Vec<u8>) {
+    out.reserve(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(chunks: &[&[u8]], expect: &[(&str, Option<&str>)]) {
+        let mut parser = SseParser::new();
+        let mut got = Vec::new();
+        for chunk in chunks {
+            parser.push(chunk, |e| got.push((e.data, e.event)));
+        }
+        let got: Vec<(&str, Option<&str>)> = got.iter().map(|(d, e)| (d.as_str(), e.as_deref())).collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn line_ends_of_every_kind() {
+        check(&[b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n\n"], &[("a", None), ("b", None), ("c", None), ("d", None)]);
+    }
+
+    #[test]
+    fn cr_lf_split_across_reads_is_one_line_end() {
+        check(&[b"data: a\r", b"\n", b"\r", b"\ndata: b\n\n"], &[("a", None), ("b", None)]);
+    }
+
+    #[test]
+    fn ping_and_comments_are_not_events() {
+        check(&[b"event: ping\n\n: keep-alive\n\ndata: x\n\n"], &[("x", None)]);
+    }
+
+    #[test]
+    fn multi_line_data_and_event_type() {
+        check(&[b"event: delta\ndata: one\ndata:two\ndata\n\n"], &[("one\ntwo\n", Some("delta"))]);
+    }
+
+    #[test]
+    fn unfinished_frame_is_not_dispatched() {
+        let mut parser = SseParser::new();
+        let mut n = 0;
+        parser.push(b"data: x\n", |_| n += 1);
+        assert_eq!(n, 0);
+        assert!(parser.has_partial_frame());
+    }
+
+    #[test]
+    fn bom_split_across_reads_is_stripped() {
+        check(&[b"\xEF", b"\xBB", b"\xBFdata: x\n\n"], &[("x", None)]);
+    }
+
+    #[test]
+    fn id_and_retry_fields() {
+        let mut parser = SseParser::new();
+        let mut ids = Vec::new();
+        parser.push(b"id: 7\nretry: 1500\ndata: a\n\ndata: b\n\nretry: x1\n\n", |e| ids.push(e.id));
+        assert_eq!(ids, [Some("7".to_owned()), Some("7".to_owned())]);
+        assert_eq!(parser.retry_ms(), Some(1500));
+        assert_eq!(parser.n_frames(), 3);
+    }
+}

@@ -1,0 +1,193 @@
+//! The server's shared state, built once from a `Config`: the apps by API key
+//! (each with its parsed workflow and precomputed metadata bodies), the
+//! upstream client, the run store, the running tasks and the counters.
+//! Nothing in it is behind a global lock.
+
+use crate::config::{Config, ConfigError, Limits};
+use crate::dsl::{self, NodeKind, Workflow};
+use crate::llm::{Provider, ProviderSettings};
+use crate::store::{MemoryStore, RunStore, TaskRegistry};
+use bytes::Bytes;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub apps: HashMap<String, Arc<App>>,
+    pub limits: Limits,
+    pub provider: Provider,
+    pub store: Arc<dyn RunStore>,
+    pub tasks: TaskRegistry,
+    pub stats: Stats,
+    /// Every streaming run's task; drained on shutdown.
+    pub tracker: TaskTracker,
+    /// Cancelled when shutdown's grace period ends: stops every run.
+    pub shutdown: CancellationToken,
+}
+
+/// One served app.
+#[derive(Debug)]
+pub struct App {
+    pub api_key: String,
+    pub app_id: String,
+    pub workflow_id: String,
+    pub workflow_path: PathBuf,
+    pub workflow: Workflow,
+    pub(crate) run_cap: Option<Arc<Semaphore>>,
+    pub(crate) parameters_body: Bytes,
+    pub(crate) info_body: Bytes,
+}
+
+/// Counters, readable at `GET /_flowbench/stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub runs_started: AtomicU64,
+    pub runs_finished: AtomicU64,
+    /// Streams whose client left before the run ended.
+    pub runs_client_gone: AtomicU64,
+    pub runs_rejected_busy: AtomicU64,
+}
+
+/// A snapshot of `Stats`.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub live_runs: u64,
+    pub runs_started: u64,
+    pub runs_finished: u64,
+    pub runs_client_gone: u64,
+    pub runs_rejected_busy: u64,
+}
+
+impl AppState {
+    /// Loads every app's workflow and builds the state; errors name the file.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let limits = config.limits.clone();
+        let provider = Provider::new(ProviderSettings {
+            base_url: config.provider.base_url.clone(),
+            api_key: config.provider.api_key.clone(),
+            connect_timeout: limits.upstream_connect_timeout,
+            first_token_timeout: limits.upstream_first_token_timeout,
+            idle_timeout: limits.upstream_idle_timeout,
+        })
+        .map_err(ConfigError::Provider)?;
+        let mut apps = HashMap::new();
+        for app in &config.apps {
+            let workflow = dsl::load_file(&app.workflow)?;
+            let app_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("flowbench-app:{}", app.api_key).as_bytes());
+            let workflow_id = uuid::Uuid::new_v5(&app_id, format!("{workflow:?}").as_bytes());
+            let built = App {
+                api_key: app.api_key.clone(),
+                app_id: app_id.to_string(),
+                workflow_id: workflow_id.to_string(),
+                workflow_path: app.workflow.clone(),
+                parameters_body: parameters_body(&workflow),
+                info_body: info_body(&workflow),
+                workflow,
+                run_cap: app.max_concurrent_runs.map(|n| Arc::new(Semaphore::new(n))),
+            };
+            apps.insert(app.api_key.clone(), Arc::new(built));
+        }
+        let shared = Shared {
+            apps,
+            store: Arc::new(MemoryStore::new(limits.max_stored_runs)),
+            limits,
+            provider,
+            tasks: TaskRegistry::default(),
+            stats: Stats::default(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self { shared: Arc::new(shared) })
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.shared.apps.values()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        let started = s.runs_started.load(Ordering::Relaxed);
+        let finished = s.runs_finished.load(Ordering::Relaxed);
+        StatsSnapshot {
+            live_runs: started.saturating_sub(finished),
+            runs_started: started,
+            runs_finished: finished,
+            runs_client_gone: s.runs_client_gone.load(Ordering::Relaxed),
+            runs_rejected_busy: s.runs_rejected_busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for in-flight streaming runs; after `grace`, stops them (each
+    /// then ends with `workflow_finished` status `stopped`) and waits again.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        let tracker = &self.shared.tracker;
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(live = tracker.len(), "shutdown grace period over; stopping in-flight runs");
+            self.shared.shutdown.cancel();
+            tracker.wait().await;
+        }
+    }
+}
+
+fn parameters_body(workflow: &Workflow) -> Bytes {
+    let variables = workflow.nodes.iter().find_map(|n| match &n.kind {
+        NodeKind::Start { variables } => Some(variables),
+        _ => None,
+    });
+    let form: Vec<serde_json::Value> = variables
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            json!({ v.var_type.as_str(): {
+                "variable": v.variable,
+                "label": v.label.clone().unwrap_or_else(|| v.variable.clone()),
+                "type": v.var_type.as_str(),
+                "required": v.required,
+                "max_length": v.max_length,
+                "options": v.options,
+            }})
+        })
+        .collect();
+    let body = json!({
+        "opening_statement": null,
+        "suggested_questions": [],
+        "suggested_questions_after_answer": {"enabled": false},
+        "speech_to_text": {"enabled": false},
+        "text_to_speech": {"enabled": false, "voice": "", "language": ""},
+        "retriever_resource": {"enabled": false},
+        "annotation_reply": {"enabled": false},
+        "more_like_this": {"enabled": false},
+        "user_input_form": form,
+        "sensitive_word_avoidance": {"enabled": false},
+        "file_upload": {},
+        "system_parameters": {
+            "image_file_size_limit": 10, "video_file_size_limit": 100, "audio_file_size_limit": 50,
+            "file_size_limit": 15, "workflow_file_upload_limit": 10
+        }
+    });
+    Bytes::from(crate::pyjson::to_flask_json(&body))
+}
+
+fn info_body(workflow: &Workflow) -> Bytes {
+    let body = json!({
+        "name": workflow.name,
+        "description": workflow.description,
+        "tags": [],
+        "mode": "workflow",
+        "author_name": "flowbench",
+    });
+    Bytes::from(crate::pyjson::to_flask_json(&body))
+}
