@@ -143,10 +143,10 @@ fn check_input(var: &StartVariable, value: Value) -> Result<Value, String> {
                     crate::pyjson::python_repr(&Value::Array(options))
                 ));
             }
-            if let Some(max) = var.max_length.filter(|_| var.var_type != VarType::Select) {
-                if text.chars().count() as u64 > max {
-                    return Err(format!("{name} in input form must be less than {max} characters"));
-                }
+            if let Some(max) = var.max_length.filter(|_| var.var_type != VarType::Select)
+                && text.chars().count() as u64 > max
+            {
+                return Err(format!("{name} in input form must be less than {max} characters"));
             }
             Ok(Value::String(if text.contains('\0') { text.replace('\0', "") } else { text }))
         }

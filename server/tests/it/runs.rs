@@ -1,0 +1,124 @@
+//! Run records, task stop, parameters and info, and Dify's own stress-test
+//! app loaded unchanged.
+
+use crate::support::{TestClient, read_until, spawn_server, spawn_stack, spawn_stack_with};
+use harness::stack::workspace_root;
+use harness::{Fault, Script, StackOptions};
+use serde_json::{Value, json};
+use server::sse::SseParser;
+
+#[tokio::test]
+async fn run_record_after_a_blocking_run() {
+    let stack = spawn_stack().await;
+    let client = TestClient::for_stack(&stack);
+    let key = stack.api_key("empty");
+    let reply = client.run(key, &json!({"inputs": {"question": "What is machine learning?"}, "user": "bench"})).await;
+    let run_id = reply.json()["workflow_run_id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {key}");
+    let record = client.send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await;
+    assert_eq!(record.status, 200);
+    assert_eq!(record.header("content-type"), Some("application/json"));
+    assert!(record.text().ends_with("}\n"));
+    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(record.text()).unwrap().keys().cloned().collect();
+    let expected = [
+        "id",
+        "workflow_id",
+        "status",
+        "inputs",
+        "outputs",
+        "error",
+        "total_steps",
+        "total_tokens",
+        "created_at",
+        "finished_at",
+        "elapsed_time",
+    ];
+    assert_eq!(keys, expected);
+    let record = record.json();
+    assert_eq!(record["id"], run_id.as_str());
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["outputs"], json!({"answer": "What is machine learning?"}));
+    let inputs = record["inputs"].as_str().expect("inputs is a JSON-encoded string");
+    assert!(
+        inputs.starts_with("{\"question\": \"What is machine learning?\", \"sys.files\": [], \"sys.user_id\": \"bench\", \"sys.app_id\": ")
+    );
+    assert!(inputs.contains("\"sys.timestamp\": "));
+    // Another app's key cannot see it.
+    let other = format!("Bearer {}", stack.api_key("llm"));
+    let hidden = client.send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &other)], "").await;
+    assert_eq!(hidden.status, 404);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_ends_a_streaming_run_of_the_same_user() {
+    let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
+    let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
+    let client = TestClient::for_stack(&stack);
+    let key = stack.api_key("llm");
+    let response = client.open_stream(key, &json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "alice"})).await;
+    let mut body = response.into_body();
+    let mut parser = SseParser::new();
+    let seen = read_until(&mut body, &mut parser, |e| e["event"] == "text_chunk").await;
+    let task_id = seen[0]["task_id"].as_str().unwrap().to_owned();
+    let run_id = seen[0]["workflow_run_id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let path = format!("/v1/workflows/tasks/{task_id}/stop");
+    // Another user's stop answers success but stops nothing.
+    let other = client.send("POST", &path, &headers, r#"{"user":"mallory"}"#).await;
+    assert_eq!(other.text(), "{\"result\":\"success\"}\n");
+    let stopped = client.send("POST", &path, &headers, r#"{"user":"alice"}"#).await;
+    assert_eq!(stopped.text(), "{\"result\":\"success\"}\n");
+    let rest = read_until(&mut body, &mut parser, |e| e["event"] == "workflow_finished").await;
+    let finished = rest.last().unwrap();
+    assert_eq!(finished["data"]["status"], "stopped");
+    assert_eq!(finished["data"]["error"], server::engine::STOPPED_BY_USER);
+    use http_body_util::BodyExt;
+    assert!(body.frame().await.is_none(), "the stream closes right after workflow_finished");
+    let record = client.send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await.json();
+    assert_eq!(record["status"], "stopped");
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn parameters_and_info_describe_the_app() {
+    let stack = spawn_stack().await;
+    let client = TestClient::for_stack(&stack);
+    let auth = format!("Bearer {}", stack.api_key("empty"));
+    let params = client.send("GET", "/v1/parameters", &[("authorization", &auth)], "").await;
+    assert_eq!(params.status, 200);
+    assert_eq!(
+        params.json()["user_input_form"],
+        json!([{"text-input": {"variable": "question", "label": "question", "type": "text-input", "required": true, "max_length": 256, "options": []}}])
+    );
+    let info = client.send("GET", "/v1/info", &[("authorization", &auth)], "").await.json();
+    assert_eq!(info["name"], "flowbench-start-end");
+    assert_eq!(info["mode"], "workflow");
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn difys_stress_test_app_runs_unchanged() {
+    let stack = spawn_stack().await;
+    let mut config = crate::support::llm_config(&stack.info.mock_llm_url);
+    config.apps[0].workflow = workspace_root().join("fixtures/workflows/dify/stress_test_llm.yml");
+    let (url, stop) = spawn_server(config).await;
+    let reply = TestClient::new(&url)
+        .run("app-llm", &json!({"inputs": {"question": "What is AI?"}, "response_mode": "streaming", "user": "user_1"}))
+        .await;
+    let text: String = reply
+        .events()
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap())
+        .filter(|e| e["event"] == "text_chunk")
+        .map(|e| e["data"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, "Mock response to: What is AI?... ");
+    let request = &stack.mock.requests()[0].body;
+    // The empty system prompt is not sent; the user prompt is the question.
+    assert_eq!(request["messages"], json!([{"role": "user", "content": "What is AI?"}]));
+    assert_eq!(stack.mock.requests()[0].authorization.as_deref(), Some("Bearer sk-test"));
+    stop.cancel();
+    stack.shutdown().await.unwrap();
+}

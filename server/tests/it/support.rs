@@ -1,0 +1,160 @@
+//! Test support: a stack on ephemeral loopback ports and a small HTTP client
+//! that reads whole bodies or SSE streams, with headers and reason phrases.
+
+use bytes::Bytes;
+use harness::{Script, Stack, StackOptions};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use server::sse::{SseEvent, SseParser};
+
+pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(StackOptions { script: fast_script(), ..StackOptions::default() }).await
+}
+
+pub async fn spawn_stack_with(options: StackOptions) -> Stack {
+    Stack::start(options).await.expect("stack starts")
+}
+
+/// Dify's mock reply with 1 ms between tokens, so tests do not wait 50 ms a word.
+pub fn fast_script() -> Script {
+    Script { inter_token_delay: std::time::Duration::from_millis(1), ..Script::default() }
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    /// The reason phrase when it is not the canonical one (e.g. `BAD REQUEST`).
+    pub reason: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// The SSE events of a streamed body.
+    pub fn events(&self) -> Vec<SseEvent> {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        parser.push(&self.body, |e| events.push(e));
+        assert!(!parser.has_partial_frame(), "stream ends mid-frame: {}", self.text());
+        events
+    }
+
+    /// The `event` field of each data event's JSON.
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().iter().map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["event"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+#[derive(Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl TestClient {
+    pub fn new(base: &str) -> Self {
+        Self { client: Client::builder(TokioExecutor::new()).build_http(), base: base.to_owned() }
+    }
+
+    pub fn for_stack(stack: &Stack) -> Self {
+        Self::new(&stack.info.server_url)
+    }
+
+    /// Sends a request; `headers` are `(name, value)` pairs.
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.client.request(request.body(Full::new(body.into())).unwrap()).await.expect("request is answered");
+        let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body reads to the end").to_bytes();
+        Reply { status: parts.status, reason, headers: parts.headers, body }
+    }
+
+    /// `POST /v1/workflows/run` with a JSON body and an API key.
+    pub async fn run(&self, api_key: &str, body: &Value) -> Reply {
+        let auth = format!("Bearer {api_key}");
+        self.send("POST", "/v1/workflows/run", &[("authorization", &auth), ("content-type", "application/json")], body.to_string()).await
+    }
+
+    /// Starts a streaming run and returns the response with its body unread.
+    pub async fn open_stream(&self, api_key: &str, body: &Value) -> hyper::Response<hyper::body::Incoming> {
+        let request = Request::post(format!("{}/v1/workflows/run", self.base))
+            .header("authorization", format!("Bearer {api_key}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        self.client.request(request).await.expect("request is answered")
+    }
+}
+
+/// Reads a streaming body until `pred` holds for a received event.
+pub async fn read_until(body: &mut hyper::body::Incoming, parser: &mut SseParser, mut pred: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = body.frame().await.expect("stream still open").expect("frame reads");
+        let mut hit = false;
+        if let Ok(data) = frame.into_data() {
+            parser.push(&data, |e| {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                hit |= pred(&v);
+                seen.push(v);
+            });
+        }
+        if hit {
+            return seen;
+        }
+    }
+}
+
+/// Polls `cond` until it holds; panics after `limit` (a liveness bound, not a timing assert).
+pub async fn eventually(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A server alone (no mock) with this config, on an ephemeral port.
+pub async fn spawn_server(mut config: server::Config) -> (String, tokio_util::sync::CancellationToken) {
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let state = server::AppState::new(&config).expect("config loads");
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server::serve(listener, state, stop.clone().cancelled_owned()));
+    (url, stop)
+}
+
+/// The fixture LLM app under `app-llm`, calling `base_url`.
+pub fn llm_config(base_url: &str) -> server::Config {
+    let mut config = server::Config::default();
+    config.provider.base_url = base_url.to_owned();
+    config.provider.api_key = "sk-test".to_owned();
+    config.apps.push(server::AppConfig {
+        api_key: "app-llm".into(),
+        workflow: harness::stack::workspace_root().join("fixtures/workflows/start_llm_end.yml"),
+        max_concurrent_runs: None,
+    });
+    config
+}
