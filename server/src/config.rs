@@ -177,3 +177,38 @@ impl Config {
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid default address")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_toml_file_relative_to_itself() {
+        let dir = std::env::temp_dir().join(format!("flowbench-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\n[limits]\nupstream_idle_timeout = \"250ms\"\n[[apps]]\napi_key = \"app-x\"\nworkflow = \"w.yml\"\nmax_concurrent_runs = 3\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.limits.upstream_idle_timeout, Duration::from_millis(250));
+        assert_eq!(config.limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.apps[0].workflow, dir.join("w.yml"));
+        assert_eq!(config.apps[0].max_concurrent_runs, Some(3));
+        config.validate().unwrap();
+        std::fs::write(&path, "[limits]\nmax_body_byte = 1\n").unwrap();
+        let error = Config::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("server.toml"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        let mut config = Config::default();
+        config.apps.push(AppConfig { api_key: "nope".into(), workflow: "w.yml".into(), max_concurrent_runs: None });
+        assert!(config.validate().unwrap_err().to_string().contains("\"nope\""));
+    }
+}

@@ -122,3 +122,30 @@ async fn difys_stress_test_app_runs_unchanged() {
     stop.cancel();
     stack.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn pings_first_and_after_each_silence() {
+    let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
+    let mut options = StackOptions { script, ..StackOptions::default() };
+    options.limits.ping_interval = std::time::Duration::from_millis(50);
+    let stack = spawn_stack_with(options).await;
+    let client = TestClient::for_stack(&stack);
+    let response =
+        client.open_stream(stack.api_key("llm"), &json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"})).await;
+    let mut body = response.into_body();
+    use http_body_util::BodyExt;
+    let mut raw = Vec::new();
+    let mut parser = SseParser::new();
+    // The stream stalls after one chunk; pings keep coming while it waits.
+    while parser.n_frames() < 12 {
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        raw.extend_from_slice(&data);
+        parser.push(&data, |_| {});
+    }
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.starts_with("event: ping\n\ndata: {\"event\":\"workflow_started\""), "{text}");
+    let after_chunk = &text[text.find("\"text_chunk\"").unwrap()..];
+    assert!(after_chunk.matches("event: ping\n\n").count() >= 2, "{after_chunk}");
+    drop(body);
+    stack.shutdown().await.unwrap();
+}
