@@ -1,8 +1,16 @@
-//! flowbench's harness: the OpenAI-compatible mock LLM (`mock_llm`) and the
-//! in-process mocked stack (`stack`) that the load driver, the tests, the
-//! benchmarks and `cargo xtask up` run against.
+//! flowbench's harness: the OpenAI-compatible mock LLM (`mock_llm`), the
+//! in-process mocked stack (`stack`), and the load driver (`schedule`,
+//! `client`, `driver`, `metrics`, `health`) with its report (`report`,
+//! `run`).
 
+pub mod client;
+pub mod driver;
+pub mod health;
+pub mod metrics;
 pub mod mock_llm;
+pub mod report;
+pub mod run;
+pub mod schedule;
 pub mod stack;
 
 pub use mock_llm::{Fault, MockLlm, Reply, Script};

@@ -4,6 +4,8 @@
 //!   JSON line describing it, then serves until SIGINT or SIGTERM.
 //! - `flowbench mock`: runs the mock LLM alone on a chosen address, e.g. for a
 //!   real Dify's OpenAI-compatible provider to point at.
+//! - `flowbench run`: drives the embedded stack or any Dify-compatible server
+//!   and prints the report (see `harness::run`).
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Drive load and print the seed's report (embedded stack, or --target).
+    Run(Box<harness::run::RunArgs>),
     /// Start the mocked stack and print its URLs and API keys as one JSON line.
     Up {
         /// Address for the workflow server.
@@ -90,22 +94,40 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    // Thousands of streams need thousands of sockets.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let threads = match &cli.command {
+        Command::Run(args) => args.driver_threads.max(1),
+        _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the tokio runtime: {e}");
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<harness::run::PreflightError>().is_some() { 2 } else { 1 }
+        }
+    };
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Run(args) => {
+            let plan = args.plan()?;
+            match harness::run::execute(plan, args.json.clone(), args.markdown.clone()).await? {
+                harness::run::RunEnd::Done => Ok(0),
+                harness::run::RunEnd::Interrupted => Ok(130),
+            }
+        }
         Command::Up { server_addr, mock_addr, script } => {
             let options = StackOptions { script: script.build()?, server_addr, mock_addr, ..StackOptions::default() };
             let stack = Stack::start(options).await?;
@@ -115,14 +137,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             drop(stdout);
             eprintln!("flowbench: stack up at {}; Ctrl-C to stop", stack.info.server_url);
             shutdown_signal().await;
-            stack.shutdown().await
+            stack.shutdown().await?;
+            Ok(0)
         }
         Command::Mock { listen, script } => {
             let mock = harness::MockLlm::start(script.build()?, listen).await?;
             eprintln!("flowbench: mock LLM at {}; Ctrl-C to stop", mock.base_url());
             shutdown_signal().await;
             mock.shutdown().await;
-            Ok(())
+            Ok(0)
         }
     }
 }

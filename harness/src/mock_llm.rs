@@ -164,6 +164,9 @@ impl MockLlm {
         let router = router(state.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned()).await;
             if let Err(e) = served {

@@ -36,6 +36,11 @@ pub async fn serve(
     let router = app(state);
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_serving = stop.clone();
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small SSE
+    // frames back by ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         stop_serving.cancel();

@@ -1,0 +1,329 @@
+//! The load driver: one worker loop, parameterised by a `Schedule`, that
+//! sends Dify workflow-run requests and reads their answers with a correct
+//! SSE client, recording exactly one `Sample` per request sent.
+//!
+//! Figures it emits per request: TTFB (headers), TTFE (first complete data
+//! event), time to the first `text_chunk`, full duration from the intended
+//! and from the actual send time, events, bytes, every inter-event gap and
+//! the longest, and the outcome (ok or an `ErrorClass`). Per run: the
+//! connection gauge's peak and time-weighted mean, per-second events,
+//! completions and errors.
+
+use crate::client::{Conn, SendError, Target};
+use crate::metrics::{ErrorClass, Gauge, Recorder, Sample};
+use crate::schedule::{LoadModel, Schedule};
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::BodyExt;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use server::sse::SseParser;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The five questions of Dify's stress test; each request picks one.
+pub const QUESTIONS: [&str; 5] = [
+    "What is artificial intelligence?",
+    "Explain quantum computing",
+    "What is machine learning?",
+    "How do neural networks work?",
+    "What is renewable energy?",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Blocking,
+    Streaming,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Blocking => "blocking",
+            Mode::Streaming => "streaming",
+        }
+    }
+}
+
+/// One scenario run, fully specified.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub mode: Mode,
+    pub api_key: HeaderValue,
+    pub load: LoadModel,
+    /// Sent but left out of the figures.
+    pub warmup: Duration,
+    /// The measured phase.
+    pub duration: Duration,
+    pub timeout: Duration,
+    /// Fixed inputs; `None`: `{"question": one of QUESTIONS}`.
+    pub inputs: Option<Value>,
+    pub seed: u64,
+}
+
+/// Live totals, for the progress line.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub done: AtomicU64,
+    pub errors: AtomicU64,
+    pub events: AtomicU64,
+}
+
+/// What a run measured.
+pub struct RunResult {
+    pub recorder: Recorder,
+    pub measure_start: Instant,
+    /// The measured phase as it happened (shorter when interrupted).
+    pub measured: Duration,
+    pub peak_connections: i64,
+    pub avg_connections: f64,
+    pub interrupted: bool,
+}
+
+struct Ctx {
+    spec: RunSpec,
+    target: Target,
+    schedule: Schedule,
+    gauge: Gauge,
+    live: Arc<Live>,
+    cancel: CancellationToken,
+}
+
+/// Runs `spec` against `target` until its time is up or `cancel` fires.
+pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: CancellationToken) -> RunResult {
+    let start = Instant::now();
+    let measure_start = start + spec.warmup;
+    let schedule = Schedule::new(spec.load, start, spec.warmup + spec.duration);
+    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start), spec, target, schedule, live, cancel });
+    let mut workers = tokio::task::JoinSet::new();
+    for id in 0..ctx.spec.load.n_workers() {
+        workers.spawn(worker(id, ctx.clone()));
+    }
+    let mut recorder = Recorder::new(measure_start);
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(r) => recorder.merge(&r),
+            Err(e) => tracing::error!("a driver worker failed: {e}"),
+        }
+    }
+    let interrupted = ctx.cancel.is_cancelled();
+    let end = if interrupted { Instant::now().min(ctx.schedule.end()) } else { ctx.schedule.end() };
+    let (peak_connections, avg_connections) = ctx.gauge.finish(end);
+    RunResult {
+        recorder,
+        measure_start,
+        measured: end.saturating_duration_since(measure_start),
+        peak_connections,
+        avg_connections,
+        interrupted,
+    }
+}
+
+async fn worker(id: u32, ctx: Arc<Ctx>) -> Recorder {
+    let mut recorder = Recorder::new(ctx.schedule.start() + ctx.spec.warmup);
+    let bodies = request_bodies(&ctx.spec, id);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.spec.seed.wrapping_add(u64::from(id)));
+    let mut conn = Conn::new();
+    let mut first = true;
+    loop {
+        let intended = tokio::select! {
+            next = ctx.schedule.next(id, first) => match next { Some(t) => t, None => break },
+            () = ctx.cancel.cancelled() => break,
+        };
+        first = false;
+        let body = bodies[rng.random_range(0..bodies.len())].clone();
+        ctx.live.sent.fetch_add(1, Ordering::Relaxed);
+        let attempt = Instant::now();
+        let sample = tokio::select! {
+            sample = one_request(&ctx, &mut conn, &mut recorder, intended, body) => sample,
+            () = ctx.cancel.cancelled() => {
+                conn.reset();
+                interrupted(intended, attempt)
+            }
+        };
+        ctx.live.done.fetch_add(1, Ordering::Relaxed);
+        if sample.outcome.is_err() {
+            ctx.live.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        recorder.record(&sample);
+    }
+    recorder
+}
+
+fn request_bodies(spec: &RunSpec, worker: u32) -> Vec<Bytes> {
+    let user = format!("user_{worker}");
+    let body = |inputs: &Value| Bytes::from(json!({"inputs": inputs, "response_mode": spec.mode.as_str(), "user": user}).to_string());
+    match &spec.inputs {
+        Some(inputs) => vec![body(inputs)],
+        None => QUESTIONS.iter().map(|q| body(&json!({"question": q}))).collect(),
+    }
+}
+
+fn interrupted(intended: Instant, sent: Instant) -> Sample {
+    Sample {
+        intended,
+        sent,
+        done: Instant::now(),
+        ttfb: None,
+        ttfe: None,
+        first_text: None,
+        n_events: 0,
+        n_bytes: 0,
+        max_gap: None,
+        outcome: Err(ErrorClass::Interrupted),
+    }
+}
+
+/// Sends one request and reads its whole answer.
+async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Recorder, intended: Instant, body: Bytes) -> Sample {
+    let _in_flight = ctx.gauge.enter();
+    let request = ctx.target.post_json("/v1/workflows/run", &ctx.spec.api_key, body);
+    let sent = Instant::now();
+    let mut sample = Sample {
+        intended,
+        sent,
+        done: sent,
+        ttfb: None,
+        ttfe: None,
+        first_text: None,
+        n_events: 0,
+        n_bytes: 0,
+        max_gap: None,
+        outcome: Ok(()),
+    };
+    let deadline = sent + ctx.spec.timeout;
+    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, &mut sample)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(ErrorClass::Timeout),
+    };
+    if outcome.is_err() {
+        // A failed exchange may leave the connection mid-response.
+        conn.reset();
+    }
+    sample.outcome = outcome;
+    sample.done = Instant::now();
+    sample
+}
+
+async fn exchange(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    recorder: &mut Recorder,
+    request: http::Request<http_body_util::Full<Bytes>>,
+    sample: &mut Sample,
+) -> Result<(), ErrorClass> {
+    let response = conn.send(&ctx.target, request).await.map_err(|e| match e {
+        SendError::Connect(_) => ErrorClass::Connect,
+        SendError::Http(_) => ErrorClass::Io,
+    })?;
+    let sent = sample.sent;
+    sample.ttfb = Some(sent.elapsed());
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        // Drain the error body so the connection can be reused.
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ErrorClass::Io)?;
+            sample.n_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        return Err(match status.as_u16() {
+            400..=499 => ErrorClass::Http4xx,
+            500..=599 => ErrorClass::Http5xx,
+            _ => ErrorClass::HttpOther,
+        });
+    }
+    match ctx.spec.mode {
+        Mode::Blocking => {
+            let bytes = body.collect().await.map_err(|_| ErrorClass::Io)?.to_bytes();
+            sample.n_bytes = bytes.len() as u64;
+            let json: Value = serde_json::from_slice(&bytes).map_err(|_| ErrorClass::InvalidJson)?;
+            match json.pointer("/data/status").and_then(Value::as_str) {
+                Some("succeeded") => Ok(()),
+                Some(_) => Err(ErrorClass::WorkflowFailed),
+                None => Err(ErrorClass::InvalidJson),
+            }
+        }
+        Mode::Streaming => read_stream(ctx, &mut body, recorder, sample).await,
+    }
+}
+
+/// What a stream's events said.
+#[derive(Default)]
+struct StreamState {
+    n_events: u64,
+    last_event: Option<Instant>,
+    finished: Option<Result<(), ErrorClass>>,
+    invalid: bool,
+}
+
+async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Recorder, sample: &mut Sample) -> Result<(), ErrorClass> {
+    let mut parser = SseParser::new();
+    let mut state = StreamState::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
+        let Ok(data) = frame.into_data() else { continue };
+        let now = Instant::now();
+        sample.n_bytes += data.len() as u64;
+        let before = state.n_events;
+        parser.push(&data, |event| {
+            state.n_events += 1;
+            if let Some(last) = state.last_event {
+                let gap = now - last;
+                recorder.gap(gap, sample.intended);
+                sample.max_gap = Some(sample.max_gap.map_or(gap, |g| g.max(gap)));
+            }
+            state.last_event = Some(now);
+            if sample.ttfe.is_none() {
+                sample.ttfe = Some(now - sample.sent);
+            }
+            match event_name(&event.data) {
+                Some(EventName::TextChunk) => {
+                    if sample.first_text.is_none() {
+                        sample.first_text = Some(now - sample.sent);
+                    }
+                }
+                Some(EventName::WorkflowFinished(ok)) => state.finished = Some(if ok { Ok(()) } else { Err(ErrorClass::WorkflowFailed) }),
+                Some(EventName::Error) => state.finished = Some(Err(ErrorClass::WorkflowFailed)),
+                Some(EventName::Other) => {}
+                None => state.invalid = true,
+            }
+        });
+        let new = state.n_events - before;
+        if new > 0 {
+            recorder.events_at(now, new);
+            ctx.live.events.fetch_add(new, Ordering::Relaxed);
+        }
+    }
+    sample.n_events = state.n_events;
+    if state.invalid {
+        return Err(ErrorClass::InvalidJson);
+    }
+    state.finished.unwrap_or(Err(ErrorClass::EarlyTermination))
+}
+
+enum EventName {
+    TextChunk,
+    WorkflowFinished(bool),
+    Error,
+    Other,
+}
+
+/// The event's name; cheap for the frequent `text_chunk` (Dify's envelope
+/// always starts with `"event"`), a JSON parse for the rest.
+fn event_name(data: &str) -> Option<EventName> {
+    if data.starts_with(r#"{"event":"text_chunk""#) && data.ends_with('}') {
+        return Some(EventName::TextChunk);
+    }
+    let json: Value = serde_json::from_str(data).ok()?;
+    Some(match json.get("event")?.as_str()? {
+        "text_chunk" => EventName::TextChunk,
+        "workflow_finished" => EventName::WorkflowFinished(json.pointer("/data/status").and_then(Value::as_str) == Some("succeeded")),
+        "error" => EventName::Error,
+        _ => EventName::Other,
+    })
+}

@@ -1,0 +1,229 @@
+//! The driver watches itself and the machine, so a run can say when the load
+//! generator (not the target) was the bottleneck, or when another process
+//! took a share of the machine.
+//!
+//! Figures: scheduler lag (how late a 10 ms timer fires on the driver's
+//! runtime), the driver's own CPU, the target's CPU when it is a local
+//! process, and the CPU used by everything else, all from `/proc`.
+
+use crate::metrics::{Summary, new_histogram};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the lag probe wakes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// Above this p99 scheduler lag the driver was too busy to keep time.
+const MAX_LAG_P99_MS: f64 = 20.0;
+/// Above this share of its threads' capacity the driver was saturated.
+const MAX_DRIVER_CPU_SHARE: f64 = 0.90;
+/// Above this much of one core, other processes disturbed the run.
+const MAX_OTHER_CPU_CORES: f64 = 0.10;
+/// Linux's `USER_HZ`: `/proc` reports CPU time in these ticks.
+const TICKS_PER_S: f64 = 100.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Valid,
+    /// Another process took a share of the machine: figures may be biased.
+    Disturbed,
+    /// The driver was the bottleneck: figures describe the driver, not the target.
+    Invalid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub scheduler_lag_ms: Summary,
+    /// CPU used, in cores (1.0 = one core busy the whole run).
+    pub driver_cpu_cores: f64,
+    pub driver_threads: usize,
+    pub target_cpu_cores: Option<f64>,
+    pub other_cpu_cores: f64,
+    pub machine_cores: usize,
+}
+
+/// CPU counters at one instant.
+#[derive(Debug, Clone, Copy)]
+struct CpuSnapshot {
+    at: std::time::Instant,
+    machine_busy_ticks: u64,
+    self_ticks: u64,
+    target_ticks: Option<u64>,
+}
+
+/// Started before a run, finished after it.
+pub struct HealthMonitor {
+    start: CpuSnapshot,
+    target_pid: Option<u32>,
+    driver_threads: usize,
+    lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    stop: CancellationToken,
+    probe: tokio::task::JoinHandle<()>,
+}
+
+impl HealthMonitor {
+    pub fn start(target_pid: Option<u32>, driver_threads: usize) -> Self {
+        let lag = Arc::new(Mutex::new(new_histogram()));
+        let stop = CancellationToken::new();
+        let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
+        Self { start: snapshot(target_pid), target_pid, driver_threads, lag, stop, probe }
+    }
+
+    pub async fn finish(self) -> HealthReport {
+        self.stop.cancel();
+        let _ = self.probe.await;
+        let end = snapshot(self.target_pid);
+        let seconds = (end.at - self.start.at).as_secs_f64().max(1e-9);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
+        let driver = cores(end.self_ticks.saturating_sub(self.start.self_ticks));
+        let target = match (self.start.target_ticks, end.target_ticks) {
+            (Some(a), Some(b)) => Some(cores(b.saturating_sub(a))),
+            _ => None,
+        };
+        let machine = cores(end.machine_busy_ticks.saturating_sub(self.start.machine_busy_ticks));
+        let other = (machine - driver - target.unwrap_or(0.0)).max(0.0);
+        let lag = Summary::of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
+        let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut report = HealthReport {
+            verdict: Verdict::Valid,
+            reasons: Vec::new(),
+            scheduler_lag_ms: lag,
+            driver_cpu_cores: driver,
+            driver_threads: self.driver_threads,
+            target_cpu_cores: target,
+            other_cpu_cores: other,
+            machine_cores,
+        };
+        report.judge();
+        report
+    }
+}
+
+impl HealthReport {
+    fn judge(&mut self) {
+        if self.scheduler_lag_ms.p99 > MAX_LAG_P99_MS {
+            self.verdict = Verdict::Invalid;
+            self.reasons.push(format!(
+                "driver overloaded: scheduler lag p99 {:.1} ms > {MAX_LAG_P99_MS} ms, so send and receive times are late",
+                self.scheduler_lag_ms.p99
+            ));
+        }
+        if self.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * self.driver_threads as f64 {
+            self.verdict = Verdict::Invalid;
+            self.reasons.push(format!(
+                "driver saturated: it used {:.2} of its {} core(s); the load generator, not the target, was the bottleneck",
+                self.driver_cpu_cores, self.driver_threads
+            ));
+        }
+        if self.other_cpu_cores > MAX_OTHER_CPU_CORES {
+            if self.verdict == Verdict::Valid {
+                self.verdict = Verdict::Disturbed;
+            }
+            self.reasons.push(format!("other processes used {:.2} cores during the run", self.other_cpu_cores));
+        }
+    }
+}
+
+async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: CancellationToken) {
+    loop {
+        let before = tokio::time::Instant::now();
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+            () = stop.cancelled() => return,
+        }
+        let late = before.elapsed().saturating_sub(PROBE_INTERVAL);
+        lag.lock().unwrap_or_else(|e| e.into_inner()).saturating_record((late.as_micros() as u64).max(1));
+    }
+}
+
+fn snapshot(target_pid: Option<u32>) -> CpuSnapshot {
+    CpuSnapshot {
+        at: std::time::Instant::now(),
+        machine_busy_ticks: machine_busy_ticks().unwrap_or(0),
+        self_ticks: process_ticks("self").unwrap_or(0),
+        target_ticks: target_pid.and_then(|pid| process_ticks(&pid.to_string())),
+    }
+}
+
+/// Ticks all CPUs spent running processes (user, nice, system) and stolen
+/// by the hypervisor. Interrupt time is left out: loopback traffic's softirq
+/// work belongs to the run, not to a neighbour.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    Some(fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(7)?)
+}
+
+/// utime + stime of a process (`self` or a pid), in ticks.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields resume after its `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// This machine, for the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub memory_gib: f64,
+}
+
+impl Machine {
+    pub fn here() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map_or("unknown".into(), |v| v.trim_start_matches([' ', '\t', ':']).to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+            memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_the_machine() {
+        assert!(process_ticks("self").is_some());
+        assert!(machine_busy_ticks().is_some());
+        assert!(Machine::here().cores >= 1);
+    }
+
+    #[test]
+    fn verdicts() {
+        let mut report = HealthReport {
+            verdict: Verdict::Valid,
+            reasons: Vec::new(),
+            scheduler_lag_ms: Summary::default(),
+            driver_cpu_cores: 0.95,
+            driver_threads: 1,
+            target_cpu_cores: Some(0.5),
+            other_cpu_cores: 0.3,
+            machine_cores: 2,
+        };
+        report.judge();
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(report.reasons.len(), 2);
+    }
+}

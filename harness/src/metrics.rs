@@ -1,0 +1,415 @@
+//! Exact per-request metrics: HDR histograms (µs, 3 significant digits),
+//! per-second counters and the connection gauge, as defined in
+//! `../shared/reference/metrics.md`.
+//!
+//! Each worker owns a `Recorder` (no locks on the hot path); recorders merge
+//! losslessly at the end. Every request sent ends as exactly one `Sample` with
+//! one outcome, and is counted, warm-up or not.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The largest value a histogram holds: 1 hour in µs (larger ones saturate).
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// No connection could be made.
+    Connect,
+    /// The request or its stream took longer than the request timeout.
+    Timeout,
+    Http4xx,
+    Http5xx,
+    /// Another non-200 status.
+    HttpOther,
+    /// A body or event that is not the JSON expected.
+    InvalidJson,
+    /// The stream ended without `workflow_finished`.
+    EarlyTermination,
+    /// The workflow finished `failed`/`stopped`, or an `error` event came.
+    WorkflowFailed,
+    /// The connection broke mid-request.
+    Io,
+    /// The run was stopped (Ctrl-C) while the request was in flight.
+    Interrupted,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Http4xx => "http_4xx",
+            ErrorClass::Http5xx => "http_5xx",
+            ErrorClass::HttpOther => "http_other",
+            ErrorClass::InvalidJson => "invalid_json",
+            ErrorClass::EarlyTermination => "early_termination",
+            ErrorClass::WorkflowFailed => "workflow_failed",
+            ErrorClass::Io => "io",
+            ErrorClass::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One request, as the driver saw it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When the schedule meant to send it (= `sent` in the closed model).
+    pub intended: Instant,
+    /// Just before the request was written.
+    pub sent: Instant,
+    pub done: Instant,
+    /// Response headers, from `sent`.
+    pub ttfb: Option<Duration>,
+    /// The first complete data event, from `sent`.
+    pub ttfe: Option<Duration>,
+    /// The first `text_chunk`, from `sent`.
+    pub first_text: Option<Duration>,
+    pub n_events: u64,
+    pub n_bytes: u64,
+    /// The longest silence between two events of this stream.
+    pub max_gap: Option<Duration>,
+    pub outcome: Result<(), ErrorClass>,
+}
+
+/// A worker's metrics; merge them for the run's.
+pub struct Recorder {
+    measure_start: Instant,
+    pub n_sent: u64,
+    /// Requests intended before the measured phase: counted, not in figures.
+    pub n_warmup: u64,
+    pub n_ok: u64,
+    pub errors: BTreeMap<ErrorClass, u64>,
+    pub ttfb: Histogram<u64>,
+    pub ttfe: Histogram<u64>,
+    pub first_text: Histogram<u64>,
+    /// Full response time from the intended send time (coordinated omission corrected).
+    pub duration: Histogram<u64>,
+    /// Full response time from the actual send time (raw service time).
+    pub service: Histogram<u64>,
+    /// Every gap between consecutive events of a stream.
+    pub gap: Histogram<u64>,
+    /// Each stream's longest gap.
+    pub max_gap: Histogram<u64>,
+    pub n_events: u64,
+    pub n_bytes: u64,
+    /// Per second of the measured phase.
+    pub events_per_s: Vec<u64>,
+    pub ok_per_s: Vec<u64>,
+    pub errors_per_s: Vec<u64>,
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, SIGNIFICANT_DIGITS).expect("valid histogram bounds")
+}
+
+fn us(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+impl Recorder {
+    pub fn new(measure_start: Instant) -> Self {
+        Self {
+            measure_start,
+            n_sent: 0,
+            n_warmup: 0,
+            n_ok: 0,
+            errors: BTreeMap::new(),
+            ttfb: new_histogram(),
+            ttfe: new_histogram(),
+            first_text: new_histogram(),
+            duration: new_histogram(),
+            service: new_histogram(),
+            gap: new_histogram(),
+            max_gap: new_histogram(),
+            n_events: 0,
+            n_bytes: 0,
+            events_per_s: Vec::new(),
+            ok_per_s: Vec::new(),
+            errors_per_s: Vec::new(),
+        }
+    }
+
+    /// The measured-phase second `at` falls in, if it is in that phase.
+    fn second(&self, at: Instant) -> Option<usize> {
+        at.checked_duration_since(self.measure_start).map(|d| d.as_secs() as usize)
+    }
+
+    /// Counts `n` events received at `at` (throughput is by receipt time).
+    pub fn events_at(&mut self, at: Instant, n: u64) {
+        if let Some(s) = self.second(at) {
+            bump(&mut self.events_per_s, s, n);
+        }
+    }
+
+    /// Records one gap between two events.
+    pub fn gap(&mut self, gap: Duration, intended: Instant) {
+        if intended >= self.measure_start {
+            self.gap.saturating_record(us(gap));
+        }
+    }
+
+    pub fn record(&mut self, sample: &Sample) {
+        self.n_sent += 1;
+        if sample.intended < self.measure_start {
+            self.n_warmup += 1;
+            return;
+        }
+        match sample.outcome {
+            Ok(()) => {
+                self.n_ok += 1;
+                if let Some(s) = self.second(sample.done) {
+                    bump(&mut self.ok_per_s, s, 1);
+                }
+            }
+            Err(class) => {
+                *self.errors.entry(class).or_default() += 1;
+                if let Some(s) = self.second(sample.done) {
+                    bump(&mut self.errors_per_s, s, 1);
+                }
+            }
+        }
+        // Failed requests stay in the latency sample: nothing is dropped.
+        for (hist, value) in [(&mut self.ttfb, sample.ttfb), (&mut self.ttfe, sample.ttfe), (&mut self.first_text, sample.first_text)] {
+            if let Some(v) = value {
+                hist.saturating_record(us(v));
+            }
+        }
+        if let Some(g) = sample.max_gap {
+            self.max_gap.saturating_record(us(g));
+        }
+        self.duration.saturating_record(us(sample.done - sample.intended));
+        self.service.saturating_record(us(sample.done - sample.sent));
+        self.n_events += sample.n_events;
+        self.n_bytes += sample.n_bytes;
+    }
+
+    pub fn merge(&mut self, other: &Recorder) {
+        self.n_sent += other.n_sent;
+        self.n_warmup += other.n_warmup;
+        self.n_ok += other.n_ok;
+        for (class, n) in &other.errors {
+            *self.errors.entry(*class).or_default() += n;
+        }
+        for (mine, theirs) in [
+            (&mut self.ttfb, &other.ttfb),
+            (&mut self.ttfe, &other.ttfe),
+            (&mut self.first_text, &other.first_text),
+            (&mut self.duration, &other.duration),
+            (&mut self.service, &other.service),
+            (&mut self.gap, &other.gap),
+            (&mut self.max_gap, &other.max_gap),
+        ] {
+            mine.add(theirs).expect("histograms share bounds");
+        }
+        self.n_events += other.n_events;
+        self.n_bytes += other.n_bytes;
+        for (mine, theirs) in [
+            (&mut self.events_per_s, &other.events_per_s),
+            (&mut self.ok_per_s, &other.ok_per_s),
+            (&mut self.errors_per_s, &other.errors_per_s),
+        ] {
+            for (s, n) in theirs.iter().enumerate() {
+                bump(mine, s, *n);
+            }
+        }
+    }
+
+    pub fn n_errors(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+fn bump(v: &mut Vec<u64>, i: usize, n: u64) {
+    if v.len() <= i {
+        v.resize(i + 1, 0);
+    }
+    v[i] += n;
+}
+
+/// In-flight requests: +1 just before a request is written, −1 when it ends.
+/// Keeps the peak and the time-weighted mean over the measured phase.
+pub struct Gauge {
+    state: Mutex<GaugeState>,
+}
+
+struct GaugeState {
+    value: i64,
+    peak: i64,
+    measure_start: Instant,
+    last: Instant,
+    /// ∫ value dt over the measured phase, in value·seconds.
+    integral: f64,
+}
+
+/// Decrements the gauge when the request ends, however it ends.
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.change(-1);
+    }
+}
+
+impl Gauge {
+    pub fn new(measure_start: Instant) -> Self {
+        Self { state: Mutex::new(GaugeState { value: 0, peak: 0, measure_start, last: measure_start, integral: 0.0 }) }
+    }
+
+    pub fn enter(&self) -> GaugeGuard<'_> {
+        self.change(1);
+        GaugeGuard(self)
+    }
+
+    fn change(&self, delta: i64) {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.advance(now);
+        s.value += delta;
+        s.peak = s.peak.max(s.value);
+    }
+
+    pub fn value(&self) -> i64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).value
+    }
+
+    /// (peak, time-weighted mean over `[measure_start, end]`).
+    pub fn finish(&self, end: Instant) -> (i64, f64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.advance(end);
+        let span = end.saturating_duration_since(s.measure_start).as_secs_f64();
+        (s.peak, if span > 0.0 { s.integral / span } else { 0.0 })
+    }
+}
+
+impl GaugeState {
+    fn advance(&mut self, now: Instant) {
+        let from = self.last.max(self.measure_start);
+        if now > from {
+            self.integral += self.value as f64 * (now - from).as_secs_f64();
+        }
+        if now > self.last {
+            self.last = now;
+        }
+    }
+}
+
+/// A latency distribution in ms, as the report shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub n: u64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+}
+
+impl Summary {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        Self {
+            n: h.len(),
+            avg: h.mean() / 1000.0,
+            min: ms(h.min()),
+            max: ms(h.max()),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+        }
+    }
+}
+
+/// A histogram as base64 of its V2+DEFLATE encoding (HdrHistogram's interchange format).
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::Serializer;
+    let mut bytes = Vec::new();
+    hdrhistogram::serialization::V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serialize to Vec");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
+    Ok(hdrhistogram::serialization::Deserializer::new().deserialize(&mut bytes.as_slice())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: Instant, ms: u64, outcome: Result<(), ErrorClass>) -> Sample {
+        Sample {
+            intended: at,
+            sent: at,
+            done: at + Duration::from_millis(ms),
+            ttfb: Some(Duration::from_millis(1)),
+            ttfe: Some(Duration::from_millis(2)),
+            first_text: None,
+            n_events: 3,
+            n_bytes: 100,
+            max_gap: None,
+            outcome,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_sample_is_counted_once_and_warmup_is_excluded() {
+        let t0 = Instant::now();
+        let measure = t0 + Duration::from_secs(1);
+        let mut a = Recorder::new(measure);
+        let mut b = Recorder::new(measure);
+        a.record(&sample(t0, 5, Ok(())));
+        a.record(&sample(measure, 5, Ok(())));
+        b.record(&sample(measure + Duration::from_millis(1500), 7, Err(ErrorClass::Http5xx)));
+        a.merge(&b);
+        assert_eq!((a.n_sent, a.n_warmup, a.n_ok, a.n_errors()), (3, 1, 1, 1));
+        assert_eq!(a.duration.len(), 2);
+        assert_eq!(a.ok_per_s, [1]);
+        assert_eq!(a.errors_per_s, [0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gauge_peak_and_time_weighted_mean() {
+        let start = Instant::now();
+        let gauge = Gauge::new(start);
+        let one = gauge.enter();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let two = gauge.enter();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(one);
+        drop(two);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (peak, mean) = gauge.finish(Instant::now());
+        assert_eq!(peak, 2);
+        // (1·1 s + 2·1 s + 0·2 s) / 4 s
+        assert!((mean - 0.75).abs() < 1e-9, "{mean}");
+    }
+
+    #[test]
+    fn histograms_round_trip() {
+        let mut h = new_histogram();
+        for v in [1, 10, 100, 1000, 123_456] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+}
