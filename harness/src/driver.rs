@@ -99,7 +99,14 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let start = Instant::now();
     let measure_start = start + spec.warmup;
     let schedule = Schedule::new(spec.load, start, spec.warmup + spec.duration);
-    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start), spec, target, schedule, live, cancel });
+    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start, schedule.end()), spec, target, schedule, live, cancel });
+    let closer = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.cancel.cancelled().await;
+            ctx.gauge.close_at(Instant::now());
+        })
+    };
     let mut workers = tokio::task::JoinSet::new();
     for id in 0..ctx.spec.load.n_workers() {
         workers.spawn(worker(id, ctx.clone()));
@@ -112,8 +119,8 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
         }
     }
     let interrupted = ctx.cancel.is_cancelled();
-    let end = if interrupted { Instant::now().min(ctx.schedule.end()) } else { ctx.schedule.end() };
-    let (peak_connections, avg_connections) = ctx.gauge.finish(end);
+    closer.abort();
+    let (peak_connections, avg_connections, end) = ctx.gauge.finish();
     RunResult {
         recorder,
         measure_start,
@@ -132,14 +139,16 @@ async fn worker(id: u32, ctx: Arc<Ctx>) -> Recorder {
     let mut first = true;
     loop {
         let intended = tokio::select! {
-            next = ctx.schedule.next(id, first) => match next { Some(t) => t, None => break },
+            biased;
             () = ctx.cancel.cancelled() => break,
+            next = ctx.schedule.next(id, first) => match next { Some(t) => t, None => break },
         };
         first = false;
         let body = bodies[rng.random_range(0..bodies.len())].clone();
         ctx.live.sent.fetch_add(1, Ordering::Relaxed);
         let attempt = Instant::now();
         let sample = tokio::select! {
+            biased;
             sample = one_request(&ctx, &mut conn, &mut recorder, intended, body) => sample,
             () = ctx.cancel.cancelled() => {
                 conn.reset();

@@ -244,6 +244,8 @@ struct GaugeState {
     value: i64,
     peak: i64,
     measure_start: Instant,
+    /// Time after this is outside the measured phase.
+    measure_end: Instant,
     last: Instant,
     /// ∫ value dt over the measured phase, in value·seconds.
     integral: f64,
@@ -259,8 +261,16 @@ impl Drop for GaugeGuard<'_> {
 }
 
 impl Gauge {
-    pub fn new(measure_start: Instant) -> Self {
-        Self { state: Mutex::new(GaugeState { value: 0, peak: 0, measure_start, last: measure_start, integral: 0.0 }) }
+    /// A gauge whose mean covers `[measure_start, measure_end]`.
+    pub fn new(measure_start: Instant, measure_end: Instant) -> Self {
+        Self { state: Mutex::new(GaugeState { value: 0, peak: 0, measure_start, measure_end, last: measure_start, integral: 0.0 }) }
+    }
+
+    /// Ends the measured phase early (the run was interrupted at `at`).
+    pub fn close_at(&self, at: Instant) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.advance(at);
+        s.measure_end = s.measure_end.min(at);
     }
 
     pub fn enter(&self) -> GaugeGuard<'_> {
@@ -280,20 +290,22 @@ impl Gauge {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).value
     }
 
-    /// (peak, time-weighted mean over `[measure_start, end]`).
-    pub fn finish(&self, end: Instant) -> (i64, f64) {
+    /// (peak, time-weighted mean over the measured phase, that phase's end).
+    pub fn finish(&self) -> (i64, f64, Instant) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let end = s.measure_end;
         s.advance(end);
         let span = end.saturating_duration_since(s.measure_start).as_secs_f64();
-        (s.peak, if span > 0.0 { s.integral / span } else { 0.0 })
+        (s.peak, if span > 0.0 { s.integral / span } else { 0.0 }, end)
     }
 }
 
 impl GaugeState {
     fn advance(&mut self, now: Instant) {
         let from = self.last.max(self.measure_start);
-        if now > from {
-            self.integral += self.value as f64 * (now - from).as_secs_f64();
+        let to = now.min(self.measure_end);
+        if to > from {
+            self.integral += self.value as f64 * (to - from).as_secs_f64();
         }
         if now > self.last {
             self.last = now;
@@ -388,7 +400,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gauge_peak_and_time_weighted_mean() {
         let start = Instant::now();
-        let gauge = Gauge::new(start);
+        let gauge = Gauge::new(start, start + Duration::from_secs(4));
         let one = gauge.enter();
         tokio::time::advance(Duration::from_secs(1)).await;
         let two = gauge.enter();
@@ -396,7 +408,10 @@ mod tests {
         drop(one);
         drop(two);
         tokio::time::advance(Duration::from_secs(2)).await;
-        let (peak, mean) = gauge.finish(Instant::now());
+        // A request still open after the phase does not count.
+        let _late = gauge.enter();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (peak, mean, _) = gauge.finish();
         assert_eq!(peak, 2);
         // (1·1 s + 2·1 s + 0·2 s) / 4 s
         assert!((mean - 0.75).abs() < 1e-9, "{mean}");

@@ -1,5 +1,7 @@
 //! `cargo xtask`: flowbench's task runner, one subcommand per task.
 //!
+//! - `bench`: builds the harness in release and runs `flowbench run` in its
+//!   place: both scenarios on the embedded stack, the seed's report.
 //! - `up`: builds the harness in release and runs `flowbench up` in its place
 //!   (one JSON line on stdout, serves until SIGINT/SIGTERM).
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
@@ -19,6 +21,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Run both scenarios on the embedded stack and print the seed's report.
+    Bench {
+        /// `dify` (the seed's conditions, 2 × 65 s) or `capacity` (find the ceiling).
+        #[arg(long, default_value = "dify")]
+        profile: String,
+        /// A few seconds per scenario (CI smoke).
+        #[arg(long)]
+        quick: bool,
+        /// More flags for `flowbench run` (e.g. --json report.json --markdown report.md).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Bring up the mocked stack (mock LLM + server) and print one JSON line.
     Up {
         /// Flags passed on to `flowbench up` (e.g. --server-addr 127.0.0.1:5001 --ttft 200ms).
@@ -41,12 +55,15 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root();
     match cli.command {
+        Task::Bench { profile, quick, args } => {
+            let mut command = flowbench(&root)?;
+            command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);
+            exec(command).context("running flowbench run")
+        }
         Task::Up { args } => {
-            cargo(&root, &["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])?;
-            let binary = root.join("target/release/flowbench");
-            let mut command = Command::new(&binary);
-            command.arg("up").args(&args).current_dir(&root);
-            exec(command).with_context(|| format!("running {}", binary.display()))
+            let mut command = flowbench(&root)?;
+            command.arg("up").args(&args);
+            exec(command).context("running flowbench up")
         }
         Task::Test => test(&root),
         Task::Ci => {
@@ -55,6 +72,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             test(&root)
         }
     }
+}
+
+/// The release `flowbench` binary, built first.
+fn flowbench(root: &Path) -> anyhow::Result<Command> {
+    cargo(root, &["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])?;
+    let mut command = Command::new(root.join("target/release/flowbench"));
+    command.current_dir(root);
+    Ok(command)
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {

@@ -1,4 +1,6 @@
 //! The harness's integration tests, over real loopback sockets.
 
+mod cli;
+mod driver;
 mod mock_llm;
 mod up;

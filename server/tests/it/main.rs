@@ -5,5 +5,6 @@ mod dsl;
 mod errors;
 mod llm;
 mod runs;
+mod sse;
 mod support;
 mod transcripts;

@@ -1,0 +1,151 @@
+//! The driver on real sockets: exact counts, error classes by fault, the
+//! connection gauge, and first-token times never below a known delay.
+
+use harness::client::{Target, bearer};
+use harness::driver::{self, Live, Mode, RunResult, RunSpec};
+use harness::metrics::{ErrorClass, Summary};
+use harness::schedule::LoadModel;
+use harness::{Fault, Reply, Script, Stack, StackOptions};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+async fn stack(script: Script) -> Stack {
+    Stack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap()
+}
+
+fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSpec {
+    RunSpec {
+        mode,
+        api_key: bearer(api_key).unwrap(),
+        load,
+        warmup: Duration::ZERO,
+        duration,
+        timeout: Duration::from_secs(30),
+        inputs: None,
+        seed: 1,
+    }
+}
+
+async fn drive(url: &str, spec: RunSpec) -> RunResult {
+    let target = Target::resolve(url).await.unwrap();
+    driver::run(spec, target, Arc::new(Live::default()), CancellationToken::new()).await
+}
+
+fn open(rate: f64, connections: u32) -> LoadModel {
+    LoadModel::Open { rate, poisson: false, connections, seed: 1 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_exact() {
+    let script = Script { reply: Reply::Tokens(5), inter_token_delay: Duration::from_millis(1), ..Script::default() };
+    let stack = stack(script).await;
+    // An open schedule sends exactly rate × duration requests.
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, open(100.0, 16), Duration::from_secs(1))).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_sent, 100);
+    assert_eq!(r.n_ok + r.n_errors() + r.n_warmup, r.n_sent, "every request has one outcome");
+    assert_eq!(r.n_ok, 100, "errors: {:?}", r.errors);
+    // workflow_started, node_started/finished × 3, workflow_finished, and the 5 tokens.
+    assert_eq!(r.n_events, 100 * (8 + 5));
+    assert_eq!(stack.mock.stats().requests.load(Ordering::SeqCst), 100);
+    assert_eq!(stack.mock.stats().chunks_sent.load(Ordering::SeqCst), 500);
+    assert_eq!(r.ttfe.len(), 100);
+    assert_eq!(r.first_text.len(), 100);
+    let blocking =
+        drive(&stack.info.server_url, spec(stack.api_key("empty"), Mode::Blocking, open(200.0, 4), Duration::from_secs(1))).await;
+    assert_eq!((blocking.recorder.n_sent, blocking.recorder.n_ok), (200, 200));
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauge_peak_equals_the_users() {
+    let script = Script { reply: Reply::Tokens(20), inter_token_delay: Duration::from_millis(5), ..Script::default() };
+    let stack = stack(script).await;
+    let load = LoadModel::Closed { users: 8, spawn_rate: 100.0 };
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, load, Duration::from_secs(1))).await;
+    assert_eq!(result.peak_connections, 8);
+    assert!(result.avg_connections > 0.0 && result.avg_connections <= 8.0, "{}", result.avg_connections);
+    assert_eq!(result.recorder.n_errors(), 0, "{:?}", result.recorder.errors);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_token_is_never_measured_below_the_mock_delay() {
+    let delay = Duration::from_millis(80);
+    let script = Script { reply: Reply::Tokens(2), time_to_first_token: delay, inter_token_delay: Duration::ZERO, ..Script::default() };
+    let stack = stack(script).await;
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, open(50.0, 32), Duration::from_secs(1))).await;
+    let first = Summary::of(&result.recorder.first_text);
+    assert_eq!(first.n, 50);
+    // A lower bound only: the error above it depends on the machine.
+    assert!(first.min >= delay.as_secs_f64() * 1000.0, "min {} ms", first.min);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_classes_by_fault() {
+    // The LLM upstream fails: the workflow finishes `failed`.
+    let stack = stack(Script { fault: Some(Fault::Status { status: 500 }), ..Script::default() }).await;
+    let url = stack.info.server_url.clone();
+    let failed = drive(&url, spec(stack.api_key("llm"), Mode::Streaming, open(20.0, 4), Duration::from_secs(1))).await;
+    assert_eq!(failed.recorder.errors.get(&ErrorClass::WorkflowFailed), Some(&20));
+    // Inputs the app rejects: 400.
+    let mut bad = spec(stack.api_key("empty"), Mode::Blocking, open(20.0, 4), Duration::from_secs(1));
+    bad.inputs = Some(json!({}));
+    let rejected = drive(&url, bad).await;
+    assert_eq!(rejected.recorder.errors.get(&ErrorClass::Http4xx), Some(&20));
+    // A wrong key: 401.
+    let unauthorized = drive(&url, spec("app-wrong", Mode::Blocking, open(10.0, 2), Duration::from_secs(1))).await;
+    assert_eq!(unauthorized.recorder.errors.get(&ErrorClass::Http4xx), Some(&10));
+    stack.shutdown().await.unwrap();
+    // Nothing listens any more: connect errors, each request still counted.
+    let down = drive(&url, spec("app-x", Mode::Blocking, open(10.0, 2), Duration::from_secs(1))).await;
+    assert_eq!(down.recorder.n_sent, 10);
+    assert_eq!(down.recorder.errors.get(&ErrorClass::Connect), Some(&10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_before_workflow_finished_is_an_early_termination() {
+    // A server that answers 200 with one event, then closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let event = "data: {\"event\":\"workflow_started\",\"workflow_run_id\":\"r\",\"task_id\":\"t\",\"data\":{}}\n\n";
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+                let _ = socket.write_all(format!("{head}event: ping\n\n{event}").as_bytes()).await;
+            });
+        }
+    });
+    let result = drive(&url, spec("app-x", Mode::Streaming, open(10.0, 2), Duration::from_secs(1))).await;
+    assert_eq!(result.recorder.errors.get(&ErrorClass::EarlyTermination), Some(&10));
+    assert_eq!(result.recorder.n_events, 10, "the ping is not an event");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_the_run_and_counts_in_flight_requests() {
+    let stack = stack(Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() }).await;
+    let target = Target::resolve(&stack.info.server_url).await.unwrap();
+    let cancel = CancellationToken::new();
+    let live = Arc::new(Live::default());
+    let spec = spec(stack.api_key("llm"), Mode::Streaming, LoadModel::Closed { users: 4, spawn_rate: 100.0 }, Duration::from_secs(60));
+    let run = tokio::spawn(driver::run(spec, target, live.clone(), cancel.clone()));
+    while live.sent.load(Ordering::SeqCst) < 4 {
+        tokio::task::yield_now().await;
+    }
+    cancel.cancel();
+    let result = run.await.unwrap();
+    assert!(result.interrupted);
+    assert_eq!(result.recorder.n_sent, 4);
+    assert_eq!(result.recorder.errors.get(&ErrorClass::Interrupted), Some(&4));
+    stack.shutdown().await.unwrap();
+}
