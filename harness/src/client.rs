@@ -19,6 +19,8 @@ pub struct Target {
     pub base_url: String,
     pub addr: SocketAddr,
     pub host: HeaderValue,
+    /// `POST /v1/workflows/run`'s origin-form URI, built once.
+    run_uri: Uri,
 }
 
 impl Target {
@@ -34,12 +36,16 @@ impl Target {
             .map_err(|e| anyhow::anyhow!("resolving {}: {e}", authority.host()))?
             .next()
             .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", authority.host()))?;
-        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())? })
+        let prefix = uri.path().trim_end_matches('/');
+        let run_uri = format!("{prefix}/v1/workflows/run").parse()?;
+        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri })
     }
 
-    /// A POST of a JSON body with a bearer key.
-    pub fn post_json(&self, path: &str, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::post(format!("{}{path}", self.path_prefix())).body(Full::new(body)).expect("valid request");
+    /// A workflow-run request: the driver's hot path, so nothing is parsed here.
+    pub fn run_request(&self, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.run_uri.clone();
         let headers = request.headers_mut();
         headers.insert(header::HOST, self.host.clone());
         headers.insert(header::AUTHORIZATION, api_key.clone());

@@ -191,7 +191,7 @@ fn interrupted(intended: Instant, sent: Instant) -> Sample {
 /// Sends one request and reads its whole answer.
 async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Recorder, intended: Instant, body: Bytes) -> Sample {
     let _in_flight = ctx.gauge.enter();
-    let request = ctx.target.post_json("/v1/workflows/run", &ctx.spec.api_key, body);
+    let request = ctx.target.run_request(&ctx.spec.api_key, body);
     let sent = Instant::now();
     let mut sample = Sample {
         intended,
@@ -250,15 +250,24 @@ async fn exchange(
         Mode::Blocking => {
             let bytes = body.collect().await.map_err(|_| ErrorClass::Io)?.to_bytes();
             sample.n_bytes = bytes.len() as u64;
-            let json: Value = serde_json::from_slice(&bytes).map_err(|_| ErrorClass::InvalidJson)?;
-            match json.pointer("/data/status").and_then(Value::as_str) {
-                Some("succeeded") => Ok(()),
-                Some(_) => Err(ErrorClass::WorkflowFailed),
-                None => Err(ErrorClass::InvalidJson),
-            }
+            // Only `data.status` is read; the rest is validated, not kept.
+            let reply: BlockingReply<'_> = serde_json::from_slice(&bytes).map_err(|_| ErrorClass::InvalidJson)?;
+            if reply.data.status == "succeeded" { Ok(()) } else { Err(ErrorClass::WorkflowFailed) }
         }
         Mode::Streaming => read_stream(ctx, &mut body, recorder, sample).await,
     }
+}
+
+#[derive(serde::Deserialize)]
+struct BlockingReply<'a> {
+    #[serde(borrow)]
+    data: BlockingData<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct BlockingData<'a> {
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
 }
 
 /// What a stream's events said.

@@ -237,6 +237,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         }
     };
     let target = Target::resolve(&url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+    let target_pid = target_pid.or_else(|| crate::health::local_pid_listening_on(target.addr));
     for (name, key) in &keys {
         preflight(&target, name, key).await?;
     }
