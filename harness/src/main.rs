@@ -36,6 +36,12 @@ enum Command {
         mock_addr: SocketAddr,
         #[command(flatten)]
         script: ScriptArgs,
+        /// Gate self-test only: CPU the server spins per run request, e.g. 3us.
+        #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_REQUEST", value_parser = humantime::parse_duration)]
+        inject_busy_per_request: Option<Duration>,
+        /// Gate self-test only: CPU the server spins per streamed event, e.g. 1us.
+        #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
+        inject_busy_per_event: Option<Duration>,
     },
     /// Run the OpenAI-compatible mock LLM alone.
     Mock {
@@ -128,8 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 harness::run::RunEnd::Interrupted => Ok(130),
             }
         }
-        Command::Up { server_addr, mock_addr, script } => {
-            let options = StackOptions { script: script.build()?, server_addr, mock_addr, ..StackOptions::default() };
+        Command::Up { server_addr, mock_addr, script, inject_busy_per_request, inject_busy_per_event } => {
+            let mut options = StackOptions { script: script.build()?, server_addr, mock_addr, ..StackOptions::default() };
+            options.limits.inject_busy_per_request = inject_busy_per_request.unwrap_or_default();
+            options.limits.inject_busy_per_event = inject_busy_per_event.unwrap_or_default();
             let stack = Stack::start(options).await?;
             let line = serde_json::to_string(&stack.info)?;
             let mut stdout = std::io::stdout().lock();

@@ -9,7 +9,7 @@
 
 use crate::engine::{self, ClientGone, Run, RunStatus, Sink};
 use crate::error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
-use crate::events::{self, SysVars};
+use crate::events;
 use crate::pyjson;
 use crate::request::{self, ResponseMode};
 use crate::sse::PING_FRAME;
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 /// The router of the whole API.
@@ -68,24 +69,8 @@ async fn start_run(state: AppState, request: Request) -> Result<Response, ApiErr
         },
         None => None,
     };
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let created_at = engine::unix_now();
-    let end_user_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{}", app.app_id, payload.user).as_bytes()).to_string();
-    let run = Run {
-        task_id: uuid::Uuid::new_v4().to_string(),
-        sys: SysVars {
-            user_id: payload.user,
-            app_id: app.app_id.clone(),
-            workflow_id: app.workflow_id.clone(),
-            workflow_run_id: run_id,
-            timestamp: created_at,
-        },
-        inputs: payload.inputs,
-        end_user_id,
-        created_at,
-        started: Instant::now(),
-        app,
-    };
+    let run = Run::new(app, payload.user, payload.inputs);
+    busy_for(shared.limits.inject_busy_per_request);
     let live = LiveRun::new(&state, permit);
     match payload.response_mode {
         ResponseMode::Blocking => Ok(run_blocking(&state, run, live).await),
@@ -130,7 +115,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     let task_state = state.clone();
     shared.tracker.spawn(async move {
         let shared = &task_state.shared;
-        let mut sink = ChannelSink { tx };
+        let mut sink = ChannelSink { tx, busy_per_event: shared.limits.inject_busy_per_event };
         let outcome = engine::execute(&shared.provider, &run, &mut sink, &stop).await;
         shared.tasks.remove(&run.task_id);
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
@@ -270,6 +255,17 @@ async fn read_json_body(request: Request, limit: usize) -> Result<Bytes, ApiErro
     }
 }
 
+/// Spins for `d` (the gate self-test's injected cost; zero by default).
+fn busy_for(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 /// Counts a run as live from acceptance until its guard drops, and holds its
 /// slot under the app's concurrency cap.
 struct LiveRun {
@@ -292,6 +288,7 @@ impl Drop for LiveRun {
 
 struct ChannelSink {
     tx: mpsc::Sender<Bytes>,
+    busy_per_event: Duration,
 }
 
 impl Sink for ChannelSink {
@@ -300,6 +297,7 @@ impl Sink for ChannelSink {
     }
 
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), ClientGone> {
+        busy_for(self.busy_per_event);
         self.tx.send(Bytes::from(frame)).await.map_err(|_| ClientGone)
     }
 

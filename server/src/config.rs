@@ -95,6 +95,12 @@ pub struct Limits {
     /// they are stopped.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// For the gate's self-test only: CPU spun per accepted run request.
+    #[serde(with = "humantime_serde")]
+    pub inject_busy_per_request: Duration,
+    /// For the gate's self-test only: CPU spun per streamed event.
+    #[serde(with = "humantime_serde")]
+    pub inject_busy_per_event: Duration,
 }
 
 impl Default for Limits {
@@ -108,6 +114,8 @@ impl Default for Limits {
             upstream_first_token_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            inject_busy_per_request: Duration::ZERO,
+            inject_busy_per_event: Duration::ZERO,
         }
     }
 }

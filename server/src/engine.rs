@@ -83,6 +83,29 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run of `app` for `user`, with checked `inputs`
+    /// (see `request::check_inputs`).
+    pub fn new(app: Arc<App>, user: String, inputs: Map<String, Value>) -> Self {
+        let created_at = unix_now();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let end_user_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{user}", app.app_id).as_bytes()).to_string();
+        Self {
+            task_id: uuid::Uuid::new_v4().to_string(),
+            sys: SysVars {
+                user_id: user,
+                app_id: app.app_id.clone(),
+                workflow_id: app.workflow_id.clone(),
+                workflow_run_id: run_id,
+                timestamp: created_at,
+            },
+            inputs,
+            end_user_id,
+            created_at,
+            started: Instant::now(),
+            app,
+        }
+    }
+
     pub fn run_id(&self) -> &str {
         &self.sys.workflow_run_id
     }

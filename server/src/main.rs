@@ -31,6 +31,12 @@ struct Cli {
     /// Request bodies above this many bytes get 413.
     #[arg(long, env = "FLOWBENCH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Gate self-test only: CPU to spin per run request, e.g. 3us.
+    #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_REQUEST", value_parser = humantime::parse_duration)]
+    inject_busy_per_request: Option<std::time::Duration>,
+    /// Gate self-test only: CPU to spin per streamed event, e.g. 1us.
+    #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
+    inject_busy_per_event: Option<std::time::Duration>,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -74,6 +80,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(n) = cli.max_body_bytes {
         config.limits.max_body_bytes = n;
+    }
+    if let Some(d) = cli.inject_busy_per_request {
+        config.limits.inject_busy_per_request = d;
+    }
+    if let Some(d) = cli.inject_busy_per_event {
+        config.limits.inject_busy_per_event = d;
     }
     anyhow::ensure!(!config.apps.is_empty(), "no apps configured: give --app API_KEY=DSL_FILE or a --config file with [[apps]]");
     let state = AppState::new(&config)?;

@@ -116,6 +116,16 @@ impl AppState {
         self.shared.apps.values()
     }
 
+    /// The app served under `api_key`.
+    pub fn app(&self, api_key: &str) -> Option<Arc<App>> {
+        self.shared.apps.get(api_key).cloned()
+    }
+
+    /// The shared upstream client.
+    pub fn provider(&self) -> &Provider {
+        &self.shared.provider
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         let s = &self.shared.stats;
         let started = s.runs_started.load(Ordering::Relaxed);
