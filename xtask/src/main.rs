@@ -4,8 +4,15 @@
 //!   place: both scenarios on the embedded stack, the seed's report.
 //! - `up`: builds the harness in release and runs `flowbench up` in its place
 //!   (one JSON line on stdout, serves until SIGINT/SIGTERM).
+//! - `bench-compare BASE`: criterion's latest run against its saved baseline
+//!   `BASE`: a verdict table and an exit code (criterion itself exits 0).
+//! - `gate --base REV`: the pre-merge performance gate (see `gate.rs`).
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
+
+mod compare;
+mod gate;
+mod stats;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -39,6 +46,22 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Compare criterion's latest run with a saved baseline; exit 1 on a regression.
+    BenchCompare {
+        /// The baseline saved with `cargo bench -- --save-baseline BASE`.
+        base: String,
+        /// Changes within ±this % are noise.
+        #[arg(long, default_value_t = 2.0)]
+        threshold: f64,
+        /// Write the verdict table (Markdown) here too.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write Bencher Metric Format JSON here.
+        #[arg(long)]
+        bmf: Option<PathBuf>,
+    },
+    /// Pre-merge gate: interleaved A/B replicates of base and head; exit 0 ok, 1 regressed, 2 could not measure.
+    Gate(Box<gate::GateArgs>),
     /// Run the test suite (what the README and CI run).
     Test,
     /// Run everything CI runs: cargo fmt --check, clippy -D warnings, tests.
@@ -46,30 +69,46 @@ enum Task {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(Cli::parse()) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<i32> {
     let root = workspace_root();
     match cli.command {
+        Task::BenchCompare { base, threshold, markdown, bmf } => {
+            let rows = compare::compare(&root.join("target/criterion"), &base, threshold)?;
+            let table = compare::markdown(&rows, &base, threshold);
+            print!("{table}");
+            if let Some(path) = markdown {
+                std::fs::write(path, &table)?;
+            }
+            if let Some(path) = bmf {
+                std::fs::write(path, serde_json::to_vec_pretty(&compare::bmf(&rows))?)?;
+            }
+            Ok(if rows.iter().any(|r| r.verdict == "Regressed") { 1 } else { 0 })
+        }
+        Task::Gate(args) => gate::run(&root, &args),
         Task::Bench { profile, quick, args } => {
             let mut command = flowbench(&root)?;
             command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);
-            exec(command).context("running flowbench run")
+            exec(command).context("running flowbench run").map(|()| 0)
         }
         Task::Up { args } => {
             let mut command = flowbench(&root)?;
             command.arg("up").args(&args);
-            exec(command).context("running flowbench up")
+            exec(command).context("running flowbench up").map(|()| 0)
         }
-        Task::Test => test(&root),
+        Task::Test => test(&root).map(|()| 0),
         Task::Ci => {
             cargo(&root, &["fmt", "--all", "--check"])?;
             cargo(&root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-            test(&root)
+            test(&root).map(|()| 0)
         }
     }
 }
@@ -82,8 +121,10 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
     Ok(command)
 }
 
+/// The tests, then every criterion bench once (`--test`) so none rots.
 fn test(root: &Path) -> anyhow::Result<()> {
-    cargo(root, &["test", "--workspace", "--all-targets"])
+    cargo(root, &["test", "--workspace"])?;
+    cargo(root, &["bench", "--package", "benches", "--", "--test"])
 }
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
