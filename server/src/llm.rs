@@ -97,11 +97,7 @@ impl Provider {
         }
         Ok(CompletionStream {
             body,
-            parser: SseParser::new(),
-            deltas: VecDeque::new(),
-            finish_reason: None,
-            usage: None,
-            done: false,
+            decoder: UpstreamDecoder::default(),
             first_token_deadline: Some(deadline),
             settings: self.settings.clone(),
         })
@@ -144,11 +140,7 @@ pub struct Usage {
 /// An upstream stream being read.
 pub struct CompletionStream {
     body: Incoming,
-    parser: SseParser,
-    deltas: VecDeque<String>,
-    finish_reason: Option<String>,
-    usage: Option<Usage>,
-    done: bool,
+    decoder: UpstreamDecoder,
     /// Until the first content arrives, reads share this one deadline.
     first_token_deadline: Option<Instant>,
     settings: ProviderSettings,
@@ -158,11 +150,11 @@ impl CompletionStream {
     /// The next non-empty content delta, `None` once the stream finished well.
     pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
         loop {
-            if let Some(delta) = self.deltas.pop_front() {
+            if let Some(delta) = self.decoder.deltas.pop_front() {
                 self.first_token_deadline = None;
                 return Ok(Some(delta));
             }
-            if self.done {
+            if self.decoder.done {
                 return Ok(None);
             }
             let (deadline, what, after) = match self.first_token_deadline {
@@ -171,12 +163,12 @@ impl CompletionStream {
             };
             let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.map_err(|_| LlmError::Timeout { what, after })?;
             match frame {
-                None if self.finish_reason.is_some() => self.done = true,
+                None if self.decoder.finish_reason.is_some() => self.decoder.done = true,
                 None => return Err(LlmError::Truncated),
                 Some(Err(e)) => return Err(LlmError::Read(error_chain(&e))),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.feed(&data)?;
+                        self.decoder.feed(&data)?;
                     }
                 }
             }
@@ -184,14 +176,38 @@ impl CompletionStream {
     }
 
     pub fn finish_reason(&self) -> Option<&str> {
-        self.finish_reason.as_deref()
+        self.decoder.finish_reason.as_deref()
     }
 
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.decoder.usage
+    }
+}
+
+/// Turns upstream bytes into content deltas: SSE framing, `[DONE]`, and each
+/// `chat.completion.chunk`'s content, finish reason and usage. No I/O.
+#[derive(Debug, Default)]
+pub struct UpstreamDecoder {
+    parser: SseParser,
+    deltas: VecDeque<String>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl UpstreamDecoder {
+    /// The next decoded non-empty content delta.
+    pub fn pop_delta(&mut self) -> Option<String> {
+        self.deltas.pop_front()
     }
 
-    fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
+    /// True once `[DONE]` arrived.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Decodes `data`; a chunk that is not JSON is an error.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
         let mut failure = None;
         let Self { parser, deltas, finish_reason, usage, done, .. } = self;
         parser.push(data, |event| {

@@ -121,10 +121,12 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-/// The tests, then every criterion bench once (`--test`) so none rots.
+/// The tests, then every criterion bench once (`--test`) so none rots, then
+/// the instruction counts under valgrind (which need gungraun-runner).
 fn test(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["test", "--workspace"])?;
-    cargo(root, &["bench", "--package", "benches", "--", "--test"])
+    cargo(root, &["bench", "--package", "benches", "--", "--test"])?;
+    cargo(root, &["bench", "--package", "benches", "--bench", "instructions"])
 }
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
