@@ -174,18 +174,7 @@ fn request_bodies(spec: &RunSpec, worker: u32) -> Vec<Bytes> {
 }
 
 fn interrupted(intended: Instant, sent: Instant) -> Sample {
-    Sample {
-        intended,
-        sent,
-        done: Instant::now(),
-        ttfb: None,
-        ttfe: None,
-        first_text: None,
-        n_events: 0,
-        n_bytes: 0,
-        max_gap: None,
-        outcome: Err(ErrorClass::Interrupted),
-    }
+    Sample { done: Instant::now(), ..Sample::new(intended, sent, Err(ErrorClass::Interrupted)) }
 }
 
 /// Sends one request and reads its whole answer.
@@ -193,18 +182,7 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Recorder, intend
     let _in_flight = ctx.gauge.enter();
     let request = ctx.target.run_request(&ctx.spec.api_key, body);
     let sent = Instant::now();
-    let mut sample = Sample {
-        intended,
-        sent,
-        done: sent,
-        ttfb: None,
-        ttfe: None,
-        first_text: None,
-        n_events: 0,
-        n_bytes: 0,
-        max_gap: None,
-        outcome: Ok(()),
-    };
+    let mut sample = Sample::new(intended, sent, Ok(()));
     let deadline = sent + ctx.spec.timeout;
     let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, &mut sample)).await {
         Ok(outcome) => outcome,

@@ -79,6 +79,13 @@ pub struct Sample {
     pub outcome: Result<(), ErrorClass>,
 }
 
+impl Sample {
+    /// A request just sent: nothing received yet.
+    pub fn new(intended: Instant, sent: Instant, outcome: Result<(), ErrorClass>) -> Self {
+        Sample { intended, sent, done: sent, ttfb: None, ttfe: None, first_text: None, n_events: 0, n_bytes: 0, max_gap: None, outcome }
+    }
+}
+
 /// A worker's metrics; merge them for the run's.
 pub struct Recorder {
     measure_start: Instant,

@@ -246,9 +246,24 @@ fn measure_pairs(
     Ok(Ok(pairs))
 }
 
-/// One replicate: a fresh stack from `side`, driven by `driver`, then stopped.
+/// `program` pinned to `cpu` with taskset when there is one and more than one
+/// core, so the driver and the stack stop trading places between replicates.
+fn pinned(program: &Path, cpu: usize) -> Command {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let has_taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if cores > 1 && has_taskset {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// One replicate: a fresh stack from `side` (on CPU 1), driven by `driver`
+/// (on CPU 0), then stopped.
 fn replicate(root: &Path, args: &GateArgs, side: &Side, driver: &Path) -> anyhow::Result<Replicate> {
-    let mut stack = Command::new(&side.binary);
+    let mut stack = pinned(&side.binary, 1);
     stack.arg("up").arg("--mock-script").arg(root.join("fixtures/mock/gate.toml"));
     if !side.busy_per_request.is_zero() {
         stack.arg("--inject-busy-per-request").arg(format!("{}ns", side.busy_per_request.as_nanos()));
@@ -263,7 +278,7 @@ fn replicate(root: &Path, args: &GateArgs, side: &Side, driver: &Path) -> anyhow
     let info: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("the {} stack printed {line:?}", side.label))?;
     let url = info["server_url"].as_str().context("no server_url")?.to_owned();
     let json = root.join(format!("target/gate/replicate-{}.json", std::process::id()));
-    let status = Command::new(driver)
+    let status = pinned(driver, 0)
         .args(["run", "--target", &url, "--api-key", "empty=app-flowbench-empty", "--api-key", "llm=app-flowbench-llm"])
         .args(["--users", &args.users.to_string(), "--spawn-rate", "100000", "--window", "1s"])
         .arg("--duration")
