@@ -44,6 +44,8 @@ pub struct HealthReport {
     pub target_cpu_cores: Option<f64>,
     pub other_cpu_cores: f64,
     pub machine_cores: usize,
+    /// Wall time the CPU figures cover (warm-up and drain included).
+    pub span_s: f64,
 }
 
 /// CPU counters at one instant.
@@ -97,6 +99,7 @@ impl HealthMonitor {
             target_cpu_cores: target,
             other_cpu_cores: other,
             machine_cores,
+            span_s: seconds,
         };
         report.judge();
         report
@@ -275,6 +278,7 @@ mod tests {
             target_cpu_cores: Some(0.5),
             other_cpu_cores: 0.3,
             machine_cores: 2,
+            span_s: 1.0,
         };
         report.judge();
         assert_eq!(report.verdict, Verdict::Invalid);

@@ -106,6 +106,8 @@ pub struct Recorder {
     /// Each stream's longest gap.
     pub max_gap: Histogram<u64>,
     pub n_events: u64,
+    /// Events of every request, warm-up included (for CPU per event).
+    pub n_events_all: u64,
     pub n_bytes: u64,
     /// Per second of the measured phase.
     pub events_per_s: Vec<u64>,
@@ -137,6 +139,7 @@ impl Recorder {
             gap: new_histogram(),
             max_gap: new_histogram(),
             n_events: 0,
+            n_events_all: 0,
             n_bytes: 0,
             events_per_s: Vec::new(),
             ok_per_s: Vec::new(),
@@ -165,6 +168,7 @@ impl Recorder {
 
     pub fn record(&mut self, sample: &Sample) {
         self.n_sent += 1;
+        self.n_events_all += sample.n_events;
         if sample.intended < self.measure_start {
             self.n_warmup += 1;
             return;
@@ -217,6 +221,7 @@ impl Recorder {
             mine.add(theirs).expect("histograms share bounds");
         }
         self.n_events += other.n_events;
+        self.n_events_all += other.n_events_all;
         self.n_bytes += other.n_bytes;
         for (mine, theirs) in [
             (&mut self.events_per_s, &other.events_per_s),

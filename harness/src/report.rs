@@ -57,6 +57,10 @@ pub struct ScenarioReport {
     pub event_gap_ms: Summary,
     pub longest_gap_per_stream_ms: Summary,
     pub events_per_request: f64,
+    /// The target's CPU per request and per event, in µs, over the whole
+    /// scenario (warm-up included); when the target is a local process.
+    pub target_cpu_us_per_request: Option<f64>,
+    pub target_cpu_us_per_event: Option<f64>,
     pub bytes_received: u64,
     pub per_second: PerSecond,
     pub health: HealthReport,
@@ -156,6 +160,11 @@ impl ScenarioReport {
             event_gap_ms: Summary::of(&r.gap),
             longest_gap_per_stream_ms: Summary::of(&r.max_gap),
             events_per_request: if measured_requests > 0 { r.n_events as f64 / measured_requests as f64 } else { 0.0 },
+            target_cpu_us_per_request: health.target_cpu_cores.filter(|_| r.n_sent > 0).map(|c| c * health.span_s / r.n_sent as f64 * 1e6),
+            target_cpu_us_per_event: health
+                .target_cpu_cores
+                .filter(|_| r.n_events_all > 0)
+                .map(|c| c * health.span_s / r.n_events_all as f64 * 1e6),
             bytes_received: r.n_bytes,
             per_second,
             health,
@@ -268,6 +277,10 @@ impl Report {
                     num(m.p999),
                     num(m.max)
                 );
+            }
+            if let Some(per_request) = s.target_cpu_us_per_request {
+                let per_event = s.target_cpu_us_per_event.map_or(String::new(), |e| format!(", {e:.2} µs per event"));
+                let _ = writeln!(out, "Target CPU: {per_request:.2} µs per request{per_event}");
             }
             let h = &s.health;
             let _ = writeln!(

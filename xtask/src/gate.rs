@@ -7,6 +7,10 @@
 //! statistical unit: per metric, each A/B pair of a block gives one log ratio
 //! ln(head/base), and the change is their mean with a 95% t interval.
 //!
+//! Besides wall-clock figures it compares the target's CPU time per request
+//! and per event (from `/proc`), which drift far less than throughput on a
+//! shared machine: time the CPU was stolen or busy elsewhere is not charged.
+//!
 //! A metric Regressed only when its interval lies wholly on the worse side of
 //! zero and the estimate is past its floor (default 2%); it is Unresolved, not
 //! passed, when the interval still reaches the floor. p99 metrics are
@@ -26,13 +30,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// (name, scenario, JSON pointer into the scenario report, higher is better, is a p99).
-const METRICS: [(&str, &str, &str, bool, bool); 6] = [
+const METRICS: [(&str, &str, &str, bool, bool); 8] = [
     ("empty QPS", "empty", "/qps/avg", true, false),
+    ("empty CPU µs/request", "empty", "/target_cpu_us_per_request", false, false),
     ("empty p50 duration", "empty", "/duration_ms/p50", false, false),
     ("empty p99 duration", "empty", "/duration_ms/p99", false, true),
     ("llm TTFE p50", "llm", "/ttfe_ms/p50", false, false),
     ("llm TTFE p99", "llm", "/ttfe_ms/p99", false, true),
     ("llm events/s", "llm", "/event_throughput/avg", true, false),
+    ("llm CPU µs/event", "llm", "/target_cpu_us_per_event", false, false),
 ];
 /// A p99 metric gates only once it can resolve this change.
 const ADVISORY_MDE_PCT: f64 = 20.0;
@@ -312,14 +318,12 @@ fn replicate(root: &Path, args: &GateArgs, side: &Side, driver: &Path) -> anyhow
             disturbed.push(format!("{} {name}: {}", side.label, s["health"]["reasons"]));
         }
     }
-    let empty = scenario("empty");
-    let llm = scenario("llm");
-    let cpu = |s: &serde_json::Value| s["health"]["target_cpu_cores"].as_f64().unwrap_or(0.0);
+    let per = |name: &str, field: &str| scenario(name)[field].as_f64().unwrap_or(0.0) / 1e6;
     Ok(Replicate {
         values,
         disturbed: (!disturbed.is_empty()).then(|| disturbed.join(", ")),
-        cpu_per_request_s: cpu(&empty) / empty["qps"]["avg"].as_f64().unwrap_or(f64::INFINITY),
-        cpu_per_event_s: cpu(&llm) / llm["event_throughput"]["avg"].as_f64().unwrap_or(f64::INFINITY),
+        cpu_per_request_s: per("empty", "target_cpu_us_per_request"),
+        cpu_per_event_s: per("llm", "target_cpu_us_per_event"),
     })
 }
 

@@ -35,6 +35,8 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
         let c = &s["counts"];
         assert_eq!(c["sent"].as_u64().unwrap(), c["warmup"].as_u64().unwrap() + c["ok"].as_u64().unwrap() + c["errors"].as_u64().unwrap());
         assert_eq!(c["errors"], 0, "{s}");
+        // The embedded stack is a local process: its CPU per request is known.
+        assert!(s["target_cpu_us_per_request"].as_f64().is_some_and(|us| us > 0.0), "{s}");
         let ttfe = harness::metrics::decode_histogram(s["histograms"]["duration"].as_str().unwrap()).unwrap();
         assert_eq!(ttfe.len(), c["ok"].as_u64().unwrap());
     }
