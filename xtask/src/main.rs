@@ -121,11 +121,24 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
     Ok(command)
 }
 
+/// The gungraun-runner version the `gungraun` crate needs.
+const GUNGRAUN_RUNNER: &str = "0.20.0";
+
 /// The tests, then every criterion bench once (`--test`) so none rots, then
-/// the instruction counts under valgrind (which need gungraun-runner).
+/// the instruction counts under valgrind (installing gungraun-runner first
+/// when it is missing, so this works on a fresh machine).
 fn test(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["test", "--workspace"])?;
     cargo(root, &["bench", "--package", "benches", "--", "--test"])?;
+    let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_valgrind {
+        eprintln!("xtask: valgrind is not installed; skipping the instruction-count benches (apt-get install valgrind)");
+        return Ok(());
+    }
+    let runner = Command::new("gungraun-runner").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if runner.ok().as_deref() != Some(format!("gungraun-runner {GUNGRAUN_RUNNER}").as_str()) {
+        cargo(root, &["install", "gungraun-runner", "--version", GUNGRAUN_RUNNER, "--locked"])?;
+    }
     cargo(root, &["bench", "--package", "benches", "--bench", "instructions"])
 }
 
