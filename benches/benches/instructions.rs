@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Needs valgrind and `gungraun-runner` (the same version as the `gungraun`
-//! crate) on the PATH; `.ci/run` installs both.
+//! crate) on the PATH; `cargo xtask test` installs the runner when missing.
 
 use gungraun::{Callgrind, EventKind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
 use server::events::{self, RunIds, TextChunk};
