@@ -298,10 +298,6 @@ impl Gauge {
         s.peak = s.peak.max(s.value);
     }
 
-    pub fn value(&self) -> i64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).value
-    }
-
     /// (peak, time-weighted mean over the measured phase, that phase's end).
     pub fn finish(&self) -> (i64, f64, Instant) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -31,10 +31,6 @@ impl LoadModel {
             LoadModel::Open { connections, .. } => connections,
         }
     }
-
-    pub fn is_open(&self) -> bool {
-        matches!(self, LoadModel::Open { .. })
-    }
 }
 
 /// Intended send times for one run, shared by all workers.

@@ -76,8 +76,6 @@ pub struct Run {
     pub sys: SysVars,
     /// Every start variable, in declaration order (missing optional ones null).
     pub inputs: Map<String, Value>,
-    /// The end user's id as Dify reports it in `created_by.id`.
-    pub end_user_id: String,
     pub created_at: i64,
     pub started: Instant,
 }
@@ -88,7 +86,6 @@ impl Run {
     pub fn new(app: Arc<App>, user: String, inputs: Map<String, Value>) -> Self {
         let created_at = unix_now();
         let run_id = uuid::Uuid::new_v4().to_string();
-        let end_user_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{user}", app.app_id).as_bytes()).to_string();
         Self {
             task_id: uuid::Uuid::new_v4().to_string(),
             sys: SysVars {
@@ -99,7 +96,6 @@ impl Run {
                 timestamp: created_at,
             },
             inputs,
-            end_user_id,
             created_at,
             started: Instant::now(),
             app,
@@ -108,6 +104,12 @@ impl Run {
 
     pub fn run_id(&self) -> &str {
         &self.sys.workflow_run_id
+    }
+
+    /// The end user's id as Dify reports it in `created_by.id`: stable per
+    /// app and user. Only streams show it, so only they compute it.
+    pub fn end_user_id(&self) -> String {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{}", self.sys.app_id, self.sys.user_id).as_bytes()).to_string()
     }
 
     pub fn ids(&self) -> RunIds<'_> {
@@ -149,6 +151,7 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
         finished_at: unix_now(),
     };
     if !client_gone && exec.sink.wants_events() {
+        let end_user_id = run.end_user_id();
         let finished = events::WorkflowFinished {
             id: run.run_id(),
             workflow_id: &run.sys.workflow_id,
@@ -158,7 +161,7 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
             elapsed_time: outcome.elapsed_time,
             total_tokens: outcome.total_tokens,
             total_steps: outcome.total_steps,
-            created_by: events::CreatedBy { id: &run.end_user_id, user: &run.sys.user_id },
+            created_by: events::CreatedBy { id: &end_user_id, user: &run.sys.user_id },
             created_at: run.created_at,
             finished_at: outcome.finished_at,
             exceptions_count: 0,

@@ -201,11 +201,6 @@ impl UpstreamDecoder {
         self.deltas.pop_front()
     }
 
-    /// True once `[DONE]` arrived.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     /// Decodes `data`; a chunk that is not JSON is an error.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
         let mut failure = None;

@@ -112,10 +112,6 @@ impl AppState {
         Ok(Self { shared: Arc::new(shared) })
     }
 
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
-        self.shared.apps.values()
-    }
-
     /// The app served under `api_key`.
     pub fn app(&self, api_key: &str) -> Option<Arc<App>> {
         self.shared.apps.get(api_key).cloned()
