@@ -27,7 +27,7 @@ fn sse(c: &mut Criterion) {
             let mut n = 0usize;
             // 1 KiB reads, as a socket would deliver them.
             for chunk in stream.chunks(1024) {
-                parser.push(chunk, |e| n += e.data.len());
+                parser.push_ref(chunk, |e| n += e.data.len());
             }
             std::hint::black_box(n)
         });

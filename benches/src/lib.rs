@@ -59,9 +59,9 @@ pub async fn read_events(body: &mut Incoming, parser: &mut SseParser, mut n: usi
     while n > 0 {
         let Some(frame) = body.frame().await else { break };
         let Ok(data) = frame.expect("frame").into_data() else { continue };
-        parser.push(&data, |e| {
+        parser.push_ref(&data, |e| {
             total += 1;
-            if pred(&e.data) {
+            if pred(e.data) {
                 n = n.saturating_sub(1);
             }
         });

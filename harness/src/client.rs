@@ -117,8 +117,7 @@ impl Conn {
         };
         if !usable {
             self.reset();
-            let stream =
-                tokio::net::TcpStream::connect(target.addr).await.map_err(|source| ConnError::Connect { addr: target.addr, source })?;
+            let stream = connect(target.addr).await.map_err(|source| ConnError::Connect { addr: target.addr, source })?;
             let _ = stream.set_nodelay(true);
             let (sender, connection) =
                 http1::handshake(TokioIo::new(stream)).await.map_err(|source| ConnError::Handshake { addr: target.addr, source })?;
@@ -140,6 +139,41 @@ impl Conn {
     }
 }
 
+/// Source addresses handed out when ephemeral ports run short.
+static NEXT_SOURCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Connects to `addr`. A loopback target with no ephemeral port left for the
+/// usual source address (`EADDRNOTAVAIL`, at ~28k connections to one
+/// address) is reached from the next address in 127.0.0.0/8 instead: each
+/// source address has its own ports.
+async fn connect(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    match tokio::net::TcpStream::connect(addr).await {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && addr.ip().is_loopback() && addr.is_ipv4() => {
+            let mut last = e;
+            // A few tries: another address may be as full as this one.
+            for _ in 0..8 {
+                let source = spare_source(NEXT_SOURCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(source.into(), 0))?;
+                match socket.connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last)
+        }
+        result => result,
+    }
+}
+
+/// The `n`th spare source address: 127.0.1.2 to 127.0.255.251, then again;
+/// never 127.0.0.x, where the default source address lives.
+fn spare_source(n: u32) -> std::net::Ipv4Addr {
+    let n = n % (250 * 255);
+    std::net::Ipv4Addr::new(127, 0, (1 + n / 250) as u8, (2 + n % 250) as u8)
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.reset();
@@ -152,4 +186,28 @@ pub enum SendError {
     Connect(ConnError),
     #[error("sending the request: {0}")]
     Http(hyper::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_sources_cover_127_0_0_0_8_outside_127_0_0_x() {
+        assert_eq!(spare_source(0), std::net::Ipv4Addr::new(127, 0, 1, 2));
+        assert_eq!(spare_source(249), std::net::Ipv4Addr::new(127, 0, 1, 251));
+        assert_eq!(spare_source(250), std::net::Ipv4Addr::new(127, 0, 2, 2));
+        assert_eq!(spare_source(250 * 255 - 1), std::net::Ipv4Addr::new(127, 0, 255, 251));
+        assert_eq!(spare_source(250 * 255), spare_source(0));
+    }
+
+    #[tokio::test]
+    async fn a_spare_source_address_reaches_a_loopback_target() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(spare_source(7).into(), 0)).unwrap();
+        let _stream = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (_, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer.ip(), std::net::IpAddr::V4(spare_source(7)));
+    }
 }

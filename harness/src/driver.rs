@@ -266,7 +266,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         let now = Instant::now();
         sample.n_bytes += data.len() as u64;
         let before = state.n_events;
-        parser.push(&data, |event| {
+        parser.push_ref(&data, |event| {
             state.n_events += 1;
             if let Some(last) = state.last_event {
                 let gap = now - last;
@@ -277,7 +277,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
             if sample.ttfe.is_none() {
                 sample.ttfe = Some(now - sample.sent);
             }
-            match event_name(&event.data) {
+            match event_name(event.data) {
                 Some(EventName::TextChunk) => {
                     if sample.first_text.is_none() {
                         sample.first_text = Some(now - sample.sent);

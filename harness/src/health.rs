@@ -54,13 +54,15 @@ struct CpuSnapshot {
     at: std::time::Instant,
     machine_busy_ticks: u64,
     self_ticks: u64,
-    target_ticks: Option<u64>,
+    target_ns: Option<u64>,
+    sibling_ns: Option<u64>,
 }
 
 /// Started before a run, finished after it.
 pub struct HealthMonitor {
     start: CpuSnapshot,
     target_pid: Option<u32>,
+    sibling_pid: Option<u32>,
     driver_threads: usize,
     lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     stop: CancellationToken,
@@ -69,25 +71,37 @@ pub struct HealthMonitor {
 
 impl HealthMonitor {
     pub fn start(target_pid: Option<u32>, driver_threads: usize) -> Self {
+        Self::start_beside(target_pid, None, driver_threads)
+    }
+
+    /// For `flowbench ab`: `sibling_pid` is the other target, driven at the
+    /// same time by this driver. Its CPU is the run's, not a neighbour's; and
+    /// the driver's CPU serves both sides, so its share is reported but not
+    /// judged (a busy driver slows both sides alike).
+    pub fn start_beside(target_pid: Option<u32>, sibling_pid: Option<u32>, driver_threads: usize) -> Self {
         let lag = Arc::new(Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
-        Self { start: snapshot(target_pid), target_pid, driver_threads, lag, stop, probe }
+        Self { start: snapshot(target_pid, sibling_pid), target_pid, sibling_pid, driver_threads, lag, stop, probe }
     }
 
     pub async fn finish(self) -> HealthReport {
         self.stop.cancel();
         let _ = self.probe.await;
-        let end = snapshot(self.target_pid);
+        let end = snapshot(self.target_pid, self.sibling_pid);
         let seconds = (end.at - self.start.at).as_secs_f64().max(1e-9);
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
         let driver = cores(end.self_ticks.saturating_sub(self.start.self_ticks));
-        let target = match (self.start.target_ticks, end.target_ticks) {
-            (Some(a), Some(b)) => Some(cores(b.saturating_sub(a))),
+        let target = match (self.start.target_ns, end.target_ns) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / seconds),
             _ => None,
         };
+        let sibling = match (self.start.sibling_ns, end.sibling_ns) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9 / seconds,
+            _ => 0.0,
+        };
         let machine = cores(end.machine_busy_ticks.saturating_sub(self.start.machine_busy_ticks));
-        let other = (machine - driver - target.unwrap_or(0.0)).max(0.0);
+        let other = (machine - driver - target.unwrap_or(0.0) - sibling).max(0.0);
         let lag = Summary::of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = HealthReport {
@@ -101,13 +115,13 @@ impl HealthMonitor {
             machine_cores,
             span_s: seconds,
         };
-        report.judge();
+        report.judge(self.sibling_pid.is_none());
         report
     }
 }
 
 impl HealthReport {
-    fn judge(&mut self) {
+    fn judge(&mut self, judge_driver_share: bool) {
         if self.scheduler_lag_ms.p99 > MAX_LAG_P99_MS {
             self.verdict = Verdict::Invalid;
             self.reasons.push(format!(
@@ -115,7 +129,7 @@ impl HealthReport {
                 self.scheduler_lag_ms.p99
             ));
         }
-        if self.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * self.driver_threads as f64 {
+        if judge_driver_share && self.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * self.driver_threads as f64 {
             self.verdict = Verdict::Invalid;
             self.reasons.push(format!(
                 "driver saturated: it used {:.2} of its {} core(s); the load generator, not the target, was the bottleneck",
@@ -143,12 +157,13 @@ async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: Cancella
     }
 }
 
-fn snapshot(target_pid: Option<u32>) -> CpuSnapshot {
+fn snapshot(target_pid: Option<u32>, sibling_pid: Option<u32>) -> CpuSnapshot {
     CpuSnapshot {
         at: std::time::Instant::now(),
         machine_busy_ticks: machine_busy_ticks().unwrap_or(0),
         self_ticks: process_ticks("self").unwrap_or(0),
-        target_ticks: target_pid.and_then(|pid| process_ticks(&pid.to_string())),
+        target_ns: target_pid.and_then(process_cpu_ns),
+        sibling_ns: sibling_pid.and_then(process_cpu_ns),
     }
 }
 
@@ -169,6 +184,22 @@ fn process_ticks(pid: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of a process in nanoseconds: the sum of its threads' run time
+/// from `/proc/PID/task/*/schedstat` (exact, where `stat`'s ticks are 10 ms
+/// steps), or its ticks where schedstat is missing. Threads that already
+/// exited are not in the sum; the server's threads live as long as it does.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let exact = std::fs::read_dir(format!("/proc/{pid}/task")).ok().and_then(|tasks| {
+        let mut sum = 0u64;
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            sum += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(sum)
+    });
+    exact.or_else(|| process_ticks(&pid.to_string()).map(|t| t * (1e9 / TICKS_PER_S) as u64))
 }
 
 /// The process listening on `addr` on this machine, if any (from
@@ -268,6 +299,20 @@ mod tests {
     }
 
     #[test]
+    fn cpu_ns_counts_this_process_busy_time() {
+        let me = std::process::id();
+        let before = process_cpu_ns(me).expect("own CPU time");
+        let ticks = process_ticks("self").expect("own ticks");
+        // Spin until the kernel's tick count says 5 ticks (40-60 ms) of CPU went by.
+        let mut x = 0u64;
+        while process_ticks("self").expect("own ticks") < ticks + 5 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = process_cpu_ns(me).expect("own CPU time");
+        assert!(after - before >= 30_000_000, "{before} -> {after}");
+    }
+
+    #[test]
     fn verdicts() {
         let mut report = HealthReport {
             verdict: Verdict::Valid,
@@ -280,8 +325,13 @@ mod tests {
             machine_cores: 2,
             span_s: 1.0,
         };
-        report.judge();
+        let mut beside = report.clone();
+        report.judge(true);
         assert_eq!(report.verdict, Verdict::Invalid);
         assert_eq!(report.reasons.len(), 2);
+        // Beside a sibling target the driver's share is not judged; the neighbour still is.
+        beside.judge(false);
+        assert_eq!(beside.verdict, Verdict::Disturbed);
+        assert_eq!(beside.reasons.len(), 1);
     }
 }

@@ -1,8 +1,10 @@
 //! flowbench's harness: the OpenAI-compatible mock LLM (`mock_llm`), the
 //! in-process mocked stack (`stack`), and the load driver (`schedule`,
 //! `client`, `driver`, `metrics`, `health`) with its report (`report`,
-//! `run`).
+//! `run`), the side-by-side A/B measurement (`ab`) and the
+//! long run (`soak`).
 
+pub mod ab;
 pub mod client;
 pub mod driver;
 pub mod health;
@@ -11,6 +13,7 @@ pub mod mock_llm;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod soak;
 pub mod stack;
 
 pub use mock_llm::{Fault, MockLlm, Reply, Script};

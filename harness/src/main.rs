@@ -6,6 +6,10 @@
 //!   real Dify's OpenAI-compatible provider to point at.
 //! - `flowbench run`: drives the embedded stack or any Dify-compatible server
 //!   and prints the report (see `harness::run`).
+//! - `flowbench ab`: alternates load between two targets in ABBA slices and
+//!   writes every slice's figures (see `harness::ab`), for `cargo xtask gate`.
+//! - `flowbench soak`: a long run of many streams, sampling the stack's RSS and
+//!   live runs each second (see `harness::soak`).
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +30,10 @@ struct Cli {
 enum Command {
     /// Drive load and print the seed's report (embedded stack, or --target).
     Run(Box<harness::run::RunArgs>),
+    /// Compare two targets in alternating slices (ABBA), for the pre-merge gate.
+    Ab(Box<harness::ab::AbArgs>),
+    /// Many streams for a long time: RSS and live runs each second, growth verdict.
+    Soak(Box<harness::soak::SoakArgs>),
     /// Start the mocked stack and print its URLs and API keys as one JSON line.
     Up {
         /// Address for the workflow server.
@@ -105,6 +113,8 @@ fn main() {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Run(args) => args.driver_threads.max(1),
+        Command::Ab(args) => args.driver_threads.max(1),
+        Command::Soak(args) => args.driver_threads.max(1),
         _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
@@ -133,6 +143,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 harness::run::RunEnd::Done => Ok(0),
                 harness::run::RunEnd::Interrupted => Ok(130),
             }
+        }
+        Command::Ab(args) => {
+            let report = harness::ab::execute(&args, args.driver_threads.max(1)).await?;
+            Ok(if report.interrupted { 130 } else { 0 })
+        }
+        Command::Soak(args) => {
+            let report = harness::soak::execute(&args).await?;
+            Ok(if report.interrupted {
+                130
+            } else if report.pass {
+                0
+            } else {
+                1
+            })
         }
         Command::Up { server_addr, mock_addr, script, inject_busy_per_request, inject_busy_per_event } => {
             let mut options = StackOptions { script: script.build()?, server_addr, mock_addr, ..StackOptions::default() };

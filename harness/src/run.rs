@@ -310,7 +310,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
 }
 
 /// Checks the target answers and accepts the key before any load.
-async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result<()> {
+pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result<()> {
     let header = bearer(key).map_err(|_| PreflightError(format!("{scenario}: the API key is not a valid header value")))?;
     let mut conn = Conn::new();
     let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, target.get("/v1/parameters", &header)))
@@ -325,14 +325,14 @@ async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result
 }
 
 /// The mocked stack as a child process (`flowbench up`).
-struct EmbeddedStack {
-    child: Child,
-    server_url: String,
+pub(crate) struct EmbeddedStack {
+    pub(crate) child: Child,
+    pub(crate) server_url: String,
     info: serde_json::Value,
 }
 
 impl EmbeddedStack {
-    fn start(mock_script: Option<&PathBuf>) -> anyhow::Result<Self> {
+    pub(crate) fn start(mock_script: Option<&PathBuf>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the flowbench binary")?;
         let mut command = Command::new(exe);
         command.arg("up").stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
@@ -347,11 +347,11 @@ impl EmbeddedStack {
         Ok(Self { child, server_url, info })
     }
 
-    fn api_key(&self, scenario: &str) -> String {
+    pub(crate) fn api_key(&self, scenario: &str) -> String {
         self.info["apps"][scenario]["api_key"].as_str().unwrap_or_default().to_owned()
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }

@@ -17,6 +17,7 @@ use crate::state::{App, AppState};
 use crate::store::RunRecord;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -149,8 +150,19 @@ fn record_of(run: &Run) -> RunRecord {
     }
 }
 
-async fn get_run(State(state): State<AppState>, Path(run_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// A path segment that is not UTF-8 names no run and no task: Dify answers
+/// as for any unknown id, never axum's plain-text 400.
+fn path_id(id: Result<Path<String>, PathRejection>) -> String {
+    id.map(|Path(id)| id).unwrap_or_default()
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    run_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let app = authenticate(&state, &headers)?;
+    let run_id = path_id(run_id);
     let record = state.shared.store.get(&app.app_id, &run_id).ok_or_else(ApiError::run_not_found)?;
     let inputs = pyjson::to_python_json(&events::InputsView { user: &record.inputs, sys: &record.sys, with_timestamp: true });
     let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
@@ -170,8 +182,13 @@ async fn get_run(State(state): State<AppState>, Path(run_id): Path<String>, head
     Ok(json_response(Bytes::from(body)))
 }
 
-async fn stop_task(State(state): State<AppState>, Path(task_id): Path<String>, request: Request) -> Result<Response, ApiError> {
+async fn stop_task(
+    State(state): State<AppState>,
+    task_id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let app = authenticate(&state, request.headers())?;
+    let task_id = path_id(task_id);
     let body = read_json_body(request, state.shared.limits.max_body_bytes).await?;
     let user = request::decode_stop(&body)?;
     // Like Dify, the answer is the same whether or not a run was stopped.

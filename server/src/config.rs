@@ -80,6 +80,10 @@ pub struct Limits {
     pub max_stored_runs: usize,
     /// Events buffered per stream before the run waits for its client.
     pub stream_buffer_events: usize,
+    /// A connection whose client has not taken a byte for this long, while
+    /// the server has bytes to send, is closed (and counted).
+    #[serde(with = "humantime_serde")]
+    pub stalled_client_timeout: Duration,
     /// A bare `event: ping` after this much silence on a stream.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
@@ -109,6 +113,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_stored_runs: 100_000,
             stream_buffer_events: 64,
+            stalled_client_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_token_timeout: Duration::from_secs(60),
@@ -165,6 +170,9 @@ impl Config {
         }
         if limits.ping_interval.is_zero() {
             return Err(ConfigError::Limits("ping_interval must be above zero".into()));
+        }
+        if limits.stalled_client_timeout.is_zero() {
+            return Err(ConfigError::Limits("stalled_client_timeout must be above zero".into()));
         }
         let mut keys = std::collections::HashSet::new();
         for app in &self.apps {

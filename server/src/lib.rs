@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod conn;
 pub mod dsl;
 pub mod engine;
 pub mod error;
@@ -36,11 +37,11 @@ pub async fn serve(
     let router = app(state);
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_serving = stop.clone();
-    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small SSE
-    // frames back by ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = conn::GuardedListener::new(
+        listener,
+        drain_state.shared.limits.stalled_client_timeout,
+        drain_state.shared.stats.connections_stalled_closed.clone(),
+    );
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         stop_serving.cancel();

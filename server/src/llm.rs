@@ -205,7 +205,7 @@ impl UpstreamDecoder {
     pub fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
         let mut failure = None;
         let Self { parser, deltas, finish_reason, usage, done, .. } = self;
-        parser.push(data, |event| {
+        parser.push_ref(data, |event| {
             if failure.is_some() || *done {
                 return;
             }
@@ -213,7 +213,7 @@ impl UpstreamDecoder {
                 *done = true;
                 return;
             }
-            match serde_json::from_str::<Chunk<'_>>(&event.data) {
+            match serde_json::from_str::<Chunk<'_>>(event.data) {
                 Ok(chunk) => {
                     if let Some(u) = chunk.usage {
                         *usage = Some(u);

@@ -31,6 +31,10 @@ struct Cli {
     /// Request bodies above this many bytes get 413.
     #[arg(long, env = "FLOWBENCH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Close a connection whose client has read nothing for this long while
+    /// the server had bytes for it, e.g. 60s.
+    #[arg(long, env = "FLOWBENCH_STALLED_CLIENT_TIMEOUT", value_parser = humantime::parse_duration)]
+    stalled_client_timeout: Option<std::time::Duration>,
     /// Gate self-test only: CPU to spin per run request, e.g. 3us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_REQUEST", value_parser = humantime::parse_duration)]
     inject_busy_per_request: Option<std::time::Duration>,
@@ -71,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     for mut app in cli.apps {
         app.max_concurrent_runs = cli.max_concurrent_runs;
         config.apps.push(app);
+    }
+    if let Some(limit) = cli.stalled_client_timeout {
+        config.limits.stalled_client_timeout = limit;
     }
     if let Some(url) = cli.provider_base_url {
         config.provider.base_url = url;

@@ -91,14 +91,18 @@ fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiErro
     if first != Some(&b'{') {
         return Err(ApiError::bad_request());
     }
+    // Flask decodes the whole body first: invalid UTF-8 anywhere, even in a
+    // field nobody reads, is not JSON. serde skips unread strings unchecked.
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request())?;
     serde_json::from_slice(body).map_err(|_| ApiError::bad_request())
 }
 
-/// Dify takes any non-empty `user`; a number is used as its text.
+/// Dify takes any truthy `user`; a number is used as its text, and zero is
+/// falsy in Python (`if not user`).
 fn user_of(user: Option<&Value>) -> Result<String, ApiError> {
     match user {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Number(n)) if n.as_f64() != Some(0.0) => Ok(n.to_string()),
         _ => Err(ApiError::invalid_param(MSG_NO_USER)),
     }
 }
@@ -228,6 +232,10 @@ mod tests {
         check(r#"{"inputs":{"question":""},"user":"u"}"#, Ok(r#"{"question":""}"#));
         check("[]", Err(crate::error::MSG_BAD_REQUEST));
         check(r#"{"inputs":{}}"#, Err(MSG_NO_USER));
+        check(r#"{"inputs":{},"user":0}"#, Err(MSG_NO_USER));
+        check(r#"{"inputs":{},"user":-0.0}"#, Err(MSG_NO_USER));
+        check(r#"{"inputs":{"question":"hi"},"user":7}"#, Ok(r#"{"question":"hi"}"#));
+        check("{\"inputs\":{\"question\":\"hi\"},\"user\":\"u\",\"x\":\"\u{7f}\"}", Ok(r#"{"question":"hi"}"#));
         check(r#"{"inputs":{},"user":"u"}"#, Err("question is required in input form"));
         check(r#"{"inputs":{"question":null},"user":"u"}"#, Err("question is required in input form"));
         check(r#"{"inputs":{"question":123},"user":"u"}"#, Err("(type 'text-input') question in input form must be a string"));

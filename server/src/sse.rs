@@ -22,13 +22,31 @@ pub struct SseEvent {
     pub id: Option<String>,
 }
 
+/// One dispatched event, borrowed from the parser's buffers: the hot paths
+/// (the relay's upstream, the driver's downstream) read it without an
+/// allocation per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEventRef<'a> {
+    pub event: Option<&'a str>,
+    pub data: &'a str,
+    pub id: Option<&'a str>,
+}
+
+impl SseEventRef<'_> {
+    pub fn to_owned_event(&self) -> SseEvent {
+        SseEvent { event: self.event.map(str::to_owned), data: self.data.to_owned(), id: self.id.map(str::to_owned) }
+    }
+}
+
 /// Incremental SSE parser.
 #[derive(Debug, Default)]
 pub struct SseParser {
     line: Vec<u8>,
+    /// The frame's data and event type so far; cleared, not freed, per event.
     data: String,
     has_data: bool,
-    event: Option<String>,
+    event: String,
+    has_event: bool,
     last_id: Option<String>,
     retry_ms: Option<u64>,
     /// The previous chunk ended on `\r`: a `\n` starting the next one belongs to it.
@@ -43,7 +61,12 @@ impl SseParser {
     }
 
     /// Feeds bytes; calls `on_event` for every event they complete.
-    pub fn push(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent)) {
+    pub fn push(&mut self, bytes: &[u8], mut on_event: impl FnMut(SseEvent)) {
+        self.push_ref(bytes, |event| on_event(event.to_owned_event()));
+    }
+
+    /// As `push`, lending each event instead of handing over owned strings.
+    pub fn push_ref(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEventRef<'_>)) {
         if !self.started && !bytes.is_empty() {
             // The BOM may itself be split across reads; only strip it whole.
             if self.line.len() + bytes.len() < 3 && b"\xEF\xBB\xBF".starts_with(&[&self.line[..], bytes].concat()) {
@@ -55,7 +78,7 @@ impl SseParser {
                 let pending = std::mem::take(&mut self.line);
                 let rest = [&pending[..], bytes].concat();
                 let rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&rest).to_vec();
-                self.push(&rest, on_event);
+                self.push_ref(&rest, on_event);
                 return;
             }
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -102,10 +125,10 @@ impl SseParser {
     /// True when bytes of an unfinished line or frame are buffered: a stream
     /// that ends now was cut mid-frame.
     pub fn has_partial_frame(&self) -> bool {
-        !self.line.is_empty() || self.has_data || self.event.is_some()
+        !self.line.is_empty() || self.has_data || self.has_event
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent)) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEventRef<'_>)) {
         if line.is_empty() {
             self.dispatch(on_event);
             return;
@@ -128,7 +151,11 @@ impl SseParser {
                 self.has_data = true;
                 self.data.push_str(&String::from_utf8_lossy(value));
             }
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+                self.has_event = true;
+            }
             b"id" if !value.contains(&0) => self.last_id = Some(String::from_utf8_lossy(value).into_owned()),
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
@@ -137,14 +164,15 @@ impl SseParser {
         }
     }
 
-    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent)) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEventRef<'_>)) {
         self.n_frames += 1;
-        let event = self.event.take();
-        if !self.has_data {
-            return;
+        let has_event = std::mem::take(&mut self.has_event);
+        if self.has_data {
+            self.has_data = false;
+            on_event(SseEventRef { event: has_event.then_some(self.event.as_str()), data: &self.data, id: self.last_id.as_deref() });
         }
-        self.has_data = false;
-        on_event(SseEvent { event, data: std::mem::take(&mut self.data), id: self.last_id.clone() });
+        self.data.clear();
+        self.event.clear();
     }
 }
 
@@ -185,6 +213,15 @@ mod tests {
     #[test]
     fn ping_and_comments_are_not_events() {
         check(&[b"event: ping\n\n: keep-alive\n\ndata: x\n\n"], &[("x", None)]);
+    }
+
+    #[test]
+    fn an_event_type_belongs_to_its_frame_only() {
+        check(&[b"event: x\ndata: a\n\ndata: b\n\nevent: y\n", b"data: c\n\n"], &[("a", Some("x")), ("b", None), ("c", Some("y"))]);
+        let mut parser = SseParser::new();
+        let mut seen = Vec::new();
+        parser.push_ref(b"event: e\ndata: 1\n\ndata: 2\n\n", |e| seen.push((e.event.map(str::to_owned), e.data.to_owned())));
+        assert_eq!(seen, [(Some("e".to_owned()), "1".to_owned()), (None, "2".to_owned())]);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Stats {
     /// Streams whose client left before the run ended.
     pub runs_client_gone: AtomicU64,
     pub runs_rejected_busy: AtomicU64,
+    /// Connections closed because their client stopped reading.
+    pub connections_stalled_closed: Arc<AtomicU64>,
 }
 
 /// A snapshot of `Stats`.
@@ -67,6 +69,7 @@ pub struct StatsSnapshot {
     pub runs_finished: u64,
     pub runs_client_gone: u64,
     pub runs_rejected_busy: u64,
+    pub connections_stalled_closed: u64,
 }
 
 impl AppState {
@@ -132,6 +135,7 @@ impl AppState {
             runs_finished: finished,
             runs_client_gone: s.runs_client_gone.load(Ordering::Relaxed),
             runs_rejected_busy: s.runs_rejected_busy.load(Ordering::Relaxed),
+            connections_stalled_closed: s.connections_stalled_closed.load(Ordering::Relaxed),
         }
     }
 

@@ -1,22 +1,28 @@
 //! `cargo xtask gate`: did this change make things slower?
 //!
 //! Builds the base and head revisions in release (git worktrees under
-//! `target/gate/`, one shared target dir), then runs the end-to-end
-//! scenarios as interleaved replicates in ABBA blocks, each replicate a fresh
-//! stack process driven by the head's driver. The replicate is the
-//! statistical unit: per metric, each A/B pair of a block gives one log ratio
-//! ln(head/base), and the change is their mean with a 95% t interval.
+//! `target/gate/`, one shared target dir), then measures in rounds. A round
+//! starts a fresh base stack and a fresh head stack, both pinned to the same
+//! core, and drives them at the same time with the head's `flowbench ab`
+//! (half the users on each, another core): a few slices of the empty
+//! scenario, then of the llm scenario. Both sides share the core's drift,
+//! so the per-slice log ratio ln(head/base) is steady even where the
+//! absolute figures swing by 10% a second. The order the two stacks start
+//! alternates between rounds (ABBA over rounds, and over slices inside
+//! `flowbench ab`).
 //!
-//! Besides wall-clock figures it compares the target's CPU time per request
-//! and per event (from `/proc`), which drift far less than throughput on a
-//! shared machine: time the CPU was stolen or busy elsewhere is not charged.
+//! The round is the statistical unit: fresh processes carry their own luck
+//! (memory layout, hash seeds), so slices of one round are not independent.
+//! Per metric, each round gives the mean of its slices' log ratios, and the
+//! change is the mean over rounds with a 95% t interval.
 //!
 //! A metric Regressed only when its interval lies wholly on the worse side of
 //! zero and the estimate is past its floor (default 2%); it is Unresolved, not
 //! passed, when the interval still reaches the floor. p99 metrics are
-//! advisory while their minimum detectable effect is above 20%. A block with
-//! a disturbed replicate (errors, an invalid driver, other processes' CPU) is
-//! rerun once; more than a quarter of blocks disturbed: exit 2.
+//! advisory while their minimum detectable effect is above 20%; TTFE is
+//! always advisory (see `ALWAYS_ADVISORY`). A round with
+//! a disturbed slice (errors, an invalid driver, other processes' CPU) is
+//! rerun once; more than a quarter of rounds disturbed: exit 2.
 //!
 //! Exit codes: 0 no regression, 1 regression, 2 could not measure.
 
@@ -42,7 +48,11 @@ const METRICS: [(&str, &str, &str, bool, bool); 8] = [
 ];
 /// A p99 metric gates only once it can resolve this change.
 const ADVISORY_MDE_PCT: f64 = 20.0;
-/// Pairs per gate drawn by the self-test when estimating rates.
+/// Reported, never gating: with both stacks saturating one core, time to the
+/// first event is mostly how the kernel interleaves the two processes; the
+/// self-test measured 10-20% A/A false alarms for it (README.md).
+const ALWAYS_ADVISORY: [&str; 2] = ["llm TTFE p50", "llm TTFE p99"];
+/// Gates drawn by the self-test when estimating rates.
 const SELF_TEST_DRAWS: usize = 2000;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,17 +63,20 @@ pub struct GateArgs {
     /// The revision under test [default: the working tree as it is].
     #[arg(long)]
     pub head: Option<String>,
-    /// A/B pairs (two per ABBA block).
+    /// Rounds, each with fresh base and head stacks (the statistical unit).
     #[arg(long, default_value_t = 8)]
-    pub pairs: usize,
-    /// Measured time per scenario per replicate.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
-    pub replicate: Duration,
-    /// Warm-up per scenario per replicate.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-    pub warmup: Duration,
-    /// Closed-model users per scenario.
-    #[arg(long, default_value_t = 32)]
+    pub rounds: usize,
+    /// Slices per scenario per round, both sides measured at once.
+    #[arg(long, default_value_t = 4)]
+    pub slices: u32,
+    /// Measured time per slice.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub slice: Duration,
+    /// Sent at the start of each slice and left out.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
+    pub settle: Duration,
+    /// Closed-model users on each side.
+    #[arg(long, default_value_t = 16)]
     pub users: u32,
     /// The smallest change (in %) that counts as a regression.
     #[arg(long, default_value_t = 2.0)]
@@ -81,9 +94,9 @@ pub struct GateArgs {
     /// Measure the gate itself: A/A false alarms and power at +5% and +10% injected cost.
     #[arg(long)]
     pub self_test: bool,
-    /// Self-test: measured pairs per condition (gates are resampled from them).
+    /// Self-test: measured rounds per condition (gates are resampled from them).
     #[arg(long, default_value_t = 16)]
-    pub self_test_pairs: usize,
+    pub self_test_rounds: usize,
 }
 
 /// What the gate concluded for one metric.
@@ -96,7 +109,7 @@ pub struct MetricVerdict {
     pub ci_low_pct: f64,
     pub ci_high_pct: f64,
     pub mde_pct: f64,
-    pub pair_sd_pct: f64,
+    pub round_sd_pct: f64,
     pub floor_pct: f64,
     pub advisory: bool,
     pub verdict: Verdict,
@@ -112,12 +125,15 @@ pub enum Verdict {
     Unresolved,
 }
 
-/// One replicate's figures.
+/// One round's figures, per metric (in `METRICS` order).
 #[derive(Debug, Clone)]
-struct Replicate {
-    values: Vec<f64>,
+struct Round {
+    /// Mean over the round's slices of ln(head/base).
+    log_ratios: Vec<f64>,
+    base: Vec<f64>,
+    head: Vec<f64>,
     disturbed: Option<String>,
-    /// Target CPU seconds per empty request and per llm event (for calibration).
+    /// The base's CPU seconds per empty request and per llm event (for calibration).
     cpu_per_request_s: f64,
     cpu_per_event_s: f64,
 }
@@ -132,8 +148,11 @@ struct Side {
 }
 
 pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
-    if args.pairs < 2 {
-        bail!("--pairs must be at least 2");
+    if args.rounds < 2 {
+        bail!("--rounds must be at least 2");
+    }
+    if args.slices == 0 {
+        bail!("--slices must be at least 1");
     }
     let started = Instant::now();
     let head_bin = build(root, args.head.as_deref())?;
@@ -143,14 +162,14 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     let base_bin = build(root, args.base.as_deref())?;
     let base = Side { label: "base", binary: base_bin, busy_per_request: Duration::ZERO, busy_per_event: Duration::ZERO };
     let head = Side { label: "head", binary: head_bin.clone(), ..base.clone() };
-    let pairs = match measure_pairs(root, args, &base, &head, &head_bin, args.pairs)? {
-        Ok(pairs) => pairs,
+    let rounds = match measure_rounds(root, args, &base, &head, &head_bin, args.rounds)? {
+        Ok(rounds) => rounds,
         Err(why) => {
             eprintln!("gate: could not measure: {why}");
             return Ok(2);
         }
     };
-    let verdicts = analyse(args, &pairs)?;
+    let verdicts = analyse(args, &rounds)?;
     let regressed: Vec<&str> = verdicts.iter().filter(|v| v.verdict == Verdict::Regressed && !v.advisory).map(|v| v.metric).collect();
     let unresolved: Vec<&str> = verdicts.iter().filter(|v| v.verdict == Verdict::Unresolved && !v.advisory).map(|v| v.metric).collect();
     let summary = if !regressed.is_empty() {
@@ -161,7 +180,7 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
         format!("NO REGRESSION DETECTED; inconclusive (too noisy for the floor): {}", unresolved.join(", "))
     };
     let label = format!("{} → {}", args.base.as_deref().unwrap_or("?"), args.head.as_deref().unwrap_or("working tree"));
-    let markdown = render(&label, &verdicts, pairs.len(), &summary, started.elapsed());
+    let markdown = render(&label, &verdicts, rounds.len(), args, &summary, started.elapsed());
     print!("{markdown}");
     write_outputs(args, &verdicts, &markdown, &summary)?;
     Ok(if regressed.is_empty() { 0 } else { 1 })
@@ -210,46 +229,33 @@ fn git(root: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
-/// Runs ABBA blocks until `n_pairs` pairs are measured; `Err(why)` when too
-/// many blocks were disturbed.
-fn measure_pairs(
-    root: &Path,
-    args: &GateArgs,
-    a: &Side,
-    b: &Side,
-    driver: &Path,
-    n_pairs: usize,
-) -> anyhow::Result<Result<Vec<(Replicate, Replicate)>, String>> {
-    let n_blocks = n_pairs.div_ceil(2);
-    let mut pairs = Vec::new();
+/// Measures `n` rounds, each rerun once when disturbed; `Err(why)` when
+/// more than a quarter of them stayed disturbed.
+fn measure_rounds(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, n: usize) -> anyhow::Result<Result<Vec<Round>, String>> {
+    let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
-    for block in 0..n_blocks {
-        let mut measured = None;
+    for index in 0..n {
         for attempt in 0..2 {
-            let a1 = replicate(root, args, a, driver)?;
-            let b1 = replicate(root, args, b, driver)?;
-            let b2 = replicate(root, args, b, driver)?;
-            let a2 = replicate(root, args, a, driver)?;
-            let why: Vec<String> = [&a1, &b1, &b2, &a2].iter().filter_map(|r| r.disturbed.clone()).collect();
-            if why.is_empty() {
-                measured = Some([(a1, b1), (a2, b2)]);
-                break;
-            }
-            eprintln!("gate: block {} attempt {} disturbed: {}", block + 1, attempt + 1, why.join("; "));
-            if attempt == 1 {
-                disturbed.push(format!("block {}: {}", block + 1, why.join("; ")));
+            let measured = round(root, args, a, b, driver, index)?;
+            match &measured.disturbed {
+                None => {
+                    rounds.push(measured);
+                    break;
+                }
+                Some(why) => {
+                    eprintln!("gate: round {} attempt {} disturbed: {why}", index + 1, attempt + 1);
+                    if attempt == 1 {
+                        disturbed.push(format!("round {}: {why}", index + 1));
+                    }
+                }
             }
         }
-        if let Some(block_pairs) = measured {
-            pairs.extend(block_pairs);
-        }
-        eprintln!("gate: block {}/{n_blocks} done", block + 1);
+        eprintln!("gate: round {}/{n} done", index + 1);
     }
-    if disturbed.len() * 4 > n_blocks {
-        return Ok(Err(format!("{} of {n_blocks} blocks were disturbed: {}", disturbed.len(), disturbed.join(" | "))));
+    if disturbed.len() * 4 > n {
+        return Ok(Err(format!("{} of {n} rounds were disturbed: {}", disturbed.len(), disturbed.join(" | "))));
     }
-    pairs.truncate(n_pairs);
-    Ok(Ok(pairs))
+    Ok(Ok(rounds))
 }
 
 /// `program` pinned to `cpu` with taskset when there is one and more than one
@@ -266,9 +272,8 @@ fn pinned(program: &Path, cpu: usize) -> Command {
     }
 }
 
-/// One replicate: a fresh stack from `side` (on CPU 1), driven by `driver`
-/// (on CPU 0), then stopped.
-fn replicate(root: &Path, args: &GateArgs, side: &Side, driver: &Path) -> anyhow::Result<Replicate> {
+/// A stack from `side`, pinned to CPU 1; its server URL.
+fn start_stack(root: &Path, side: &Side) -> anyhow::Result<(std::process::Child, String)> {
     let mut stack = pinned(&side.binary, 1);
     stack.arg("up").arg("--mock-script").arg(root.join("fixtures/mock/gate.toml"));
     if !side.busy_per_request.is_zero() {
@@ -281,50 +286,104 @@ fn replicate(root: &Path, args: &GateArgs, side: &Side, driver: &Path) -> anyhow
         stack.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().with_context(|| format!("starting the {} stack", side.label))?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let info: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("the {} stack printed {line:?}", side.label))?;
-    let url = info["server_url"].as_str().context("no server_url")?.to_owned();
-    let json = root.join(format!("target/gate/replicate-{}.json", std::process::id()));
-    let status = pinned(driver, 0)
-        .args(["run", "--target", &url, "--api-key", "empty=app-flowbench-empty", "--api-key", "llm=app-flowbench-llm"])
-        .args(["--users", &args.users.to_string(), "--spawn-rate", "100000", "--window", "1s"])
-        .arg("--duration")
-        .arg(humantime::format_duration(args.replicate).to_string())
-        .arg("--warmup")
-        .arg(humantime::format_duration(args.warmup).to_string())
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::null())
-        .status()?;
+    let parsed = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|info| Some(info["server_url"].as_str()?.to_owned()))
+        .with_context(|| format!("the {} stack printed {line:?}", side.label));
+    match parsed {
+        Ok(url) => Ok((child, url)),
+        Err(e) => {
+            stop(child);
+            Err(e)
+        }
+    }
+}
+
+fn stop(mut child: std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
-    if !status.success() {
-        bail!("the driver failed against the {} stack ({status})", side.label);
+}
+
+/// One round: fresh `a` and `b` stacks (started in alternating order), both
+/// scenarios driven at once on both by `driver`'s `flowbench ab` (on CPU 0),
+/// then stopped.
+fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index: usize) -> anyhow::Result<Round> {
+    let (a_stack, b_stack) = if matches!(index % 4, 0 | 3) {
+        let a_stack = start_stack(root, a)?;
+        (a_stack, start_stack(root, b)?)
+    } else {
+        let b_stack = start_stack(root, b)?;
+        (start_stack(root, a)?, b_stack)
+    };
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for (scenario, key) in [("empty", "app-flowbench-empty"), ("llm", "app-flowbench-llm")] {
+        let json = root.join(format!("target/gate/ab-{}-{scenario}.json", std::process::id()));
+        let status = pinned(driver, 0)
+            .args(["ab", "--a", &a_stack.1, "--b", &b_stack.1, "--scenario", scenario, "--api-key", key])
+            .args(["--users", &args.users.to_string(), "--slices", &args.slices.to_string()])
+            .arg("--slice")
+            .arg(humantime::format_duration(args.slice).to_string())
+            .arg("--settle")
+            .arg(humantime::format_duration(args.settle).to_string())
+            .arg("--json")
+            .arg(&json)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            failure = Some(format!("the driver failed on {scenario} ({status})"));
+            break;
+        }
+        reports.push((scenario, serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json)?)?));
     }
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-    let scenario =
-        |name: &str| report["scenarios"].as_array().and_then(|s| s.iter().find(|s| s["name"] == name)).cloned().unwrap_or_default();
-    let mut values = Vec::new();
+    stop(a_stack.0);
+    stop(b_stack.0);
+    if let Some(why) = failure {
+        bail!(why);
+    }
+    let slices = |name: &str| -> Vec<serde_json::Value> {
+        reports.iter().find(|(s, _)| *s == name).and_then(|(_, r)| r["slices"].as_array().cloned()).unwrap_or_default()
+    };
+    let (empty, llm) = (slices("empty"), slices("llm"));
+    let mut out =
+        Round { log_ratios: Vec::new(), base: Vec::new(), head: Vec::new(), disturbed: None, cpu_per_request_s: 0.0, cpu_per_event_s: 0.0 };
     for (metric, name, pointer, _, _) in METRICS {
-        let v = scenario(name).pointer(pointer).and_then(serde_json::Value::as_f64).with_context(|| format!("{metric} missing"))?;
-        values.push(v);
+        let of = if name == "empty" { &empty } else { &llm };
+        let mut logs = Vec::new();
+        let (mut base, mut head) = (Vec::new(), Vec::new());
+        for slice in of {
+            let value = |side: &str| slice[side].pointer(pointer).and_then(serde_json::Value::as_f64).filter(|v| *v > 0.0);
+            let (Some(x), Some(y)) = (value("a"), value("b")) else { bail!("{metric} missing from a slice of round {}", index + 1) };
+            logs.push((y / x).ln());
+            base.push(x);
+            head.push(y);
+        }
+        if logs.is_empty() {
+            bail!("round {} measured no {name} slices", index + 1);
+        }
+        out.log_ratios.push(crate::stats::mean(&logs));
+        out.base.push(crate::stats::mean(&base));
+        out.head.push(crate::stats::mean(&head));
     }
     let mut disturbed = Vec::new();
-    for name in ["empty", "llm"] {
-        let s = scenario(name);
-        if s["counts"]["errors"].as_u64() != Some(0) {
-            disturbed.push(format!("{} {name}: {} errors", side.label, s["counts"]["errors"]));
-        }
-        if s["health"]["verdict"] != "valid" {
-            disturbed.push(format!("{} {name}: {}", side.label, s["health"]["reasons"]));
+    for (name, of) in [("empty", &empty), ("llm", &llm)] {
+        for (i, slice) in of.iter().enumerate() {
+            for (side, label) in [("a", a.label), ("b", b.label)] {
+                let s = &slice[side];
+                if s["counts"]["errors"].as_u64() != Some(0) {
+                    disturbed.push(format!("{label} {name} slice {}: {} errors", i + 1, s["counts"]["errors"]));
+                }
+                if s["health"]["verdict"] != "valid" {
+                    disturbed.push(format!("{label} {name} slice {}: {}", i + 1, s["health"]["reasons"]));
+                }
+            }
         }
     }
-    let per = |name: &str, field: &str| scenario(name)[field].as_f64().unwrap_or(0.0) / 1e6;
-    Ok(Replicate {
-        values,
-        disturbed: (!disturbed.is_empty()).then(|| disturbed.join(", ")),
-        cpu_per_request_s: per("empty", "target_cpu_us_per_request"),
-        cpu_per_event_s: per("llm", "target_cpu_us_per_event"),
-    })
+    out.disturbed = (!disturbed.is_empty()).then(|| disturbed.join(", "));
+    let index_of = |metric: &str| METRICS.iter().position(|m| m.0 == metric).expect("a metric");
+    out.cpu_per_request_s = out.base[index_of("empty CPU µs/request")] / 1e6;
+    out.cpu_per_event_s = out.base[index_of("llm CPU µs/event")] / 1e6;
+    Ok(out)
 }
 
 fn floor_for(args: &GateArgs, metric: &str) -> anyhow::Result<f64> {
@@ -340,25 +399,23 @@ fn floor_for(args: &GateArgs, metric: &str) -> anyhow::Result<f64> {
     Ok(args.floor)
 }
 
-fn analyse(args: &GateArgs, pairs: &[(Replicate, Replicate)]) -> anyhow::Result<Vec<MetricVerdict>> {
+fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<MetricVerdict>> {
     let mut out = Vec::new();
     for (i, (metric, _, _, higher_is_better, is_p99)) in METRICS.into_iter().enumerate() {
-        let ratios: Vec<f64> = pairs.iter().map(|(a, b)| (b.values[i] / a.values[i]).ln()).collect();
+        let ratios: Vec<f64> = rounds.iter().map(|r| r.log_ratios[i]).collect();
         let change = PairedChange::of(&ratios);
         let floor_pct = floor_for(args, metric)?;
-        let base: Vec<f64> = pairs.iter().map(|(a, _)| a.values[i]).collect();
-        let head: Vec<f64> = pairs.iter().map(|(_, b)| b.values[i]).collect();
         out.push(MetricVerdict {
             metric,
-            base_mean: crate::stats::mean(&base),
-            head_mean: crate::stats::mean(&head),
+            base_mean: crate::stats::mean(&rounds.iter().map(|r| r.base[i]).collect::<Vec<_>>()),
+            head_mean: crate::stats::mean(&rounds.iter().map(|r| r.head[i]).collect::<Vec<_>>()),
             change_pct: pct(change.log_mean),
             ci_low_pct: pct(change.log_low),
             ci_high_pct: pct(change.log_high),
             mde_pct: pct(change.log_mde),
-            pair_sd_pct: change.log_sd * 100.0,
+            round_sd_pct: change.log_sd * 100.0,
             floor_pct,
-            advisory: is_p99 && pct(change.log_mde) > ADVISORY_MDE_PCT,
+            advisory: ALWAYS_ADVISORY.contains(&metric) || (is_p99 && pct(change.log_mde) > ADVISORY_MDE_PCT),
             verdict: decide(&change, higher_is_better, floor_pct),
         });
     }
@@ -387,7 +444,7 @@ pub fn decide(change: &PairedChange, higher_is_better: bool, floor_pct: f64) -> 
     }
 }
 
-fn render(label: &str, verdicts: &[MetricVerdict], n_pairs: usize, summary: &str, wall: Duration) -> String {
+fn render(label: &str, verdicts: &[MetricVerdict], n_rounds: usize, args: &GateArgs, summary: &str, wall: Duration) -> String {
     let mut out = format!("### Performance gate: {label}\n\n**{summary}**\n\n");
     out.push_str("| metric | base | head | change | 95% CI | MDE (90% power) | floor | verdict |\n|---|---|---|---|---|---|---|---|\n");
     for v in verdicts {
@@ -404,8 +461,13 @@ fn render(label: &str, verdicts: &[MetricVerdict], n_pairs: usize, summary: &str
             v.metric, v.base_mean, v.head_mean, v.change_pct, v.ci_low_pct, v.ci_high_pct, v.mde_pct, v.floor_pct
         );
     }
-    let _ =
-        writeln!(out, "\n{n_pairs} A/B pairs in ABBA blocks, each replicate a fresh stack process; {:.0} s in all.", wall.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "\n{n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per scenario); {:.0} s in all.",
+        args.slices,
+        humantime::format_duration(args.slice),
+        wall.as_secs_f64()
+    );
     out
 }
 
@@ -427,17 +489,15 @@ fn write_outputs(args: &GateArgs, verdicts: &[MetricVerdict], markdown: &str, su
     Ok(())
 }
 
-/// A/A, +5% and +10% injected cost: measured pairs, then gates of
-/// `args.pairs` pairs resampled from them to estimate false alarms and power.
+/// A/A, then +5% and +10% injected cost on the head side: measured rounds,
+/// then gates of `args.rounds` rounds resampled from them to estimate false
+/// alarms and power. The injected cost is calibrated on the A/A rounds' base
+/// side (the target's CPU per empty request and per llm event).
 fn self_test(root: &Path, args: &GateArgs, bin: &Path, started: Instant) -> anyhow::Result<i32> {
     let plain = Side { label: "A", binary: bin.to_owned(), busy_per_request: Duration::ZERO, busy_per_event: Duration::ZERO };
-    eprintln!("gate self-test: calibrating the injected cost");
-    let calibration: Vec<Replicate> = (0..3).map(|_| replicate(root, args, &plain, bin)).collect::<anyhow::Result<_>>()?;
-    let per_request = crate::stats::mean(&calibration.iter().map(|r| r.cpu_per_request_s).collect::<Vec<_>>());
-    let per_event = crate::stats::mean(&calibration.iter().map(|r| r.cpu_per_event_s).collect::<Vec<_>>());
-    eprintln!("gate self-test: target CPU {:.2} µs per empty request, {:.3} µs per llm event", per_request * 1e6, per_event * 1e6);
     let mut table = Vec::new();
     let mut n_measured = Vec::new();
+    let (mut per_request, mut per_event) = (0.0, 0.0);
     for (name, slowdown) in [("A/A", 0.0), ("+5%", 0.05), ("+10%", 0.10)] {
         let slowed = Side {
             label: "B",
@@ -445,50 +505,27 @@ fn self_test(root: &Path, args: &GateArgs, bin: &Path, started: Instant) -> anyh
             busy_per_event: Duration::from_secs_f64(per_event * slowdown),
             ..plain.clone()
         };
-        eprintln!("gate self-test: {name}: {} pairs", args.self_test_pairs);
-        let pairs = match measure_pairs(root, args, &plain, &slowed, bin, args.self_test_pairs)? {
-            Ok(p) => p,
+        eprintln!("gate self-test: {name}: {} rounds", args.self_test_rounds);
+        let rounds = match measure_rounds(root, args, &plain, &slowed, bin, args.self_test_rounds)? {
+            Ok(r) => r,
             Err(why) => {
                 eprintln!("gate self-test: could not measure {name}: {why}");
+                // What was measured still counts: print it before giving up.
+                if !table.is_empty() {
+                    print!("{}", self_test_table(args, &table, &n_measured, per_request, per_event, started.elapsed()));
+                }
                 return Ok(2);
             }
         };
-        n_measured.push(pairs.len());
-        table.push((name, rates(args, &pairs)?));
-    }
-    let wall = started.elapsed();
-    let mut out = format!(
-        "### Gate self-test\n\nGates of {} pairs resampled {SELF_TEST_DRAWS} times from {:?} measured pairs per condition (A/A, +5%, +10% injected target CPU: {:.2} µs/request, {:.3} µs/event at +5%).\n\n",
-        args.pairs,
-        n_measured,
-        per_request * 0.05 * 1e6,
-        per_event * 0.05 * 1e6
-    );
-    out.push_str(
-        "| metric | false alarms (A/A) | power at +5% | power at +10% | pair SD | MDE at this size |\n|---|---|---|---|---|---|\n",
-    );
-    for (i, (metric, ..)) in METRICS.iter().enumerate() {
-        let (aa, five, ten) = (&table[0].1[i], &table[1].1[i], &table[2].1[i]);
-        let _ = writeln!(
-            out,
-            "| {metric} | {:.1}% | {:.1}% | {:.1}% | {:.2}% | {:.1}% |",
-            aa.regressed * 100.0,
-            five.regressed * 100.0,
-            ten.regressed * 100.0,
-            aa.pair_sd_pct,
-            aa.mde_pct
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nSelf-test wall time {:.1} min; one gate of {} pairs ≈ {:.1} min of replicates.",
-        wall.as_secs_f64() / 60.0,
-        args.pairs,
-        {
-            let replicates = (n_measured.iter().sum::<usize>() * 2 + 3) as f64;
-            wall.as_secs_f64() / replicates * (args.pairs * 2) as f64 / 60.0
+        if slowdown == 0.0 {
+            per_request = crate::stats::mean(&rounds.iter().map(|r| r.cpu_per_request_s).collect::<Vec<_>>());
+            per_event = crate::stats::mean(&rounds.iter().map(|r| r.cpu_per_event_s).collect::<Vec<_>>());
+            eprintln!("gate self-test: target CPU {:.2} µs per empty request, {:.3} µs per llm event", per_request * 1e6, per_event * 1e6);
         }
-    );
+        n_measured.push(rounds.len());
+        table.push((name, rates(args, &rounds)?));
+    }
+    let out = self_test_table(args, &table, &n_measured, per_request, per_event, started.elapsed());
     print!("{out}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &out)?;
@@ -496,19 +533,59 @@ fn self_test(root: &Path, args: &GateArgs, bin: &Path, started: Instant) -> anyh
     Ok(0)
 }
 
+/// The self-test's table, for the conditions measured so far (A/A first).
+fn self_test_table(
+    args: &GateArgs,
+    table: &[(&str, Vec<Rate>)],
+    n_measured: &[usize],
+    per_request: f64,
+    per_event: f64,
+    wall: Duration,
+) -> String {
+    let mut out = format!(
+        "### Gate self-test\n\nGates of {} rounds resampled {SELF_TEST_DRAWS} times from {:?} measured rounds per condition (A/A, +5%, +10% injected target CPU: {:.2} µs/request, {:.3} µs/event at +5%); {} slices of {} per scenario per round, {} users a side.\n\n",
+        args.rounds,
+        n_measured,
+        per_request * 0.05 * 1e6,
+        per_event * 0.05 * 1e6,
+        args.slices,
+        humantime::format_duration(args.slice),
+        args.users
+    );
+    out.push_str(
+        "| metric | false alarms (A/A) | power at +5% | power at +10% | round SD | MDE at this size |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, (metric, _, _, _, is_p99)) in METRICS.iter().enumerate() {
+        let advisory = ALWAYS_ADVISORY.contains(metric) || (*is_p99 && table[0].1[i].mde_pct > ADVISORY_MDE_PCT);
+        let metric = if advisory { format!("{metric} (advisory)") } else { (*metric).to_owned() };
+        let rate = |c: usize| table.get(c).map_or("not measured".to_owned(), |t| format!("{:.1}%", t.1[i].regressed * 100.0));
+        let aa = &table[0].1[i];
+        let _ = writeln!(out, "| {metric} | {} | {} | {} | {:.2}% | {:.1}% |", rate(0), rate(1), rate(2), aa.round_sd_pct, aa.mde_pct);
+    }
+    let measured: usize = n_measured.iter().sum();
+    let _ = writeln!(
+        out,
+        "\nSelf-test wall time {:.1} min; one gate of {} rounds ≈ {:.1} min of rounds, plus the two builds.",
+        wall.as_secs_f64() / 60.0,
+        args.rounds,
+        wall.as_secs_f64() / measured as f64 * args.rounds as f64 / 60.0
+    );
+    out
+}
+
 struct Rate {
     regressed: f64,
-    pair_sd_pct: f64,
+    round_sd_pct: f64,
     mde_pct: f64,
 }
 
 /// For each metric: the share of resampled gates that called a regression.
-fn rates(args: &GateArgs, pairs: &[(Replicate, Replicate)]) -> anyhow::Result<Vec<Rate>> {
+fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
     let mut rng = SplitMix64::new(42);
-    let size = args.pairs.min(pairs.len());
+    let size = args.rounds.min(rounds.len());
     let mut out = Vec::new();
     for (i, (metric, _, _, higher_is_better, _)) in METRICS.into_iter().enumerate() {
-        let ratios: Vec<f64> = pairs.iter().map(|(a, b)| (b.values[i] / a.values[i]).ln()).collect();
+        let ratios: Vec<f64> = rounds.iter().map(|r| r.log_ratios[i]).collect();
         let floor = floor_for(args, metric)?;
         let mut n_regressed = 0;
         for _ in 0..SELF_TEST_DRAWS {
@@ -521,10 +598,9 @@ fn rates(args: &GateArgs, pairs: &[(Replicate, Replicate)]) -> anyhow::Result<Ve
                 n_regressed += 1;
             }
         }
-        let all = PairedChange::of(&ratios);
-        let sd = all.log_sd;
+        let sd = PairedChange::of(&ratios).log_sd;
         let mde = (crate::stats::t_975(size - 1) + crate::stats::t_90(size - 1)) * sd / (size as f64).sqrt();
-        out.push(Rate { regressed: n_regressed as f64 / SELF_TEST_DRAWS as f64, pair_sd_pct: sd * 100.0, mde_pct: pct(mde) });
+        out.push(Rate { regressed: n_regressed as f64 / SELF_TEST_DRAWS as f64, round_sd_pct: sd * 100.0, mde_pct: pct(mde) });
     }
     Ok(out)
 }

@@ -6,6 +6,8 @@
 //!   (one JSON line on stdout, serves until SIGINT/SIGTERM).
 //! - `bench-compare BASE`: criterion's latest run against its saved baseline
 //!   `BASE`: a verdict table and an exit code (criterion itself exits 0).
+//! - `soak`: builds the harness in release and runs `flowbench soak` in its
+//!   place (RSS and live runs each second under many streams).
 //! - `gate --base REV`: the pre-merge performance gate (see `gate.rs`).
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
@@ -60,7 +62,13 @@ enum Task {
         #[arg(long)]
         bmf: Option<PathBuf>,
     },
-    /// Pre-merge gate: interleaved A/B replicates of base and head; exit 0 ok, 1 regressed, 2 could not measure.
+    /// Many streams for a long time (RSS, live runs each second); exit 1 when memory grows or runs leak.
+    Soak {
+        /// Flags for `flowbench soak` (e.g. --duration 30m --streams 1000 --json soak.json).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Pre-merge gate: base and head stacks driven side by side in rounds; exit 0 ok, 1 regressed, 2 could not measure.
     Gate(Box<gate::GateArgs>),
     /// Run the test suite (what the README and CI run).
     Test,
@@ -98,6 +106,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut command = flowbench(&root)?;
             command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);
             exec(command).context("running flowbench run").map(|()| 0)
+        }
+        Task::Soak { args } => {
+            let mut command = flowbench(&root)?;
+            command.arg("soak").args(&args);
+            exec(command).context("running flowbench soak").map(|()| 0)
         }
         Task::Up { args } => {
             let mut command = flowbench(&root)?;

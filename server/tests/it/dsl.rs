@@ -17,7 +17,7 @@ fn every_workflow_fixture_loads() {
             }
         }
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! stream (one `text_chunk` per delta), and every upstream failure ending the
 //! run `failed` in Dify's shapes, never hanging.
 
-use crate::support::{Reply, TestClient, llm_config, spawn_server, spawn_stack_with};
+use crate::support::{Reply, TestClient, eventually, llm_config, spawn_server, spawn_stack_with};
 use harness::{Fault, Script, StackOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -90,6 +90,9 @@ async fn upstream_faults_fail_the_run_in_difys_shape() {
         assert_eq!(data["status"], "failed", "{name}");
         assert!(data["error"].as_str().unwrap().contains(error), "{name}: {}", data["error"]);
         assert_eq!(stack.state.stats().live_runs, 0, "{name}: live runs");
+        // No upstream stream is left hanging either.
+        let mock = stack.mock.stats();
+        eventually(&format!("{name}: every upstream stream closed"), Duration::from_secs(10), || mock.live_streams() == 0).await;
         stack.shutdown().await.unwrap();
     }
 }

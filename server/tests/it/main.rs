@@ -1,5 +1,6 @@
 //! The server's integration tests, over real loopback sockets.
 
+mod bad_requests;
 mod disconnect;
 mod dsl;
 mod errors;

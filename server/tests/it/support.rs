@@ -79,15 +79,22 @@ impl TestClient {
 
     /// Sends a request; `headers` are `(name, value)` pairs.
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        self.try_send(method, path, headers, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `send`, but a request the server does not answer (connection closed,
+    /// body cut) is an `Err` naming what failed instead of a panic.
+    pub async fn try_send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Reply, String> {
         let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = self.client.request(request.body(Full::new(body.into())).unwrap()).await.expect("request is answered");
+        let request = request.body(Full::new(body.into())).map_err(|e| format!("request cannot be built: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| format!("request is not answered: {e:?}"))?;
         let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body reads to the end").to_bytes();
-        Reply { status: parts.status, reason, headers: parts.headers, body }
+        let body = body.collect().await.map_err(|e| format!("body does not read to the end: {e:?}"))?.to_bytes();
+        Ok(Reply { status: parts.status, reason, headers: parts.headers, body })
     }
 
     /// `POST /v1/workflows/run` with a JSON body and an API key.

@@ -1,0 +1,159 @@
+//! Accepted connections: TCP_NODELAY, and a cap on how long a client may
+//! stop reading.
+//!
+//! A stream's run waits when its bounded channel is full, so a stalled
+//! reader cannot make the server buffer without bound: per stream at most
+//! `stream_buffer_events` frames in the channel plus hyper's write buffer.
+//! But hyper stops polling the body while the socket is not writable, so the
+//! body cannot notice the stall; the socket can. [`StallGuard`] fails a
+//! write that has been blocked for `stalled_client_timeout`, hyper closes the
+//! connection, the body and its channel drop, and the run ends as a client
+//! that left (its upstream request cancelled). Each such close is counted.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Wraps every accepted connection in a [`StallGuard`].
+pub struct GuardedListener {
+    inner: TcpListener,
+    stall_limit: Duration,
+    closed: Arc<AtomicU64>,
+}
+
+impl GuardedListener {
+    /// `closed` counts connections closed because their client stalled.
+    pub fn new(inner: TcpListener, stall_limit: Duration, closed: Arc<AtomicU64>) -> Self {
+        Self { inner, stall_limit, closed }
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = StallGuard<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small
+        // SSE frames back by ~40 ms.
+        let _ = tcp.set_nodelay(true);
+        (StallGuard::new(tcp, self.stall_limit, self.closed.clone()), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An IO whose writes fail once they have been blocked for `limit`.
+pub struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed when a write first blocks; cleared by any progress.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    closed: Arc<AtomicU64>,
+}
+
+impl<T> StallGuard<T> {
+    pub fn new(inner: T, limit: Duration, closed: Arc<AtomicU64>) -> Self {
+        Self { inner, limit, deadline: None, closed }
+    }
+
+    /// The write returned `Pending`: arm the deadline, or fail once it passed.
+    fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let limit = self.limit;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(deadline.as_mut().poll(cx));
+        self.deadline = None;
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("the client read nothing for {limit:?}"))))
+    }
+
+    fn progressed<R>(&mut self, result: Poll<R>) -> Poll<R> {
+        if result.is_ready() {
+            self.deadline = None;
+        }
+        result
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending => this.blocked(cx),
+            ready => this.progressed(ready),
+        }
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.blocked(cx),
+            ready => this.progressed(ready),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_blocked_past_the_limit_fails_and_is_counted() {
+        // A pipe whose reader never reads: writes block once 64 bytes are buffered.
+        let (writer, _reader) = tokio::io::duplex(64);
+        let closed = Arc::new(AtomicU64::new(0));
+        let mut guarded = StallGuard::new(writer, Duration::from_secs(5), closed.clone());
+        guarded.write_all(&[0; 64]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = guarded.write_all(&[0; 1]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(closed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_resets_the_deadline() {
+        let (writer, mut reader) = tokio::io::duplex(64);
+        let closed = Arc::new(AtomicU64::new(0));
+        let mut guarded = StallGuard::new(writer, Duration::from_secs(5), closed.clone());
+        // A slow reader: 64 bytes every 4 s. Each wait is under the limit.
+        let drain = tokio::spawn(async move {
+            let mut buf = [0; 64];
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                tokio::io::AsyncReadExt::read_exact(&mut reader, &mut buf).await.unwrap();
+            }
+        });
+        guarded.write_all(&[0; 256]).await.unwrap();
+        drain.await.unwrap();
+        assert_eq!(closed.load(Ordering::Relaxed), 0);
+    }
+}
