@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let _ = server::conn::raise_open_file_limit();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 

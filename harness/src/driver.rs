@@ -85,6 +85,10 @@ pub struct RunResult {
     pub interrupted: bool,
 }
 
+/// Recorders shared by the workers: each holds HDR histograms of a few
+/// hundred KiB, so one per worker would cost gigabytes at 10,000 users.
+const RECORDER_SHARDS: usize = 64;
+
 struct Ctx {
     spec: RunSpec,
     target: Target,
@@ -92,6 +96,16 @@ struct Ctx {
     gauge: Gauge,
     live: Arc<Live>,
     cancel: CancellationToken,
+    shards: Vec<std::sync::Mutex<Recorder>>,
+}
+
+/// What one request saw event by event, buffered by its worker and handed
+/// to a shared recorder once, with the request's sample: the per-event path
+/// takes no lock.
+#[derive(Default)]
+struct Pending {
+    gaps: Vec<(Duration, Instant)>,
+    events: Vec<(Instant, u64)>,
 }
 
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
@@ -99,7 +113,9 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let start = Instant::now();
     let measure_start = start + spec.warmup;
     let schedule = Schedule::new(spec.load, start, spec.warmup + spec.duration);
-    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start, schedule.end()), spec, target, schedule, live, cancel });
+    let n_shards = (spec.load.n_workers() as usize).clamp(1, RECORDER_SHARDS);
+    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::new(measure_start))).collect();
+    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start, schedule.end()), spec, target, schedule, live, cancel, shards });
     let closer = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -111,12 +127,14 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     for id in 0..ctx.spec.load.n_workers() {
         workers.spawn(worker(id, ctx.clone()));
     }
-    let mut recorder = Recorder::new(measure_start);
     while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(r) => recorder.merge(&r),
-            Err(e) => tracing::error!("a driver worker failed: {e}"),
+        if let Err(e) = joined {
+            tracing::error!("a driver worker failed: {e}");
         }
+    }
+    let mut recorder = Recorder::new(measure_start);
+    for shard in &ctx.shards {
+        recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
     }
     let interrupted = ctx.cancel.is_cancelled();
     closer.abort();
@@ -131,8 +149,9 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     }
 }
 
-async fn worker(id: u32, ctx: Arc<Ctx>) -> Recorder {
-    let mut recorder = Recorder::new(ctx.schedule.start() + ctx.spec.warmup);
+async fn worker(id: u32, ctx: Arc<Ctx>) {
+    let shard = &ctx.shards[id as usize % ctx.shards.len()];
+    let mut pending = Pending::default();
     let bodies = request_bodies(&ctx.spec, id);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.spec.seed.wrapping_add(u64::from(id)));
     let mut conn = Conn::new();
@@ -149,7 +168,7 @@ async fn worker(id: u32, ctx: Arc<Ctx>) -> Recorder {
         let attempt = Instant::now();
         let sample = tokio::select! {
             biased;
-            sample = one_request(&ctx, &mut conn, &mut recorder, intended, body) => sample,
+            sample = one_request(&ctx, &mut conn, &mut pending, intended, body) => sample,
             () = ctx.cancel.cancelled() => {
                 conn.reset();
                 interrupted(intended, attempt)
@@ -159,9 +178,15 @@ async fn worker(id: u32, ctx: Arc<Ctx>) -> Recorder {
         if sample.outcome.is_err() {
             ctx.live.errors.fetch_add(1, Ordering::Relaxed);
         }
+        let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
+        for (gap, intended) in pending.gaps.drain(..) {
+            recorder.gap(gap, intended);
+        }
+        for (at, n) in pending.events.drain(..) {
+            recorder.events_at(at, n);
+        }
         recorder.record(&sample);
     }
-    recorder
 }
 
 fn request_bodies(spec: &RunSpec, worker: u32) -> Vec<Bytes> {
@@ -178,7 +203,7 @@ fn interrupted(intended: Instant, sent: Instant) -> Sample {
 }
 
 /// Sends one request and reads its whole answer.
-async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Recorder, intended: Instant, body: Bytes) -> Sample {
+async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intended: Instant, body: Bytes) -> Sample {
     let _in_flight = ctx.gauge.enter();
     let request = ctx.target.run_request(&ctx.spec.api_key, body);
     let sent = Instant::now();
@@ -200,7 +225,7 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Recorder, intend
 async fn exchange(
     ctx: &Ctx,
     conn: &mut Conn,
-    recorder: &mut Recorder,
+    recorder: &mut Pending,
     request: http::Request<http_body_util::Full<Bytes>>,
     sample: &mut Sample,
 ) -> Result<(), ErrorClass> {
@@ -257,7 +282,7 @@ struct StreamState {
     invalid: bool,
 }
 
-async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Recorder, sample: &mut Sample) -> Result<(), ErrorClass> {
+async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<(), ErrorClass> {
     let mut parser = SseParser::new();
     let mut state = StreamState::default();
     while let Some(frame) = body.frame().await {
@@ -270,7 +295,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
             state.n_events += 1;
             if let Some(last) = state.last_event {
                 let gap = now - last;
-                recorder.gap(gap, sample.intended);
+                recorder.gaps.push((gap, sample.intended));
                 sample.max_gap = Some(sample.max_gap.map_or(gap, |g| g.max(gap)));
             }
             state.last_event = Some(now);
@@ -291,7 +316,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         });
         let new = state.n_events - before;
         if new > 0 {
-            recorder.events_at(now, new);
+            recorder.events.push((now, new));
             ctx.live.events.fetch_add(new, Ordering::Relaxed);
         }
     }

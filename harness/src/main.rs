@@ -44,6 +44,9 @@ enum Command {
         mock_addr: SocketAddr,
         #[command(flatten)]
         script: ScriptArgs,
+        /// Run records the server keeps for GET /v1/workflows/run/{id}; the oldest go first.
+        #[arg(long)]
+        max_stored_runs: Option<usize>,
         /// Gate self-test only: CPU the server spins per run request, e.g. 3us.
         #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_REQUEST", value_parser = humantime::parse_duration)]
         inject_busy_per_request: Option<Duration>,
@@ -109,7 +112,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     // Thousands of streams need thousands of sockets.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let _ = server::conn::raise_open_file_limit();
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Run(args) => args.driver_threads.max(1),
@@ -158,8 +161,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 1
             })
         }
-        Command::Up { server_addr, mock_addr, script, inject_busy_per_request, inject_busy_per_event } => {
+        Command::Up { server_addr, mock_addr, script, max_stored_runs, inject_busy_per_request, inject_busy_per_event } => {
             let mut options = StackOptions { script: script.build()?, server_addr, mock_addr, ..StackOptions::default() };
+            if let Some(n) = max_stored_runs {
+                anyhow::ensure!(n > 0, "--max-stored-runs must be at least 1");
+                options.limits.max_stored_runs = n;
+            }
             options.limits.inject_busy_per_request = inject_busy_per_request.unwrap_or_default();
             options.limits.inject_busy_per_event = inject_busy_per_event.unwrap_or_default();
             let stack = Stack::start(options).await?;

@@ -333,9 +333,14 @@ pub(crate) struct EmbeddedStack {
 
 impl EmbeddedStack {
     pub(crate) fn start(mock_script: Option<&PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with(mock_script, &[])
+    }
+
+    /// With more flags for `flowbench up`.
+    pub(crate) fn start_with(mock_script: Option<&PathBuf>, up_args: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the flowbench binary")?;
         let mut command = Command::new(exe);
-        command.arg("up").stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+        command.arg("up").args(up_args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
         if let Some(script) = mock_script {
             command.arg("--mock-script").arg(script);
         }

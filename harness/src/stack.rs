@@ -80,8 +80,7 @@ impl Stack {
             apps.insert(name.to_owned(), StackApp { api_key: api_key.to_owned(), workflow: workflow.to_owned() });
         }
         let state = AppState::new(&config).context("loading the fixture apps")?;
-        let listener =
-            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding the server to {}", config.listen))?;
+        let listener = server::conn::listen(config.listen).with_context(|| format!("binding the server to {}", config.listen))?;
         let server_url = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, state.clone(), stop.clone().cancelled_owned()));

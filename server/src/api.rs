@@ -314,8 +314,14 @@ impl Sink for ChannelSink {
     }
 
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), ClientGone> {
-        busy_for(self.busy_per_event);
-        self.tx.send(Bytes::from(frame)).await.map_err(|_| ClientGone)
+        self.send_batch(frame, 1).await
+    }
+
+    async fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> Result<(), ClientGone> {
+        if !self.busy_per_event.is_zero() {
+            busy_for(self.busy_per_event * n_events as u32);
+        }
+        self.tx.send(Bytes::from(frames)).await.map_err(|_| ClientGone)
     }
 
     async fn gone(&self) {

@@ -21,6 +21,35 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Connections the kernel may queue before `accept`: tokio's `bind` asks for
+/// 1,024, and thousands of streams opening at once overflow that (the
+/// client's SYN is dropped and retried after 1 s, 3 s, 7 s…). The kernel caps
+/// it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// Raises this process's open-file limit as far as it goes: the hard limit
+/// too when the process may (root, CAP_SYS_RESOURCE), else the soft limit
+/// to the hard one. A relayed stream holds two sockets in the server (three
+/// in the in-process stack, with the mock's end), so 10,000 streams need
+/// more than the 20,000 descriptors a session here is given. Returns the
+/// soft limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    const WANTED: u64 = 1 << 20;
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    if hard < WANTED && rlimit::Resource::NOFILE.set(WANTED, WANTED).is_ok() {
+        return WANTED;
+    }
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(soft)
+}
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Wraps every accepted connection in a [`StallGuard`].
 pub struct GuardedListener {
     inner: TcpListener,

@@ -27,6 +27,9 @@ pub trait Sink: Send {
     fn wants_events(&self) -> bool;
     /// Delivers one complete SSE frame; `Err` once the client is gone.
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), ClientGone>> + Send;
+    /// Delivers `n_events` complete frames in one buffer: deltas that arrived
+    /// together leave together (one channel hop, one socket write).
+    fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> impl Future<Output = Result<(), ClientGone>> + Send;
     /// Resolves when the client is gone (never, for a blocking run).
     fn gone(&self) -> impl Future<Output = ()> + Send;
 }
@@ -42,6 +45,9 @@ impl Sink for NoEvents {
         false
     }
     async fn send(&mut self, _frame: Vec<u8>) -> Result<(), ClientGone> {
+        Ok(())
+    }
+    async fn send_batch(&mut self, _frames: Vec<u8>, _n_events: usize) -> Result<(), ClientGone> {
         Ok(())
     }
     async fn gone(&self) {
@@ -321,11 +327,25 @@ impl<'a, S: Sink> Exec<'a, S> {
         let streamed = async {
             let mut stream = self.interruptible(self.provider.stream(body)).await??;
             while let Some(delta) = self.interruptible(stream.next_delta()).await?? {
-                if live {
-                    let chunk = TextChunk { text: &delta, from_variable_selector: [node_id, "text"] };
-                    self.sink.send(events::frame("text_chunk", &self.run.ids(), chunk)).await?;
-                }
                 text.push_str(&delta);
+                if live {
+                    let ids = self.run.ids();
+                    let mut frames =
+                        events::frame("text_chunk", &ids, TextChunk { text: &delta, from_variable_selector: [node_id, "text"] });
+                    let mut n_events = 1;
+                    // Deltas already read and decoded go out with this one; none waits for more.
+                    while let Some(more) = stream.ready_delta() {
+                        text.push_str(&more);
+                        events::frame_into(
+                            &mut frames,
+                            "text_chunk",
+                            &ids,
+                            TextChunk { text: &more, from_variable_selector: [node_id, "text"] },
+                        );
+                        n_events += 1;
+                    }
+                    self.sink.send_batch(frames, n_events).await?;
+                }
             }
             Ok::<_, Interrupted>((stream.finish_reason().map(str::to_owned), stream.usage()))
         }

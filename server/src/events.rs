@@ -17,13 +17,19 @@ pub struct Envelope<'a, D> {
 
 /// Serializes one event as a complete `data:` SSE frame.
 pub fn frame<D: Serialize>(event: &'static str, ids: &RunIds<'_>, data: D) -> Vec<u8> {
-    let envelope = Envelope { event, workflow_run_id: ids.run_id, task_id: ids.task_id, data };
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut out, &envelope).expect("serialize to Vec");
-    out.extend_from_slice(b"\n\n");
-    debug_assert!(!out[6..out.len() - 2].contains(&b'\n'));
+    frame_into(&mut out, event, ids, data);
     out
+}
+
+/// Appends one event's complete `data:` SSE frame to `out`.
+pub fn frame_into<D: Serialize>(out: &mut Vec<u8>, event: &'static str, ids: &RunIds<'_>, data: D) {
+    let envelope = Envelope { event, workflow_run_id: ids.run_id, task_id: ids.task_id, data };
+    let start = out.len();
+    out.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut *out, &envelope).expect("serialize to Vec");
+    out.extend_from_slice(b"\n\n");
+    debug_assert!(!out[start + 6..out.len() - 2].contains(&b'\n'));
 }
 
 /// The ids every event of one run carries.

@@ -175,6 +175,14 @@ impl CompletionStream {
         }
     }
 
+    /// A delta already decoded from the last upstream read, if any (an
+    /// upstream may put several `data:` events in one chunk); never waits.
+    /// hyper's client hands the body over one HTTP chunk per task wake-up,
+    /// so polling it here for more finds nothing (measured: no change).
+    pub fn ready_delta(&mut self) -> Option<String> {
+        self.decoder.deltas.pop_front()
+    }
+
     pub fn finish_reason(&self) -> Option<&str> {
         self.decoder.finish_reason.as_deref()
     }

@@ -57,7 +57,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     // Thousands of streams need thousands of sockets.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let _ = server::conn::raise_open_file_limit();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -98,7 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = server::conn::listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
         server::serve(listener, state, shutdown_signal()).await.context("serving")?;
         tracing::info!("drained; bye");

@@ -97,7 +97,7 @@ async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
 async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request() {
     const CLIENTS: usize = 1000;
     // Four sockets a stream in this one process: client, server, upstream, mock.
-    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    server::conn::raise_open_file_limit();
     let script = Script { reply: harness::Reply::Tokens(100_000), inter_token_delay: Duration::from_millis(20), ..Script::default() };
     let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
@@ -139,7 +139,7 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_load_ends_every_stream_with_a_final_event() {
     const STREAMS: usize = 200;
-    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    server::conn::raise_open_file_limit();
     // Long answers and a short grace: most runs are stopped, not finished.
     let script = Script { reply: harness::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(10), ..Script::default() };
     let mut options = StackOptions { script, ..StackOptions::default() };
