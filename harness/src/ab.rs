@@ -24,7 +24,6 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 pub const SCHEMA: &str = "flowbench.ab";
 pub const SCHEMA_VERSION: u32 = 1;
@@ -122,14 +121,7 @@ pub async fn execute(args: &AbArgs, driver_threads: usize) -> anyhow::Result<AbR
         let pid = crate::health::local_pid_listening_on(target.addr);
         sides.push((target, pid));
     }
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nflowbench ab: interrupted; writing the slices measured so far");
-            ctrl_c.cancel();
-        }
-    });
+    let (cancel, signal) = crate::run::cancel_on_ctrl_c("flowbench ab: interrupted; writing the slices measured so far");
     let mut report = AbReport {
         schema: SCHEMA,
         schema_version: SCHEMA_VERSION,

@@ -241,14 +241,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
     for (name, key) in &keys {
         preflight(&target, name, key).await?;
     }
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nflowbench: interrupted; finishing the report");
-            ctrl_c.cancel();
-        }
-    });
+    let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
     let mut report = Report {
         schema: SCHEMA.to_owned(),
         schema_version: SCHEMA_VERSION,
@@ -307,6 +300,20 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         std::fs::write(&path, report.to_markdown()).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(if report.interrupted { RunEnd::Interrupted } else { RunEnd::Done })
+}
+
+/// A token cancelled on the first Ctrl-C (saying `message` on stderr), and
+/// the task that waits for it (abort it when the run is over).
+pub(crate) fn cancel_on_ctrl_c(message: &'static str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let ctrl_c = cancel.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\n{message}");
+            ctrl_c.cancel();
+        }
+    });
+    (cancel, signal)
 }
 
 /// Checks the target answers and accepts the key before any load.

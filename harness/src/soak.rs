@@ -104,14 +104,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let target = Target::resolve(&stack.server_url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
     let key = stack.api_key("llm");
     preflight(&target, "llm", &key).await?;
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nflowbench soak: interrupted; writing what was measured");
-            ctrl_c.cancel();
-        }
-    });
+    let (cancel, signal) = crate::run::cancel_on_ctrl_c("flowbench soak: interrupted; writing what was measured");
     let live = Arc::new(Live::default());
     let samples = Arc::new(Mutex::new(Vec::new()));
     let stop_sampling = CancellationToken::new();
