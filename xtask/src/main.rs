@@ -70,6 +70,14 @@ enum Task {
     },
     /// Pre-merge gate: base and head stacks driven side by side in rounds; exit 0 ok, 1 regressed, 2 could not measure.
     Gate(Box<gate::GateArgs>),
+    /// Fuzz one target with cargo-fuzz (nightly): sse_parser, dsl_loader or request_decoder.
+    Fuzz {
+        /// The fuzz target.
+        target: String,
+        /// How long to fuzz, e.g. 60s.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        time: std::time::Duration,
+    },
     /// Run the test suite (what the README and CI run).
     Test,
     /// Run everything CI runs: cargo fmt --check, clippy -D warnings, tests.
@@ -117,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             command.arg("up").args(&args);
             exec(command).context("running flowbench up").map(|()| 0)
         }
+        Task::Fuzz { target, time } => fuzz(&root, &target, time),
         Task::Test => test(&root).map(|()| 0),
         Task::Ci => {
             cargo(&root, &["fmt", "--all", "--check"])?;
@@ -132,6 +141,50 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
     let mut command = Command::new(root.join("target/release/flowbench"));
     command.current_dir(root);
     Ok(command)
+}
+
+/// The fuzz targets in `fuzz/` (its own workspace: cargo-fuzz needs nightly).
+const FUZZ_TARGETS: [&str; 3] = ["sse_parser", "dsl_loader", "request_decoder"];
+
+/// `cargo +nightly fuzz run TARGET` for `time`, seeded from
+/// `fixtures/fuzz/TARGET/` (kept as is) with new inputs and any crash under
+/// `target/fuzz/`; installs cargo-fuzz when missing. Exit 0: no crash.
+fn fuzz(root: &Path, target: &str, time: std::time::Duration) -> anyhow::Result<i32> {
+    if !FUZZ_TARGETS.contains(&target) {
+        bail!("unknown fuzz target {target:?}; one of {FUZZ_TARGETS:?}");
+    }
+    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !nightly {
+        bail!("cargo-fuzz needs a nightly toolchain: rustup toolchain install nightly");
+    }
+    if !Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        cargo(root, &["install", "cargo-fuzz", "--locked"])?;
+    }
+    let work = root.join("target/fuzz");
+    let corpus = work.join("corpus").join(target);
+    let artifacts = work.join("artifacts").join(target);
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::create_dir_all(&artifacts)?;
+    let seconds = time.as_secs().max(1);
+    let status = Command::new("cargo")
+        .args(["+nightly", "fuzz", "run", target])
+        .arg(&corpus)
+        .arg(root.join("fixtures/fuzz").join(target))
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .current_dir(root.join("fuzz"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .status()
+        .context("running cargo fuzz")?;
+    if status.success() {
+        println!("fuzz {target}: {seconds} s, 0 crashes (corpus {})", corpus.display());
+        Ok(0)
+    } else {
+        println!("fuzz {target}: FAILED ({status}); the crashing input is in {}", artifacts.display());
+        Ok(1)
+    }
 }
 
 /// The gungraun-runner version the `gungraun` crate needs.
