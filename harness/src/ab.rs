@@ -2,9 +2,7 @@
 //! both at once, half the users on each, so both see the same machine: on a
 //! shared VM a core's speed drifts by ~10% from one second to the next, and
 //! two targets pinned to one core and measured in the same second share that
-//! drift. Measured here (2-core VM, A/A, the gate's mock): the slice-to-slice
-//! SD of ln(B/A) is ~2.5% for req/s and ~1.5% for target CPU per request with
-//! 2 s slices, against 6–15% for 1 s ABBA time slices (one target at a time).
+//! drift. `cargo xtask gate --self-test` measures what is left (README.md).
 //!
 //! Each slice is, per side, a closed-model run of fresh connections: a
 //! settle time (sent, left out) then `--slice` measured. Its figures are the
@@ -99,7 +97,8 @@ pub struct AbReport {
 
 /// Runs the slices; prints a summary and writes the JSON. Ctrl-C ends the
 /// run after the slice in progress, with every whole slice kept.
-pub async fn execute(args: &AbArgs, driver_threads: usize) -> anyhow::Result<AbReport> {
+pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
+    let driver_threads = args.driver_threads.max(1);
     if args.slices == 0 {
         bail!("--slices must be at least 1");
     }

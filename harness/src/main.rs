@@ -6,7 +6,7 @@
 //!   real Dify's OpenAI-compatible provider to point at.
 //! - `flowbench run`: drives the embedded stack or any Dify-compatible server
 //!   and prints the report (see `harness::run`).
-//! - `flowbench ab`: alternates load between two targets in ABBA slices and
+//! - `flowbench ab`: loads two targets at the same time, slice by slice, and
 //!   writes every slice's figures (see `harness::ab`), for `cargo xtask gate`.
 //! - `flowbench soak`: a long run of many streams, sampling the stack's RSS and
 //!   live runs each second (see `harness::soak`).
@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Drive load and print the seed's report (embedded stack, or --target).
     Run(Box<harness::run::RunArgs>),
-    /// Compare two targets in alternating slices (ABBA), for the pre-merge gate.
+    /// Compare two targets loaded at the same time, slice by slice, for the pre-merge gate.
     Ab(Box<harness::ab::AbArgs>),
     /// Many streams for a long time: RSS and live runs each second, growth verdict.
     Soak(Box<harness::soak::SoakArgs>),
@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Ab(args) => {
-            let report = harness::ab::execute(&args, args.driver_threads.max(1)).await?;
+            let report = harness::ab::execute(&args).await?;
             Ok(if report.interrupted { 130 } else { 0 })
         }
         Command::Soak(args) => {

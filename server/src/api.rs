@@ -313,10 +313,6 @@ impl Sink for ChannelSink {
         true
     }
 
-    async fn send(&mut self, frame: Vec<u8>) -> Result<(), ClientGone> {
-        self.send_batch(frame, 1).await
-    }
-
     async fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> Result<(), ClientGone> {
         if !self.busy_per_event.is_zero() {
             busy_for(self.busy_per_event * n_events as u32);

@@ -3,7 +3,7 @@
 //!
 //! A stream's run waits when its bounded channel is full, so a stalled
 //! reader cannot make the server buffer without bound: per stream at most
-//! `stream_buffer_events` frames in the channel plus hyper's write buffer.
+//! `stream_buffer_events` buffers in the channel plus hyper's write buffer.
 //! But hyper stops polling the body while the socket is not writable, so the
 //! body cannot notice the stall; the socket can. [`StallGuard`] fails a
 //! write that has been blocked for `stalled_client_timeout`, hyper closes the

@@ -25,11 +25,14 @@ pub const CLIENT_DISCONNECTED: &str = "Client disconnected; the run was cancelle
 pub trait Sink: Send {
     /// False for blocking runs: their events are never serialized.
     fn wants_events(&self) -> bool;
-    /// Delivers one complete SSE frame; `Err` once the client is gone.
-    fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), ClientGone>> + Send;
-    /// Delivers `n_events` complete frames in one buffer: deltas that arrived
-    /// together leave together (one channel hop, one socket write).
+    /// Delivers `n_events` complete SSE frames in one buffer: deltas that
+    /// arrived together leave together (one channel hop, one socket write).
+    /// `Err` once the client is gone.
     fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> impl Future<Output = Result<(), ClientGone>> + Send;
+    /// Delivers one complete SSE frame.
+    fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), ClientGone>> + Send {
+        self.send_batch(frame, 1)
+    }
     /// Resolves when the client is gone (never, for a blocking run).
     fn gone(&self) -> impl Future<Output = ()> + Send;
 }
@@ -43,9 +46,6 @@ pub struct NoEvents;
 impl Sink for NoEvents {
     fn wants_events(&self) -> bool {
         false
-    }
-    async fn send(&mut self, _frame: Vec<u8>) -> Result<(), ClientGone> {
-        Ok(())
     }
     async fn send_batch(&mut self, _frames: Vec<u8>, _n_events: usize) -> Result<(), ClientGone> {
         Ok(())
@@ -326,26 +326,27 @@ impl<'a, S: Sink> Exec<'a, S> {
         let mut text = String::new();
         let streamed = async {
             let mut stream = self.interruptible(self.provider.stream(body)).await??;
-            while let Some(delta) = self.interruptible(stream.next_delta()).await?? {
-                text.push_str(&delta);
-                if live {
-                    let ids = self.run.ids();
-                    let mut frames =
-                        events::frame("text_chunk", &ids, TextChunk { text: &delta, from_variable_selector: [node_id, "text"] });
-                    let mut n_events = 1;
-                    // Deltas already read and decoded go out with this one; none waits for more.
-                    while let Some(more) = stream.ready_delta() {
-                        text.push_str(&more);
-                        events::frame_into(
-                            &mut frames,
-                            "text_chunk",
-                            &ids,
-                            TextChunk { text: &more, from_variable_selector: [node_id, "text"] },
-                        );
-                        n_events += 1;
-                    }
-                    self.sink.send_batch(frames, n_events).await?;
+            while let Some(first) = self.interruptible(stream.next_delta()).await?? {
+                if !live {
+                    text.push_str(&first);
+                    continue;
                 }
+                let ids = self.run.ids();
+                let (mut frames, mut n_events) = (Vec::with_capacity(256), 0);
+                // Deltas already read and decoded go out with this one; none waits for more.
+                let mut next = Some(first);
+                while let Some(delta) = next {
+                    text.push_str(&delta);
+                    events::frame_into(
+                        &mut frames,
+                        "text_chunk",
+                        &ids,
+                        TextChunk { text: &delta, from_variable_selector: [node_id, "text"] },
+                    );
+                    n_events += 1;
+                    next = stream.ready_delta();
+                }
+                self.sink.send_batch(frames, n_events).await?;
             }
             Ok::<_, Interrupted>((stream.finish_reason().map(str::to_owned), stream.usage()))
         }

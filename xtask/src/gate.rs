@@ -259,7 +259,7 @@ fn measure_rounds(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Pat
 }
 
 /// `program` pinned to `cpu` with taskset when there is one and more than one
-/// core, so the driver and the stack stop trading places between replicates.
+/// core, so the driver and the stacks stop trading places between rounds.
 fn pinned(program: &Path, cpu: usize) -> Command {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let has_taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
