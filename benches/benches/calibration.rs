@@ -8,20 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn calibration(c: &mut Criterion) {
     let rt = runtime();
     let url = rt.block_on(async {
-        let router = axum::Router::new().route(
-            "/v1/workflows/run",
-            axum::routing::post(|body: bytes::Bytes| async move {
-                std::hint::black_box(body);
-                ([(http::header::CONTENT_TYPE, "application/json")], r#"{"data":{"status":"succeeded"}}"#)
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
+        let (addr, _task) = harness::bare::serve("127.0.0.1:0".parse().expect("addr")).await.expect("bare server");
+        format!("http://{addr}")
     });
     let body = run_body("What is machine learning?", "blocking");
     let mut group = c.benchmark_group("calibration");

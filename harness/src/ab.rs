@@ -10,7 +10,7 @@
 //! takes each slice's log ratio ln(B/A) as one paired observation.
 
 use crate::client::{Target, bearer};
-use crate::driver::{self, Live, Mode, RunSpec};
+use crate::driver::{self, Live, Mode, Protocol, RunSpec};
 use crate::health::HealthMonitor;
 use crate::report::{LoadParams, ScenarioReport};
 use crate::run::{PreflightError, preflight};
@@ -45,12 +45,26 @@ pub struct AbArgs {
     pub b: String,
     #[arg(long, value_enum)]
     pub scenario: AbScenario,
+    /// Response mode of the `empty` scenario (`llm` always streams).
+    #[arg(long, value_enum, default_value = "blocking")]
+    pub mode: Mode,
     /// The app's API key, the same on both sides.
     #[arg(long = "api-key")]
     pub api_key: String,
-    /// Closed model: concurrent users on each side during a slice.
+    /// Closed model: concurrent users on each side during a slice. With
+    /// `--rate`: the connections serving each side's arrivals.
     #[arg(long, default_value_t = 16)]
     pub users: u32,
+    /// Open model instead of closed: this many requests per second on each
+    /// side, evenly spaced, the two sides half a period apart so their
+    /// requests take turns. A light rate measures latency without queueing
+    /// (the gate's TTFE).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// With `--rate`: Poisson arrivals, each side its own seed (requests meet
+    /// at random) instead of evenly spaced turns.
+    #[arg(long, requires = "rate")]
+    pub poisson: bool,
     /// Measured time per slice.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub slice: Duration,
@@ -85,9 +99,12 @@ pub struct AbReport {
     pub schema: &'static str,
     pub schema_version: u32,
     pub scenario: AbScenario,
+    pub mode: Mode,
     pub a: String,
     pub b: String,
     pub users: u32,
+    /// Requests per second on each side (open model), or none (closed).
+    pub rate: Option<f64>,
     pub slice_s: f64,
     pub settle_s: f64,
     /// Ctrl-C cut the run short; the slices measured are all here.
@@ -108,8 +125,13 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
     if args.slice.is_zero() {
         bail!("--slice must be longer than 0");
     }
+    if let Some(rate) = args.rate
+        && !(rate > 0.0 && rate.is_finite())
+    {
+        bail!("--rate must be above 0, got {rate}");
+    }
     let (name, mode) = match args.scenario {
-        AbScenario::Empty => ("empty", Mode::Blocking),
+        AbScenario::Empty => ("empty", args.mode),
         AbScenario::Llm => ("llm", Mode::Streaming),
     };
     let api_key = bearer(&args.api_key).map_err(|_| PreflightError("--api-key is not a valid header value".into()))?;
@@ -125,17 +147,22 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         schema: SCHEMA,
         schema_version: SCHEMA_VERSION,
         scenario: args.scenario,
+        mode,
         a: args.a.clone(),
         b: args.b.clone(),
         users: args.users,
+        rate: args.rate,
         slice_s: args.slice.as_secs_f64(),
         settle_s: args.settle.as_secs_f64(),
         interrupted: false,
         slices: Vec::new(),
     };
-    let load = LoadModel::Closed { users: args.users, spawn_rate: 1e9 };
+    let load_for = |seed: u64| match args.rate {
+        Some(rate) => LoadModel::Open { rate, poisson: args.poisson, connections: args.users, seed },
+        None => LoadModel::Closed { users: args.users, spawn_rate: 1e9 },
+    };
     let params = LoadParams {
-        model: load,
+        model: load_for(args.seed),
         warmup_s: args.settle.as_secs_f64(),
         duration_s: args.slice.as_secs_f64(),
         measured_s: 0.0,
@@ -148,18 +175,28 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
             break;
         }
         let side = |(target, pid): &(Target, Option<u32>), sibling: Option<u32>, offset: u64| {
+            let seed = args.seed.wrapping_add(u64::from(index) * 2 + offset);
             let spec = RunSpec {
                 mode,
                 api_key: api_key.clone(),
-                load,
+                load: load_for(seed),
                 warmup: args.settle,
                 duration: args.slice,
                 timeout: args.timeout,
                 inputs: None,
-                seed: args.seed.wrapping_add(u64::from(index) * 2 + offset),
+                seed,
+                protocol: Protocol::Dify,
+                stamped: false,
             };
             let (target, pid, cancel, params) = (target.clone(), *pid, cancel.clone(), params.clone());
+            // Evenly spaced arrivals: the side joined second starts half a
+            // period later, so the sides' requests alternate.
+            let delay = match (args.rate, args.poisson, offset_second(index, offset)) {
+                (Some(rate), false, true) => Duration::from_secs_f64(0.5 / rate),
+                _ => Duration::ZERO,
+            };
             async move {
+                tokio::time::sleep(delay).await;
                 let health = HealthMonitor::start_beside(pid, sibling, driver_threads);
                 let result = driver::run(spec, target, Arc::new(Live::default()), cancel).await;
                 let health = health.finish().await;
@@ -169,7 +206,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         };
         // The side started first gets its connections first: alternate it
         // (A B, B A, B A, A B, …) so neither gains from the order.
-        let a_first = matches!(index % 4, 0 | 3);
+        let a_first = a_first(index);
         let ((a, a_cut), (b, b_cut)) = if a_first {
             tokio::join!(side(&sides[0], sides[1].1, 0), side(&sides[1], sides[0].1, 1))
         } else {
@@ -191,6 +228,16 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
     Ok(report)
 }
 
+/// Slice `index` starts side A first (ABBA over slices).
+fn a_first(index: u32) -> bool {
+    matches!(index % 4, 0 | 3)
+}
+
+/// Whether the side with `offset` (0 for A, 1 for B) starts second in slice `index`.
+fn offset_second(index: u32, offset: u64) -> bool {
+    a_first(index) == (offset == 1)
+}
+
 /// A scenario report without its histograms and per-second series.
 fn slim(report: &ScenarioReport) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(report)?;
@@ -202,10 +249,11 @@ fn slim(report: &ScenarioReport) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Figures the summary shows: (label, JSON pointer into a slice's report).
-const SHOWN: [(&str, &str); 6] = [
+const SHOWN: [(&str, &str); 7] = [
     ("req/s", "/qps/avg"),
     ("duration p50 ms", "/duration_ms/p50"),
     ("TTFE p50 ms", "/ttfe_ms/p50"),
+    ("TTFE p99 ms", "/ttfe_ms/p99"),
     ("events/s", "/event_throughput/avg"),
     ("target CPU µs/request", "/target_cpu_us_per_request"),
     ("target CPU µs/event", "/target_cpu_us_per_event"),
@@ -215,12 +263,16 @@ impl AbReport {
     /// Per figure: each side's mean over the slices, and the mean and SD of
     /// the slices' log ratios (the gate gives the verdict).
     pub fn to_text(&self) -> String {
+        let load = match self.rate {
+            Some(rate) => format!("{rate} requests/s over {} connections a side", self.users),
+            None => format!("{} users a side", self.users),
+        };
         let mut out = format!(
-            "flowbench ab: {:?}, {} slices of {} s, {} users a side, both sides at once\n  A {}\n  B {}\n",
+            "flowbench ab: {:?} ({}), {} slices of {} s, {load}, both sides at once\n  A {}\n  B {}\n",
             self.scenario,
+            self.mode.as_str(),
             self.slices.len(),
             self.slice_s,
-            self.users,
             self.a,
             self.b
         );
@@ -274,9 +326,11 @@ mod tests {
             schema: SCHEMA,
             schema_version: SCHEMA_VERSION,
             scenario: AbScenario::Empty,
+            mode: Mode::Blocking,
             a: "a".into(),
             b: "b".into(),
             users: 1,
+            rate: None,
             slice_s: 1.0,
             settle_s: 0.0,
             interrupted: false,

@@ -21,6 +21,9 @@ pub struct Target {
     pub host: HeaderValue,
     /// `POST /v1/workflows/run`'s origin-form URI, built once.
     run_uri: Uri,
+    /// `POST {prefix}/chat/completions`: the target as an OpenAI base URL
+    /// (`http://host:port/v1`), for the direct scenario.
+    chat_uri: Uri,
 }
 
 impl Target {
@@ -38,14 +41,24 @@ impl Target {
             .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", authority.host()))?;
         let prefix = uri.path().trim_end_matches('/');
         let run_uri = format!("{prefix}/v1/workflows/run").parse()?;
-        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri })
+        let chat_uri = format!("{prefix}/chat/completions").parse()?;
+        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri, chat_uri })
     }
 
     /// A workflow-run request: the driver's hot path, so nothing is parsed here.
     pub fn run_request(&self, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
+        self.post(&self.run_uri, api_key, body)
+    }
+
+    /// A chat-completion request to an OpenAI-compatible target (the direct path).
+    pub fn chat_request(&self, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
+        self.post(&self.chat_uri, api_key, body)
+    }
+
+    fn post(&self, uri: &Uri, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.run_uri.clone();
+        *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
         headers.insert(header::HOST, self.host.clone());
         headers.insert(header::AUTHORIZATION, api_key.clone());

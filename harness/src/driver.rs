@@ -49,6 +49,18 @@ impl Mode {
     }
 }
 
+/// What the target speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Dify's workflow API, `POST /v1/workflows/run`.
+    #[default]
+    Dify,
+    /// An OpenAI-compatible chat completion stream, `POST {base}/chat/completions`:
+    /// the direct path to the mock LLM, the yardstick for what the relay adds.
+    OpenAi,
+}
+
 /// One scenario run, fully specified.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -63,6 +75,10 @@ pub struct RunSpec {
     /// Fixed inputs; `None`: `{"question": one of QUESTIONS}`.
     pub inputs: Option<Value>,
     pub seed: u64,
+    pub protocol: Protocol,
+    /// Text chunks carry their emit time (a mock script with `stamp = true`):
+    /// record emit → receipt for each.
+    pub stamped: bool,
 }
 
 /// Live totals, for the progress line.
@@ -106,6 +122,8 @@ struct Ctx {
 struct Pending {
     gaps: Vec<(Duration, Instant)>,
     events: Vec<(Instant, u64)>,
+    /// Emit → receipt of stamped chunks, in ns.
+    lags: Vec<u64>,
 }
 
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
@@ -185,11 +203,18 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         for (at, n) in pending.events.drain(..) {
             recorder.events_at(at, n);
         }
+        for lag in pending.lags.drain(..) {
+            recorder.emit_lag(lag, sample.intended);
+        }
         recorder.record(&sample);
     }
 }
 
 fn request_bodies(spec: &RunSpec, worker: u32) -> Vec<Bytes> {
+    if spec.protocol == Protocol::OpenAi {
+        let body = |q: &str| json!({"model": "gpt-3.5-turbo", "stream": true, "messages": [{"role": "user", "content": q}]});
+        return QUESTIONS.iter().map(|q| Bytes::from(body(q).to_string())).collect();
+    }
     let user = format!("user_{worker}");
     let body = |inputs: &Value| Bytes::from(json!({"inputs": inputs, "response_mode": spec.mode.as_str(), "user": user}).to_string());
     match &spec.inputs {
@@ -205,7 +230,10 @@ fn interrupted(intended: Instant, sent: Instant) -> Sample {
 /// Sends one request and reads its whole answer.
 async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intended: Instant, body: Bytes) -> Sample {
     let _in_flight = ctx.gauge.enter();
-    let request = ctx.target.run_request(&ctx.spec.api_key, body);
+    let request = match ctx.spec.protocol {
+        Protocol::Dify => ctx.target.run_request(&ctx.spec.api_key, body),
+        Protocol::OpenAi => ctx.target.chat_request(&ctx.spec.api_key, body),
+    };
     let sent = Instant::now();
     let mut sample = Sample::new(intended, sent, Ok(()));
     let deadline = sent + ctx.spec.timeout;
@@ -280,6 +308,8 @@ struct StreamState {
     last_event: Option<Instant>,
     finished: Option<Result<(), ErrorClass>>,
     invalid: bool,
+    /// `--stamped`, and a text chunk carried no stamp.
+    unstamped: bool,
 }
 
 async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<(), ErrorClass> {
@@ -289,6 +319,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
         let Ok(data) = frame.into_data() else { continue };
         let now = Instant::now();
+        let now_unix_ns = if ctx.spec.stamped { crate::mock_llm::unix_nanos() } else { 0 };
         sample.n_bytes += data.len() as u64;
         let before = state.n_events;
         parser.push_ref(&data, |event| {
@@ -302,10 +333,21 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
             if sample.ttfe.is_none() {
                 sample.ttfe = Some(now - sample.sent);
             }
-            match event_name(event.data) {
+            let name = match ctx.spec.protocol {
+                Protocol::Dify => event_name(event.data),
+                Protocol::OpenAi => chunk_name(event.data),
+            };
+            match name {
                 Some(EventName::TextChunk) => {
                     if sample.first_text.is_none() {
                         sample.first_text = Some(now - sample.sent);
+                    }
+                    if ctx.spec.stamped {
+                        let key = if ctx.spec.protocol == Protocol::Dify { TEXT_KEY } else { CONTENT_KEY };
+                        match stamp_of(event.data, key) {
+                            Some(emitted) => recorder.lags.push(now_unix_ns.saturating_sub(emitted)),
+                            None => state.unstamped = true,
+                        }
                     }
                 }
                 Some(EventName::WorkflowFinished(ok)) => state.finished = Some(if ok { Ok(()) } else { Err(ErrorClass::WorkflowFailed) }),
@@ -324,7 +366,35 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
     if state.invalid {
         return Err(ErrorClass::InvalidJson);
     }
+    if state.unstamped {
+        return Err(ErrorClass::Unstamped);
+    }
     state.finished.unwrap_or(Err(ErrorClass::EarlyTermination))
+}
+
+/// Where a stamped chunk's text starts: Dify's `text_chunk` data, OpenAI's delta.
+const TEXT_KEY: &str = r#""text":""#;
+const CONTENT_KEY: &str = r#""content":""#;
+
+/// The stamp (ns since the Unix epoch) at the start of the string after `key`.
+fn stamp_of(data: &str, key: &str) -> Option<u64> {
+    let text = &data[data.find(key)? + key.len()..];
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || text.as_bytes().get(digits) != Some(&b' ') {
+        return None;
+    }
+    text[..digits].parse().ok()
+}
+
+/// An OpenAI stream's event: a chunk with text (the direct path's
+/// `text_chunk`), another chunk, or `[DONE]` (finished).
+fn chunk_name(data: &str) -> Option<EventName> {
+    if data == "[DONE]" {
+        return Some(EventName::WorkflowFinished(true));
+    }
+    let json: Value = serde_json::from_str(data).ok()?;
+    let content = json.pointer("/choices/0/delta/content").and_then(Value::as_str);
+    Some(if content.is_some_and(|c| !c.is_empty()) { EventName::TextChunk } else { EventName::Other })
 }
 
 enum EventName {
@@ -347,4 +417,29 @@ fn event_name(data: &str) -> Option<EventName> {
         "error" => EventName::Error,
         _ => EventName::Other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_the_digits_before_a_space() {
+        let dify = r#"{"event":"text_chunk","data":{"text":"1764300000123456789 ","from_variable_selector":["llm","text"]}}"#;
+        assert_eq!(stamp_of(dify, TEXT_KEY), Some(1_764_300_000_123_456_789));
+        let openai = r#"{"choices":[{"index":0,"delta":{"content":"42 "},"finish_reason":null}]}"#;
+        assert_eq!(stamp_of(openai, CONTENT_KEY), Some(42));
+        // Words, no space after the digits, or no key: no stamp.
+        assert_eq!(stamp_of(r#"{"text":"tok1 "}"#, TEXT_KEY), None);
+        assert_eq!(stamp_of(r#"{"text":"123"}"#, TEXT_KEY), None);
+        assert_eq!(stamp_of(openai, TEXT_KEY), None);
+    }
+
+    #[test]
+    fn openai_chunks_are_named() {
+        assert!(matches!(chunk_name("[DONE]"), Some(EventName::WorkflowFinished(true))));
+        assert!(matches!(chunk_name(r#"{"choices":[{"delta":{"content":"hi "}}]}"#), Some(EventName::TextChunk)));
+        assert!(matches!(chunk_name(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Some(EventName::Other)));
+        assert!(chunk_name("{not json").is_none());
+    }
 }

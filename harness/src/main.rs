@@ -8,6 +8,8 @@
 //!   and prints the report (see `harness::run`).
 //! - `flowbench ab`: loads two targets at the same time, slice by slice, and
 //!   writes every slice's figures (see `harness::ab`), for `cargo xtask gate`.
+//! - `flowbench bare`: a bare axum handler answering blocking runs, the
+//!   yardstick for the server's Start→End cost (see `harness::bare`).
 //! - `flowbench soak`: a long run of many streams, sampling the stack's RSS and
 //!   live runs each second (see `harness::soak`).
 
@@ -53,6 +55,12 @@ enum Command {
         /// Gate self-test only: CPU the server spins per streamed event, e.g. 1us.
         #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
         inject_busy_per_event: Option<Duration>,
+    },
+    /// Serve a bare axum handler for blocking runs: the yardstick for Start→End QPS.
+    Bare {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5002")]
+        listen: SocketAddr,
     },
     /// Run the OpenAI-compatible mock LLM alone.
     Mock {
@@ -177,6 +185,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("flowbench: stack up at {}; Ctrl-C to stop", stack.info.server_url);
             shutdown_signal().await;
             stack.shutdown().await?;
+            Ok(0)
+        }
+        Command::Bare { listen } => {
+            let (addr, task) = harness::bare::serve(listen).await?;
+            eprintln!("flowbench: bare axum handler at http://{addr}; Ctrl-C to stop");
+            tokio::select! {
+                result = task => { result??; }
+                () = shutdown_signal() => {}
+            }
             Ok(0)
         }
         Command::Mock { listen, script } => {

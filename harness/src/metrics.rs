@@ -39,6 +39,9 @@ pub enum ErrorClass {
     Io,
     /// The run was stopped (Ctrl-C) while the request was in flight.
     Interrupted,
+    /// `--stamped`, but a text chunk carried no emit stamp (the mock's
+    /// script lacks `stamp = true`).
+    Unstamped,
 }
 
 impl ErrorClass {
@@ -54,6 +57,7 @@ impl ErrorClass {
             ErrorClass::WorkflowFailed => "workflow_failed",
             ErrorClass::Io => "io",
             ErrorClass::Interrupted => "interrupted",
+            ErrorClass::Unstamped => "unstamped",
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Recorder {
     pub gap: Histogram<u64>,
     /// Each stream's longest gap.
     pub max_gap: Histogram<u64>,
+    /// Emit → receipt of stamped chunks (`--stamped`).
+    pub emit_lag: Histogram<u64>,
     pub n_events: u64,
     /// Events of every request, warm-up included (for CPU per event).
     pub n_events_all: u64,
@@ -138,6 +144,7 @@ impl Recorder {
             service: new_histogram(),
             gap: new_histogram(),
             max_gap: new_histogram(),
+            emit_lag: new_histogram(),
             n_events: 0,
             n_events_all: 0,
             n_bytes: 0,
@@ -156,6 +163,13 @@ impl Recorder {
     pub fn events_at(&mut self, at: Instant, n: u64) {
         if let Some(s) = self.second(at) {
             bump(&mut self.events_per_s, s, n);
+        }
+    }
+
+    /// Records one stamped chunk's emit → receipt, in ns (kept in µs).
+    pub fn emit_lag(&mut self, ns: u64, intended: Instant) {
+        if intended >= self.measure_start {
+            self.emit_lag.saturating_record((ns / 1000).max(1));
         }
     }
 
@@ -217,6 +231,7 @@ impl Recorder {
             (&mut self.service, &other.service),
             (&mut self.gap, &other.gap),
             (&mut self.max_gap, &other.max_gap),
+            (&mut self.emit_lag, &other.emit_lag),
         ] {
             mine.add(theirs).expect("histograms share bounds");
         }

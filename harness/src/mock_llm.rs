@@ -48,6 +48,10 @@ pub struct Script {
     pub seed: u64,
     /// Send a `usage` chunk before `[DONE]` when the request asks for it.
     pub usage: bool,
+    /// Each content chunk's text is the time it was made, `"<ns since the
+    /// Unix epoch> "`, so a client can measure emit → receipt per chunk
+    /// (`flowbench run --stamped`). One machine's clock on both ends.
+    pub stamp: bool,
     pub fault: Option<Fault>,
 }
 
@@ -60,6 +64,7 @@ impl Default for Script {
             jitter: Duration::ZERO,
             seed: 0,
             usage: false,
+            stamp: false,
             fault: None,
         }
     }
@@ -316,6 +321,7 @@ struct StreamPlan {
     rng: rand::rngs::SmallRng,
     fault: Option<Fault>,
     usage: Option<(usize, usize)>,
+    stamp: bool,
 }
 
 #[derive(PartialEq)]
@@ -346,6 +352,7 @@ impl StreamPlan {
             rng: rand::rngs::SmallRng::seed_from_u64(script.seed ^ n_request.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             fault: script.fault.clone(),
             usage: prompt_tokens.map(|p| (p, n_words)),
+            stamp: script.stamp,
         }
     }
 
@@ -393,6 +400,7 @@ impl StreamPlan {
                     return Step::Bytes(self.frame(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#), false);
                 };
                 self.n_sent += 1;
+                let word = if self.stamp { format!("{} ", unix_nanos()) } else { word };
                 let choice = format!(r#"{{"index":0,"delta":{{"content":{}}},"finish_reason":null}}"#, Value::String(word));
                 Step::Bytes(self.frame(&choice), true)
             }
@@ -424,6 +432,11 @@ fn openai_error(status: StatusCode, message: &str) -> Response {
 
 fn prompt_tokens(messages: &[Value]) -> usize {
     messages.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).map(|c| c.split_whitespace().count()).sum()
+}
+
+/// Now, in ns since the Unix epoch (a chunk's stamp).
+pub fn unix_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn unix_now() -> u64 {

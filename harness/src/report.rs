@@ -56,6 +56,11 @@ pub struct ScenarioReport {
     pub service_time_ms: Summary,
     pub event_gap_ms: Summary,
     pub longest_gap_per_stream_ms: Summary,
+    /// With `--stamped`: each text chunk's mock emit → driver receipt. The
+    /// same figure from the direct scenario is the yardstick; the
+    /// difference is what the relay adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emit_to_receipt_ms: Option<Summary>,
     pub events_per_request: f64,
     /// The target's CPU per request and per event, in µs, over the whole
     /// scenario (warm-up included); when the target is a local process.
@@ -131,6 +136,7 @@ impl ScenarioReport {
             ("service_time", &r.service),
             ("event_gap", &r.gap),
             ("longest_gap_per_stream", &r.max_gap),
+            ("emit_to_receipt", &r.emit_lag),
         ]
         .into_iter()
         .map(|(k, h)| (k.to_owned(), encode_histogram(h)))
@@ -159,6 +165,7 @@ impl ScenarioReport {
             service_time_ms: Summary::of(&r.service),
             event_gap_ms: Summary::of(&r.gap),
             longest_gap_per_stream_ms: Summary::of(&r.max_gap),
+            emit_to_receipt_ms: (!r.emit_lag.is_empty()).then(|| Summary::of(&r.emit_lag)),
             events_per_request: if measured_requests > 0 { r.n_events as f64 / measured_requests as f64 } else { 0.0 },
             target_cpu_us_per_request: health.target_cpu_cores.filter(|_| r.n_sent > 0).map(|c| c * health.span_s / r.n_sent as f64 * 1e6),
             target_cpu_us_per_event: health
@@ -276,6 +283,20 @@ impl Report {
                     num(m.p99),
                     num(m.p999),
                     num(m.max)
+                );
+            }
+            if let Some(lag) = &s.emit_to_receipt_ms {
+                let us = |ms: f64| format!("{:.0}", ms * 1000.0);
+                let _ = writeln!(
+                    out,
+                    "Emit → receipt (µs, {} stamped chunks): avg {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                    lag.n,
+                    us(lag.avg),
+                    us(lag.p50),
+                    us(lag.p90),
+                    us(lag.p99),
+                    us(lag.p999),
+                    us(lag.max)
                 );
             }
             if let Some(per_request) = s.target_cpu_us_per_request {

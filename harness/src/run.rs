@@ -6,7 +6,7 @@
 //! the key (nothing was sent), 130 interrupted by Ctrl-C (report written).
 
 use crate::client::{Conn, Target, bearer};
-use crate::driver::{self, Live, Mode, RunSpec};
+use crate::driver::{self, Live, Mode, Protocol, RunSpec};
 use crate::health::{HealthMonitor, Machine};
 use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
 use crate::schedule::LoadModel;
@@ -22,9 +22,16 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScenarioArg {
+    /// Start → End.
     Empty,
+    /// Start → LLM → End, streaming.
     Llm,
+    /// Both, one after the other.
     All,
+    /// The mock LLM straight, OpenAI protocol, no server: the direct path,
+    /// the yardstick for what the relay adds (run beside `llm`). With
+    /// --target, the OpenAI base URL, e.g. http://127.0.0.1:5004/v1.
+    Direct,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +105,10 @@ pub struct RunArgs {
     /// Threads of the driver's runtime.
     #[arg(long, default_value_t = 1)]
     pub driver_threads: usize,
+    /// The mock stamps each chunk with its emit time (`stamp = true`, e.g.
+    /// fixtures/mock/stamped.toml): record emit → receipt per text chunk.
+    #[arg(long)]
+    pub stamped: bool,
 }
 
 fn parse_inputs(text: &str) -> Result<serde_json::Value, String> {
@@ -119,6 +130,12 @@ pub struct PlannedScenario {
     pub api_key: Option<String>,
 }
 
+impl PlannedScenario {
+    pub fn protocol(&self) -> Protocol {
+        if self.name == "direct" { Protocol::OpenAi } else { Protocol::Dify }
+    }
+}
+
 /// Everything a run needs, validated in one place.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -130,6 +147,7 @@ pub struct Plan {
     pub target: Option<String>,
     pub mock_script: Option<PathBuf>,
     pub driver_threads: usize,
+    pub stamped: bool,
 }
 
 impl RunArgs {
@@ -138,6 +156,7 @@ impl RunArgs {
             ScenarioArg::Empty => &["empty"],
             ScenarioArg::Llm => &["llm"],
             ScenarioArg::All => &["empty", "llm"],
+            ScenarioArg::Direct => &["direct"],
         };
         if self.window.subsec_nanos() != 0 || self.window.is_zero() {
             bail!("--window must be a whole number of seconds, got {}", humantime::format_duration(self.window));
@@ -148,8 +167,8 @@ impl RunArgs {
         let mut keys = std::collections::HashMap::new();
         for given in &self.api_keys {
             match given.split_once('=') {
-                Some((scenario @ ("empty" | "llm"), key)) => keys.insert(scenario, key.to_owned()),
-                Some((other, _)) if !other.starts_with("app-") => bail!("--api-key {given:?}: scenario must be empty or llm"),
+                Some((scenario @ ("empty" | "llm" | "direct"), key)) => keys.insert(scenario, key.to_owned()),
+                Some((other, _)) if !other.starts_with("app-") => bail!("--api-key {given:?}: scenario must be empty, llm or direct"),
                 _ if names.len() == 1 => keys.insert(names[0], given.clone()),
                 _ => bail!("--api-key {given:?}: with --scenario all, give empty=KEY and llm=KEY"),
             };
@@ -181,13 +200,14 @@ impl RunArgs {
                     LoadModel::Closed { users, spawn_rate }
                 }
             };
-            let api_key = keys.get(name).cloned();
+            // The direct path's OpenAI-compatible mock takes any key.
+            let api_key = keys.get(name).cloned().or_else(|| (name == "direct").then(|| "sk-flowbench".to_owned()));
             if self.target.is_some() && api_key.is_none() {
                 bail!("--target needs an API key for the {name} scenario (--api-key {name}=app-...)");
             }
             scenarios.push(PlannedScenario {
                 name,
-                spec_mode: if name == "llm" { Mode::Streaming } else { self.mode },
+                spec_mode: if name == "empty" { self.mode } else { Mode::Streaming },
                 load,
                 warmup: self.warmup.unwrap_or(warmup),
                 duration: self.duration.unwrap_or(duration),
@@ -207,6 +227,7 @@ impl RunArgs {
             target: self.target.clone(),
             mock_script,
             driver_threads: self.driver_threads,
+            stamped: self.stamped,
         })
     }
 }
@@ -230,8 +251,11 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         Some(url) => (url.clone(), plan.scenarios.iter().map(|s| (s.name, s.api_key.clone().unwrap_or_default())).collect(), None),
         None => {
             let stack = EmbeddedStack::start(plan.mock_script.as_ref())?;
-            let keys = plan.scenarios.iter().map(|s| (s.name, stack.api_key(s.name))).collect::<Vec<_>>();
-            let out = (stack.server_url.clone(), keys, Some(stack.child.id()));
+            let direct = plan.scenarios.iter().any(|s| s.protocol() == Protocol::OpenAi);
+            let keys =
+                plan.scenarios.iter().map(|s| (s.name, s.api_key.clone().unwrap_or_else(|| stack.api_key(s.name)))).collect::<Vec<_>>();
+            let url = if direct { stack.mock_llm_url() } else { stack.server_url.clone() };
+            let out = (url, keys, Some(stack.child.id()));
             embedded = Some(stack);
             out
         }
@@ -269,6 +293,8 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             timeout: plan.timeout,
             inputs: plan.inputs.clone(),
             seed: plan.seed,
+            protocol: scenario.protocol(),
+            stamped: plan.stamped,
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());
@@ -320,14 +346,16 @@ pub(crate) fn cancel_on_ctrl_c(message: &'static str) -> (CancellationToken, tok
 pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result<()> {
     let header = bearer(key).map_err(|_| PreflightError(format!("{scenario}: the API key is not a valid header value")))?;
     let mut conn = Conn::new();
-    let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, target.get("/v1/parameters", &header)))
+    // The direct path is an OpenAI base URL; the rest are Dify servers.
+    let path = if scenario == "direct" { "/models" } else { "/v1/parameters" };
+    let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, target.get(path, &header)))
         .await
         .map_err(|_| PreflightError(format!("target {} did not answer within 10 s", target.base_url)))?
         .map_err(|e| PreflightError(format!("target {} is down or refused the connection: {e}", target.base_url)))?;
     match response.status().as_u16() {
         200 => Ok(()),
         401 => Err(PreflightError(format!("{scenario}: target {} rejected the API key (401)", target.base_url)).into()),
-        status => Err(PreflightError(format!("{scenario}: GET /v1/parameters on {} answered {status}", target.base_url)).into()),
+        status => Err(PreflightError(format!("{scenario}: GET {path} on {} answered {status}", target.base_url)).into()),
     }
 }
 
@@ -357,6 +385,11 @@ impl EmbeddedStack {
         let info: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("the embedded stack printed {line:?}"))?;
         let server_url = info["server_url"].as_str().context("no server_url")?.to_owned();
         Ok(Self { child, server_url, info })
+    }
+
+    /// The mock LLM's OpenAI base URL (`http://…/v1`).
+    pub(crate) fn mock_llm_url(&self) -> String {
+        self.info["mock_llm_url"].as_str().unwrap_or_default().to_owned()
     }
 
     pub(crate) fn api_key(&self, scenario: &str) -> String {

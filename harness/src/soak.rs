@@ -13,7 +13,7 @@
 //! Exit codes: 0 pass, 1 fail, 2 the stack did not come up, 130 interrupted.
 
 use crate::client::{Conn, Target, bearer};
-use crate::driver::{self, Live, Mode, RunSpec};
+use crate::driver::{self, Live, Mode, Protocol, RunSpec};
 use crate::health::HealthMonitor;
 use crate::report::{LoadParams, ScenarioReport};
 use crate::run::{EmbeddedStack, PreflightError, preflight};
@@ -119,6 +119,8 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         timeout: Duration::from_secs(60),
         inputs: None,
         seed: 1,
+        protocol: Protocol::Dify,
+        stamped: false,
     };
     let health = HealthMonitor::start(Some(pid), args.driver_threads);
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;

@@ -5,7 +5,8 @@
 //! starts a fresh base stack and a fresh head stack, both pinned to the same
 //! core, and drives them at the same time with the head's `flowbench ab`
 //! (half the users on each, another core): a few slices of the empty
-//! scenario, then of the llm scenario. Both sides share the core's drift,
+//! scenario, then of the llm scenario, both saturating the core, then a
+//! light open-model phase for the time to first event. Both sides share the core's drift,
 //! so the per-slice log ratio ln(head/base) is steady even where the
 //! absolute figures swing by 10% a second. The order the two stacks start
 //! alternates between rounds (ABBA over rounds, and over slices inside
@@ -19,8 +20,7 @@
 //! A metric Regressed only when its interval lies wholly on the worse side of
 //! zero and the estimate is past its floor (default 2%); it is Unresolved, not
 //! passed, when the interval still reaches the floor. p99 metrics are
-//! advisory while their minimum detectable effect is above 20%; TTFE is
-//! always advisory (see `ALWAYS_ADVISORY`). A round with
+//! advisory while their minimum detectable effect is above 20%. A round with
 //! a disturbed slice (errors, an invalid driver, other processes' CPU) is
 //! rerun once; more than a quarter of rounds disturbed: exit 2.
 //!
@@ -35,23 +35,62 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// (name, scenario, JSON pointer into the scenario report, higher is better, is a p99).
-const METRICS: [(&str, &str, &str, bool, bool); 8] = [
-    ("empty QPS", "empty", "/qps/avg", true, false),
-    ("empty CPU µs/request", "empty", "/target_cpu_us_per_request", false, false),
-    ("empty p50 duration", "empty", "/duration_ms/p50", false, false),
-    ("empty p99 duration", "empty", "/duration_ms/p99", false, true),
-    ("llm TTFE p50", "llm", "/ttfe_ms/p50", false, false),
-    ("llm TTFE p99", "llm", "/ttfe_ms/p99", false, true),
-    ("llm events/s", "llm", "/event_throughput/avg", true, false),
-    ("llm CPU µs/event", "llm", "/target_cpu_us_per_event", false, false),
+/// (name, phase, JSON pointer into the phase's scenario report, higher is better, is a p99).
+const METRICS: [(&str, Phase, &str, bool, bool); 8] = [
+    ("empty QPS", Phase::Empty, "/qps/avg", true, false),
+    ("empty CPU µs/request", Phase::Empty, "/target_cpu_us_per_request", false, false),
+    ("empty p50 duration", Phase::Empty, "/duration_ms/p50", false, false),
+    ("empty p99 duration", Phase::Empty, "/duration_ms/p99", false, true),
+    ("TTFE p50", Phase::Ttfe, "/ttfe_ms/p50", false, false),
+    ("TTFE p99", Phase::Ttfe, "/ttfe_ms/p99", false, true),
+    ("llm events/s", Phase::Llm, "/event_throughput/avg", true, false),
+    ("llm CPU µs/event", Phase::Llm, "/target_cpu_us_per_event", false, false),
 ];
 /// A p99 metric gates only once it can resolve this change.
 const ADVISORY_MDE_PCT: f64 = 20.0;
-/// Reported, never gating: with both stacks saturating one core, time to the
-/// first event is mostly how the kernel interleaves the two processes; the
-/// self-test measured 10-20% A/A false alarms for it (README.md).
-const ALWAYS_ADVISORY: [&str; 2] = ["llm TTFE p50", "llm TTFE p99"];
+
+/// What a round drives, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Blocking Start→End runs, closed model, saturating the core.
+    Empty,
+    /// Start→LLM→End streams, closed model, saturating the core.
+    Llm,
+    /// Streaming Start→End runs at a light Poisson rate (`--ttfe-rate`):
+    /// the time to the first event without queueing. Under saturation it is
+    /// mostly how the kernel interleaves the two stacks (A/A false alarms of
+    /// 10–20% when it was measured there). The first event of an llm run
+    /// takes the same path; what follows it is the llm phase's.
+    Ttfe,
+}
+
+impl Phase {
+    const ALL: [Phase; 3] = [Phase::Empty, Phase::Llm, Phase::Ttfe];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Empty => "empty",
+            Phase::Llm => "llm",
+            Phase::Ttfe => "ttfe",
+        }
+    }
+
+    /// `flowbench ab` arguments for this phase.
+    fn ab_args(self, args: &GateArgs) -> Vec<String> {
+        let mut out: Vec<String> = match self {
+            Phase::Empty => ["--scenario", "empty", "--api-key", "app-flowbench-empty"].map(String::from).to_vec(),
+            Phase::Llm => ["--scenario", "llm", "--api-key", "app-flowbench-llm"].map(String::from).to_vec(),
+            Phase::Ttfe => {
+                ["--scenario", "empty", "--mode", "streaming", "--api-key", "app-flowbench-empty", "--poisson"].map(String::from).to_vec()
+            }
+        };
+        match self {
+            Phase::Empty | Phase::Llm => out.extend(["--users".into(), args.users.to_string()]),
+            Phase::Ttfe => out.extend(["--users".into(), "8".into(), "--rate".into(), args.ttfe_rate.to_string()]),
+        }
+        out
+    }
+}
 /// Gates drawn by the self-test when estimating rates.
 const SELF_TEST_DRAWS: usize = 2000;
 
@@ -75,13 +114,17 @@ pub struct GateArgs {
     /// Sent at the start of each slice and left out.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
     pub settle: Duration,
-    /// Closed-model users on each side.
+    /// Closed-model users on each side (empty and llm phases).
     #[arg(long, default_value_t = 16)]
     pub users: u32,
+    /// TTFE phase: streaming runs per second on each side (Poisson), light
+    /// enough that runs seldom queue behind each other.
+    #[arg(long, default_value_t = 400.0)]
+    pub ttfe_rate: f64,
     /// The smallest change (in %) that counts as a regression.
     #[arg(long, default_value_t = 2.0)]
     pub floor: f64,
-    /// A per-metric floor, e.g. "llm TTFE p99=10"; repeatable.
+    /// A per-metric floor, e.g. "TTFE p99=10"; repeatable.
     #[arg(long = "floor-metric", value_name = "METRIC=PCT")]
     pub floor_metric: Vec<String>,
     #[arg(long)]
@@ -125,7 +168,8 @@ pub enum Verdict {
     Unresolved,
 }
 
-/// One round's figures, per metric (in `METRICS` order).
+/// One round's figures, per metric (in `METRICS` order; NaN for a metric
+/// whose phase the round did not drive).
 #[derive(Debug, Clone)]
 struct Round {
     /// Mean over the round's slices of ln(head/base).
@@ -133,9 +177,13 @@ struct Round {
     base: Vec<f64>,
     head: Vec<f64>,
     disturbed: Option<String>,
-    /// The base's CPU seconds per empty request and per llm event (for calibration).
-    cpu_per_request_s: f64,
-    cpu_per_event_s: f64,
+}
+
+impl Round {
+    /// The base side's mean of `metric` (the self-test calibrates on it).
+    fn base_of(&self, metric: &str) -> f64 {
+        self.base[METRICS.iter().position(|m| m.0 == metric).expect("a metric")]
+    }
 }
 
 /// A side of the comparison: a binary and an optional injected cost.
@@ -154,6 +202,9 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     if args.slices == 0 {
         bail!("--slices must be at least 1");
     }
+    if !(args.ttfe_rate > 0.0 && args.ttfe_rate.is_finite()) {
+        bail!("--ttfe-rate must be above 0, got {}", args.ttfe_rate);
+    }
     let started = Instant::now();
     let head_bin = build(root, args.head.as_deref())?;
     if args.self_test {
@@ -162,7 +213,7 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     let base_bin = build(root, args.base.as_deref())?;
     let base = Side { label: "base", binary: base_bin, busy_per_request: Duration::ZERO, busy_per_event: Duration::ZERO };
     let head = Side { label: "head", binary: head_bin.clone(), ..base.clone() };
-    let rounds = match measure_rounds(root, args, &base, &head, &head_bin, args.rounds)? {
+    let rounds = match measure_rounds(root, args, &base, &head, &head_bin, args.rounds, &Phase::ALL)? {
         Ok(rounds) => rounds,
         Err(why) => {
             eprintln!("gate: could not measure: {why}");
@@ -231,12 +282,20 @@ fn git(root: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 /// Measures `n` rounds, each rerun once when disturbed; `Err(why)` when
 /// more than a quarter of them stayed disturbed.
-fn measure_rounds(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, n: usize) -> anyhow::Result<Result<Vec<Round>, String>> {
+fn measure_rounds(
+    root: &Path,
+    args: &GateArgs,
+    a: &Side,
+    b: &Side,
+    driver: &Path,
+    n: usize,
+    phases: &[Phase],
+) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
     for index in 0..n {
         for attempt in 0..2 {
-            let measured = round(root, args, a, b, driver, index)?;
+            let measured = round(root, args, a, b, driver, index, phases)?;
             match &measured.disturbed {
                 None => {
                     rounds.push(measured);
@@ -304,10 +363,10 @@ fn stop(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
-/// One round: fresh `a` and `b` stacks (started in alternating order), both
-/// scenarios driven at once on both by `driver`'s `flowbench ab` (on CPU 0),
+/// One round: fresh `a` and `b` stacks (started in alternating order),
+/// `phases` driven at once on both by `driver`'s `flowbench ab` (on CPU 0),
 /// then stopped.
-fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index: usize) -> anyhow::Result<Round> {
+fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index: usize, phases: &[Phase]) -> anyhow::Result<Round> {
     let (a_stack, b_stack) = if matches!(index % 4, 0 | 3) {
         let a_stack = start_stack(root, a)?;
         (a_stack, start_stack(root, b)?)
@@ -317,11 +376,12 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
     };
     let mut reports = Vec::new();
     let mut failure = None;
-    for (scenario, key) in [("empty", "app-flowbench-empty"), ("llm", "app-flowbench-llm")] {
-        let json = root.join(format!("target/gate/ab-{}-{scenario}.json", std::process::id()));
+    for &phase in phases {
+        let json = root.join(format!("target/gate/ab-{}-{}.json", std::process::id(), phase.name()));
         let status = pinned(driver, 0)
-            .args(["ab", "--a", &a_stack.1, "--b", &b_stack.1, "--scenario", scenario, "--api-key", key])
-            .args(["--users", &args.users.to_string(), "--slices", &args.slices.to_string()])
+            .args(["ab", "--a", &a_stack.1, "--b", &b_stack.1])
+            .args(phase.ab_args(args))
+            .args(["--slices", &args.slices.to_string()])
             .arg("--slice")
             .arg(humantime::format_duration(args.slice).to_string())
             .arg("--settle")
@@ -331,27 +391,31 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
             .stdout(Stdio::null())
             .status()?;
         if !status.success() {
-            failure = Some(format!("the driver failed on {scenario} ({status})"));
+            failure = Some(format!("the driver failed on the {} phase ({status})", phase.name()));
             break;
         }
-        reports.push((scenario, serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json)?)?));
+        reports.push((phase, serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json)?)?));
     }
     stop(a_stack.0);
     stop(b_stack.0);
     if let Some(why) = failure {
         bail!(why);
     }
-    let slices = |name: &str| -> Vec<serde_json::Value> {
-        reports.iter().find(|(s, _)| *s == name).and_then(|(_, r)| r["slices"].as_array().cloned()).unwrap_or_default()
+    let slices = |phase: Phase| -> Vec<serde_json::Value> {
+        reports.iter().find(|(p, _)| *p == phase).and_then(|(_, r)| r["slices"].as_array().cloned()).unwrap_or_default()
     };
-    let (empty, llm) = (slices("empty"), slices("llm"));
-    let mut out =
-        Round { log_ratios: Vec::new(), base: Vec::new(), head: Vec::new(), disturbed: None, cpu_per_request_s: 0.0, cpu_per_event_s: 0.0 };
-    for (metric, name, pointer, _, _) in METRICS {
-        let of = if name == "empty" { &empty } else { &llm };
+    let mut out = Round { log_ratios: Vec::new(), base: Vec::new(), head: Vec::new(), disturbed: None };
+    for (metric, phase, pointer, _, _) in METRICS {
+        if !phases.contains(&phase) {
+            out.log_ratios.push(f64::NAN);
+            out.base.push(f64::NAN);
+            out.head.push(f64::NAN);
+            continue;
+        }
+        let of = slices(phase);
         let mut logs = Vec::new();
         let (mut base, mut head) = (Vec::new(), Vec::new());
-        for slice in of {
+        for slice in &of {
             let value = |side: &str| slice[side].pointer(pointer).and_then(serde_json::Value::as_f64).filter(|v| *v > 0.0);
             let (Some(x), Some(y)) = (value("a"), value("b")) else { bail!("{metric} missing from a slice of round {}", index + 1) };
             logs.push((y / x).ln());
@@ -359,15 +423,16 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
             head.push(y);
         }
         if logs.is_empty() {
-            bail!("round {} measured no {name} slices", index + 1);
+            bail!("round {} measured no {} slices", index + 1, phase.name());
         }
         out.log_ratios.push(crate::stats::mean(&logs));
         out.base.push(crate::stats::mean(&base));
         out.head.push(crate::stats::mean(&head));
     }
     let mut disturbed = Vec::new();
-    for (name, of) in [("empty", &empty), ("llm", &llm)] {
-        for (i, slice) in of.iter().enumerate() {
+    for &phase in phases {
+        let name = phase.name();
+        for (i, slice) in slices(phase).iter().enumerate() {
             for (side, label) in [("a", a.label), ("b", b.label)] {
                 let s = &slice[side];
                 if s["counts"]["errors"].as_u64() != Some(0) {
@@ -380,9 +445,6 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
         }
     }
     out.disturbed = (!disturbed.is_empty()).then(|| disturbed.join(", "));
-    let index_of = |metric: &str| METRICS.iter().position(|m| m.0 == metric).expect("a metric");
-    out.cpu_per_request_s = out.base[index_of("empty CPU µs/request")] / 1e6;
-    out.cpu_per_event_s = out.base[index_of("llm CPU µs/event")] / 1e6;
     Ok(out)
 }
 
@@ -415,7 +477,7 @@ fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<MetricVerdic
             mde_pct: pct(change.log_mde),
             round_sd_pct: change.log_sd * 100.0,
             floor_pct,
-            advisory: ALWAYS_ADVISORY.contains(&metric) || (is_p99 && pct(change.log_mde) > ADVISORY_MDE_PCT),
+            advisory: is_p99 && pct(change.log_mde) > ADVISORY_MDE_PCT,
             verdict: decide(&change, higher_is_better, floor_pct),
         });
     }
@@ -463,9 +525,10 @@ fn render(label: &str, verdicts: &[MetricVerdict], n_rounds: usize, args: &GateA
     }
     let _ = writeln!(
         out,
-        "\n{n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per scenario); {:.0} s in all.",
+        "\n{n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per phase: empty and llm saturating, TTFE at {}/s a side); {:.0} s in all.",
         args.slices,
         humantime::format_duration(args.slice),
+        args.ttfe_rate,
         wall.as_secs_f64()
     );
     out
@@ -489,43 +552,94 @@ fn write_outputs(args: &GateArgs, verdicts: &[MetricVerdict], markdown: &str, su
     Ok(())
 }
 
-/// A/A, then +5% and +10% injected cost on the head side: measured rounds,
-/// then gates of `args.rounds` rounds resampled from them to estimate false
-/// alarms and power. The injected cost is calibrated on the A/A rounds' base
-/// side (the target's CPU per empty request and per llm event).
+/// A self-test condition: which phases it drives and what it injects.
+struct Condition {
+    name: &'static str,
+    slowdown: f64,
+    phases: &'static [Phase],
+}
+
+/// A/A first (all phases; it calibrates the others), then injected CPU on
+/// the head side for the saturated phases, then an injected delay before
+/// the first event for the TTFE phase.
+const CONDITIONS: [Condition; 5] = [
+    Condition { name: "A/A", slowdown: 0.0, phases: &Phase::ALL },
+    Condition { name: "+5%", slowdown: 0.05, phases: &[Phase::Empty, Phase::Llm] },
+    Condition { name: "+10%", slowdown: 0.10, phases: &[Phase::Empty, Phase::Llm] },
+    Condition { name: "TTFE +5%", slowdown: 0.05, phases: &[Phase::Ttfe] },
+    Condition { name: "TTFE +10%", slowdown: 0.10, phases: &[Phase::Ttfe] },
+];
+
+/// What the A/A rounds' base side measured, to size the injected costs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Calibration {
+    /// Target CPU seconds per empty request and per llm event.
+    per_request_s: f64,
+    per_event_s: f64,
+    /// TTFE p50 in seconds.
+    ttfe_p50_s: f64,
+}
+
+impl Calibration {
+    fn of(rounds: &[Round]) -> Self {
+        let mean = |metric: &str| crate::stats::mean(&rounds.iter().map(|r| r.base_of(metric)).collect::<Vec<_>>());
+        Calibration {
+            per_request_s: mean("empty CPU µs/request") / 1e6,
+            per_event_s: mean("llm CPU µs/event") / 1e6,
+            ttfe_p50_s: mean("TTFE p50") / 1e3,
+        }
+    }
+
+    /// The head side of `condition`: the saturated phases slow by
+    /// `slowdown` when the target spends that much more CPU per request and
+    /// per event; TTFE grows by `slowdown` when each run spends that share
+    /// of the TTFE p50 before its first event (the per-request cost is
+    /// spent before the run starts).
+    fn slowed(&self, plain: &Side, condition: &Condition) -> Side {
+        let s = condition.slowdown;
+        let (per_request, per_event) =
+            if condition.phases == [Phase::Ttfe] { (self.ttfe_p50_s * s, 0.0) } else { (self.per_request_s * s, self.per_event_s * s) };
+        Side {
+            label: "B",
+            busy_per_request: Duration::from_secs_f64(per_request),
+            busy_per_event: Duration::from_secs_f64(per_event),
+            ..plain.clone()
+        }
+    }
+}
+
+/// Each condition's measured rounds, then gates of `args.rounds` rounds
+/// resampled from them to estimate false alarms and power.
 fn self_test(root: &Path, args: &GateArgs, bin: &Path, started: Instant) -> anyhow::Result<i32> {
     let plain = Side { label: "A", binary: bin.to_owned(), busy_per_request: Duration::ZERO, busy_per_event: Duration::ZERO };
     let mut table = Vec::new();
-    let mut n_measured = Vec::new();
-    let (mut per_request, mut per_event) = (0.0, 0.0);
-    for (name, slowdown) in [("A/A", 0.0), ("+5%", 0.05), ("+10%", 0.10)] {
-        let slowed = Side {
-            label: "B",
-            busy_per_request: Duration::from_secs_f64(per_request * slowdown),
-            busy_per_event: Duration::from_secs_f64(per_event * slowdown),
-            ..plain.clone()
-        };
-        eprintln!("gate self-test: {name}: {} rounds", args.self_test_rounds);
-        let rounds = match measure_rounds(root, args, &plain, &slowed, bin, args.self_test_rounds)? {
+    let mut calibration = Calibration::default();
+    for condition in &CONDITIONS {
+        let slowed = calibration.slowed(&plain, condition);
+        eprintln!("gate self-test: {}: {} rounds", condition.name, args.self_test_rounds);
+        let rounds = match measure_rounds(root, args, &plain, &slowed, bin, args.self_test_rounds, condition.phases)? {
             Ok(r) => r,
             Err(why) => {
-                eprintln!("gate self-test: could not measure {name}: {why}");
+                eprintln!("gate self-test: could not measure {}: {why}", condition.name);
                 // What was measured still counts: print it before giving up.
                 if !table.is_empty() {
-                    print!("{}", self_test_table(args, &table, &n_measured, per_request, per_event, started.elapsed()));
+                    print!("{}", self_test_table(args, &table, &calibration, started.elapsed()));
                 }
                 return Ok(2);
             }
         };
-        if slowdown == 0.0 {
-            per_request = crate::stats::mean(&rounds.iter().map(|r| r.cpu_per_request_s).collect::<Vec<_>>());
-            per_event = crate::stats::mean(&rounds.iter().map(|r| r.cpu_per_event_s).collect::<Vec<_>>());
-            eprintln!("gate self-test: target CPU {:.2} µs per empty request, {:.3} µs per llm event", per_request * 1e6, per_event * 1e6);
+        if condition.slowdown == 0.0 {
+            calibration = Calibration::of(&rounds);
+            eprintln!(
+                "gate self-test: target CPU {:.2} µs per empty request, {:.3} µs per llm event; TTFE p50 {:.1} µs",
+                calibration.per_request_s * 1e6,
+                calibration.per_event_s * 1e6,
+                calibration.ttfe_p50_s * 1e6
+            );
         }
-        n_measured.push(rounds.len());
-        table.push((name, rates(args, &rounds)?));
+        table.push((condition, rounds.len(), rates(args, &rounds)?));
     }
-    let out = self_test_table(args, &table, &n_measured, per_request, per_event, started.elapsed());
+    let out = self_test_table(args, &table, &calibration, started.elapsed());
     print!("{out}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &out)?;
@@ -534,41 +648,44 @@ fn self_test(root: &Path, args: &GateArgs, bin: &Path, started: Instant) -> anyh
 }
 
 /// The self-test's table, for the conditions measured so far (A/A first).
-fn self_test_table(
-    args: &GateArgs,
-    table: &[(&str, Vec<Rate>)],
-    n_measured: &[usize],
-    per_request: f64,
-    per_event: f64,
-    wall: Duration,
-) -> String {
+fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], calibration: &Calibration, wall: Duration) -> String {
+    let n_measured: Vec<String> = table.iter().map(|(c, n, _)| format!("{} {n}", c.name)).collect();
     let mut out = format!(
-        "### Gate self-test\n\nGates of {} rounds resampled {SELF_TEST_DRAWS} times from {:?} measured rounds per condition (A/A, +5%, +10% injected target CPU: {:.2} µs/request, {:.3} µs/event at +5%); {} slices of {} per scenario per round, {} users a side.\n\n",
+        "### Gate self-test\n\nGates of {} rounds resampled {SELF_TEST_DRAWS} times from the measured rounds ({}). At +5%, the head side spends {:.2} µs more CPU per request and {:.3} µs per event (empty and llm phases), or {:.1} µs more before each run's first event (TTFE phase); {} slices of {} per phase per round, {} users a side, TTFE at {}/s a side.\n\n",
         args.rounds,
-        n_measured,
-        per_request * 0.05 * 1e6,
-        per_event * 0.05 * 1e6,
+        n_measured.join(", "),
+        calibration.per_request_s * 0.05 * 1e6,
+        calibration.per_event_s * 0.05 * 1e6,
+        calibration.ttfe_p50_s * 0.05 * 1e6,
         args.slices,
         humantime::format_duration(args.slice),
-        args.users
+        args.users,
+        args.ttfe_rate
     );
     out.push_str(
         "| metric | false alarms (A/A) | power at +5% | power at +10% | round SD | MDE at this size |\n|---|---|---|---|---|---|\n",
     );
-    for (i, (metric, _, _, _, is_p99)) in METRICS.iter().enumerate() {
-        let advisory = ALWAYS_ADVISORY.contains(metric) || (*is_p99 && table[0].1[i].mde_pct > ADVISORY_MDE_PCT);
+    for (i, (metric, phase, _, _, is_p99)) in METRICS.iter().enumerate() {
+        let aa = &table[0].2[i];
+        let advisory = *is_p99 && aa.mde_pct > ADVISORY_MDE_PCT;
         let metric = if advisory { format!("{metric} (advisory)") } else { (*metric).to_owned() };
-        let rate = |c: usize| table.get(c).map_or("not measured".to_owned(), |t| format!("{:.1}%", t.1[i].regressed * 100.0));
-        let aa = &table[0].1[i];
-        let _ = writeln!(out, "| {metric} | {} | {} | {} | {:.2}% | {:.1}% |", rate(0), rate(1), rate(2), aa.round_sd_pct, aa.mde_pct);
+        let rate = |slowdown: f64| {
+            table
+                .iter()
+                .find(|(c, _, _)| c.slowdown == slowdown && c.phases.contains(phase))
+                .map_or("not measured".to_owned(), |t| format!("{:.1}%", t.2[i].regressed * 100.0))
+        };
+        let _ =
+            writeln!(out, "| {metric} | {} | {} | {} | {:.2}% | {:.1}% |", rate(0.0), rate(0.05), rate(0.10), aa.round_sd_pct, aa.mde_pct);
     }
-    let measured: usize = n_measured.iter().sum();
+    // Wall time per full round: A/A rounds drive every phase.
+    let measured: usize = table.iter().map(|(c, n, _)| n * c.phases.len()).sum();
     let _ = writeln!(
         out,
         "\nSelf-test wall time {:.1} min; one gate of {} rounds ≈ {:.1} min of rounds, plus the two builds.",
         wall.as_secs_f64() / 60.0,
         args.rounds,
-        wall.as_secs_f64() / measured as f64 * args.rounds as f64 / 60.0
+        wall.as_secs_f64() / measured as f64 * (Phase::ALL.len() * args.rounds) as f64 / 60.0
     );
     out
 }
@@ -586,6 +703,11 @@ fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
     let mut out = Vec::new();
     for (i, (metric, _, _, higher_is_better, _)) in METRICS.into_iter().enumerate() {
         let ratios: Vec<f64> = rounds.iter().map(|r| r.log_ratios[i]).collect();
+        if ratios.iter().any(|r| r.is_nan()) {
+            // Not driven in this condition.
+            out.push(Rate { regressed: f64::NAN, round_sd_pct: f64::NAN, mde_pct: f64::NAN });
+            continue;
+        }
         let floor = floor_for(args, metric)?;
         let mut n_regressed = 0;
         for _ in 0..SELF_TEST_DRAWS {

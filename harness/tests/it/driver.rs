@@ -2,7 +2,7 @@
 //! connection gauge, and first-token times never below a known delay.
 
 use harness::client::{Target, bearer};
-use harness::driver::{self, Live, Mode, RunResult, RunSpec};
+use harness::driver::{self, Live, Mode, Protocol, RunResult, RunSpec};
 use harness::metrics::{ErrorClass, Summary};
 use harness::schedule::LoadModel;
 use harness::{Fault, Reply, Script, Stack, StackOptions};
@@ -26,6 +26,8 @@ fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSp
         timeout: Duration::from_secs(30),
         inputs: None,
         seed: 1,
+        protocol: Protocol::Dify,
+        stamped: false,
     }
 }
 
@@ -148,4 +150,84 @@ async fn cancel_ends_the_run_and_counts_in_flight_requests() {
     assert_eq!(result.recorder.n_sent, 4);
     assert_eq!(result.recorder.errors.get(&ErrorClass::Interrupted), Some(&4));
     stack.shutdown().await.unwrap();
+}
+
+/// A TCP proxy to `upstream` that holds every chunk from the upstream for
+/// `delay` before passing it on: a known delay on the wire.
+async fn delaying_proxy(upstream: std::net::SocketAddr, delay: Duration) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                    tokio::time::sleep(delay).await;
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_path_speaks_openai_and_stamps_measure_a_known_delay() {
+    // Chunks 60 ms apart, so a 30 ms hold per read never queues behind the last one.
+    let script = Script { reply: Reply::Tokens(5), inter_token_delay: Duration::from_millis(60), stamp: true, ..Script::default() };
+    let mock = harness::MockLlm::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let stamped =
+        |load| RunSpec { protocol: Protocol::OpenAi, stamped: true, ..spec("sk-x", Mode::Streaming, load, Duration::from_secs(1)) };
+    let direct = drive(&mock.base_url(), stamped(open(4.0, 4))).await;
+    let r = &direct.recorder;
+    assert_eq!((r.n_sent, r.n_ok), (4, 4), "errors: {:?}", r.errors);
+    // The role chunk, 5 words, the finish chunk and [DONE].
+    assert_eq!(r.n_events, 4 * 8);
+    assert_eq!(r.emit_lag.len(), 4 * 5, "one lag per stamped chunk");
+    let direct_lag = Summary::of(&r.emit_lag);
+    let delay = Duration::from_millis(30);
+    let (proxy, task) = delaying_proxy(mock.addr(), delay).await;
+    let proxied = drive(&format!("http://{proxy}/v1"), stamped(open(4.0, 4))).await;
+    let r = &proxied.recorder;
+    assert_eq!(r.n_ok, 4, "errors: {:?}", r.errors);
+    let proxied_lag = Summary::of(&r.emit_lag);
+    assert!(proxied_lag.min >= 30.0, "a chunk held 30 ms was measured at {} ms", proxied_lag.min);
+    assert!(direct_lag.p50 < proxied_lag.min, "direct p50 {} ms, proxied min {} ms", direct_lag.p50, proxied_lag.min);
+    task.abort();
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stamps_through_the_relay_and_a_missing_stamp_is_an_error() {
+    let script = Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), stamp: true, ..Script::default() };
+    let stamping = stack(script).await;
+    let relayed = RunSpec { stamped: true, ..spec(stamping.api_key("llm"), Mode::Streaming, open(10.0, 2), Duration::from_secs(1)) };
+    let result = drive(&stamping.info.server_url, relayed).await;
+    assert_eq!(result.recorder.n_ok, 10, "errors: {:?}", result.recorder.errors);
+    assert_eq!(result.recorder.emit_lag.len(), 30, "one lag per text_chunk");
+    stamping.shutdown().await.unwrap();
+    // The same run against a mock that does not stamp: every stream says so.
+    let plain = stack(Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), ..Script::default() }).await;
+    let unstamped = RunSpec { stamped: true, ..spec(plain.api_key("llm"), Mode::Streaming, open(10.0, 2), Duration::from_secs(1)) };
+    let result = drive(&plain.info.server_url, unstamped).await;
+    assert_eq!(result.recorder.errors.get(&ErrorClass::Unstamped), Some(&10));
+    plain.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bare_yardstick_answers_blocking_runs() {
+    let (addr, task) = harness::bare::serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{addr}");
+    let target = Target::resolve(&url).await.unwrap();
+    harness::run::preflight(&target, "empty", "app-any").await.unwrap();
+    let result = drive(&url, spec("app-any", Mode::Blocking, open(100.0, 4), Duration::from_secs(1))).await;
+    assert_eq!((result.recorder.n_sent, result.recorder.n_ok), (100, 100), "errors: {:?}", result.recorder.errors);
+    task.abort();
 }
