@@ -306,7 +306,7 @@ impl Report {
             let h = &s.health;
             let _ = writeln!(
                 out,
-                "Driver health: {:?}; scheduler lag p50 {} / p99 {} ms; CPU (cores): driver {:.2} of {}, target {}, others {:.2}, on {} cores",
+                "Driver health: {:?}; scheduler lag p50 {} / p99 {} ms; CPU (cores): driver {:.2} of {}, target {}, others {:.2}, stolen by the host {:.2}, on {} cores",
                 h.verdict,
                 num(h.scheduler_lag_ms.p50),
                 num(h.scheduler_lag_ms.p99),
@@ -314,6 +314,7 @@ impl Report {
                 h.driver_threads,
                 h.target_cpu_cores.map_or("n/a (not a local process)".to_owned(), |c| format!("{c:.2}")),
                 h.other_cpu_cores,
+                h.steal_cores,
                 h.machine_cores
             );
             for reason in &h.reasons {
