@@ -14,7 +14,6 @@ use crate::pyjson;
 use crate::request::{self, ResponseMode};
 use crate::sse::PING_FRAME;
 use crate::state::{App, AppState};
-use crate::store::RunRecord;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -98,9 +97,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
             finished_at: outcome.finished_at,
         },
     });
-    let mut record = record_of(&run);
-    record.finish(outcome);
-    state.shared.store.put(record);
+    store_run(&state.shared, &run, Some(&outcome));
     drop(live);
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -112,7 +109,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(shared.limits.stream_buffer_events);
     let stop = shared.shutdown.child_token();
     shared.tasks.register(&run.task_id, &run.app.app_id, &run.sys.user_id, stop.clone());
-    shared.store.put(record_of(&run));
+    store_run(shared, &run, None);
     let task_state = state.clone();
     shared.tracker.spawn(async move {
         let shared = &task_state.shared;
@@ -122,9 +119,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
             shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
         }
-        let mut record = record_of(&run);
-        record.finish(outcome);
-        shared.store.put(record);
+        store_run(shared, &run, Some(&outcome));
         drop(live);
     });
     let body = SseBody::new(rx, shared.limits.ping_interval);
@@ -133,21 +128,26 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     response
 }
 
-fn record_of(run: &Run) -> RunRecord {
-    RunRecord {
-        app_id: run.app.app_id.clone(),
-        workflow_id: run.sys.workflow_id.clone(),
-        status: RunStatus::Running,
-        inputs: run.inputs.clone(),
-        sys: run.sys.clone(),
-        outputs: serde_json::Map::new(),
-        error: None,
-        total_steps: 0,
-        total_tokens: 0,
+/// Stores what `GET /v1/workflows/run/{id}` will answer for `run`: running
+/// (no outcome yet) or finished.
+fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) {
+    let inputs = pyjson::to_python_json(&events::InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: true });
+    let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
+    let no_outputs = serde_json::Map::new();
+    let body = pyjson::to_flask_json(&events::RunRecordView {
+        id: &run.sys.workflow_run_id,
+        workflow_id: &run.sys.workflow_id,
+        status: outcome.map_or(RunStatus::Running, |o| o.status).as_str(),
+        inputs: &inputs,
+        outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
+        error: outcome.and_then(|o| o.error.as_deref()),
+        total_steps: outcome.map_or(0, |o| o.total_steps),
+        total_tokens: outcome.map_or(0, |o| o.total_tokens),
         created_at: run.created_at,
-        finished_at: None,
-        elapsed_time: 0.0,
-    }
+        finished_at: outcome.map(|o| o.finished_at),
+        elapsed_time: outcome.map_or(0.0, |o| o.elapsed_time),
+    });
+    shared.store.put(&run.app.app_id, &run.sys.workflow_run_id, Bytes::from(body));
 }
 
 /// A path segment that is not UTF-8 names no run and no task: Dify answers
@@ -163,23 +163,8 @@ async fn get_run(
 ) -> Result<Response, ApiError> {
     let app = authenticate(&state, &headers)?;
     let run_id = path_id(run_id);
-    let record = state.shared.store.get(&app.app_id, &run_id).ok_or_else(ApiError::run_not_found)?;
-    let inputs = pyjson::to_python_json(&events::InputsView { user: &record.inputs, sys: &record.sys, with_timestamp: true });
-    let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
-    let body = pyjson::to_flask_json(&events::RunRecordView {
-        id: record.run_id(),
-        workflow_id: &record.workflow_id,
-        status: record.status.as_str(),
-        inputs: &inputs,
-        outputs: &record.outputs,
-        error: record.error.as_deref(),
-        total_steps: record.total_steps,
-        total_tokens: record.total_tokens,
-        created_at: record.created_at,
-        finished_at: record.finished_at,
-        elapsed_time: record.elapsed_time,
-    });
-    Ok(json_response(Bytes::from(body)))
+    let body = state.shared.store.get(&app.app_id, &run_id).ok_or_else(ApiError::run_not_found)?;
+    Ok(json_response(body))
 }
 
 async fn stop_task(
