@@ -2,10 +2,10 @@
 //!
 //! A run request is authenticated, read under the body limit, decoded and
 //! checked before anything else happens; a blocking run then executes inside
-//! the handler, a streaming run on its own task feeding a bounded channel that
-//! the response body drains (so a stalled reader stalls its run, not memory).
-//! Dropping the body (the client left) closes the channel, which cancels the
-//! run and its upstream request.
+//! the handler, a streaming run inside its response body, which polls it on
+//! the connection's task and takes its frames from a bounded outbox (so a
+//! stalled reader stalls its run, not memory). Dropping the body (the client
+//! left) closes the outbox, which cancels the run and its upstream request.
 
 use crate::engine::{self, ClientGone, Run, RunStatus, Sink};
 use crate::error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
@@ -24,13 +24,14 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
@@ -106,14 +107,20 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
 
 fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     let shared = &state.shared;
-    let (tx, rx) = mpsc::channel::<Bytes>(shared.limits.stream_buffer_events);
+    let outbox = Arc::new(Mutex::new(Outbox::default()));
     let stop = shared.shutdown.child_token();
     shared.tasks.register(&run.task_id, &run.app.app_id, &run.sys.user_id, stop.clone());
     store_run(shared, &run, None);
+    let mut sink = OutboxSink {
+        outbox: outbox.clone(),
+        max_events: shared.limits.stream_buffer_events,
+        busy_per_event: shared.limits.inject_busy_per_event,
+    };
+    // Counted by the tracker until it ends, wherever it is polled.
+    let tracked = shared.tracker.token();
     let task_state = state.clone();
-    shared.tracker.spawn(async move {
+    let execution = async move {
         let shared = &task_state.shared;
-        let mut sink = ChannelSink { tx, busy_per_event: shared.limits.inject_busy_per_event };
         let outcome = engine::execute(&shared.provider, &run, &mut sink, &stop).await;
         shared.tasks.remove(&run.task_id);
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
@@ -121,8 +128,9 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         }
         store_run(shared, &run, Some(&outcome));
         drop(live);
-    });
-    let body = SseBody::new(rx, shared.limits.ping_interval);
+        drop(tracked);
+    };
+    let body = RunBody::new(Box::pin(execution), outbox, shared.limits.ping_interval);
     let mut response = Response::new(Body::new(body));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
     response
@@ -288,12 +296,31 @@ impl Drop for LiveRun {
     }
 }
 
-struct ChannelSink {
-    tx: mpsc::Sender<Bytes>,
+/// The frames a streaming run has made and its body has not yet taken. The
+/// run is polled by its response body (below), on the connection's task, so
+/// the two never contend for the lock.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<u8>,
+    events: usize,
+    /// The body is gone: the client left.
+    closed: bool,
+}
+
+fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    outbox.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A streaming run's sink: frames go to the outbox; a run whose outbox holds
+/// `max_events` waits until its body takes them, so a slow reader slows its
+/// own run and nothing buffers without bound.
+struct OutboxSink {
+    outbox: Arc<Mutex<Outbox>>,
+    max_events: usize,
     busy_per_event: Duration,
 }
 
-impl Sink for ChannelSink {
+impl Sink for OutboxSink {
     fn wants_events(&self) -> bool {
         true
     }
@@ -302,33 +329,68 @@ impl Sink for ChannelSink {
         if !self.busy_per_event.is_zero() {
             busy_for(self.busy_per_event * n_events as u32);
         }
-        self.tx.send(Bytes::from(frames)).await.map_err(|_| ClientGone)
+        let mut frames = Some(frames);
+        std::future::poll_fn(|_| {
+            let mut outbox = lock(&self.outbox);
+            if outbox.closed {
+                return Poll::Ready(Err(ClientGone));
+            }
+            if outbox.events >= self.max_events {
+                // The body takes the frames before it polls the run again.
+                return Poll::Pending;
+            }
+            let frames = frames.take().expect("polled after completion");
+            if outbox.frames.is_empty() {
+                outbox.frames = frames;
+            } else {
+                outbox.frames.extend_from_slice(&frames);
+            }
+            outbox.events += n_events;
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 
     async fn gone(&self) {
-        self.tx.closed().await;
+        // Only the body's drop closes the outbox, and it hands the run to a
+        // task of its own, whose first poll sees it: no waker is needed.
+        std::future::poll_fn(|_| if lock(&self.outbox).closed { Poll::Ready(()) } else { Poll::Pending }).await;
     }
 }
 
-/// The streaming response body: a ping first, the run's frames as they come,
-/// a ping after each `ping_interval` of silence, and the end when the run
-/// task drops its sender (right after `workflow_finished`).
-struct SseBody {
-    rx: mpsc::Receiver<Bytes>,
+type Execution = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The streaming response body. It drives its run: each poll runs the
+/// workflow as far as it can go (reading the upstream socket itself), then
+/// hands over every frame made so far as one buffer. A ping goes first, and
+/// after each `ping_interval` of silence; the body ends after the run ends
+/// and its last frame (`workflow_finished`) is taken. Dropped early (the
+/// client left), it closes the outbox and lets the run end on a task of its
+/// own, which cancels the upstream request and records the run.
+struct RunBody {
+    execution: Option<Execution>,
+    outbox: Arc<Mutex<Outbox>>,
     ping_interval: Duration,
     ping: Pin<Box<tokio::time::Sleep>>,
     last_frame: tokio::time::Instant,
     sent_first_ping: bool,
 }
 
-impl SseBody {
-    fn new(rx: mpsc::Receiver<Bytes>, ping_interval: Duration) -> Self {
+impl RunBody {
+    fn new(execution: Execution, outbox: Arc<Mutex<Outbox>>, ping_interval: Duration) -> Self {
         let now = tokio::time::Instant::now();
-        Self { rx, ping_interval, ping: Box::pin(tokio::time::sleep_until(now + ping_interval)), last_frame: now, sent_first_ping: false }
+        Self {
+            execution: Some(execution),
+            outbox,
+            ping_interval,
+            ping: Box::pin(tokio::time::sleep_until(now + ping_interval)),
+            last_frame: now,
+            sent_first_ping: false,
+        }
     }
 }
 
-impl http_body::Body for SseBody {
+impl http_body::Body for RunBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -338,25 +400,46 @@ impl http_body::Body for SseBody {
             this.sent_first_ping = true;
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
         }
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => {
-                // Cheaper than re-arming the timer for every event.
-                this.last_frame = tokio::time::Instant::now();
-                Poll::Ready(Some(Ok(Frame::data(frame))))
+        if let Some(execution) = this.execution.as_mut()
+            && execution.as_mut().poll(cx).is_ready()
+        {
+            this.execution = None;
+        }
+        let frames = {
+            let mut outbox = lock(&this.outbox);
+            outbox.events = 0;
+            std::mem::take(&mut outbox.frames)
+        };
+        if !frames.is_empty() {
+            // Cheaper than re-arming the timer for every event.
+            this.last_frame = tokio::time::Instant::now();
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frames)))));
+        }
+        if this.execution.is_none() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if this.ping.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => loop {
-                if this.ping.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                let due = this.last_frame + this.ping_interval;
-                if tokio::time::Instant::now() >= due {
-                    this.last_frame = tokio::time::Instant::now();
-                    this.ping.as_mut().reset(this.last_frame + this.ping_interval);
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
-                }
-                this.ping.as_mut().reset(due);
-            },
+            let due = this.last_frame + this.ping_interval;
+            if tokio::time::Instant::now() >= due {
+                this.last_frame = tokio::time::Instant::now();
+                this.ping.as_mut().reset(this.last_frame + this.ping_interval);
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
+            }
+            this.ping.as_mut().reset(due);
+        }
+    }
+}
+
+impl Drop for RunBody {
+    fn drop(&mut self) {
+        lock(&self.outbox).closed = true;
+        if let Some(execution) = self.execution.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(execution);
         }
     }
 }

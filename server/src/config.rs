@@ -78,8 +78,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Run records kept for `GET /v1/workflows/run/{id}`; the oldest go first.
     pub max_stored_runs: usize,
-    /// Buffers (each the events of one upstream read, usually one) queued
-    /// per stream before the run waits for its client.
+    /// Events made and not yet taken by the response body, per stream,
+    /// before the run waits for its client.
     pub stream_buffer_events: usize,
     /// A connection whose client has not taken a byte for this long, while
     /// the server has bytes to send, is closed (and counted).

@@ -1,14 +1,15 @@
 //! Accepted connections: TCP_NODELAY, and a cap on how long a client may
 //! stop reading.
 //!
-//! A stream's run waits when its bounded channel is full, so a stalled
-//! reader cannot make the server buffer without bound: per stream at most
-//! `stream_buffer_events` buffers in the channel plus hyper's write buffer.
-//! But hyper stops polling the body while the socket is not writable, so the
+//! A stream's run waits when its outbox is full, and is polled only by its
+//! body, so a stalled reader cannot make the server buffer without bound:
+//! per stream at most `stream_buffer_events` events in the outbox plus
+//! hyper's write buffer (and the upstream's bytes wait in the kernel). But
+//! hyper stops polling the body while the socket is not writable, so the
 //! body cannot notice the stall; the socket can. [`StallGuard`] fails a
 //! write that has been blocked for `stalled_client_timeout`, hyper closes the
-//! connection, the body and its channel drop, and the run ends as a client
-//! that left (its upstream request cancelled). Each such close is counted.
+//! connection, the body drops, and the run ends as a client that left (its
+//! upstream request cancelled). Each such close is counted.
 
 use std::future::Future;
 use std::io;
@@ -44,8 +45,17 @@ pub fn raise_open_file_limit() -> u64 {
 
 /// A listening socket on `addr` with [`LISTEN_BACKLOG`].
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    listen_with(addr, false)
+}
+
+/// With `reuse_port`, several server processes may listen on one address
+/// (`SO_REUSEPORT`) and the kernel spreads new connections over them, as
+/// behind Dify's gunicorn workers. Each process keeps its own run records.
+pub fn listen_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(reuse_port)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

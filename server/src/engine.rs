@@ -26,7 +26,7 @@ pub trait Sink: Send {
     /// False for blocking runs: their events are never serialized.
     fn wants_events(&self) -> bool;
     /// Delivers `n_events` complete SSE frames in one buffer: deltas that
-    /// arrived together leave together (one channel hop, one socket write).
+    /// arrived together leave together (one buffer, one socket write).
     /// `Err` once the client is gone.
     fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> impl Future<Output = Result<(), ClientGone>> + Send;
     /// Delivers one complete SSE frame.

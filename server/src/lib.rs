@@ -20,6 +20,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod upstream;
 
 pub use api::app;
 pub use config::{AppConfig, Config, Limits, ProviderConfig};

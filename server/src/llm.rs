@@ -1,24 +1,23 @@
 //! The LLM node's upstream: an OpenAI-compatible streaming chat completion
-//! through one shared, pooled hyper client. Each `delta.content` is handed
+//! through one shared endpoint of kept-alive connections (`upstream.rs`),
+//! read by the task that serves the run's client. Each `delta.content` is handed
 //! out as soon as its SSE frame is complete; nothing buffers the answer.
 //! Every failure (connect, status, timeout, cut or malformed stream) is an
 //! `LlmError` whose text ends up in Dify's `node_finished.error`.
 
 use crate::sse::SseParser;
-use bytes::Bytes;
-use http::{HeaderValue, Request, Uri, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use crate::upstream::{Endpoint, Response, UpstreamError};
+use http::Uri;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How much of an upstream error body is quoted in the node's error.
 const MAX_ERROR_BODY_BYTES: usize = 1024;
+/// Kept-alive upstream connections at most.
+const MAX_IDLE_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -36,6 +35,15 @@ pub enum LlmError {
     Read(String),
 }
 
+impl From<UpstreamError> for LlmError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Connect(e) => LlmError::Connect(e),
+            other => LlmError::Read(other.to_string()),
+        }
+    }
+}
+
 /// Where and how the LLM node calls its provider.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -49,58 +57,59 @@ pub struct ProviderSettings {
     pub idle_timeout: Duration,
 }
 
-/// The shared upstream client.
+/// The shared upstream client: one endpoint and its kept-alive connections
+/// (`upstream.rs`).
 #[derive(Debug, Clone)]
 pub struct Provider {
-    client: Client<HttpConnector, Full<Bytes>>,
-    endpoint: Uri,
-    auth: HeaderValue,
+    endpoint: Arc<Endpoint>,
     settings: ProviderSettings,
 }
 
 impl Provider {
     pub fn new(settings: ProviderSettings) -> Result<Self, String> {
         let base = settings.base_url.trim_end_matches('/');
-        let endpoint: Uri = format!("{base}/chat/completions")
+        let uri: Uri = format!("{base}/chat/completions")
             .parse()
             .map_err(|e| format!("provider base URL {:?} is not a valid URL: {e}", settings.base_url))?;
-        if endpoint.scheme_str() != Some("http") {
+        if uri.scheme_str() != Some("http") {
             return Err(format!("provider base URL {:?} must be http:// (TLS is not supported)", settings.base_url));
         }
-        let auth = HeaderValue::from_str(&format!("Bearer {}", settings.api_key))
-            .map_err(|_| "provider API key holds characters not allowed in a header".to_owned())?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
-        Ok(Self { client, endpoint, auth, settings })
+        let auth = format!("Bearer {}", settings.api_key);
+        if http::HeaderValue::from_str(&auth).is_err() {
+            return Err("provider API key holds characters not allowed in a header".to_owned());
+        }
+        let headers = [("content-type", "application/json"), ("accept", "text/event-stream"), ("authorization", auth.as_str())];
+        let endpoint = Endpoint::new(&uri, &headers, settings.connect_timeout, MAX_IDLE_CONNECTIONS)
+            .map_err(|e| format!("provider base URL {:?}: {e}", settings.base_url))?;
+        Ok(Self { endpoint: Arc::new(endpoint), settings })
     }
 
     /// Sends a streaming chat completion; the stream yields content deltas.
-    pub async fn stream(&self, body: Vec<u8>) -> Result<CompletionStream, LlmError> {
+    pub async fn stream(&self, body: Vec<u8>) -> Result<CompletionStream<'_>, LlmError> {
         let deadline = Instant::now() + self.settings.first_token_timeout;
-        let request = Request::post(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "text/event-stream")
-            .header(header::AUTHORIZATION, self.auth.clone())
-            .body(Full::new(Bytes::from(body)))
-            .expect("request parts are valid");
-        let response = tokio::time::timeout_at(deadline, self.client.request(request))
+        let mut response = tokio::time::timeout_at(deadline, self.endpoint.post(&body))
             .await
-            .map_err(|_| LlmError::Timeout { what: "response", after: self.settings.first_token_timeout })?
-            .map_err(|e| LlmError::Connect(error_chain(&e)))?;
-        let status = response.status();
-        let body = response.into_body();
-        if !status.is_success() {
-            let text = read_error_body(body, deadline).await;
-            return Err(LlmError::Status { status: status.as_u16(), body: text });
+            .map_err(|_| LlmError::Timeout { what: "response", after: self.settings.first_token_timeout })??;
+        let status = response.head.status;
+        if !(200..300).contains(&status) {
+            let text = read_error_body(&mut response, deadline).await;
+            return Err(LlmError::Status { status, body: text });
         }
-        Ok(CompletionStream {
-            body,
+        let mut stream = CompletionStream {
+            response,
             decoder: UpstreamDecoder::default(),
             first_token_deadline: Some(deadline),
-            settings: self.settings.clone(),
-        })
+            settings: &self.settings,
+        };
+        // The head's read may have brought the first events too.
+        let CompletionStream { response, decoder, .. } = &mut stream;
+        response.decode_buffered(|data| decoder.feed(data))?;
+        Ok(stream)
+    }
+
+    /// Idle kept-alive upstream connections.
+    pub fn idle_connections(&self) -> usize {
+        self.endpoint.idle_connections()
     }
 }
 
@@ -137,16 +146,16 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// An upstream stream being read.
-pub struct CompletionStream {
-    body: Incoming,
+/// An upstream stream being read, by whoever polls it: no task of its own.
+pub struct CompletionStream<'p> {
+    response: Response<'p>,
     decoder: UpstreamDecoder,
     /// Until the first content arrives, reads share this one deadline.
     first_token_deadline: Option<Instant>,
-    settings: ProviderSettings,
+    settings: &'p ProviderSettings,
 }
 
-impl CompletionStream {
+impl CompletionStream<'_> {
     /// The next non-empty content delta, `None` once the stream finished well.
     pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
         loop {
@@ -157,28 +166,25 @@ impl CompletionStream {
             if self.decoder.done {
                 return Ok(None);
             }
+            if self.response.is_done() {
+                if self.decoder.finish_reason.is_some() {
+                    self.decoder.done = true;
+                    continue;
+                }
+                return Err(LlmError::Truncated);
+            }
             let (deadline, what, after) = match self.first_token_deadline {
                 Some(d) => (d, "first token", self.settings.first_token_timeout),
                 None => (Instant::now() + self.settings.idle_timeout, "stream data", self.settings.idle_timeout),
             };
-            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.map_err(|_| LlmError::Timeout { what, after })?;
-            match frame {
-                None if self.decoder.finish_reason.is_some() => self.decoder.done = true,
-                None => return Err(LlmError::Truncated),
-                Some(Err(e)) => return Err(LlmError::Read(error_chain(&e))),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.feed(&data)?;
-                    }
-                }
-            }
+            tokio::time::timeout_at(deadline, self.response.read()).await.map_err(|_| LlmError::Timeout { what, after })??;
+            let Self { response, decoder, .. } = self;
+            response.decode_buffered(|data| decoder.feed(data))?;
         }
     }
 
-    /// A delta already decoded from the last upstream read, if any (an
-    /// upstream may put several `data:` events in one chunk); never waits.
-    /// hyper's client hands the body over one HTTP chunk per task wake-up,
-    /// so polling it here for more finds nothing (measured: no change).
+    /// A delta already decoded from the last upstream read, if any (one read
+    /// often holds several `data:` events); never waits.
     pub fn ready_delta(&mut self) -> Option<String> {
         self.decoder.deltas.pop_front()
     }
@@ -270,29 +276,21 @@ struct Delta<'a> {
     content: Option<std::borrow::Cow<'a, str>>,
 }
 
-async fn read_error_body(mut body: Incoming, deadline: Instant) -> String {
+async fn read_error_body(response: &mut Response<'_>, deadline: Instant) -> String {
     let mut buf = Vec::new();
-    while buf.len() < MAX_ERROR_BODY_BYTES {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-            }
+    loop {
+        let _ = response.decode_buffered(|data| {
+            buf.extend_from_slice(data);
+            Ok::<(), UpstreamError>(())
+        });
+        if buf.len() >= MAX_ERROR_BODY_BYTES || response.is_done() {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, response.read()).await {
+            Ok(Ok(true)) => {}
             _ => break,
         }
     }
     buf.truncate(MAX_ERROR_BODY_BYTES);
     String::from_utf8_lossy(&buf).trim().to_owned()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

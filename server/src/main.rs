@@ -41,6 +41,12 @@ struct Cli {
     /// Gate self-test only: CPU to spin per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     inject_busy_per_event: Option<std::time::Duration>,
+    /// Share the listen address with other flowbench-server processes
+    /// (SO_REUSEPORT): the kernel spreads connections over them. Each
+    /// process keeps its own run records, so `GET /v1/workflows/run/{id}`
+    /// finds a run only in the process that ran it.
+    #[arg(long, env = "FLOWBENCH_REUSE_PORT")]
+    reuse_port: bool,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -98,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
-        let listener = server::conn::listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener = server::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
         server::serve(listener, state, shutdown_signal()).await.context("serving")?;
         tracing::info!("drained; bye");

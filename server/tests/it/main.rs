@@ -9,3 +9,4 @@ mod runs;
 mod sse;
 mod support;
 mod transcripts;
+mod upstream;
