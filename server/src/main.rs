@@ -47,6 +47,9 @@ struct Cli {
     /// finds a run only in the process that ran it.
     #[arg(long, env = "FLOWBENCH_REUSE_PORT")]
     reuse_port: bool,
+    /// Threads of the server's runtime [default: one per core].
+    #[arg(long, env = "FLOWBENCH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -102,7 +105,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     anyhow::ensure!(!config.apps.is_empty(), "no apps configured: give --app API_KEY=DSL_FILE or a --config file with [[apps]]");
     let state = AppState::new(&config)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    let runtime = runtime.enable_all().build().context("starting the tokio runtime")?;
     runtime.block_on(async {
         let listener = server::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
