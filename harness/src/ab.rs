@@ -187,6 +187,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
                 seed,
                 protocol: Protocol::Dify,
                 stamped: false,
+                abort_after_chunks: None,
             };
             let (target, pid, cancel, params) = (target.clone(), *pid, cancel.clone(), params.clone());
             // Evenly spaced arrivals: the side joined second starts half a

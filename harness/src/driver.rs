@@ -79,6 +79,8 @@ pub struct RunSpec {
     /// Text chunks carry their emit time (a mock script with `stamp = true`):
     /// record emit → receipt for each.
     pub stamped: bool,
+    /// Leave each stream after this many text chunks (outcome `aborted`).
+    pub abort_after_chunks: Option<u32>,
 }
 
 /// Live totals, for the progress line.
@@ -310,6 +312,7 @@ struct StreamState {
     invalid: bool,
     /// `--stamped`, and a text chunk carried no stamp.
     unstamped: bool,
+    text_chunks: u32,
 }
 
 async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<(), ErrorClass> {
@@ -339,6 +342,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
             };
             match name {
                 Some(EventName::TextChunk) => {
+                    state.text_chunks += 1;
                     if sample.first_text.is_none() {
                         sample.first_text = Some(now - sample.sent);
                     }
@@ -360,6 +364,11 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         if new > 0 {
             recorder.events.push((now, new));
             ctx.live.events.fetch_add(new, Ordering::Relaxed);
+        }
+        if ctx.spec.abort_after_chunks.is_some_and(|n| state.text_chunks >= n) && state.finished.is_none() {
+            // The caller resets the connection: the server sees the client leave.
+            sample.n_events = state.n_events;
+            return Err(ErrorClass::Aborted);
         }
     }
     sample.n_events = state.n_events;

@@ -21,6 +21,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The allocator of `flowbench-server` (see its main.rs), so the embedded
+/// stack and the bare yardstick run on the same one as the real server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "flowbench", version, about = "Benchmark suite for Dify-compatible streaming workflow APIs")]
 struct Cli {

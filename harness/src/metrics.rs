@@ -42,6 +42,9 @@ pub enum ErrorClass {
     /// `--stamped`, but a text chunk carried no emit stamp (the mock's
     /// script lacks `stamp = true`).
     Unstamped,
+    /// The driver left the stream on purpose (`--abort-after-chunks`): a
+    /// client that goes away mid-answer, for the server's cancellation path.
+    Aborted,
 }
 
 impl ErrorClass {
@@ -58,6 +61,7 @@ impl ErrorClass {
             ErrorClass::Io => "io",
             ErrorClass::Interrupted => "interrupted",
             ErrorClass::Unstamped => "unstamped",
+            ErrorClass::Aborted => "aborted",
         }
     }
 }

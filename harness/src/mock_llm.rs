@@ -10,7 +10,8 @@
 //!
 //! Figures it keeps (`MockStats`): requests, streams started, completed and
 //! cancelled by the client (the request closed before the stream ended),
-//! live streams, content chunks sent; plus the last requests it received.
+//! live streams, content chunks sent (also as JSON at `GET /_mock/stats`);
+//! plus the last requests it received.
 
 use axum::Router;
 use axum::body::Body;
@@ -130,7 +131,29 @@ pub struct MockStats {
     pub chunks_sent: AtomicU64,
 }
 
+/// `MockStats` read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MockStatsSnapshot {
+    pub requests: u64,
+    pub streams_started: u64,
+    pub streams_completed: u64,
+    pub streams_cancelled: u64,
+    pub live_streams: u64,
+    pub chunks_sent: u64,
+}
+
 impl MockStats {
+    pub fn snapshot(&self) -> MockStatsSnapshot {
+        MockStatsSnapshot {
+            requests: self.requests.load(Ordering::SeqCst),
+            streams_started: self.streams_started.load(Ordering::SeqCst),
+            streams_completed: self.streams_completed.load(Ordering::SeqCst),
+            streams_cancelled: self.streams_cancelled.load(Ordering::SeqCst),
+            live_streams: self.live_streams(),
+            chunks_sent: self.chunks_sent.load(Ordering::SeqCst),
+        }
+    }
+
     pub fn live_streams(&self) -> u64 {
         let started = self.streams_started.load(Ordering::SeqCst);
         let ended = self.streams_completed.load(Ordering::SeqCst) + self.streams_cancelled.load(Ordering::SeqCst);
@@ -208,7 +231,17 @@ impl MockLlm {
 }
 
 fn router(state: Arc<MockState>) -> Router {
-    Router::new().route("/v1/chat/completions", post(chat_completions)).route("/v1/models", get(models)).with_state(state)
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/_mock/stats", get(stats))
+        .with_state(state)
+}
+
+/// `GET /_mock/stats`: the counters, for checks from outside the process
+/// (e.g. that every stream a driver abandoned was cancelled).
+async fn stats(State(state): State<Arc<MockState>>) -> Response {
+    axum::Json(state.stats.snapshot()).into_response()
 }
 
 async fn models() -> Response {

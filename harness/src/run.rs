@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// fixtures/mock/stamped.toml): record emit → receipt per text chunk.
     #[arg(long)]
     pub stamped: bool,
+    /// Leave every stream after this many text chunks, as a client that
+    /// goes away mid-answer; such requests end `aborted` (an error class).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub abort_after_chunks: Option<u32>,
 }
 
 fn parse_inputs(text: &str) -> Result<serde_json::Value, String> {
@@ -148,6 +152,7 @@ pub struct Plan {
     pub mock_script: Option<PathBuf>,
     pub driver_threads: usize,
     pub stamped: bool,
+    pub abort_after_chunks: Option<u32>,
 }
 
 impl RunArgs {
@@ -228,6 +233,7 @@ impl RunArgs {
             mock_script,
             driver_threads: self.driver_threads,
             stamped: self.stamped,
+            abort_after_chunks: self.abort_after_chunks,
         })
     }
 }
@@ -295,6 +301,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             seed: plan.seed,
             protocol: scenario.protocol(),
             stamped: plan.stamped,
+            abort_after_chunks: plan.abort_after_chunks,
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());

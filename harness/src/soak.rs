@@ -121,6 +121,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         seed: 1,
         protocol: Protocol::Dify,
         stamped: false,
+        abort_after_chunks: None,
     };
     let health = HealthMonitor::start(Some(pid), args.driver_threads);
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;

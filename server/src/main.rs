@@ -10,6 +10,12 @@ use server::{AppConfig, AppState, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// mimalloc gives freed memory back to the system: with glibc's malloc, the
+/// server's RSS stayed at its peak (427 MB after 10,000 streams ended,
+/// against 11 MB idle) long after the load was gone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "flowbench-server", version, about = "A Dify-compatible workflow API server (Start, LLM and End nodes)")]
 struct Cli {

@@ -95,7 +95,10 @@ impl Endpoint {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(UpstreamError::Connect(format!("connecting to {}: {e}", self.authority))),
             Err(_) => {
-                return Err(UpstreamError::Connect(format!("connecting to {}: timed out after {:?}", self.authority, self.connect_timeout)));
+                return Err(UpstreamError::Connect(format!(
+                    "connecting to {}: timed out after {:?}",
+                    self.authority, self.connect_timeout
+                )));
             }
         };
         tcp.set_nodelay(true)?;

@@ -28,6 +28,7 @@ fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSp
         seed: 1,
         protocol: Protocol::Dify,
         stamped: false,
+        abort_after_chunks: None,
     }
 }
 
@@ -230,4 +231,45 @@ async fn the_bare_yardstick_answers_blocking_runs() {
     let result = drive(&url, spec("app-any", Mode::Blocking, open(100.0, 4), Duration::from_secs(1))).await;
     assert_eq!((result.recorder.n_sent, result.recorder.n_ok), (100, 100), "errors: {:?}", result.recorder.errors);
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_streams_are_counted_and_the_server_cancels_each_upstream_request() {
+    let script = Script { reply: Reply::Tokens(50), inter_token_delay: Duration::from_millis(5), ..Script::default() };
+    let stack = stack(script).await;
+    let aborting =
+        RunSpec { abort_after_chunks: Some(3), ..spec(stack.api_key("llm"), Mode::Streaming, open(100.0, 20), Duration::from_secs(1)) };
+    let result = drive(&stack.info.server_url, aborting).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_sent, 100);
+    assert_eq!(r.errors.get(&ErrorClass::Aborted).copied(), Some(100), "every stream left after 3 chunks: {:?}", r.errors);
+    assert_eq!(r.n_ok + r.n_errors() + r.n_warmup, r.n_sent, "every request has one outcome");
+    // Each left before its 50 tokens: the server saw the client go and cancelled its upstream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (stack.state.stats().live_runs > 0 || stack.mock.stats().live_streams() > 0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let server = stack.state.stats();
+    assert_eq!(server.live_runs, 0);
+    assert_eq!(server.runs_client_gone, 100);
+    let mock = stack.mock.stats().snapshot();
+    assert_eq!((mock.streams_started, mock.streams_cancelled, mock.live_streams), (100, 100, 0), "{mock:?}");
+    // The counters are also served over HTTP, for runs against a separate mock process.
+    let body = http_get(&format!("http://{}/_mock/stats", stack.mock.addr())).await;
+    let served: harness::mock_llm::MockStatsSnapshot = serde_json::from_str(&body).unwrap();
+    assert_eq!(served.streams_cancelled, 100);
+    stack.shutdown().await.unwrap();
+}
+
+/// A plain HTTP/1.1 GET over a raw socket.
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
