@@ -315,6 +315,9 @@ fn protocol(what: &str) -> UpstreamError {
 /// One CRLF-ended line (CRLF removed), `None` until it is complete.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, UpstreamError> {
     match memchr::memchr(b'\n', buf) {
+        // Too long is too long whether or not its end has come: a split
+        // must not change the verdict.
+        Some(end) if end > MAX_LINE_BYTES => Err(protocol("chunk-size or trailer line too long")),
         Some(end) => {
             let mut line = buf.split_to(end + 1);
             line.truncate(end);
@@ -469,6 +472,13 @@ mod tests {
         }
         let long = vec![b'1'; MAX_LINE_BYTES + 1];
         assert!(decode_all(Framing::Chunked, &long, long.len()).is_err());
+        // A trailer line too long is refused whether or not it arrived whole.
+        let mut trailer = b"0\r\nx-long: ".to_vec();
+        trailer.resize(MAX_LINE_BYTES + 16, b'a');
+        trailer.extend_from_slice(b"\r\n\r\n");
+        for split in [trailer.len(), MAX_LINE_BYTES + 8] {
+            assert!(decode_all(Framing::Chunked, &trailer, split).is_err(), "split {split}");
+        }
     }
 
     #[test]

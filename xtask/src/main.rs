@@ -70,7 +70,7 @@ enum Task {
     },
     /// Pre-merge gate: base and head stacks driven side by side in rounds; exit 0 ok, 1 regressed, 2 could not measure.
     Gate(Box<gate::GateArgs>),
-    /// Fuzz one target with cargo-fuzz (nightly): sse_parser, dsl_loader or request_decoder.
+    /// Fuzz one target with cargo-fuzz (nightly): sse_parser, dsl_loader, request_decoder or upstream_body.
     Fuzz {
         /// The fuzz target.
         target: String,
@@ -144,7 +144,7 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
 }
 
 /// The fuzz targets in `fuzz/` (its own workspace: cargo-fuzz needs nightly).
-const FUZZ_TARGETS: [&str; 3] = ["sse_parser", "dsl_loader", "request_decoder"];
+const FUZZ_TARGETS: [&str; 4] = ["sse_parser", "dsl_loader", "request_decoder", "upstream_body"];
 
 /// `cargo +nightly fuzz run TARGET` for `time`, seeded from
 /// `fixtures/fuzz/TARGET/` (kept as is) with new inputs and any crash under
