@@ -21,8 +21,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The allocator of `flowbench-server` (see its main.rs), so the embedded
-/// stack and the bare yardstick run on the same one as the real server.
+/// With `--features mimalloc`, the allocator `flowbench-server` gets with
+/// its own feature, so the embedded stack and the bare yardstick match it.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
