@@ -193,14 +193,24 @@ const GUNGRAUN_RUNNER: &str = "0.20.0";
 /// The tests, then every criterion bench once (`--test`) so none rots, then
 /// the instruction counts under valgrind (installing gungraun-runner first
 /// when it is missing, so this works on a fresh machine).
+/// The criterion benches, run once each by `cargo xtask test`.
+const CRITERION_BENCHES: [&str; 5] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration"];
+
 fn test(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["test", "--workspace"])?;
-    cargo(root, &["bench", "--package", "benches", "--", "--test"])?;
+    let mut once = vec!["bench", "--package", "benches"];
+    for bench in CRITERION_BENCHES {
+        once.extend(["--bench", bench]);
+    }
+    once.extend(["--", "--test"]);
+    cargo(root, &once)?;
     let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_valgrind {
         eprintln!("xtask: valgrind is not installed; skipping the instruction-count benches (apt-get install valgrind)");
         return Ok(());
     }
+    // The runner must be there before the instruction benches run at all,
+    // on a fresh machine too.
     let runner = Command::new("gungraun-runner").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     if runner.ok().as_deref() != Some(format!("gungraun-runner {GUNGRAUN_RUNNER}").as_str()) {
         cargo(root, &["install", "gungraun-runner", "--version", GUNGRAUN_RUNNER, "--locked"])?;
