@@ -30,7 +30,8 @@ pub(crate) struct Shared {
     pub store: Arc<dyn RunStore>,
     pub tasks: TaskRegistry,
     pub stats: Stats,
-    /// Every streaming run's task; drained on shutdown.
+    /// Every streaming run (a token held by its execution, wherever it is
+    /// polled); drained on shutdown.
     pub tracker: TaskTracker,
     /// Cancelled when shutdown's grace period ends: stops every run.
     pub shutdown: CancellationToken,
