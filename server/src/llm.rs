@@ -106,11 +106,6 @@ impl Provider {
         response.decode_buffered(|data| decoder.feed(data))?;
         Ok(stream)
     }
-
-    /// Idle kept-alive upstream connections.
-    pub fn idle_connections(&self) -> usize {
-        self.endpoint.idle_connections()
-    }
 }
 
 /// The request body of one chat completion.

@@ -256,15 +256,15 @@ impl BodyDecoder {
                     if buf.is_empty() {
                         return Ok(());
                     }
-                    let all = buf.split();
-                    return data(&all);
+                    let decoded = data(buf);
+                    buf.clear();
+                    return decoded;
                 }
                 State::Remaining(n) | State::Data(n) => {
                     if buf.is_empty() {
                         return Ok(());
                     }
                     let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    let piece = buf.split_to(take);
                     let left = n - take as u64;
                     self.state = match (self.state, left) {
                         (State::Remaining(_), 0) => State::Done,
@@ -272,7 +272,9 @@ impl BodyDecoder {
                         (_, 0) => State::DataEnd,
                         (_, left) => State::Data(left),
                     };
-                    data(&piece)?;
+                    let decoded = data(&buf[..take]);
+                    buf.advance(take);
+                    decoded?;
                 }
                 State::DataEnd => {
                     if buf.len() < 2 {
@@ -288,18 +290,21 @@ impl BodyDecoder {
                     self.state = State::Size;
                 }
                 State::Size => {
-                    let Some(line) = take_line(buf)? else { return Ok(()) };
-                    let digits = line[..].split(|&b| b == b';').next().unwrap_or_default();
+                    let Some((len, consumed)) = line_end(buf)? else { return Ok(()) };
+                    let line = &buf[..len];
+                    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
                     let digits = std::str::from_utf8(digits).unwrap_or("").trim_matches([' ', '\t']);
                     let size = (!digits.is_empty() && digits.len() <= 16)
                         .then(|| u64::from_str_radix(digits, 16).ok())
                         .flatten()
-                        .ok_or_else(|| protocol(&format!("chunk size {:?}", String::from_utf8_lossy(&line))))?;
+                        .ok_or_else(|| protocol(&format!("chunk size {:?}", String::from_utf8_lossy(line))))?;
+                    buf.advance(consumed);
                     self.state = if size == 0 { State::Trailers } else { State::Data(size) };
                 }
                 State::Trailers => {
-                    let Some(line) = take_line(buf)? else { return Ok(()) };
-                    if line.is_empty() {
+                    let Some((len, consumed)) = line_end(buf)? else { return Ok(()) };
+                    buf.advance(consumed);
+                    if len == 0 {
                         self.state = State::Done;
                     }
                 }
@@ -312,19 +317,16 @@ fn protocol(what: &str) -> UpstreamError {
     UpstreamError::Protocol(what.to_owned())
 }
 
-/// One CRLF-ended line (CRLF removed), `None` until it is complete.
-fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, UpstreamError> {
+/// The first line's length without its CRLF (or LF) and with it, `None`
+/// until it is complete.
+fn line_end(buf: &[u8]) -> Result<Option<(usize, usize)>, UpstreamError> {
     match memchr::memchr(b'\n', buf) {
         // Too long is too long whether or not its end has come: a split
         // must not change the verdict.
         Some(end) if end > MAX_LINE_BYTES => Err(protocol("chunk-size or trailer line too long")),
         Some(end) => {
-            let mut line = buf.split_to(end + 1);
-            line.truncate(end);
-            if line.last() == Some(&b'\r') {
-                line.truncate(end - 1);
-            }
-            Ok(Some(line))
+            let len = if end > 0 && buf[end - 1] == b'\r' { end - 1 } else { end };
+            Ok(Some((len, end + 1)))
         }
         None if buf.len() > MAX_LINE_BYTES => Err(protocol("chunk-size or trailer line too long")),
         None => Ok(None),
