@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -83,13 +83,7 @@ struct Body_<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = crate::pyjson::to_flask_json(&Body_ { code: self.code, message: &self.message, status: self.status.as_u16() });
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
-        }
+        let mut response = crate::api::response(self.status, Body::from(body), "application/json");
         if let Some(reason) = upper_case_reason(self.status) {
             response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(reason));
         }

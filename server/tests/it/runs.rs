@@ -50,6 +50,37 @@ async fn run_record_after_a_blocking_run() {
     stack.shutdown().await.unwrap();
 }
 
+/// The record is rendered on GET from what the run packed: its bytes must
+/// still be Dify's (Python's `json.dumps` in `inputs`, Flask's `\/`).
+#[tokio::test]
+async fn run_record_bytes_keep_difys_escaping() {
+    let stack = spawn_stack().await;
+    let client = TestClient::for_stack(&stack);
+    let key = stack.api_key("empty");
+    let question = "h\u{e9}llo / \"q\"";
+    let reply = client.run(key, &json!({"inputs": {"question": question}, "user": "b\u{e9}/1"})).await;
+    let run_id = reply.json()["workflow_run_id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {key}");
+    let record = client.send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await;
+    let text = record.text();
+    let json = record.json();
+    let got = json["inputs"].as_str().expect("inputs is a string");
+    let app_id = got.split("\"sys.app_id\": \"").nth(1).map(|rest| &rest[..36]).expect("sys.app_id");
+    let inputs = format!(
+        "{{\"question\": \"h\\u00e9llo / \\\"q\\\"\", \"sys.files\": [], \"sys.user_id\": \"b\\u00e9/1\", \"sys.app_id\": \"{}\", \
+         \"sys.workflow_id\": \"{}\", \"sys.workflow_run_id\": \"{run_id}\", \"sys.timestamp\": {}}}",
+        app_id,
+        json["workflow_id"].as_str().unwrap(),
+        json["created_at"],
+    );
+    assert_eq!(got, inputs);
+    // Flask escapes `/` everywhere, inside `inputs` too; UTF-8 stays as is.
+    assert!(text.contains(r#""outputs":{"answer":"héllo \/ \"q\""}"#), "{text}");
+    assert!(text.contains(r#""inputs":"{\"question\": \"h\\u00e9llo \/ \\\"q\\\"\", "#), "{text}");
+    assert!(text.contains(r#","error":null,"total_steps":2,"total_tokens":0,"created_at":"#), "{text}");
+    stack.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn stop_ends_a_streaming_run_of_the_same_user() {
     let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
