@@ -70,7 +70,8 @@ async fn start_run(state: AppState, request: Request) -> Result<Response, ApiErr
         },
         None => None,
     };
-    let run = Run::new(app, payload.user, payload.inputs);
+    let run_id = shared.store.new_run_id(&app.app_id);
+    let run = Run::with_id(app, payload.user, payload.inputs, run_id);
     busy_for(shared.limits.inject_busy_per_request);
     let live = LiveRun::new(&state, permit);
     match payload.response_mode {

@@ -90,8 +90,13 @@ impl Run {
     /// A new run of `app` for `user`, with checked `inputs`
     /// (see `request::check_inputs`).
     pub fn new(app: Arc<App>, user: String, inputs: Map<String, Value>) -> Self {
+        Self::with_id(app, user, inputs, uuid::Uuid::new_v4())
+    }
+
+    /// `new`, with the run id the store chose (`RunStore::new_run_id`).
+    pub fn with_id(app: Arc<App>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let created_at = unix_now();
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = run_id.to_string();
         Self {
             task_id: uuid::Uuid::new_v4().to_string(),
             sys: SysVars {

@@ -1,24 +1,16 @@
 //! Run records and running tasks.
 //!
 //! `RunStore` is the small trait a durable store can implement later;
-//! `MemoryStore` is bounded (oldest records evicted first) and sharded so no
+//! `MemoryStore` is bounded (oldest runs evicted first) and sharded so no
 //! request takes a global lock. `TaskRegistry` maps a streaming run's task id
 //! to its stop token, so `POST /v1/workflows/tasks/{id}/stop` reaches it.
 
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
-
-const N_SHARDS: usize = 16;
-
-/// A stored run: its app and its record.
-#[derive(Debug, Clone)]
-struct StoredRun {
-    app_id: u128,
-    record: RunRecord,
-}
 
 /// What `GET /v1/workflows/run/{id}` answers for one run, packed: the
 /// numbers inline, and the run's own text (its user inputs and outputs as
@@ -113,6 +105,11 @@ impl RunRecord {
 
 /// Storage of run records.
 pub trait RunStore: Send + Sync + 'static {
+    /// A new run's id, a random-looking v4 UUID. A store may choose it so
+    /// that it can find the run's record without an index (`MemoryStore`).
+    fn new_run_id(&self, _app_id: &str) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
     /// Inserts or replaces the run `run_id` of `app_id` (canonical UUIDs, as
     /// the server makes them) with `record`.
     fn put(&self, app_id: &str, run_id: &str, record: RunRecord);
@@ -124,91 +121,149 @@ pub trait RunStore: Send + Sync + 'static {
     }
 }
 
-/// A bounded in-memory store; the oldest records go first.
+/// A bounded in-memory store; the oldest runs go first.
 ///
-/// Keyed by the run id's 128 bits, not its string (no key allocation, no
-/// SipHash of 36 bytes per put and per eviction).
+/// No index: each shard is a ring of slots in the order runs began, and a
+/// run's id says where its slot is. `new_run_id` takes the next slot of a
+/// shard (evicting the oldest) and writes the shard and the slot's sequence
+/// number into the UUID's low bits, masked by a keyed hash of its random
+/// high bits, so ids still look random and a client cannot aim at another
+/// run's slot: a slot answers only for the exact id it was made for. `put`
+/// and `get` go straight to the slot. A hash map keyed by run id cost a
+/// cache miss on every insert and every eviction (1.4 µs of the ~11 the
+/// server spent on a Start→End request with 100,000 runs stored, against
+/// 1,000 stored; side by side with `flowbench ab`). A run still going when
+/// its slot is taken (100,000 newer runs began meanwhile) keeps no record.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    next_shard: AtomicUsize,
+    key: u64,
 }
 
+/// One ring: `slots[i]` holds the run of sequence number `first + i`.
 #[derive(Default)]
 struct Shard {
-    records: HashMap<u128, StoredRun, BuildHasherDefault<IdHasher>>,
-    order: VecDeque<u128>,
+    slots: VecDeque<Slot>,
+    first: u64,
 }
 
-/// Run ids are random v4 UUIDs the server made: their low 64 bits already
-/// are a uniform hash, and no client chooses a key that is inserted.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u128(&mut self, id: u128) {
-        self.0 = id as u64 ^ (id >> 64) as u64;
-    }
+struct Slot {
+    id: u128,
+    app_id: u128,
+    record: Option<RunRecord>,
 }
 
-/// The 128 bits of a run id in its canonical form (lowercase, hyphenated),
-/// as the server writes them; any other spelling names no run.
-fn id_bits(run_id: &str) -> Option<u128> {
-    let id = uuid::Uuid::try_parse(run_id).ok()?;
+const SHARD_BITS: u32 = 4;
+const N_SHARDS: usize = 1 << SHARD_BITS;
+/// The UUID bits that are neither its version nor its variant, in the low
+/// half: 62 bits, for the shard and the sequence number.
+const PAYLOAD_MASK: u64 = (1 << 62) - 1;
+
+/// The 128 bits of a UUID in its canonical form (lowercase, hyphenated), as
+/// the server writes them; any other spelling names no run.
+fn id_bits(id: &str) -> Option<u128> {
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    (id.hyphenated().encode_lower(&mut buf) == run_id).then_some(id.as_u128())
+    (uuid.hyphenated().encode_lower(&mut buf) == id).then_some(uuid.as_u128())
 }
 
 impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
-        Self { shards: (0..N_SHARDS).map(|_| Mutex::default()).collect(), per_shard: capacity.div_ceil(N_SHARDS).max(1) }
+        Self {
+            shards: (0..N_SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(N_SHARDS).max(1),
+            next_shard: AtomicUsize::new(0),
+            key: RandomState::new().hash_one(0u8),
+        }
     }
 
-    fn shard(&self, id: u128) -> &Mutex<Shard> {
-        &self.shards[(id >> 64) as usize % N_SHARDS]
+    /// The mask over a run id's payload: a keyed mix (splitmix64's
+    /// finalizer) of its random high half.
+    fn mask(&self, high: u64) -> u64 {
+        let mut x = high ^ self.key;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (x ^ (x >> 31)) & PAYLOAD_MASK
+    }
+
+    /// The shard and sequence number a run id of this store points at.
+    fn locate(&self, id: u128) -> (usize, u64) {
+        let payload = (id as u64 & PAYLOAD_MASK) ^ self.mask((id >> 64) as u64);
+        ((payload & (N_SHARDS as u64 - 1)) as usize, payload >> SHARD_BITS)
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Shard {
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(i)
     }
 }
 
 impl RunStore for MemoryStore {
+    fn new_run_id(&self, app_id: &str) -> uuid::Uuid {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let Some(app_id) = id_bits(app_id) else {
+            debug_assert!(false, "app ids are canonical UUIDs: {app_id}");
+            return uuid::Uuid::from_u128(random);
+        };
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % N_SHARDS;
+        let high = (random >> 64) as u64;
+        let (id, evicted) = {
+            let mut ring = self.lock(shard);
+            let seq = ring.first + ring.slots.len() as u64;
+            let payload = ((seq << SHARD_BITS) | shard as u64) & PAYLOAD_MASK;
+            // The variant bits (0b10) stay; the version nibble is in `high`.
+            let low = (random as u64 & !PAYLOAD_MASK) | (payload ^ self.mask(high));
+            let id = (u128::from(high) << 64) | u128::from(low);
+            ring.slots.push_back(Slot { id, app_id, record: None });
+            let evicted = if ring.slots.len() > self.per_shard {
+                ring.first += 1;
+                ring.slots.pop_front()
+            } else {
+                None
+            };
+            (id, evicted)
+        };
+        // The oldest run is freed outside the lock.
+        drop(evicted);
+        uuid::Uuid::from_u128(id)
+    }
+
     fn put(&self, app_id: &str, run_id: &str, record: RunRecord) {
         let (Some(id), Some(app_id)) = (id_bits(run_id), id_bits(app_id)) else {
             debug_assert!(false, "run and app ids are canonical UUIDs: {run_id}, {app_id}");
             return;
         };
-        let evicted = {
-            let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
-            let mut evicted = None;
-            if shard.records.insert(id, StoredRun { app_id, record }).is_none() {
-                shard.order.push_back(id);
-                if shard.order.len() > self.per_shard
-                    && let Some(old) = shard.order.pop_front()
-                {
-                    evicted = shard.records.remove(&old);
-                }
+        let (shard, seq) = self.locate(id);
+        let replaced = {
+            let mut ring = self.lock(shard);
+            match ring.slot_mut(seq) {
+                Some(slot) if slot.id == id && slot.app_id == app_id => slot.record.replace(record),
+                // Evicted while it ran, or not an id of this store.
+                _ => Some(record),
             }
-            evicted
         };
-        // The oldest record is freed outside the lock.
-        drop(evicted);
+        // What is freed is freed outside the lock.
+        drop(replaced);
     }
 
     fn get(&self, app_id: &str, run_id: &str) -> Option<RunRecord> {
         let (id, app_id) = (id_bits(run_id)?, id_bits(app_id)?);
-        let shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
-        shard.records.get(&id).filter(|r| r.app_id == app_id).map(|r| r.record.clone())
+        let (shard, seq) = self.locate(id);
+        let mut ring = self.lock(shard);
+        let slot = ring.slot_mut(seq)?;
+        if slot.id == id && slot.app_id == app_id { slot.record.clone() } else { None }
     }
 
+    /// Runs that have a record (a scan: for tests, not the request path).
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).records.len()).sum()
+        (0..N_SHARDS).map(|i| self.lock(i).slots.iter().filter(|s| s.record.is_some()).count()).sum()
     }
 }
 
@@ -311,7 +366,9 @@ mod tests {
     #[test]
     fn a_run_is_found_by_its_exact_id_and_app_only() {
         let store = MemoryStore::new(100);
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = store.new_run_id(APP).to_string();
+        // Reserved, not yet stored.
+        assert!(store.get(APP, &id).is_none());
         store.put(APP, &id, record("running", &id));
         assert_eq!(store.get(APP, &id).unwrap().status, "running");
         assert!(store.get(OTHER_APP, &id).is_none());
@@ -324,18 +381,60 @@ mod tests {
         store.put(APP, &id, record("succeeded", &id));
         assert_eq!(store.len(), 1);
         assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
+        // Another app cannot overwrite it either.
+        store.put(OTHER_APP, &id, record("failed", &id));
+        assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
+    }
+
+    #[test]
+    fn ids_are_distinct_v4_uuids_and_a_forged_one_finds_nothing() {
+        let store = MemoryStore::new(1000);
+        let ids: Vec<uuid::Uuid> = (0..1000).map(|_| store.new_run_id(APP)).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 4, "{id}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+            store.put(APP, &id.to_string(), record("succeeded", "u"));
+        }
+        // The payload is masked: consecutive runs do not differ by one.
+        let lows: Vec<u64> = ids.iter().map(|id| id.as_u128() as u64 & PAYLOAD_MASK).collect();
+        assert!(lows.windows(2).all(|w| w[1].abs_diff(w[0]) > 1 << 20), "{lows:x?}");
+        // Any other id, a neighbour in either half or a random one, finds no record.
+        for (i, id) in ids.iter().enumerate() {
+            let bits = id.as_u128();
+            for forged in [bits ^ 1, bits ^ (1 << 70), bits ^ (1 << 4), uuid::Uuid::new_v4().as_u128()] {
+                let forged = uuid::Uuid::from_u128(forged).to_string();
+                assert!(store.get(APP, &forged).is_none(), "{i}: {forged}");
+            }
+        }
+        assert_eq!(store.len(), 1000);
     }
 
     #[test]
     fn the_oldest_runs_go_first() {
         let store = MemoryStore::new(N_SHARDS * 4);
-        let ids: Vec<String> = (0..N_SHARDS * 40).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let ids: Vec<String> = (0..N_SHARDS * 40).map(|_| store.new_run_id(APP).to_string()).collect();
         for id in &ids {
             store.put(APP, id, record("succeeded", id));
         }
-        assert!(store.len() <= N_SHARDS * 4, "{}", store.len());
+        assert_eq!(store.len(), N_SHARDS * 4);
         // The newest run is still there; the first run is long gone.
         assert_eq!(store.get(APP, ids.last().unwrap()).unwrap().user_id(), ids.last().unwrap());
         assert!(store.get(APP, &ids[0]).is_none());
+    }
+
+    #[test]
+    fn a_run_that_outlives_its_slot_keeps_no_record() {
+        let store = MemoryStore::new(N_SHARDS);
+        let long = store.new_run_id(APP).to_string();
+        store.put(APP, &long, record("running", &long));
+        for _ in 0..N_SHARDS * 3 {
+            let id = store.new_run_id(APP).to_string();
+            store.put(APP, &id, record("succeeded", &id));
+        }
+        store.put(APP, &long, record("succeeded", &long));
+        assert!(store.get(APP, &long).is_none());
+        assert_eq!(store.len(), N_SHARDS);
     }
 }
