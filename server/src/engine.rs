@@ -293,7 +293,9 @@ impl<'a, S: Sink> Exec<'a, S> {
                     let view = || InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: true };
                     self.node_finished(&finish, view(), EmptyObject, view(), None::<()>, None).await?;
                 }
-                NodeKind::Llm(llm) => self.run_llm(&finish, llm).await?,
+                // Boxed: the LLM node's state is most of a run's future, and a
+                // Start→End run should not carry (and allocate) it.
+                NodeKind::Llm(llm) => Box::pin(self.run_llm(&finish, llm)).await?,
                 NodeKind::End { outputs } => {
                     for (var, sel) in outputs {
                         workflow_outputs.insert(var.clone(), self.lookup(sel).unwrap_or(Value::Null));

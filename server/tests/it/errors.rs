@@ -206,3 +206,43 @@ async fn concurrency_cap_answers_429() {
     assert_eq!(stack.state.stats().runs_rejected_busy, 1);
     stack.shutdown().await.unwrap();
 }
+
+/// Sends a chunked run request whose body arrives in `parts`, one write
+/// (and one chunk) each, a little apart; returns the raw response.
+async fn chunked_run(addr: &str, parts: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/workflows/run HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for part in parts {
+        tcp.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes()).await.unwrap();
+        tcp.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The server may answer 413 and close before the last chunk.
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_joined_and_held_to_the_limit() {
+    let mut options = StackOptions::default();
+    options.limits.max_body_bytes = 64;
+    let stack = spawn_stack_with(options).await;
+    let addr = stack.info.server_url.trim_start_matches("http://").to_owned();
+    // Under the limit, in three chunks that split a string and a key.
+    let reply = chunked_run(&addr, &[r#"{"inputs":{"question":"pa"#, r#"rt one, part two"},"us"#, r#"er":"u"}"#]).await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains(r#""outputs": {"answer": "part one, part two"}"#), "{reply}");
+    // Over it, with no Content-Length to refuse it by: counted as it comes.
+    let pad = "x".repeat(40);
+    let reply = chunked_run(&addr, &[r#"{"inputs":{"question":"hi"},"#, &format!(r#""pad":"{pad}"#), r#""}"#]).await;
+    assert!(reply.starts_with("HTTP/1.1 413 REQUEST ENTITY TOO LARGE\r\n"), "{reply}");
+    assert!(reply.contains(r#""code":"request_entity_too_large""#), "{reply}");
+    stack.shutdown().await.unwrap();
+}
