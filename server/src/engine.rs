@@ -265,8 +265,11 @@ impl<'a, S: Sink> Exec<'a, S> {
             }
             self.steps += 1;
             let exec_id = if self.sink.wants_events() { uuid::Uuid::new_v4().to_string() } else { String::new() };
-            let node_started_at = Instant::now();
-            let created_at = unix_now();
+            // Without events, only the LLM node's latency (in its outputs)
+            // reads the clock: 4 reads of ~25 ns saved per Start→End run.
+            let wants_clock = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
+            let node_started_at = if wants_clock { Instant::now() } else { run.started };
+            let created_at = if self.sink.wants_events() { unix_now() } else { run.created_at };
             if self.sink.wants_events() {
                 let started = NodeStarted {
                     id: &exec_id,

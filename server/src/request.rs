@@ -45,7 +45,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 /// Decodes a `POST /v1/workflows/run` body against `workflow`.
 pub fn decode_run(body: &[u8], workflow: &Workflow) -> Result<RunPayload, ApiError> {
     let raw = decode_object::<RawRunBody>(body)?;
-    let user = user_of(raw.user.as_ref())?;
+    let user = user_of(raw.user)?;
     let mut errors = Vec::new();
     let inputs = match raw.inputs {
         Some(Value::Object(map)) => Some(map),
@@ -82,7 +82,7 @@ pub fn decode_stop(body: &[u8]) -> Result<String, ApiError> {
         user: Option<Value>,
     }
     let raw = decode_object::<RawStopBody>(body)?;
-    user_of(raw.user.as_ref())
+    user_of(raw.user)
 }
 
 fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
@@ -99,9 +99,9 @@ fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiErro
 
 /// Dify takes any truthy `user`; a number is used as its text, and zero is
 /// falsy in Python (`if not user`).
-fn user_of(user: Option<&Value>) -> Result<String, ApiError> {
+fn user_of(user: Option<Value>) -> Result<String, ApiError> {
     match user {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::Number(n)) if n.as_f64() != Some(0.0) => Ok(n.to_string()),
         _ => Err(ApiError::invalid_param(MSG_NO_USER)),
     }
@@ -118,6 +118,14 @@ pub fn check_inputs(mut inputs: Map<String, Value>, workflow: &Workflow) -> Resu
             _ => None,
         })
         .unwrap_or_default();
+    // Inputs that are the variables, in their order (as clients send
+    // them): checked in place, with no new map.
+    if inputs.len() == variables.len() && inputs.keys().zip(variables).all(|(k, v)| *k == v.variable) {
+        for (value, var) in inputs.values_mut().zip(variables) {
+            *value = check_input(var, std::mem::take(value)).map_err(ApiError::invalid_param)?;
+        }
+        return Ok(inputs);
+    }
     let mut checked = Map::with_capacity(variables.len());
     for var in variables {
         let value = inputs.remove(&var.variable).unwrap_or(Value::Null);
@@ -256,5 +264,32 @@ mod tests {
             &format!(r#"{{"inputs":{{"question":"{long}"}},"user":"u"}}"#),
             Err("question in input form must be less than 256 characters"),
         );
+    }
+
+    /// In declaration order, the inputs are checked in place; in any other
+    /// order, or with extra or missing keys, rebuilt: the same answer.
+    #[test]
+    fn inputs_in_order_or_not_give_the_same_checked_map() {
+        let all = crate::dsl::parse(Path::new("all.yml"), include_str!("../../fixtures/workflows/all_inputs.yml")).unwrap();
+        let decode = |inputs: &str| {
+            decode_run(format!(r#"{{"inputs":{inputs},"user":"u"}}"#).as_bytes(), &all)
+                .map(|p| Value::Object(p.inputs).to_string())
+                .map_err(|e| e.message.to_string())
+        };
+        let in_order =
+            r#"{"text":"t\u0000x","para":null,"choice":"red","count":" 3 ","flag":true,"note":"n","size":"S","ratio":"","agree":false}"#;
+        let reordered =
+            r#"{"agree":false,"ratio":"","size":"S","note":"n","flag":true,"count":" 3 ","choice":"red","para":null,"text":"t\u0000x"}"#;
+        let expected = r#"{"text":"tx","para":null,"choice":"red","count":3,"flag":true,"note":"n","size":"S","ratio":null,"agree":false}"#;
+        assert_eq!(decode(in_order).as_deref(), Ok(expected));
+        assert_eq!(decode(reordered).as_deref(), Ok(expected));
+        let with_extra = in_order.replace(r#""agree":false"#, r#""agree":false,"zzz":1"#);
+        assert_eq!(decode(&with_extra).as_deref(), Ok(expected));
+        // The first bad variable in declaration order is the one named, either way.
+        let bad = in_order.replace(r#""red""#, r#""pink""#).replace(r#"" 3 ""#, r#""x""#);
+        let bad_reordered = reordered.replace(r#""red""#, r#""pink""#).replace(r#"" 3 ""#, r#""x""#);
+        let message = "choice in input form must be one of the following: ['red', 'green', 'blue']";
+        assert_eq!(decode(&bad), Err(message.to_owned()));
+        assert_eq!(decode(&bad_reordered), Err(message.to_owned()));
     }
 }

@@ -28,8 +28,9 @@ pub struct RunRecord {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub elapsed_time: f64,
-    /// `inputs JSON | user id | outputs JSON | error`, split at `ends`.
-    text: Box<str>,
+    /// `inputs JSON | user id | outputs JSON | error`, split at `ends`. Not
+    /// shrunk to fit: that was a `realloc` per run.
+    text: String,
     ends: [u32; 3],
     has_error: bool,
 }
@@ -51,7 +52,7 @@ pub struct RecordParts<'a> {
 impl RunRecord {
     pub fn pack(parts: &RecordParts<'_>) -> Self {
         let error = parts.error.unwrap_or("");
-        let mut text = Vec::with_capacity(64 + parts.user_id.len() + error.len());
+        let mut text = Vec::with_capacity(128 + parts.user_id.len() + error.len());
         // Maps of JSON values always serialize.
         serde_json::to_writer(&mut text, parts.inputs).expect("serialize to Vec");
         let inputs_end = text.len();
@@ -60,7 +61,7 @@ impl RunRecord {
         serde_json::to_writer(&mut text, parts.outputs).expect("serialize to Vec");
         let outputs_end = text.len();
         text.extend_from_slice(error.as_bytes());
-        let text = String::from_utf8(text).expect("JSON and &str are UTF-8").into_boxed_str();
+        let text = String::from_utf8(text).expect("JSON and &str are UTF-8");
         let end = |n: usize| u32::try_from(n).expect("a run's text is under the body limit");
         Self {
             status: parts.status,
