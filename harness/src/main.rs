@@ -21,11 +21,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// With `--features mimalloc`, the allocator `flowbench-server` gets with
-/// its own feature, so the embedded stack and the bare yardstick match it.
+/// The allocator `flowbench-server` gets with the same features, so the
+/// embedded stack and the bare yardstick match it (jemalloc by default).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "flowbench", version, about = "Benchmark suite for Dify-compatible streaming workflow APIs")]
@@ -125,6 +129,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    server::alloc_setup();
     // Thousands of streams need thousands of sockets.
     let _ = server::conn::raise_open_file_limit();
     let cli = Cli::parse();

@@ -58,3 +58,17 @@ pub async fn serve(
     let (served, ()) = tokio::join!(server, drain_state.drain(grace));
     served
 }
+
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("features `mimalloc` and `jemalloc` each set the global allocator: choose one");
+
+/// Sets up the global allocator, once, at the start of a binary that may
+/// serve: with the `jemalloc` feature, its background threads, which purge
+/// freed pages (after jemalloc's decay time, 10 s) even when no thread
+/// allocates, so RSS falls back after a burst; otherwise nothing.
+pub fn alloc_setup() {
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("jemalloc background threads not started: {e}");
+    }
+}

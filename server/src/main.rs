@@ -10,11 +10,17 @@ use server::{AppConfig, AppState, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// With `--features mimalloc`: less CPU per event, more memory per stream
-/// than the system allocator (README.md, "Allocator").
+/// The global allocator: jemalloc by default, mimalloc or the system's by
+/// choice of features (README.md, "Allocator").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// jemalloc, which `server::alloc_setup` gives background threads that
+/// return freed pages to the system.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "flowbench-server", version, about = "A Dify-compatible workflow API server (Start, LLM and End nodes)")]
@@ -71,6 +77,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    server::alloc_setup();
     // Thousands of streams need thousands of sockets.
     let _ = server::conn::raise_open_file_limit();
     if let Err(e) = run(Cli::parse()) {
