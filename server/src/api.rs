@@ -78,7 +78,7 @@ async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Respons
         },
         None => None,
     };
-    let run_id = shared.store.new_run_id(&app.app_id);
+    let run_id = shared.store.new_run_id(app.app_uuid);
     let run = Run::with_id(app, payload.user, payload.inputs, run_id);
     busy_for(shared.limits.inject_busy_per_request);
     let live = LiveRun::new(&state, permit);
@@ -159,7 +159,7 @@ fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::
         finished_at: outcome.map(|o| o.finished_at),
         elapsed_time: outcome.map_or(0.0, |o| o.elapsed_time),
     });
-    shared.store.put(&run.app.app_id, &run.sys.workflow_run_id, record);
+    shared.store.put(run.app.app_uuid, run.id, record);
 }
 
 /// The body of `GET /v1/workflows/run/{id}` for `record`, a run of `app`.
@@ -202,7 +202,7 @@ async fn get_run(
 ) -> Result<Response, ApiError> {
     let app = authenticate(&state, &headers)?;
     let run_id = path_id(run_id);
-    let record = state.shared.store.get(&app.app_id, &run_id).ok_or_else(ApiError::run_not_found)?;
+    let record = state.shared.store.get(app.app_uuid, &run_id).ok_or_else(ApiError::run_not_found)?;
     Ok(json_response(render_record(&app, &run_id, &record)))
 }
 

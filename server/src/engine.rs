@@ -78,6 +78,8 @@ impl RunStatus {
 #[derive(Debug)]
 pub struct Run {
     pub app: Arc<App>,
+    /// `sys.workflow_run_id` as a UUID, as the run store keys it.
+    pub id: uuid::Uuid,
     pub task_id: String,
     pub sys: SysVars,
     /// Every start variable, in declaration order (missing optional ones null).
@@ -96,6 +98,7 @@ impl Run {
     /// `new`, with the run id the store chose (`RunStore::new_run_id`).
     pub fn with_id(app: Arc<App>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let created_at = unix_now();
+        let id = run_id;
         let run_id = run_id.to_string();
         Self {
             task_id: uuid::Uuid::new_v4().to_string(),
@@ -110,6 +113,7 @@ impl Run {
             created_at,
             started: Instant::now(),
             app,
+            id,
         }
     }
 

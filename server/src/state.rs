@@ -42,6 +42,8 @@ pub(crate) struct Shared {
 pub struct App {
     pub api_key: String,
     pub app_id: String,
+    /// `app_id` as a UUID, as the run store keys it.
+    pub app_uuid: uuid::Uuid,
     pub workflow_id: String,
     pub workflow_path: PathBuf,
     pub workflow: Workflow,
@@ -94,6 +96,7 @@ impl AppState {
             let built = App {
                 api_key: app.api_key.clone(),
                 app_id: app_id.to_string(),
+                app_uuid: app_id,
                 workflow_id: workflow_id.to_string(),
                 workflow_path: app.workflow.clone(),
                 parameters_body: parameters_body(&workflow),

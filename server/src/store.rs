@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// What `GET /v1/workflows/run/{id}` answers for one run, packed: the
 /// numbers inline, and the run's own text (its user inputs and outputs as
@@ -108,14 +109,14 @@ impl RunRecord {
 pub trait RunStore: Send + Sync + 'static {
     /// A new run's id, a random-looking v4 UUID. A store may choose it so
     /// that it can find the run's record without an index (`MemoryStore`).
-    fn new_run_id(&self, _app_id: &str) -> uuid::Uuid {
-        uuid::Uuid::new_v4()
+    fn new_run_id(&self, _app_id: Uuid) -> Uuid {
+        Uuid::new_v4()
     }
-    /// Inserts or replaces the run `run_id` of `app_id` (canonical UUIDs, as
-    /// the server makes them) with `record`.
-    fn put(&self, app_id: &str, run_id: &str, record: RunRecord);
-    /// The record of `run_id` if it belongs to `app_id`.
-    fn get(&self, app_id: &str, run_id: &str) -> Option<RunRecord>;
+    /// Inserts or replaces the run `run_id` of `app_id` with `record`.
+    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord);
+    /// The record of `run_id` (as a client spelled it: only the canonical
+    /// lowercase, hyphenated form names a run) if it belongs to `app_id`.
+    fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord>;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -207,12 +208,9 @@ impl Shard {
 }
 
 impl RunStore for MemoryStore {
-    fn new_run_id(&self, app_id: &str) -> uuid::Uuid {
-        let random = uuid::Uuid::new_v4().as_u128();
-        let Some(app_id) = id_bits(app_id) else {
-            debug_assert!(false, "app ids are canonical UUIDs: {app_id}");
-            return uuid::Uuid::from_u128(random);
-        };
+    fn new_run_id(&self, app_id: Uuid) -> Uuid {
+        let random = Uuid::new_v4().as_u128();
+        let app_id = app_id.as_u128();
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % N_SHARDS;
         let high = (random >> 64) as u64;
         let (id, evicted) = {
@@ -233,14 +231,11 @@ impl RunStore for MemoryStore {
         };
         // The oldest run is freed outside the lock.
         drop(evicted);
-        uuid::Uuid::from_u128(id)
+        Uuid::from_u128(id)
     }
 
-    fn put(&self, app_id: &str, run_id: &str, record: RunRecord) {
-        let (Some(id), Some(app_id)) = (id_bits(run_id), id_bits(app_id)) else {
-            debug_assert!(false, "run and app ids are canonical UUIDs: {run_id}, {app_id}");
-            return;
-        };
+    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) {
+        let (id, app_id) = (run_id.as_u128(), app_id.as_u128());
         let (shard, seq) = self.locate(id);
         let replaced = {
             let mut ring = self.lock(shard);
@@ -254,8 +249,8 @@ impl RunStore for MemoryStore {
         drop(replaced);
     }
 
-    fn get(&self, app_id: &str, run_id: &str) -> Option<RunRecord> {
-        let (id, app_id) = (id_bits(run_id)?, id_bits(app_id)?);
+    fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord> {
+        let (id, app_id) = (id_bits(run_id)?, app_id.as_u128());
         let (shard, seq) = self.locate(id);
         let mut ring = self.lock(shard);
         let slot = ring.slot_mut(seq)?;
@@ -317,8 +312,8 @@ impl TaskRegistry {
 mod tests {
     use super::*;
 
-    const APP: &str = "6f1d3c1e-1f0b-5a55-9a4e-3f7b2d1c0a99";
-    const OTHER_APP: &str = "0b8e4c7a-2d3f-5b6c-8d9e-0f1a2b3c4d5e";
+    const APP: Uuid = Uuid::from_u128(0x6f1d3c1e_1f0b_5a55_9a4e_3f7b2d1c0a99);
+    const OTHER_APP: Uuid = Uuid::from_u128(0x0b8e4c7a_2d3f_5b6c_8d9e_0f1a2b3c4d5e);
 
     /// A record whose user id is `user`.
     fn record(status: &'static str, user: &str) -> RunRecord {
@@ -367,36 +362,36 @@ mod tests {
     #[test]
     fn a_run_is_found_by_its_exact_id_and_app_only() {
         let store = MemoryStore::new(100);
-        let id = store.new_run_id(APP).to_string();
+        let uuid = store.new_run_id(APP);
+        let id = uuid.to_string();
         // Reserved, not yet stored.
         assert!(store.get(APP, &id).is_none());
-        store.put(APP, &id, record("running", &id));
+        store.put(APP, uuid, record("running", &id));
         assert_eq!(store.get(APP, &id).unwrap().status, "running");
         assert!(store.get(OTHER_APP, &id).is_none());
-        assert!(store.get("not-an-app", &id).is_none());
         // Another spelling of the same UUID is another id, as a string compare would say.
         assert!(store.get(APP, &id.to_uppercase()).is_none());
         assert!(store.get(APP, &id.replace('-', "")).is_none());
         assert!(store.get(APP, "not-a-uuid").is_none());
         // Put again (a run that finished): replaced, not added.
-        store.put(APP, &id, record("succeeded", &id));
+        store.put(APP, uuid, record("succeeded", &id));
         assert_eq!(store.len(), 1);
         assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
         // Another app cannot overwrite it either.
-        store.put(OTHER_APP, &id, record("failed", &id));
+        store.put(OTHER_APP, uuid, record("failed", &id));
         assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
     }
 
     #[test]
     fn ids_are_distinct_v4_uuids_and_a_forged_one_finds_nothing() {
         let store = MemoryStore::new(1000);
-        let ids: Vec<uuid::Uuid> = (0..1000).map(|_| store.new_run_id(APP)).collect();
+        let ids: Vec<Uuid> = (0..1000).map(|_| store.new_run_id(APP)).collect();
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
             assert_eq!(id.get_version_num(), 4, "{id}");
             assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
-            store.put(APP, &id.to_string(), record("succeeded", "u"));
+            store.put(APP, *id, record("succeeded", "u"));
         }
         // The payload is masked: consecutive runs do not differ by one.
         let lows: Vec<u64> = ids.iter().map(|id| id.as_u128() as u64 & PAYLOAD_MASK).collect();
@@ -404,8 +399,8 @@ mod tests {
         // Any other id, a neighbour in either half or a random one, finds no record.
         for (i, id) in ids.iter().enumerate() {
             let bits = id.as_u128();
-            for forged in [bits ^ 1, bits ^ (1 << 70), bits ^ (1 << 4), uuid::Uuid::new_v4().as_u128()] {
-                let forged = uuid::Uuid::from_u128(forged).to_string();
+            for forged in [bits ^ 1, bits ^ (1 << 70), bits ^ (1 << 4), Uuid::new_v4().as_u128()] {
+                let forged = Uuid::from_u128(forged).to_string();
                 assert!(store.get(APP, &forged).is_none(), "{i}: {forged}");
             }
         }
@@ -415,10 +410,13 @@ mod tests {
     #[test]
     fn the_oldest_runs_go_first() {
         let store = MemoryStore::new(N_SHARDS * 4);
-        let ids: Vec<String> = (0..N_SHARDS * 40).map(|_| store.new_run_id(APP).to_string()).collect();
-        for id in &ids {
-            store.put(APP, id, record("succeeded", id));
-        }
+        let ids: Vec<String> = (0..N_SHARDS * 40)
+            .map(|_| {
+                let id = store.new_run_id(APP);
+                store.put(APP, id, record("succeeded", &id.to_string()));
+                id.to_string()
+            })
+            .collect();
         assert_eq!(store.len(), N_SHARDS * 4);
         // The newest run is still there; the first run is long gone.
         assert_eq!(store.get(APP, ids.last().unwrap()).unwrap().user_id(), ids.last().unwrap());
@@ -428,14 +426,14 @@ mod tests {
     #[test]
     fn a_run_that_outlives_its_slot_keeps_no_record() {
         let store = MemoryStore::new(N_SHARDS);
-        let long = store.new_run_id(APP).to_string();
-        store.put(APP, &long, record("running", &long));
+        let long = store.new_run_id(APP);
+        store.put(APP, long, record("running", "long"));
         for _ in 0..N_SHARDS * 3 {
-            let id = store.new_run_id(APP).to_string();
-            store.put(APP, &id, record("succeeded", &id));
+            let id = store.new_run_id(APP);
+            store.put(APP, id, record("succeeded", "short"));
         }
-        store.put(APP, &long, record("succeeded", &long));
-        assert!(store.get(APP, &long).is_none());
+        store.put(APP, long, record("succeeded", "long"));
+        assert!(store.get(APP, &long.to_string()).is_none());
         assert_eq!(store.len(), N_SHARDS);
     }
 }
