@@ -14,7 +14,7 @@ use crate::pyjson;
 use crate::request::{self, ResponseMode};
 use crate::sse::PING_FRAME;
 use crate::state::{App, AppState};
-use crate::store::{RecordParts, RunRecord};
+use crate::store::{RecordParts, RunRecord, RunTotals};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -147,17 +147,20 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
 /// (no outcome yet) or finished. Packed, not rendered (see `RunRecord`).
 fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) {
     let no_outputs = serde_json::Map::new();
-    let record = RunRecord::pack(&RecordParts {
+    let totals = RunTotals {
         status: outcome.map_or(RunStatus::Running, |o| o.status).as_str(),
-        inputs: &run.inputs,
-        user_id: &run.sys.user_id,
-        outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
-        error: outcome.and_then(|o| o.error.as_deref()),
         total_steps: outcome.map_or(0, |o| o.total_steps),
         total_tokens: outcome.map_or(0, |o| o.total_tokens),
         created_at: run.created_at,
         finished_at: outcome.map(|o| o.finished_at),
         elapsed_time: outcome.map_or(0.0, |o| o.elapsed_time),
+    };
+    let record = RunRecord::pack(&RecordParts {
+        totals,
+        inputs: &run.inputs,
+        user_id: &run.sys.user_id,
+        outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
+        error: outcome.and_then(|o| o.error.as_deref()),
     });
     shared.store.put(run.app.app_uuid, run.id, record);
 }
@@ -169,23 +172,24 @@ fn render_record(app: &App, run_id: &str, record: &RunRecord) -> Bytes {
         app_id: app.app_id.clone(),
         workflow_id: app.workflow_id.clone(),
         workflow_run_id: run_id.to_owned(),
-        timestamp: record.created_at,
+        timestamp: record.totals.created_at,
     };
     let user = record.inputs();
     let inputs = pyjson::to_python_json(&events::InputsView { user: &user, sys: &sys, with_timestamp: true });
     let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
+    let totals = record.totals;
     Bytes::from(pyjson::to_flask_json(&events::RunRecordView {
         id: run_id,
         workflow_id: &app.workflow_id,
-        status: record.status,
+        status: totals.status,
         inputs: &inputs,
         outputs: &record.outputs(),
         error: record.error(),
-        total_steps: record.total_steps,
-        total_tokens: record.total_tokens,
-        created_at: record.created_at,
-        finished_at: record.finished_at,
-        elapsed_time: record.elapsed_time,
+        total_steps: totals.total_steps,
+        total_tokens: totals.total_tokens,
+        created_at: totals.created_at,
+        finished_at: totals.finished_at,
+        elapsed_time: totals.elapsed_time,
     }))
 }
 

@@ -23,12 +23,7 @@ use uuid::Uuid;
 /// Run, app and workflow ids are not kept: the key and the app give them.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
-    pub status: &'static str,
-    pub total_steps: u32,
-    pub total_tokens: u64,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub elapsed_time: f64,
+    pub totals: RunTotals,
     /// `inputs JSON | user id | outputs JSON | error`, split at `ends`. Not
     /// shrunk to fit: that was a `realloc` per run.
     text: String,
@@ -36,18 +31,24 @@ pub struct RunRecord {
     has_error: bool,
 }
 
-/// A run's parts as `RunRecord::pack` takes them.
-pub struct RecordParts<'a> {
+/// A run's status and numbers, as its record keeps them.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTotals {
     pub status: &'static str,
-    pub inputs: &'a Map<String, Value>,
-    pub user_id: &'a str,
-    pub outputs: &'a Map<String, Value>,
-    pub error: Option<&'a str>,
     pub total_steps: u32,
     pub total_tokens: u64,
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub elapsed_time: f64,
+}
+
+/// A run's parts as `RunRecord::pack` takes them.
+pub struct RecordParts<'a> {
+    pub totals: RunTotals,
+    pub inputs: &'a Map<String, Value>,
+    pub user_id: &'a str,
+    pub outputs: &'a Map<String, Value>,
+    pub error: Option<&'a str>,
 }
 
 impl RunRecord {
@@ -64,17 +65,7 @@ impl RunRecord {
         text.extend_from_slice(error.as_bytes());
         let text = String::from_utf8(text).expect("JSON and &str are UTF-8");
         let end = |n: usize| u32::try_from(n).expect("a run's text is under the body limit");
-        Self {
-            status: parts.status,
-            total_steps: parts.total_steps,
-            total_tokens: parts.total_tokens,
-            created_at: parts.created_at,
-            finished_at: parts.finished_at,
-            elapsed_time: parts.elapsed_time,
-            text,
-            ends: [end(inputs_end), end(user_end), end(outputs_end)],
-            has_error: parts.error.is_some(),
-        }
+        Self { totals: parts.totals, text, ends: [end(inputs_end), end(user_end), end(outputs_end)], has_error: parts.error.is_some() }
     }
 
     fn inputs_json(&self) -> &str {
@@ -318,18 +309,8 @@ mod tests {
     /// A record whose user id is `user`.
     fn record(status: &'static str, user: &str) -> RunRecord {
         let map = Map::new();
-        RunRecord::pack(&RecordParts {
-            status,
-            inputs: &map,
-            user_id: user,
-            outputs: &map,
-            error: None,
-            total_steps: 0,
-            total_tokens: 0,
-            created_at: 0,
-            finished_at: None,
-            elapsed_time: 0.0,
-        })
+        let totals = RunTotals { status, total_steps: 0, total_tokens: 0, created_at: 0, finished_at: None, elapsed_time: 0.0 };
+        RunRecord::pack(&RecordParts { totals, inputs: &map, user_id: user, outputs: &map, error: None })
     }
 
     #[test]
@@ -337,25 +318,16 @@ mod tests {
         let inputs: Map<String, Value> = serde_json::from_str(r#"{"q":"h\u00e9/\"x","n":1.5,"z":null}"#).unwrap();
         let outputs: Map<String, Value> = serde_json::from_str(r#"{"answer":"a/b","list":[1,{"k":true}]}"#).unwrap();
         for error in [None, Some(""), Some("upstream said: 500 / é")] {
-            let r = RunRecord::pack(&RecordParts {
-                status: "failed",
-                inputs: &inputs,
-                user_id: "usér/1",
-                outputs: &outputs,
-                error,
-                total_steps: 3,
-                total_tokens: 42,
-                created_at: 1,
-                finished_at: Some(2),
-                elapsed_time: 0.25,
-            });
+            let totals =
+                RunTotals { status: "failed", total_steps: 3, total_tokens: 42, created_at: 1, finished_at: Some(2), elapsed_time: 0.25 };
+            let r = RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: "usér/1", outputs: &outputs, error });
             assert_eq!(r.inputs(), inputs);
             // Key order is kept.
             assert_eq!(r.inputs().keys().collect::<Vec<_>>(), ["q", "n", "z"]);
             assert_eq!(r.user_id(), "usér/1");
             assert_eq!(r.outputs(), outputs);
             assert_eq!(r.error(), error);
-            assert_eq!((r.total_steps, r.total_tokens, r.finished_at), (3, 42, Some(2)));
+            assert_eq!((r.totals.total_steps, r.totals.total_tokens, r.totals.finished_at), (3, 42, Some(2)));
         }
     }
 
@@ -367,7 +339,7 @@ mod tests {
         // Reserved, not yet stored.
         assert!(store.get(APP, &id).is_none());
         store.put(APP, uuid, record("running", &id));
-        assert_eq!(store.get(APP, &id).unwrap().status, "running");
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, "running");
         assert!(store.get(OTHER_APP, &id).is_none());
         // Another spelling of the same UUID is another id, as a string compare would say.
         assert!(store.get(APP, &id.to_uppercase()).is_none());
@@ -376,10 +348,10 @@ mod tests {
         // Put again (a run that finished): replaced, not added.
         store.put(APP, uuid, record("succeeded", &id));
         assert_eq!(store.len(), 1);
-        assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, "succeeded");
         // Another app cannot overwrite it either.
         store.put(OTHER_APP, uuid, record("failed", &id));
-        assert_eq!(store.get(APP, &id).unwrap().status, "succeeded");
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, "succeeded");
     }
 
     #[test]
