@@ -146,6 +146,9 @@ pub struct GateArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricVerdict {
     pub metric: &'static str,
+    /// Geometric means over rounds (of each round's geometric mean over its
+    /// slices): `head_mean / base_mean − 1` is `change_pct`, never a sign
+    /// apart from it as arithmetic means could be.
     pub base_mean: f64,
     pub head_mean: f64,
     pub change_pct: f64,
@@ -426,8 +429,8 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
             bail!("round {} measured no {} slices", index + 1, phase.name());
         }
         out.log_ratios.push(crate::stats::mean(&logs));
-        out.base.push(crate::stats::mean(&base));
-        out.head.push(crate::stats::mean(&head));
+        out.base.push(crate::stats::geomean(&base));
+        out.head.push(crate::stats::geomean(&head));
     }
     let mut disturbed = Vec::new();
     for &phase in phases {
@@ -469,8 +472,8 @@ fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<MetricVerdic
         let floor_pct = floor_for(args, metric)?;
         out.push(MetricVerdict {
             metric,
-            base_mean: crate::stats::mean(&rounds.iter().map(|r| r.base[i]).collect::<Vec<_>>()),
-            head_mean: crate::stats::mean(&rounds.iter().map(|r| r.head[i]).collect::<Vec<_>>()),
+            base_mean: crate::stats::geomean(&rounds.iter().map(|r| r.base[i]).collect::<Vec<_>>()),
+            head_mean: crate::stats::geomean(&rounds.iter().map(|r| r.head[i]).collect::<Vec<_>>()),
             change_pct: pct(change.log_mean),
             ci_low_pct: pct(change.log_low),
             ci_high_pct: pct(change.log_high),
@@ -525,7 +528,7 @@ fn render(label: &str, verdicts: &[MetricVerdict], n_rounds: usize, args: &GateA
     }
     let _ = writeln!(
         out,
-        "\n{n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per phase: empty and llm saturating, TTFE at {}/s a side); {:.0} s in all.",
+        "\nbase and head: geometric means over the rounds. {n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per phase: empty and llm saturating, TTFE at {}/s a side); {:.0} s in all.",
         args.slices,
         humantime::format_duration(args.slice),
         args.ttfe_rate,

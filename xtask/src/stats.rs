@@ -24,6 +24,12 @@ pub fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
+/// The geometric mean of positive values: the mean that matches a mean of
+/// log ratios, so GM(head) / GM(base) − 1 is exactly the change those give.
+pub fn geomean(xs: &[f64]) -> f64 {
+    mean(&xs.iter().map(|x| x.ln()).collect::<Vec<_>>()).exp()
+}
+
 pub fn sd(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
         return f64::NAN;
@@ -109,6 +115,23 @@ pub fn bootstrap_log_ratio_of_means(base: &[f64], new: &[f64], resamples: usize,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gate's base and head columns agree with its change column: with
+    /// arithmetic means they could disagree in sign.
+    #[test]
+    fn geometric_means_give_the_change_the_log_ratios_give() {
+        let (base, head) = ([1.0, 10.0], [2.0, 4.0]);
+        let logs: Vec<f64> = base.iter().zip(&head).map(|(b, h): (&f64, &f64)| (h / b).ln()).collect();
+        let change = PairedChange::of(&logs).log_mean.exp() - 1.0;
+        assert!((geomean(&head) / geomean(&base) - 1.0 - change).abs() < 1e-12);
+        assert!(change < 0.0 && mean(&head) < mean(&base) && (change + 0.1056).abs() < 1e-3, "{change}");
+        let (base, head) = ([1.0, 10.0], [3.0, 6.0]);
+        let logs: Vec<f64> = base.iter().zip(&head).map(|(b, h): (&f64, &f64)| (h / b).ln()).collect();
+        let change = PairedChange::of(&logs).log_mean.exp() - 1.0;
+        // Up by the log ratios, down by the arithmetic means; the geometric agree.
+        assert!(change > 0.0 && mean(&head) < mean(&base));
+        assert!((geomean(&head) / geomean(&base) - 1.0 - change).abs() < 1e-12);
+    }
 
     #[test]
     fn paired_interval_matches_a_hand_computation() {
