@@ -27,7 +27,7 @@ pub struct RunRecord {
     /// `inputs JSON | user id | outputs JSON | error`, split at `ends`. Not
     /// shrunk to fit: that was a `realloc` per run.
     text: String,
-    ends: [u32; 3],
+    ends: [usize; 3],
     has_error: bool,
 }
 
@@ -64,24 +64,23 @@ impl RunRecord {
         let outputs_end = text.len();
         text.extend_from_slice(error.as_bytes());
         let text = String::from_utf8(text).expect("JSON and &str are UTF-8");
-        let end = |n: usize| u32::try_from(n).expect("a run's text is under the body limit");
-        Self { totals: parts.totals, text, ends: [end(inputs_end), end(user_end), end(outputs_end)], has_error: parts.error.is_some() }
+        Self { totals: parts.totals, text, ends: [inputs_end, user_end, outputs_end], has_error: parts.error.is_some() }
     }
 
     fn inputs_json(&self) -> &str {
-        &self.text[..self.ends[0] as usize]
+        &self.text[..self.ends[0]]
     }
 
     pub fn user_id(&self) -> &str {
-        &self.text[self.ends[0] as usize..self.ends[1] as usize]
+        &self.text[self.ends[0]..self.ends[1]]
     }
 
     fn outputs_json(&self) -> &str {
-        &self.text[self.ends[1] as usize..self.ends[2] as usize]
+        &self.text[self.ends[1]..self.ends[2]]
     }
 
     pub fn error(&self) -> Option<&str> {
-        self.has_error.then(|| &self.text[self.ends[2] as usize..])
+        self.has_error.then(|| &self.text[self.ends[2]..])
     }
 
     /// The run's user inputs, in declaration order. (They were packed from
