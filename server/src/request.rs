@@ -93,8 +93,9 @@ fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiErro
     }
     // Flask decodes the whole body first: invalid UTF-8 anywhere, even in a
     // field nobody reads, is not JSON. serde skips unread strings unchecked.
-    std::str::from_utf8(body).map_err(|_| ApiError::bad_request())?;
-    serde_json::from_slice(body).map_err(|_| ApiError::bad_request())
+    // Parsing the checked text, serde does not check its strings again.
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request())?;
+    serde_json::from_str(text).map_err(|_| ApiError::bad_request())
 }
 
 /// Dify takes any truthy `user`; a number is used as its text, and zero is
