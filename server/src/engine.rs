@@ -98,22 +98,20 @@ impl Run {
     /// `new`, with the run id the store chose (`RunStore::new_run_id`).
     pub fn with_id(app: Arc<App>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let created_at = unix_now();
-        let id = run_id;
-        let run_id = run_id.to_string();
         Self {
             task_id: uuid::Uuid::new_v4().to_string(),
             sys: SysVars {
                 user_id: user,
                 app_id: app.app_id.clone(),
                 workflow_id: app.workflow_id.clone(),
-                workflow_run_id: run_id,
+                workflow_run_id: run_id.to_string(),
                 timestamp: created_at,
             },
             inputs,
             created_at,
             started: Instant::now(),
             app,
-            id,
+            id: run_id,
         }
     }
 
@@ -270,7 +268,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             self.steps += 1;
             let exec_id = if self.sink.wants_events() { uuid::Uuid::new_v4().to_string() } else { String::new() };
             // Without events, only the LLM node's latency (in its outputs)
-            // reads the clock: 4 reads of ~25 ns saved per Start→End run.
+            // needs the clock; Start and End nodes read none.
             let wants_clock = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
             let node_started_at = if wants_clock { Instant::now() } else { run.started };
             let created_at = if self.sink.wants_events() { unix_now() } else { run.created_at };

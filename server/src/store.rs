@@ -16,10 +16,11 @@ use uuid::Uuid;
 /// What `GET /v1/workflows/run/{id}` answers for one run, packed: the
 /// numbers inline, and the run's own text (its user inputs and outputs as
 /// compact JSON, the user id, the error) in one allocation of about a
-/// hundred bytes. The body is rendered from it on `GET` (`render`), which
-/// is rare, not on every run: rendering at each put (two JSON passes and
-/// a 600-byte body per run) took 24% of the server's CPU on Start→End at
-/// saturation (perf), and 100,000 kept bodies were 60 MB of cold memory.
+/// hundred bytes. The body is rendered from it on `GET`
+/// (`api::render_record`), which is rare, not on every run: rendering at
+/// each put (two JSON passes and a ~600-byte body per run) took 24% of the
+/// server's CPU on Start→End at saturation (perf), and 100,000 kept bodies
+/// of that size are some 60 MB.
 /// Run, app and workflow ids are not kept: the key and the app give them.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -121,10 +122,11 @@ pub trait RunStore: Send + Sync + 'static {
 /// number into the UUID's low bits, masked by a keyed hash of its random
 /// high bits, so ids still look random and a client cannot aim at another
 /// run's slot: a slot answers only for the exact id it was made for. `put`
-/// and `get` go straight to the slot. A hash map keyed by run id cost a
-/// cache miss on every insert and every eviction (1.4 µs of the ~11 the
-/// server spent on a Start→End request with 100,000 runs stored, against
-/// 1,000 stored; side by side with `flowbench ab`). A run still going when
+/// and `get` go straight to the slot. A hash map keyed by run id missed
+/// the cache on every insert and every eviction: a Start→End request cost
+/// 10.7 µs of CPU with 100,000 runs stored and 9.3 µs with 1,000 (each run
+/// `flowbench ab` against the bare handler); the ring brought 10.7 to 9.6.
+/// A run still going when
 /// its slot is taken (100,000 newer runs began meanwhile) keeps no record.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,

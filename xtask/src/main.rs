@@ -190,12 +190,14 @@ fn fuzz(root: &Path, target: &str, time: std::time::Duration) -> anyhow::Result<
 /// The gungraun-runner version the `gungraun` crate needs.
 const GUNGRAUN_RUNNER: &str = "0.20.0";
 
+/// The criterion benches, run once each by `cargo xtask test`: every
+/// `[[bench]]` of benches/Cargo.toml but the instruction counts (a test
+/// keeps the two lists the same).
+const CRITERION_BENCHES: [&str; 5] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration"];
+
 /// The tests, then every criterion bench once (`--test`) so none rots, then
 /// the instruction counts under valgrind (installing gungraun-runner first
 /// when it is missing, so this works on a fresh machine).
-/// The criterion benches, run once each by `cargo xtask test`.
-const CRITERION_BENCHES: [&str; 5] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration"];
-
 fn test(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["test", "--workspace"])?;
     let mut once = vec!["bench", "--package", "benches"];
@@ -245,4 +247,21 @@ fn exec(mut command: Command) -> anyhow::Result<()> {
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ sits in the workspace").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A bench added to benches/Cargo.toml is run by `cargo xtask test` too.
+    #[test]
+    fn every_criterion_bench_is_run_once() {
+        let manifest = include_str!("../../benches/Cargo.toml");
+        let names: Vec<&str> = manifest
+            .split("[[bench]]")
+            .skip(1)
+            .filter_map(|bench| bench.lines().find_map(|l| l.trim().strip_prefix("name = ")))
+            .map(|name| name.trim_matches('"'))
+            .filter(|name| *name != "instructions")
+            .collect();
+        assert_eq!(names, super::CRITERION_BENCHES);
+    }
 }
