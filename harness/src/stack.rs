@@ -31,12 +31,21 @@ pub struct StackOptions {
     pub limits: Limits,
     /// Per-app cap on concurrent runs (429 above); `None`: no cap.
     pub max_concurrent_runs: Option<usize>,
+    /// The server's `busy_poll` (server/src/busy_poll.rs).
+    pub busy_poll: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
-        Self { script: Script::default(), server_addr: loopback, mock_addr: loopback, limits: Limits::default(), max_concurrent_runs: None }
+        Self {
+            script: Script::default(),
+            server_addr: loopback,
+            mock_addr: loopback,
+            limits: Limits::default(),
+            max_concurrent_runs: None,
+            busy_poll: false,
+        }
     }
 }
 
@@ -67,7 +76,7 @@ impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         let mock = MockLlm::start(options.script, options.mock_addr).await?;
         let root = workspace_root();
-        let mut config = Config { listen: options.server_addr, limits: options.limits, ..Config::default() };
+        let mut config = Config { listen: options.server_addr, limits: options.limits, busy_poll: options.busy_poll, ..Config::default() };
         config.provider.base_url = mock.base_url();
         config.provider.api_key = "sk-flowbench-mock".to_owned();
         let mut apps = BTreeMap::new();

@@ -362,14 +362,17 @@ struct LiveRun {
 
 impl LiveRun {
     fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>) -> Self {
-        state.shared.stats.runs_started.fetch_add(1, Ordering::Relaxed);
+        state.shared.stats.runs_started.fetch_add(1, Ordering::SeqCst);
+        if let Some(poll) = &state.shared.busy_poll {
+            poll.run_started();
+        }
         Self { state: state.clone(), _permit: permit }
     }
 }
 
 impl Drop for LiveRun {
     fn drop(&mut self) {
-        self.state.shared.stats.runs_finished.fetch_add(1, Ordering::Relaxed);
+        self.state.shared.stats.runs_finished.fetch_add(1, Ordering::SeqCst);
     }
 }
 

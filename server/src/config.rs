@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:5001"
+//! busy_poll = false     # optional; see busy_poll.rs
 //! [provider]
 //! base_url = "http://127.0.0.1:5004/v1"
 //! api_key = "sk-mock"
@@ -59,6 +60,11 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// While any run is live, the workers poll instead of sleeping: less
+    /// latency per relayed event, a worker's CPU spent while idle
+    /// (`busy_poll.rs`). Off by default.
+    #[serde(default)]
+    pub busy_poll: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,7 +145,13 @@ pub struct AppConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { listen: default_listen(), provider: ProviderConfig::default(), limits: Limits::default(), apps: Vec::new() }
+        Self {
+            listen: default_listen(),
+            provider: ProviderConfig::default(),
+            limits: Limits::default(),
+            apps: Vec::new(),
+            busy_poll: false,
+        }
     }
 }
 

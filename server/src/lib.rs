@@ -7,6 +7,7 @@
 //! `text_chunk` events, one per upstream delta, as soon as it arrives.
 
 pub mod api;
+mod busy_poll;
 pub mod config;
 pub mod conn;
 pub mod dsl;
@@ -43,6 +44,20 @@ pub async fn serve(
         drain_state.shared.limits.stalled_client_timeout,
         drain_state.shared.stats.connections_stalled_closed.clone(),
     );
+    // With busy polling, one poller per worker thread, for as long as this
+    // serves (the guard stops them however `serve` returns).
+    let _pollers = drain_state.shared.busy_poll.as_ref().map(|_| {
+        let pollers = tokio_util::sync::CancellationToken::new();
+        for _ in 0..tokio::runtime::Handle::current().metrics().num_workers() {
+            let (state, pollers) = (drain_state.clone(), pollers.clone());
+            tokio::spawn(async move {
+                let shared = &state.shared;
+                let Some(poll) = &shared.busy_poll else { return };
+                poll.poll(|| busy_poll::live(&shared.stats.runs_started, &shared.stats.runs_finished), pollers).await;
+            });
+        }
+        pollers.drop_guard()
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         stop_serving.cancel();

@@ -62,6 +62,12 @@ struct Cli {
     /// Threads of the server's runtime [default: one per core].
     #[arg(long, env = "FLOWBENCH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    /// While any run is live, the worker threads poll their sockets instead
+    /// of sleeping: less latency per relayed event, for a worker's CPU each
+    /// while runs are live. Best with the server on cores of its own and
+    /// --worker-threads set to their number.
+    #[arg(long, env = "FLOWBENCH_BUSY_POLL")]
+    busy_poll: bool,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -98,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         app.max_concurrent_runs = cli.max_concurrent_runs;
         config.apps.push(app);
     }
+    config.busy_poll |= cli.busy_poll;
     if let Some(limit) = cli.stalled_client_timeout {
         config.limits.stalled_client_timeout = limit;
     }

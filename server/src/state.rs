@@ -3,6 +3,7 @@
 //! upstream client, the run store, the running tasks and the counters.
 //! Nothing in it is behind a global lock.
 
+use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ConfigError, Limits};
 use crate::dsl::{self, NodeKind, Workflow};
 use crate::llm::{Provider, ProviderSettings};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     /// Cancelled when shutdown's grace period ends: stops every run.
     pub shutdown: CancellationToken,
+    /// `Some` with `--busy-poll`: the pollers each starting run wakes.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 /// One served app.
@@ -115,6 +118,7 @@ impl AppState {
             stats: Stats::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            busy_poll: config.busy_poll.then(BusyPoll::default),
         };
         Ok(Self { shared: Arc::new(shared) })
     }
@@ -131,10 +135,11 @@ impl AppState {
 
     pub fn stats(&self) -> StatsSnapshot {
         let s = &self.shared.stats;
+        let live_runs = crate::busy_poll::live(&s.runs_started, &s.runs_finished);
         let started = s.runs_started.load(Ordering::Relaxed);
         let finished = s.runs_finished.load(Ordering::Relaxed);
         StatsSnapshot {
-            live_runs: started.saturating_sub(finished),
+            live_runs,
             runs_started: started,
             runs_finished: finished,
             runs_client_gone: s.runs_client_gone.load(Ordering::Relaxed),

@@ -2,7 +2,7 @@
 //! stream (one `text_chunk` per delta), and every upstream failure ending the
 //! run `failed` in Dify's shapes, never hanging.
 
-use crate::support::{Reply, TestClient, eventually, llm_config, spawn_server, spawn_stack_with};
+use crate::support::{Reply, TestClient, eventually, fast_script, llm_config, spawn_server, spawn_stack_with};
 use harness::{Fault, Script, StackOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -62,6 +62,31 @@ async fn sends_the_rendered_prompt_and_relays_each_delta() {
     assert_eq!(finished["data"]["outputs"]["answer"], "Hello \"w\"orld");
     stop.cancel();
     upstream.verify().await;
+}
+
+/// With busy polling the relay is the same: every stream whole, live runs
+/// back to zero after each round (the pollers park, and the next round's
+/// runs wake them), and the stack shuts down with its pollers running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_relays_every_stream_whole() {
+    let stack = spawn_stack_with(StackOptions { script: fast_script(), busy_poll: true, ..StackOptions::default() }).await;
+    let client = TestClient::for_stack(&stack);
+    let key = stack.api_key("llm");
+    let (ml, ai) = (streaming("What is ML?"), streaming("What is AI?"));
+    for round in 0..3 {
+        let (a, b) = tokio::join!(client.run(key, &ml), client.run(key, &ai));
+        for reply in [a, b] {
+            let events = events(&reply);
+            let text: String = events.iter().filter(|e| e["event"] == "text_chunk").map(|e| e["data"]["text"].as_str().unwrap()).collect();
+            let llm_done = events.iter().find(|e| e["event"] == "node_finished" && e["data"]["node_type"] == "llm").unwrap();
+            assert!(!text.is_empty(), "round {round}: no text");
+            assert_eq!(llm_done["data"]["outputs"]["text"], text.as_str(), "round {round}");
+            assert_eq!(events.last().unwrap()["data"]["status"], "succeeded", "round {round}");
+        }
+        let state = &stack.state;
+        eventually("live runs return to zero", Duration::from_secs(10), || state.stats().live_runs == 0).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), stack.shutdown()).await.expect("the stack stops").unwrap();
 }
 
 /// Each fault script, with the error text the run must end with.
