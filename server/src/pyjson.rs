@@ -20,7 +20,9 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Compact JSON with `/` escaped as `\/`, as Flask-RESTx writes error and
 /// record bodies, plus its trailing newline.
 pub fn to_flask_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let compact = serde_json::to_vec(value).expect("serialize to Vec");
+    let mut compact = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut compact, CompactPythonFloats);
+    value.serialize(&mut ser).expect("serialize to Vec");
     let mut out = Vec::with_capacity(compact.len() + 8);
     for &b in &compact {
         // `/` can only occur inside strings in JSON text.
@@ -66,9 +68,69 @@ pub fn truncated_repr(value: &Value) -> String {
     format!("{head}...{tail}")
 }
 
+/// Writes `v` as Python's `repr(float)`: the shortest digits that read
+/// back as `v` (as serde_json's), but in exponent form exactly when the
+/// decimal exponent is below −4 or above 15, with a sign and at least two
+/// exponent digits (`8e-06`, `1e+16`, `0.0001`, `100.0`), where serde_json
+/// writes `8e-6`, `1e16` and `0.00001`. Non-finite values, which JSON
+/// lacks, stay `null` as serde_json writes them.
+fn write_python_float<W: ?Sized + io::Write>(writer: &mut W, v: f64) -> io::Result<()> {
+    if !v.is_finite() {
+        return writer.write_all(b"null");
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` writes an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent");
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // The value is 0.DIGITS × 10^point.
+    let point = exp + 1;
+    let mut out = String::with_capacity(digits.len() + 8);
+    out.push_str(sign);
+    if (-3..=16).contains(&point) {
+        let n = digits.len() as i32;
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.push_str(&digits);
+        } else if point >= n {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', (point - n) as usize));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..point as usize]);
+            out.push('.');
+            out.push_str(&digits[point as usize..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = point - 1;
+        out.push_str(&format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs()));
+    }
+    writer.write_all(out.as_bytes())
+}
+
+/// serde_json's compact output, with Python's floats.
+struct CompactPythonFloats;
+
+impl serde_json::ser::Formatter for CompactPythonFloats {
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        write_python_float(writer, value)
+    }
+}
+
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        write_python_float(writer, value)
+    }
+
     fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
         if first { Ok(()) } else { writer.write_all(b", ") }
     }
@@ -161,6 +223,37 @@ mod tests {
     fn python_dumps_separators_and_ascii() {
         let v = json!({"a": [1, "é", null], "b": {"c": 0.5}});
         assert_eq!(String::from_utf8(to_python_json(&v)).unwrap(), r#"{"a": [1, "\u00e9", null], "b": {"c": 0.5}}"#);
+    }
+
+    /// What CPython 3.12 prints for `repr(x)` (and so `json.dumps(x)`).
+    #[test]
+    fn floats_are_written_as_python_writes_them() {
+        let cases = [
+            (8e-6, "8e-06"),
+            (8.6e-5, "8.6e-05"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.000123, "0.000123"),
+            (0.023748, "0.023748"),
+            (0.1, "0.1"),
+            (1.5, "1.5"),
+            (100.0, "100.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (-2.5e-7, "-2.5e-07"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (1e16, "1e+16"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ];
+        for (value, python) in cases {
+            let mut out = Vec::new();
+            write_python_float(&mut out, value).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), python, "{value:e}");
+        }
+        assert_eq!(String::from_utf8(to_python_json(&json!({"e": 8e-6}))).unwrap(), r#"{"e": 8e-06}"#);
+        assert_eq!(String::from_utf8(to_flask_json(&json!({"e": 8e-6}))).unwrap(), "{\"e\":8e-06}\n");
     }
 
     #[test]
