@@ -78,41 +78,42 @@ fn write_python_float<W: ?Sized + io::Write>(writer: &mut W, v: f64) -> io::Resu
     if !v.is_finite() {
         return writer.write_all(b"null");
     }
-    // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` writes an exponent");
-    let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent");
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    // The value is 0.DIGITS × 10^point.
-    let point = exp + 1;
-    let mut out = String::with_capacity(digits.len() + 8);
-    out.push_str(sign);
-    if (-3..=16).contains(&point) {
-        let n = digits.len() as i32;
-        if point <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', (-point) as usize));
-            out.push_str(&digits);
-        } else if point >= n {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', (point - n) as usize));
-            out.push_str(".0");
-        } else {
-            out.push_str(&digits[..point as usize]);
-            out.push('.');
-            out.push_str(&digits[point as usize..]);
+    // ryu (serde_json's own) gives the shortest digits, in fixed form for
+    // a decimal point at −4 to 16 (`0.000086`, `1.5`, `100.0`), in exponent
+    // form otherwise (`8e-6`, `1.5e300`, `1e16`). Python agrees on all but
+    // the exponent's spelling and the point at −4, which it writes in
+    // exponent form (`8.6e-05`). All on the stack: this runs per answer.
+    let mut ryu = ryu::Buffer::new();
+    let text = ryu.format_finite(v).as_bytes();
+    let (sign, unsigned) = match text.split_first() {
+        Some((b'-', rest)) => (&b"-"[..], rest),
+        _ => (&b""[..], text),
+    };
+    if let Some(e) = unsigned.iter().position(|&b| b == b'e') {
+        let (mantissa, exp) = (&unsigned[..e], &unsigned[e + 1..]);
+        let (exp_sign, exp_digits) = match exp.split_first() {
+            Some((b'-', rest)) => (b'-', rest),
+            _ => (b'+', exp),
+        };
+        writer.write_all(sign)?;
+        writer.write_all(mantissa)?;
+        writer.write_all(&[b'e', exp_sign])?;
+        if exp_digits.len() < 2 {
+            writer.write_all(b"0")?;
         }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let e = point - 1;
-        out.push_str(&format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs()));
+        return writer.write_all(exp_digits);
     }
-    writer.write_all(out.as_bytes())
+    if let Some(digits) = unsigned.strip_prefix(b"0.0000") {
+        // 0.0000ddd: Python's d.dde-05.
+        writer.write_all(sign)?;
+        writer.write_all(&digits[..1])?;
+        if digits.len() > 1 {
+            writer.write_all(b".")?;
+            writer.write_all(&digits[1..])?;
+        }
+        return writer.write_all(b"e-05");
+    }
+    writer.write_all(text)
 }
 
 /// serde_json's compact output, with Python's floats.
@@ -232,6 +233,8 @@ mod tests {
             (8e-6, "8e-06"),
             (8.6e-5, "8.6e-05"),
             (1e-5, "1e-05"),
+            (0.00001234, "1.234e-05"),
+            (-0.00005, "-5e-05"),
             (0.0001, "0.0001"),
             (0.000123, "0.000123"),
             (0.023748, "0.023748"),
