@@ -95,7 +95,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     // malloc serves from its thread cache (see `run_workflow`).
     let outcome = Box::pin(engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown)).await;
     let ids = run.ids();
-    let body = pyjson::to_python_json(&events::BlockingResponse {
+    let body = events::BlockingResponse {
         task_id: ids.task_id,
         workflow_run_id: ids.run_id,
         data: events::RunSummary {
@@ -110,7 +110,8 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
             created_at: run.created_at,
             finished_at: outcome.finished_at,
         },
-    });
+    }
+    .to_python_json();
     store_run(&state.shared, &run, Some(&outcome));
     drop(live);
     response(StatusCode::OK, Body::from(body), "application/json; charset=utf-8")

@@ -17,6 +17,24 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Appends `value` to `out` as `to_python_json` writes it.
+pub(crate) fn append_python_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
+    value.serialize(&mut ser).expect("serialize to Vec");
+}
+
+/// Appends `s` as a Python JSON string; text that needs no escape (ids,
+/// statuses: printable ASCII without `"` or `\`) is copied as it is.
+pub(crate) fn append_python_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        append_python_json(out, s);
+    }
+}
+
 /// Compact JSON with `/` escaped as `\/`, as Flask-RESTx writes error and
 /// record bodies, plus its trailing newline.
 pub fn to_flask_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -74,7 +92,7 @@ pub fn truncated_repr(value: &Value) -> String {
 /// exponent digits (`8e-06`, `1e+16`, `0.0001`, `100.0`), where serde_json
 /// writes `8e-6`, `1e16` and `0.00001`. Non-finite values, which JSON
 /// lacks, stay `null` as serde_json writes them.
-fn write_python_float<W: ?Sized + io::Write>(writer: &mut W, v: f64) -> io::Result<()> {
+pub(crate) fn write_python_float<W: ?Sized + io::Write>(writer: &mut W, v: f64) -> io::Result<()> {
     if !v.is_finite() {
         return writer.write_all(b"null");
     }
