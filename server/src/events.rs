@@ -197,16 +197,17 @@ impl BlockingResponse<'_> {
         let d = &self.data;
         let mut out = Vec::with_capacity(320);
         let mut int = itoa::Buffer::new();
-        out.extend_from_slice(b"{\"task_id\": ");
-        append_python_str(&mut out, self.task_id);
-        out.extend_from_slice(b", \"workflow_run_id\": ");
-        append_python_str(&mut out, self.workflow_run_id);
-        out.extend_from_slice(b", \"data\": {\"id\": ");
-        append_python_str(&mut out, d.id);
-        out.extend_from_slice(b", \"workflow_id\": ");
-        append_python_str(&mut out, d.workflow_id);
-        out.extend_from_slice(b", \"status\": ");
-        append_python_str(&mut out, d.status);
+        let strings: [(&[u8], &str); 5] = [
+            (b"{\"task_id\": ", self.task_id),
+            (b", \"workflow_run_id\": ", self.workflow_run_id),
+            (b", \"data\": {\"id\": ", d.id),
+            (b", \"workflow_id\": ", d.workflow_id),
+            (b", \"status\": ", d.status),
+        ];
+        for (key, value) in strings {
+            out.extend_from_slice(key);
+            append_python_str(&mut out, value);
+        }
         out.extend_from_slice(b", \"outputs\": ");
         append_python_json(&mut out, d.outputs);
         out.extend_from_slice(b", \"error\": ");
@@ -216,14 +217,16 @@ impl BlockingResponse<'_> {
         }
         out.extend_from_slice(b", \"elapsed_time\": ");
         write_python_float(&mut out, d.elapsed_time).expect("write to Vec");
-        out.extend_from_slice(b", \"total_tokens\": ");
-        out.extend_from_slice(int.format(d.total_tokens).as_bytes());
-        out.extend_from_slice(b", \"total_steps\": ");
-        out.extend_from_slice(int.format(d.total_steps).as_bytes());
-        out.extend_from_slice(b", \"created_at\": ");
-        out.extend_from_slice(int.format(d.created_at).as_bytes());
-        out.extend_from_slice(b", \"finished_at\": ");
-        out.extend_from_slice(int.format(d.finished_at).as_bytes());
+        let counts: [(&[u8], u64); 2] = [(b", \"total_tokens\": ", d.total_tokens), (b", \"total_steps\": ", u64::from(d.total_steps))];
+        for (key, n) in counts {
+            out.extend_from_slice(key);
+            out.extend_from_slice(int.format(n).as_bytes());
+        }
+        let times: [(&[u8], i64); 2] = [(b", \"created_at\": ", d.created_at), (b", \"finished_at\": ", d.finished_at)];
+        for (key, t) in times {
+            out.extend_from_slice(key);
+            out.extend_from_slice(int.format(t).as_bytes());
+        }
         out.extend_from_slice(b"}}");
         out
     }
