@@ -363,6 +363,7 @@ struct LiveRun {
 
 impl LiveRun {
     fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>) -> Self {
+        // SeqCst, as the busy pollers' parking needs (busy_poll.rs).
         state.shared.stats.runs_started.fetch_add(1, Ordering::SeqCst);
         if let Some(poll) = &state.shared.busy_poll {
             poll.run_started();

@@ -8,7 +8,7 @@
 //! live, even with nothing to do. When no run is live the tasks sleep, and
 //! the next run to start wakes them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -56,17 +56,12 @@ impl BusyPoll {
     }
 }
 
-/// Runs live: started minus finished, read in the order that never
-/// underflows.
-pub(crate) fn live(started: &AtomicU64, finished: &AtomicU64) -> u64 {
-    let finished = finished.load(Ordering::SeqCst);
-    started.load(Ordering::SeqCst).saturating_sub(finished)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Stats;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
     use std::time::Duration;
 
     /// Waits (up to 5 s) until `cond` holds.
@@ -83,17 +78,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pollers_spin_only_while_a_run_is_live() {
         let poll = Arc::new(BusyPoll::default());
-        let started = Arc::new(AtomicU64::new(0));
-        let finished = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(Stats::default());
         let spins = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let poller = {
-            let (poll, started, finished, spins, stop) = (poll.clone(), started.clone(), finished.clone(), spins.clone(), stop.clone());
+            let (poll, stats, spins, stop) = (poll.clone(), stats.clone(), spins.clone(), stop.clone());
             tokio::spawn(async move {
                 poll.poll(
                     || {
                         spins.fetch_add(1, Ordering::SeqCst);
-                        live(&started, &finished)
+                        stats.live_runs()
                     },
                     stop,
                 )
@@ -106,11 +100,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(spins.load(Ordering::SeqCst), idle, "a sleeping poller does not spin");
         // A run starts: the poller wakes and spins.
-        started.fetch_add(1, Ordering::SeqCst);
+        stats.runs_started.fetch_add(1, Ordering::SeqCst);
         poll.run_started();
         eventually("a live run keeps the poller spinning", || spins.load(Ordering::SeqCst) > idle + 1000).await;
         // The run ends: the poller parks again.
-        finished.fetch_add(1, Ordering::SeqCst);
+        stats.runs_finished.fetch_add(1, Ordering::SeqCst);
         eventually("the poller sleeps once no run is live", || poll.parked.load(Ordering::SeqCst)).await;
         let parked = spins.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -272,21 +272,20 @@ impl<'a, S: Sink> Exec<'a, S> {
         }
         let mut workflow_outputs = Map::new();
         for node in &run.app.workflow.nodes {
-            // A stop is seen between nodes. Not before a blocking run's
-            // Start or End node, which waits on nothing and takes
-            // microseconds: `is_cancelled` locks the token's mutex, and a
-            // blocking run's token is the server's shutdown token, shared
-            // by every thread (0.5% of a Start→End request, perf).
-            let may_wait = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
-            if may_wait && self.stop.is_cancelled() {
+            // A blocking run's Start and End nodes wait on nothing and take
+            // microseconds: they read no clock (only the LLM node's latency,
+            // in its outputs, needs one) and check for no stop, since
+            // `is_cancelled` locks the token's mutex and a blocking run's
+            // token is the server's shutdown token, shared by every thread
+            // (0.5% of a Start→End request, perf). A stop is seen before
+            // any other node.
+            let timed = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
+            if timed && self.stop.is_cancelled() {
                 return Err(End::Stopped);
             }
             self.steps += 1;
             let exec_id = if self.sink.wants_events() { uuid::Uuid::new_v4().to_string() } else { String::new() };
-            // Without events, only the LLM node's latency (in its outputs)
-            // needs the clock; Start and End nodes read none.
-            let wants_clock = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
-            let node_started_at = if wants_clock { Instant::now() } else { run.started };
+            let node_started_at = if timed { Instant::now() } else { run.started };
             let created_at = if self.sink.wants_events() { unix_now() } else { run.created_at };
             if self.sink.wants_events() {
                 let started = NodeStarted {

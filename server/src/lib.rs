@@ -53,7 +53,7 @@ pub async fn serve(
             tokio::spawn(async move {
                 let shared = &state.shared;
                 let Some(poll) = &shared.busy_poll else { return };
-                poll.poll(|| busy_poll::live(&shared.stats.runs_started, &shared.stats.runs_finished), pollers).await;
+                poll.poll(|| shared.stats.live_runs(), pollers).await;
             });
         }
         pollers.drop_guard()

@@ -67,6 +67,14 @@ pub struct Stats {
     pub connections_stalled_closed: Arc<AtomicU64>,
 }
 
+impl Stats {
+    /// Runs live now: started minus finished.
+    pub fn live_runs(&self) -> u64 {
+        let finished = self.runs_finished.load(Ordering::SeqCst);
+        self.runs_started.load(Ordering::SeqCst).saturating_sub(finished)
+    }
+}
+
 /// A snapshot of `Stats`.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
@@ -135,11 +143,11 @@ impl AppState {
 
     pub fn stats(&self) -> StatsSnapshot {
         let s = &self.shared.stats;
-        let live_runs = crate::busy_poll::live(&s.runs_started, &s.runs_finished);
-        let started = s.runs_started.load(Ordering::Relaxed);
-        let finished = s.runs_finished.load(Ordering::Relaxed);
+        // Finished first: a run counted there was counted started before.
+        let finished = s.runs_finished.load(Ordering::SeqCst);
+        let started = s.runs_started.load(Ordering::SeqCst);
         StatsSnapshot {
-            live_runs,
+            live_runs: started.saturating_sub(finished),
             runs_started: started,
             runs_finished: finished,
             runs_client_gone: s.runs_client_gone.load(Ordering::Relaxed),

@@ -64,9 +64,10 @@ async fn sends_the_rendered_prompt_and_relays_each_delta() {
     upstream.verify().await;
 }
 
-/// With busy polling the relay is the same: every stream whole, live runs
-/// back to zero after each round (the pollers park, and the next round's
-/// runs wake them), and the stack shuts down with its pollers running.
+/// With busy polling the relay is the same: every stream whole over three
+/// rounds with idle gaps between them, live runs back to zero after each,
+/// and the stack shuts down with its pollers running. (That pollers park
+/// and wake is `busy_poll.rs`'s unit test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_relays_every_stream_whole() {
     let stack = spawn_stack_with(StackOptions { script: fast_script(), busy_poll: true, ..StackOptions::default() }).await;
