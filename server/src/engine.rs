@@ -81,7 +81,10 @@ pub struct Run {
     /// `sys.workflow_run_id` as a UUID, as the run store keys it.
     pub id: uuid::Uuid,
     pub task_id: String,
-    pub sys: SysVars,
+    /// `sys.user_id`.
+    pub user_id: String,
+    /// `sys.workflow_run_id`: `id`, written out.
+    run_id: String,
     /// Every start variable, in declaration order (missing optional ones null).
     pub inputs: Map<String, Value>,
     pub created_at: i64,
@@ -104,13 +107,8 @@ impl Run {
         let created_at = started_wall.as_secs() as i64;
         Self {
             task_id: uuid::Uuid::new_v4().to_string(),
-            sys: SysVars {
-                user_id: user,
-                app_id: app.app_id.clone(),
-                workflow_id: app.workflow_id.clone(),
-                workflow_run_id: run_id.to_string(),
-                timestamp: created_at,
-            },
+            user_id: user,
+            run_id: run_id.to_string(),
             inputs,
             created_at,
             started: Instant::now(),
@@ -121,17 +119,28 @@ impl Run {
     }
 
     pub fn run_id(&self) -> &str {
-        &self.sys.workflow_run_id
+        &self.run_id
+    }
+
+    /// The run's `sys.*` variables.
+    pub fn sys(&self) -> SysVars<'_> {
+        SysVars {
+            user_id: &self.user_id,
+            app_id: &self.app.app_id,
+            workflow_id: &self.app.workflow_id,
+            workflow_run_id: &self.run_id,
+            timestamp: self.created_at,
+        }
     }
 
     /// The end user's id as Dify reports it in `created_by.id`: stable per
     /// app and user. Only streams show it, so only they compute it.
     pub fn end_user_id(&self) -> String {
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{}", self.sys.app_id, self.sys.user_id).as_bytes()).to_string()
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}:{}", self.app.app_id, self.user_id).as_bytes()).to_string()
     }
 
     pub fn ids(&self) -> RunIds<'_> {
-        RunIds { run_id: &self.sys.workflow_run_id, task_id: &self.task_id }
+        RunIds { run_id: &self.run_id, task_id: &self.task_id }
     }
 }
 
@@ -173,14 +182,14 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
         let end_user_id = run.end_user_id();
         let finished = events::WorkflowFinished {
             id: run.run_id(),
-            workflow_id: &run.sys.workflow_id,
+            workflow_id: &run.app.workflow_id,
             status: outcome.status.as_str(),
             outputs: &outcome.outputs,
             error: outcome.error.as_deref(),
             elapsed_time: outcome.elapsed_time,
             total_tokens: outcome.total_tokens,
             total_steps: outcome.total_steps,
-            created_by: events::CreatedBy { id: &end_user_id, user: &run.sys.user_id },
+            created_by: events::CreatedBy { id: &end_user_id, user: &run.user_id },
             created_at: run.created_at,
             finished_at: outcome.finished_at,
             exceptions_count: 0,
@@ -263,8 +272,8 @@ impl<'a, S: Sink> Exec<'a, S> {
         if self.sink.wants_events() {
             let started = events::WorkflowStarted {
                 id: run.run_id(),
-                workflow_id: &run.sys.workflow_id,
-                inputs: InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: false },
+                workflow_id: &run.app.workflow_id,
+                inputs: InputsView { user: &run.inputs, sys: run.sys(), with_timestamp: false },
                 created_at: run.created_at,
                 reason: "initial",
             };
@@ -310,7 +319,7 @@ impl<'a, S: Sink> Exec<'a, S> {
                 NodeKind::Start { .. } => {
                     self.done.push(&node.id);
                     self.flush_plan(None).await?;
-                    let view = || InputsView { user: &run.inputs, sys: &run.sys, with_timestamp: true };
+                    let view = || InputsView { user: &run.inputs, sys: run.sys(), with_timestamp: true };
                     self.node_finished(&finish, view(), EmptyObject, view(), None::<()>, None).await?;
                 }
                 // Boxed: the LLM node's state is most of a run's future, and a
@@ -342,7 +351,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             messages,
             stream: true,
             stream_options: StreamOptions { include_usage: true },
-            user: &self.run.sys.user_id,
+            user: &self.run.user_id,
             params: &llm.completion_params,
         };
         let body = serde_json::to_vec(&request).expect("serialize to Vec");
@@ -454,7 +463,7 @@ impl<'a, S: Sink> Exec<'a, S> {
     /// A variable's value, or `None` while its node has not finished.
     fn lookup(&self, sel: &Selector) -> Option<Value> {
         if sel.is_sys() {
-            return Some(self.run.sys.get(&sel.var));
+            return Some(self.run.sys().get(&sel.var));
         }
         if !self.done.contains(&sel.node_id.as_str()) {
             return None;

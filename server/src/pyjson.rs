@@ -26,13 +26,25 @@ pub(crate) fn append_python_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value
 /// Appends `s` as a Python JSON string; text that needs no escape (ids,
 /// statuses: printable ASCII without `"` or `\`) is copied as it is.
 pub(crate) fn append_python_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+    if needs_no_escape(s) {
+        append_plain_str(out, s);
     } else {
         append_python_json(out, s);
     }
+}
+
+/// Appends `s`, which the server wrote itself and needs no escape (a UUID,
+/// a status), in quotes, unchecked.
+pub(crate) fn append_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(needs_no_escape(s), "{s:?} needs escapes");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// Compact JSON with `/` escaped as `\/`, as Flask-RESTx writes error and
