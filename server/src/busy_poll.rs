@@ -6,7 +6,10 @@
 //! largest part of what the relay adds to a paced event (README.md, "Relay
 //! latency"). The price is CPU: the workers run flat out while a run is
 //! live, even with nothing to do. When no run is live the tasks sleep, and
-//! the next run to start wakes them.
+//! the next run to start wakes them. Each turn also yields the thread
+//! (`sched_yield`), so another process on the same core is not starved: a
+//! client on the server's core measured a p99 of 3.8 ms without it, 1.1 ms
+//! with it (README.md, "Relay latency").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
@@ -51,6 +54,8 @@ impl BusyPoll {
                     }
                 }
             }
+            // Lets any other runnable thread on this core go first (sched_yield).
+            std::thread::yield_now();
             tokio::task::yield_now().await;
         }
     }
