@@ -4,6 +4,7 @@
 //! ```toml
 //! listen = "127.0.0.1:5001"
 //! busy_poll = false     # optional; see busy_poll.rs
+//! busy_poll_window = "100ms"   # optional: polling goes on this long after the last upstream read
 //! [provider]
 //! base_url = "http://127.0.0.1:5004/v1"
 //! api_key = "sk-mock"
@@ -46,6 +47,8 @@ pub enum ConfigError {
     Provider(String),
     #[error("limits: {0}")]
     Limits(String),
+    #[error("busy_poll_window must be above zero")]
+    BusyPollWindow,
 }
 
 /// The whole server configuration.
@@ -60,11 +63,19 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
-    /// While any run is live, the workers poll instead of sleeping: less
-    /// latency per relayed event, a worker's CPU spent while idle
-    /// (`busy_poll.rs`). Off by default.
+    /// While runs are live and their upstreams sending, the workers poll
+    /// instead of sleeping: less latency per relayed event, a worker's CPU
+    /// spent meanwhile (`busy_poll.rs`). Off by default.
     #[serde(default)]
     pub busy_poll: bool,
+    /// With `busy_poll`: how long the workers keep polling after the last
+    /// run start or upstream read; then they sleep until the next.
+    #[serde(default = "default_busy_poll_window", with = "humantime_serde")]
+    pub busy_poll_window: Duration,
+}
+
+fn default_busy_poll_window() -> Duration {
+    Duration::from_millis(100)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +162,7 @@ impl Default for Config {
             limits: Limits::default(),
             apps: Vec::new(),
             busy_poll: false,
+            busy_poll_window: default_busy_poll_window(),
         }
     }
 }
@@ -186,6 +198,9 @@ impl Config {
         }
         if limits.stalled_client_timeout.is_zero() {
             return Err(ConfigError::Limits("stalled_client_timeout must be above zero".into()));
+        }
+        if self.busy_poll_window.is_zero() {
+            return Err(ConfigError::BusyPollWindow);
         }
         let mut keys = std::collections::HashSet::new();
         for app in &self.apps {
@@ -227,7 +242,15 @@ mod tests {
         assert_eq!(config.limits.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(config.apps[0].workflow, dir.join("w.yml"));
         assert_eq!(config.apps[0].max_concurrent_runs, Some(3));
+        assert_eq!(config.busy_poll_window, Duration::from_millis(100), "the default");
         config.validate().unwrap();
+        std::fs::write(&path, "busy_poll = true\nbusy_poll_window = \"5ms\"\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert!(config.busy_poll);
+        assert_eq!(config.busy_poll_window, Duration::from_millis(5));
+        std::fs::write(&path, "busy_poll_window = \"0s\"\n").unwrap();
+        let error = Config::from_file(&path).unwrap().validate().unwrap_err().to_string();
+        assert!(error.contains("busy_poll_window"), "{error}");
         std::fs::write(&path, "[limits]\nmax_body_byte = 1\n").unwrap();
         let error = Config::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("server.toml"), "{error}");

@@ -5,6 +5,7 @@
 //! Every failure (connect, status, timeout, cut or malformed stream) is an
 //! `LlmError` whose text ends up in Dify's `node_finished.error`.
 
+use crate::busy_poll::BusyPoll;
 use crate::sse::SseParser;
 use crate::upstream::{Endpoint, Response, UpstreamError};
 use http::Uri;
@@ -63,6 +64,8 @@ pub struct ProviderSettings {
 pub struct Provider {
     endpoint: Arc<Endpoint>,
     settings: ProviderSettings,
+    /// With `--busy-poll`: every upstream read keeps the pollers awake.
+    busy_poll: Option<Arc<BusyPoll>>,
 }
 
 impl Provider {
@@ -81,7 +84,13 @@ impl Provider {
         let headers = [("content-type", "application/json"), ("accept", "text/event-stream"), ("authorization", auth.as_str())];
         let endpoint = Endpoint::new(&uri, &headers, settings.connect_timeout, MAX_IDLE_CONNECTIONS)
             .map_err(|e| format!("provider base URL {:?}: {e}", settings.base_url))?;
-        Ok(Self { endpoint: Arc::new(endpoint), settings })
+        Ok(Self { endpoint: Arc::new(endpoint), settings, busy_poll: None })
+    }
+
+    /// Reports each upstream read to `busy_poll`'s pollers.
+    pub(crate) fn with_busy_poll(mut self, busy_poll: Option<Arc<BusyPoll>>) -> Self {
+        self.busy_poll = busy_poll;
+        self
     }
 
     /// Sends a streaming chat completion; the stream yields content deltas.
@@ -100,6 +109,7 @@ impl Provider {
             decoder: UpstreamDecoder::default(),
             first_token_deadline: Some(deadline),
             settings: &self.settings,
+            busy_poll: self.busy_poll.as_deref(),
         };
         // The head's read may have brought the first events too.
         let CompletionStream { response, decoder, .. } = &mut stream;
@@ -148,6 +158,7 @@ pub struct CompletionStream<'p> {
     /// Until the first content arrives, reads share this one deadline.
     first_token_deadline: Option<Instant>,
     settings: &'p ProviderSettings,
+    busy_poll: Option<&'p BusyPoll>,
 }
 
 impl CompletionStream<'_> {
@@ -173,6 +184,9 @@ impl CompletionStream<'_> {
                 None => (Instant::now() + self.settings.idle_timeout, "stream data", self.settings.idle_timeout),
             };
             tokio::time::timeout_at(deadline, self.response.read()).await.map_err(|_| LlmError::Timeout { what, after })??;
+            if let Some(poll) = self.busy_poll {
+                poll.active();
+            }
             let Self { response, decoder, .. } = self;
             response.decode_buffered(|data| decoder.feed(data))?;
         }

@@ -62,12 +62,17 @@ struct Cli {
     /// Threads of the server's runtime [default: one per core].
     #[arg(long, env = "FLOWBENCH_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
-    /// While any run is live, the worker threads poll their sockets instead
+    /// While runs are live and their upstreams sending (see
+    /// --busy-poll-window), the worker threads poll their sockets instead
     /// of sleeping: less latency per relayed event, for a worker's CPU each
-    /// while runs are live. Best with the server on cores of its own and
+    /// meanwhile. Best with the server on cores of its own and
     /// --worker-threads set to their number.
     #[arg(long, env = "FLOWBENCH_BUSY_POLL")]
     busy_poll: bool,
+    /// With --busy-poll: how long the workers keep polling after the last
+    /// run start or upstream read, before they sleep [default: 100ms].
+    #[arg(long, env = "FLOWBENCH_BUSY_POLL_WINDOW", value_parser = humantime::parse_duration)]
+    busy_poll_window: Option<std::time::Duration>,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -105,6 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.apps.push(app);
     }
     config.busy_poll |= cli.busy_poll;
+    if let Some(window) = cli.busy_poll_window {
+        config.busy_poll_window = window;
+    }
     if let Some(limit) = cli.stalled_client_timeout {
         config.limits.stalled_client_timeout = limit;
     }

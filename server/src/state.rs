@@ -36,8 +36,9 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     /// Cancelled when shutdown's grace period ends: stops every run.
     pub shutdown: CancellationToken,
-    /// `Some` with `--busy-poll`: the pollers each starting run wakes.
-    pub busy_poll: Option<BusyPoll>,
+    /// `Some` with `--busy-poll`: the pollers that starting runs and
+    /// upstream reads keep awake.
+    pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
 /// One served app.
@@ -99,6 +100,8 @@ impl AppState {
             idle_timeout: limits.upstream_idle_timeout,
         })
         .map_err(ConfigError::Provider)?;
+        let busy_poll = config.busy_poll.then(|| Arc::new(BusyPoll::new(config.busy_poll_window)));
+        let provider = provider.with_busy_poll(busy_poll.clone());
         let mut apps = HashMap::new();
         for app in &config.apps {
             let workflow = dsl::load_file(&app.workflow)?;
@@ -126,7 +129,7 @@ impl AppState {
             stats: Stats::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-            busy_poll: config.busy_poll.then(BusyPoll::default),
+            busy_poll,
         };
         Ok(Self { shared: Arc::new(shared) })
     }
