@@ -258,8 +258,8 @@ fn json_response(body: Bytes) -> Response {
 /// headers on it; its 405 alone lacks the CORS pair. The header map is
 /// sized for all of them at once. A middleware adding them instead, into a
 /// map that grew twice on the way, cost 1.5 of the 12.2 µs the server spent
-/// on a Start→End request (side by side, `flowbench ab`). Copying a
-/// prebuilt map instead gained 0.9% (within the noise), so it is not done.
+/// on a Start→End request (side by side, `flowbench ab`). A run's 200s
+/// copy one of two maps made once (see README, "Yardsticks").
 pub(crate) fn response(status: StatusCode, body: Body, content_type: &'static str) -> Response {
     // A run's answer copies its headers, made once: the same two
     // allocations as a new map, without hashing and inserting each name.
@@ -383,7 +383,7 @@ impl LiveRun {
         // SeqCst, as the busy pollers' parking needs (busy_poll.rs).
         state.shared.stats.runs_started.fetch_add(1, Ordering::SeqCst);
         if let Some(poll) = &state.shared.busy_poll {
-            poll.run_started();
+            poll.active();
         }
         Self { state: state.clone(), _permit: permit }
     }

@@ -38,13 +38,8 @@ impl BusyPoll {
         Self { window, activity: AtomicU64::new(0), parked: AtomicUsize::new(0), wake: Notify::new() }
     }
 
-    /// Called by each run after it is counted live: wakes sleeping pollers.
-    pub(crate) fn run_started(&self) {
-        self.active();
-    }
-
-    /// Called after each upstream read: keeps the pollers spinning, or
-    /// wakes them.
+    /// Called by each run after it is counted live, and after each upstream
+    /// read: keeps the pollers spinning, or wakes them.
     pub(crate) fn active(&self) {
         self.activity.fetch_add(1, Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) > 0 {
@@ -165,7 +160,7 @@ mod tests {
         // A run starts: the poller wakes and spins.
         let idle = spins.load(Ordering::SeqCst);
         stats.runs_started.fetch_add(1, Ordering::SeqCst);
-        poll.run_started();
+        poll.active();
         eventually("a live run keeps the poller spinning", || spins.load(Ordering::SeqCst) > idle + 100).await;
         // The run ends: the poller sleeps again.
         stats.runs_finished.fetch_add(1, Ordering::SeqCst);
@@ -181,7 +176,7 @@ mod tests {
     async fn pollers_sleep_once_live_runs_go_quiet() {
         let poll = Arc::new(BusyPoll::new(Duration::from_millis(20)));
         let stop = CancellationToken::new();
-        poll.run_started();
+        poll.active();
         // One run, live throughout.
         let (spins, poller) = spawn_poller(&poll, || 1, &stop);
         sleeps(&spins, "a quiet live run lets the poller sleep").await;
