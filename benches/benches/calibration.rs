@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn calibration(c: &mut Criterion) {
     let rt = runtime();
     let url = rt.block_on(async {
-        let (addr, _task) = harness::bare::serve("127.0.0.1:0".parse().expect("addr")).await.expect("bare server");
+        let (addr, _task) = mock::bare::serve("127.0.0.1:0".parse().expect("addr")).await.expect("bare server");
         format!("http://{addr}")
     });
     let body = run_body("What is machine learning?", "blocking");

@@ -4,7 +4,8 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use harness::{Reply, Script, Stack, StackOptions};
+use harness::{Stack, StackOptions};
+use mock::{Reply, Script};
 use server::sse::SseParser;
 use std::time::{Duration, Instant};
 

@@ -13,14 +13,14 @@
 //! crate) on the PATH; `cargo xtask test` installs the runner when missing.
 
 use gungraun::{Callgrind, EventKind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
-use server::events::{self, RunIds, TextChunk};
-use server::llm::UpstreamDecoder;
 use server::sse::SseParser;
+use server::upstream::llm::UpstreamDecoder;
+use server::workflow::events::{self, RunIds, TextChunk};
 use std::hint::black_box;
 
 /// A Dify stream from the transcripts (~5 KiB, 8 events).
 fn dify_stream() -> Vec<u8> {
-    let path = harness::stack::workspace_root().join("fixtures/transcripts/dify-1.13.2.txt");
+    let path = mock::workspace_root().join("fixtures/transcripts/dify-1.13.2.txt");
     let text = std::fs::read_to_string(path).expect("transcript").replace("\r\n", "\n");
     let section = text.split("################").find(|s| s.contains("text/event-stream")).expect("a stream");
     format!("{}\n\n", section.split_once("\n\n").expect("headers end").1.trim_end()).into_bytes()
@@ -74,26 +74,27 @@ fn chunk_to_event(upstream: Vec<u8>) -> usize {
     black_box(n)
 }
 
-fn start_end_run() -> (tokio::runtime::Runtime, server::AppState, server::engine::Run) {
+fn start_end_run() -> (tokio::runtime::Runtime, server::AppState, server::workflow::engine::Run) {
     let mut config = server::Config::default();
     config.apps.push(server::AppConfig {
         api_key: "app-bench".into(),
-        workflow: harness::stack::workspace_root().join("fixtures/workflows/start_end.yml"),
+        workflow: mock::workspace_root().join("fixtures/workflows/start_end.yml"),
         max_concurrent_runs: None,
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let state = runtime.block_on(async { server::AppState::new(&config).expect("config") });
     let app = state.app("app-bench").expect("app");
     let inputs = serde_json::json!({"question": "What is machine learning?"}).as_object().cloned().unwrap_or_default();
-    let run = server::engine::Run::new(app, "bench".into(), inputs);
+    let run = server::workflow::engine::Run::new(app, "bench".into(), inputs);
     (runtime, state, run)
 }
 
 #[library_benchmark]
 #[bench::start_end(setup = start_end_run)]
-fn graph_execution((runtime, state, run): (tokio::runtime::Runtime, server::AppState, server::engine::Run)) -> u32 {
+fn graph_execution((runtime, state, run): (tokio::runtime::Runtime, server::AppState, server::workflow::engine::Run)) -> u32 {
     let stop = tokio_util::sync::CancellationToken::new();
-    let outcome = runtime.block_on(server::engine::execute(state.provider(), &run, &mut server::engine::NoEvents, &stop));
+    let outcome =
+        runtime.block_on(server::workflow::engine::execute(state.provider(), &run, &mut server::workflow::engine::NoEvents, &stop));
     black_box(outcome.total_steps)
 }
 

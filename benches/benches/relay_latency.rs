@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 fn relay_latency(c: &mut Criterion) {
     let rt = runtime();
     let upstream = rt.block_on(ControlledUpstream::start());
-    let (url, _stop) = rt.block_on(llm_server(&upstream.base_url));
+    let server = rt.block_on(async { llm_server(&upstream.base_url) });
+    let url = server.url.clone();
     let mut group = c.benchmark_group("relay_latency");
     group.bench_function("server", |b| {
         b.to_async(&rt).iter_custom(|iters| {

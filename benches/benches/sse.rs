@@ -3,11 +3,11 @@
 //! server's).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use server::events::{self, RunIds, TextChunk};
 use server::sse::SseParser;
+use server::workflow::events::{self, RunIds, TextChunk};
 
 fn transcript_streams() -> Vec<u8> {
-    let path = harness::stack::workspace_root().join("fixtures/transcripts/dify-1.13.2.txt");
+    let path = mock::workspace_root().join("fixtures/transcripts/dify-1.13.2.txt");
     let text = std::fs::read_to_string(path).expect("transcript").replace("\r\n", "\n");
     let mut out = Vec::new();
     for section in text.split("################").filter(|s| s.contains("text/event-stream")) {

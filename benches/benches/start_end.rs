@@ -6,7 +6,7 @@ use benches::{Client, run_body, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use harness::{Stack, StackOptions};
 use serde_json::json;
-use server::engine::{self, NoEvents, Run};
+use server::workflow::engine::{self, NoEvents, Run};
 
 fn start_end(c: &mut Criterion) {
     let rt = runtime();
@@ -29,8 +29,8 @@ fn start_end(c: &mut Criterion) {
             }
         });
     });
-    let app = stack.state.app(stack.api_key("empty")).expect("app");
-    let provider = stack.state.provider().clone();
+    let app = stack.server.state.app(stack.api_key("empty")).expect("app");
+    let provider = stack.server.state.provider().clone();
     let stop = tokio_util::sync::CancellationToken::new();
     group.bench_function("engine", |b| {
         b.to_async(&rt).iter(|| {

@@ -9,7 +9,7 @@
 //! - `Client`: one keep-alive HTTP/1.1 connection (the load driver's).
 
 use bytes::Bytes;
-use harness::client::{Conn, Target, bearer};
+use harness::load::client::{Conn, Target, bearer};
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    let _ = server::conn::raise_open_file_limit();
+    let _ = server::http::conn::raise_open_file_limit();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 
@@ -119,18 +119,14 @@ pub fn delta_frame(content: &str) -> Bytes {
 }
 
 /// The fixture LLM app served by a server whose provider is `base_url`.
-pub async fn llm_server(base_url: &str) -> (String, tokio_util::sync::CancellationToken) {
+pub fn llm_server(base_url: &str) -> server::Running {
     let mut config = server::Config::default();
     config.provider.base_url = base_url.to_owned();
     config.apps.push(server::AppConfig {
         api_key: "app-bench-llm".into(),
-        workflow: harness::stack::workspace_root().join("fixtures/workflows/start_llm_end.yml"),
+        workflow: mock::workspace_root().join("fixtures/workflows/start_llm_end.yml"),
         max_concurrent_runs: None,
     });
-    let state = server::AppState::new(&config).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(server::serve(listener, state, stop.clone().cancelled_owned()));
-    (url, stop)
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    server::Running::start(&config).expect("server starts")
 }

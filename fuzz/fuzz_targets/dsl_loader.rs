@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = server::dsl::parse(std::path::Path::new("fuzz.yml"), text);
+        let _ = server::workflow::dsl::parse(std::path::Path::new("fuzz.yml"), text);
     }
 });

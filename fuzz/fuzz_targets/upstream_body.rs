@@ -5,7 +5,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use server::upstream::{BodyDecoder, Framing, UpstreamError};
+use server::upstream::UpstreamError;
+use server::upstream::decoder::{BodyDecoder, Framing};
 
 /// The body, whether it ended, and whether it failed.
 fn decode(parts: &[&[u8]]) -> (Vec<u8>, bool, bool) {

@@ -1,21 +1,19 @@
-//! flowbench's harness: the OpenAI-compatible mock LLM (`mock_llm`), the
-//! in-process mocked stack (`stack`), and the load driver (`schedule`,
-//! `client`, `driver`, `metrics`, `health`) with its report (`report`,
-//! `run`), the side-by-side A/B measurement (`ab`), the
-//! long run (`soak`) and the bare axum yardstick (`bare`).
+//! flowbench's harness: the load driver and what it reports.
+//!
+//! - `load`: the schedule, the HTTP/SSE client, the driver, the metrics and
+//!   the health checks (no clap, no printing);
+//! - `report`: the report's types (read by `cargo xtask gate` too) and their
+//!   renderings;
+//! - `stack`: the mocked stack, in this process or as a child process;
+//! - `cli`: every flag and its checks; `cmd`: the commands, the only code
+//!   that prints.
+//!
+//! The stand-in services (mock LLM, bare handler) are the `mock` crate.
 
-pub mod ab;
-pub mod bare;
-pub mod client;
-pub mod driver;
-pub mod health;
-pub mod metrics;
-pub mod mock_llm;
+pub mod cli;
+pub mod cmd;
+pub mod load;
 pub mod report;
-pub mod run;
-pub mod schedule;
-pub mod soak;
 pub mod stack;
 
-pub use mock_llm::{Fault, MockLlm, Reply, Script};
 pub use stack::{Stack, StackInfo, StackOptions};

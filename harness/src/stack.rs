@@ -1,26 +1,20 @@
-//! The mocked stack, in-process: the mock LLM and the server on ephemeral
-//! 127.0.0.1 ports, with the two fixture apps (`empty`: Start→End, `llm`:
-//! Start→LLM→End). A `Stack` owns both and stops both.
+//! The mocked stack: the mock LLM and the server with the two fixture apps
+//! (`empty`: Start→End, `llm`: Start→LLM→End). `Stack` runs both in this
+//! process (what `flowbench up` serves); `ChildStack` runs `flowbench up` as
+//! a child process, so that the target's CPU is measured apart from the
+//! driver's. `StackInfo` is the one line `flowbench up` prints, written and
+//! parsed here only.
 
-use crate::mock_llm::{MockLlm, Script};
 use anyhow::Context;
-use serde::Serialize;
-use server::{AppConfig, AppState, Config, Limits};
+use mock::fixtures::APPS;
+use mock::{MockLlm, Script};
+use serde::{Deserialize, Serialize};
+use server::{AppConfig, Config, Limits, Running};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use tokio_util::sync::CancellationToken;
-
-/// The fixture apps: name, API key, workflow path relative to the workspace.
-pub const APPS: [(&str, &str, &str); 2] = [
-    ("empty", "app-flowbench-empty", "fixtures/workflows/start_end.yml"),
-    ("llm", "app-flowbench-llm", "fixtures/workflows/start_llm_end.yml"),
-];
-
-/// The workspace root, where `fixtures/` lives.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ sits in the workspace").to_owned()
-}
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 /// How to start a stack.
 #[derive(Debug, Clone)]
@@ -49,63 +43,102 @@ impl Default for StackOptions {
     }
 }
 
-/// What `cargo xtask up` prints, and what tests use to reach the stack.
-#[derive(Debug, Clone, Serialize)]
+/// What `flowbench up` prints, and what tests use to reach the stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackInfo {
     pub server_url: String,
     pub mock_llm_url: String,
     pub apps: BTreeMap<String, StackApp>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackApp {
     pub api_key: String,
     pub workflow: String,
+}
+
+impl StackInfo {
+    /// `flowbench up`'s line.
+    pub fn parse(line: &str) -> anyhow::Result<Self> {
+        serde_json::from_str(line.trim_end()).with_context(|| format!("flowbench up printed {line:?}, not its stack line"))
+    }
+
+    /// The API key of fixture app `app` (`empty` or `llm`).
+    pub fn api_key(&self, app: &str) -> anyhow::Result<&str> {
+        self.apps.get(app).map(|a| a.api_key.as_str()).with_context(|| format!("the stack has no app {app:?}"))
+    }
 }
 
 /// A running stack.
 pub struct Stack {
     pub info: StackInfo,
     pub mock: MockLlm,
-    pub state: AppState,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub server: Running,
 }
 
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         let mock = MockLlm::start(options.script, options.mock_addr).await?;
-        let root = workspace_root();
+        let root = mock::workspace_root();
         let mut config = Config { listen: options.server_addr, limits: options.limits, busy_poll: options.busy_poll, ..Config::default() };
         config.provider.base_url = mock.base_url();
         config.provider.api_key = "sk-flowbench-mock".to_owned();
         let mut apps = BTreeMap::new();
-        for (name, api_key, workflow) in APPS {
+        for app in APPS {
             config.apps.push(AppConfig {
-                api_key: api_key.to_owned(),
-                workflow: root.join(workflow),
+                api_key: app.api_key.to_owned(),
+                workflow: root.join(app.workflow),
                 max_concurrent_runs: options.max_concurrent_runs,
             });
-            apps.insert(name.to_owned(), StackApp { api_key: api_key.to_owned(), workflow: workflow.to_owned() });
+            apps.insert(app.name.to_owned(), StackApp { api_key: app.api_key.to_owned(), workflow: app.workflow.to_owned() });
         }
-        let state = AppState::new(&config).context("loading the fixture apps")?;
-        let listener = server::conn::listen(config.listen).with_context(|| format!("binding the server to {}", config.listen))?;
-        let server_url = format!("http://{}", listener.local_addr()?);
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(server::serve(listener, state.clone(), stop.clone().cancelled_owned()));
-        let info = StackInfo { server_url, mock_llm_url: mock.base_url(), apps };
-        Ok(Self { info, mock, state, stop, server })
+        let server = Running::start(&config).context("starting the server")?;
+        let info = StackInfo { server_url: server.url.clone(), mock_llm_url: mock.base_url(), apps };
+        Ok(Self { info, mock, server })
     }
 
     pub fn api_key(&self, app: &str) -> &str {
-        &self.info.apps[app].api_key
+        self.info.api_key(app).expect("a fixture app")
     }
 
     /// Stops the server (draining in-flight runs), then the mock.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.server.await.context("server task panicked")?.context("server failed")?;
+        self.server.shutdown().await.context("server failed")?;
         self.mock.shutdown().await;
         Ok(())
+    }
+}
+
+/// The mocked stack as a child process (`flowbench up`), killed on drop.
+pub struct ChildStack {
+    pub child: Child,
+    pub info: StackInfo,
+}
+
+impl ChildStack {
+    /// `flowbench up` with these flags, from this same binary.
+    pub fn start(mock_script: Option<&Path>, up_args: &[String]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding the flowbench binary")?;
+        let mut command = Command::new(exe);
+        command.arg("up").args(up_args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+        if let Some(script) = mock_script {
+            command.arg("--mock-script").arg(script);
+        }
+        let mut child = command.spawn().context("starting the embedded stack")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).context("reading the stack's address")?;
+        Ok(Self { info: StackInfo::parse(&line)?, child })
+    }
+
+    /// SIGTERM, then waits: the server drains as it would in production.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
     }
 }

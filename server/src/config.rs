@@ -42,7 +42,7 @@ pub enum ConfigError {
     #[error("app {api_key:?}: {problem}")]
     App { api_key: String, problem: String },
     #[error(transparent)]
-    Dsl(#[from] crate::dsl::DslError),
+    Dsl(#[from] crate::workflow::dsl::DslError),
     #[error("provider: {0}")]
     Provider(String),
     #[error("limits: {0}")]

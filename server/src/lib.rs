@@ -6,25 +6,18 @@
 //! workflow. The LLM node relays an OpenAI-compatible stream as Dify
 //! `text_chunk` events, one per upstream delta, as soon as it arrives.
 
-pub mod api;
 mod busy_poll;
 pub mod config;
-pub mod conn;
-pub mod dsl;
-pub mod engine;
-pub mod error;
-pub mod events;
-pub mod llm;
+pub mod http;
 pub mod pyjson;
-pub mod request;
 pub mod sse;
 pub mod state;
 pub mod store;
-pub mod template;
 pub mod upstream;
+pub mod workflow;
 
-pub use api::app;
 pub use config::{AppConfig, Config, Limits, ProviderConfig};
+pub use http::app;
 pub use state::{AppState, StatsSnapshot};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains
@@ -39,7 +32,7 @@ pub async fn serve(
     let router = app(state);
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_serving = stop.clone();
-    let listener = conn::GuardedListener::new(
+    let listener = http::conn::GuardedListener::new(
         listener,
         drain_state.shared.limits.stalled_client_timeout,
         drain_state.shared.stats.connections_stalled_closed.clone(),
@@ -72,6 +65,53 @@ pub async fn serve(
     // `grace` to end on their own before they are stopped.
     let (served, ()) = tokio::join!(server, drain_state.drain(grace));
     served
+}
+
+/// A server serving in this process on a task of the current runtime: the
+/// embedded stack, the tests and the benches start it this way.
+pub struct Running {
+    /// `http://ADDR`, the address it bound.
+    pub url: String,
+    pub state: AppState,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Why a server could not start: its config, or its address.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Running {
+    /// Loads `config`'s apps and serves them on `config.listen`.
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        let state = AppState::new(config)?;
+        let listen = |source| StartError::Listen { addr: config.listen, source };
+        let listener = http::conn::listen(config.listen).map_err(listen)?;
+        let url = format!("http://{}", listener.local_addr().map_err(listen)?);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(serve(listener, state.clone(), stop.clone().cancelled_owned()));
+        Ok(Self { url, state, stop, task })
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Shuts down gracefully (in-flight runs get `shutdown_grace`) and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.stop.cancel();
+        self.task.await.map_err(std::io::Error::other)?
+    }
 }
 
 #[cfg(all(feature = "mimalloc", feature = "jemalloc"))]

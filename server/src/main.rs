@@ -90,7 +90,7 @@ fn main() {
         .init();
     server::alloc_setup();
     // Thousands of streams need thousands of sockets.
-    let _ = server::conn::raise_open_file_limit();
+    let _ = server::http::conn::raise_open_file_limit();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -139,7 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let runtime = runtime.enable_all().build().context("starting the tokio runtime")?;
     runtime.block_on(async {
-        let listener = server::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            server::http::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
         server::serve(listener, state, shutdown_signal()).await.context("serving")?;
         tracing::info!("drained; bye");

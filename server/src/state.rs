@@ -5,9 +5,9 @@
 
 use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ConfigError, Limits};
-use crate::dsl::{self, NodeKind, Workflow};
-use crate::llm::{Provider, ProviderSettings};
 use crate::store::{MemoryStore, RunStore, TaskRegistry};
+use crate::upstream::llm::{Provider, ProviderSettings};
+use crate::workflow::dsl::{self, NodeKind, Workflow};
 use bytes::Bytes;
 use serde_json::json;
 use std::collections::HashMap;

@@ -7,6 +7,36 @@ fn flowbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flowbench"))
 }
 
+/// The server's `runs_started`, from its stats endpoint (HTTP/1.0, so the
+/// answer ends with the connection); `None` while it does not answer.
+fn runs_started(server_url: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(server_url.trim_start_matches("http://")).ok()?;
+    tcp.write_all(b"GET /_flowbench/stats HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1;
+    serde_json::from_str::<serde_json::Value>(body).ok()?["runs_started"].as_u64()
+}
+
+/// Waits until `server_url` has started `n` runs: load is flowing (a
+/// liveness bound, not a timing assert).
+fn wait_for_runs(server_url: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while runs_started(server_url).unwrap_or(0) < n {
+        assert!(std::time::Instant::now() < deadline, "{server_url} did not start {n} runs in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Exit code 2 and clap's message naming `flag`, before anything runs.
+fn assert_usage_error(args: &[&str], flag: &str) {
+    let output = flowbench().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(flag), "{args:?} does not name {flag}: {stderr}");
+}
+
 #[test]
 fn a_quick_run_prints_the_seed_tables_and_writes_json() {
     let dir = std::env::temp_dir().join(format!("flowbench-cli-{}", std::process::id()));
@@ -28,7 +58,7 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
     assert!(text.contains("| Max | Avg | Min |\n|---|---|---|\n| "), "{text}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["schema"], "flowbench.report");
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], harness::report::SCHEMA_VERSION);
     let scenarios = report["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 2);
     for s in scenarios {
@@ -37,7 +67,7 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
         assert_eq!(c["errors"], 0, "{s}");
         // The embedded stack is a local process: its CPU per request is known.
         assert!(s["target_cpu_us_per_request"].as_f64().is_some_and(|us| us > 0.0), "{s}");
-        let ttfe = harness::metrics::decode_histogram(s["histograms"]["duration"].as_str().unwrap()).unwrap();
+        let ttfe = harness::load::metrics::decode_histogram(s["histograms"]["duration"].as_str().unwrap()).unwrap();
         assert_eq!(ttfe.len(), c["ok"].as_u64().unwrap());
     }
     assert!(std::fs::read_to_string(&md).unwrap().contains("| Max QPS | Avg QPS | Avg Duration (ms) |"));
@@ -58,8 +88,9 @@ fn interrupted_run_still_writes_valid_json() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-    assert!(line.contains("stack up"), "{line}");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let url = url.trim_end_matches(';').to_owned();
+    wait_for_runs(&url, 5);
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
@@ -93,14 +124,35 @@ fn a_wrong_key_exits_2_and_bad_flags_are_named() {
     let output = flowbench().args(["run", "--scenario", "empty", "--target", url, "--api-key", "app-wrong"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("rejected the API key (401)"));
-    let output = flowbench().args(["run", "--target", url, "--api-key", "app-flowbench-empty"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("give empty=KEY and llm=KEY"));
-    let output = flowbench().args(["run", "--users", "zero"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--users"));
+    assert_usage_error(&["run", "--target", url, "--api-key", "app-flowbench-empty"], "give empty=KEY and llm=KEY");
     Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     up.wait().unwrap();
+}
+
+/// Every bad flag exits 2 with clap's message naming it, before anything runs.
+#[test]
+fn every_bad_flag_exits_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["run", "--users", "zero"][..], "--users"),
+        (&["run", "--users", "0"], "--users"),
+        (&["run", "--rate", "0"], "--rate"),
+        (&["run", "--rate=-3"], "--rate"),
+        (&["run", "--spawn-rate", "0"], "--spawn-rate"),
+        (&["run", "--window", "1500ms"], "--window"),
+        (&["run", "--window", "0s"], "--window"),
+        (&["run", "--driver-threads", "0"], "--driver-threads"),
+        (&["run", "--connections", "0", "--rate", "5"], "--connections"),
+        (&["run", "--mode", "sideways"], "--mode"),
+        (&["ab", "--a", "http://x", "--b", "http://y", "--scenario", "empty", "--api-key", "k", "--slices", "0"], "--slices"),
+        (&["ab", "--a", "http://x", "--b", "http://y", "--scenario", "empty", "--api-key", "k", "--users", "0"], "--users"),
+        (&["ab", "--a", "http://x", "--b", "http://y", "--scenario", "empty", "--api-key", "k", "--slice", "0s"], "--slice"),
+        (&["ab", "--a", "http://x", "--b", "http://y", "--scenario", "both", "--api-key", "k"], "--scenario"),
+        (&["soak", "--streams", "0"], "--streams"),
+        (&["soak", "--max-stored-runs", "0"], "--max-stored-runs"),
+        (&["up", "--max-stored-runs", "0"], "--max-stored-runs"),
+    ] {
+        assert_usage_error(args, flag);
+    }
 }
 
 /// `flowbench up` with `extra` flags; the child and its server URL.
@@ -145,12 +197,6 @@ fn ab_drives_both_sides_at_once_and_sees_a_known_cost() {
         }
     }
     assert!(cpu[1] > cpu[0] + 200.0, "A {:.1} µs/request, B {:.1} µs/request", cpu[0], cpu[1]);
-    let output = flowbench()
-        .args(["ab", "--a", &a_url, "--b", &b_url, "--scenario", "empty", "--api-key", "app-x", "--slices", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--slices must be at least 1"));
     let output = flowbench().args(["ab", "--a", &a_url, "--b", &b_url, "--scenario", "empty", "--api-key", "app-wrong"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("side a:"), "{}", String::from_utf8_lossy(&output.stderr));
@@ -200,7 +246,7 @@ fn a_target_that_dies_mid_run_still_gets_a_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    wait_for_runs(&url, 20);
     stack.kill().unwrap();
     stack.wait().unwrap();
     let output = run.wait_with_output().unwrap();

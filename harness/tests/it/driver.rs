@@ -1,11 +1,12 @@
 //! The driver on real sockets: exact counts, error classes by fault, the
 //! connection gauge, and first-token times never below a known delay.
 
-use harness::client::{Target, bearer};
-use harness::driver::{self, Live, Mode, Protocol, RunResult, RunSpec};
-use harness::metrics::{ErrorClass, Summary};
-use harness::schedule::LoadModel;
-use harness::{Fault, Reply, Script, Stack, StackOptions};
+use harness::load::client::{Target, bearer};
+use harness::load::driver::{self, Live, Mode, Protocol, RunResult, RunSpec};
+use harness::load::metrics::{ErrorClass, Metric, Summary};
+use harness::load::schedule::LoadModel;
+use harness::{Stack, StackOptions};
+use mock::{Fault, Reply, Script};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -55,8 +56,8 @@ async fn counts_are_exact() {
     assert_eq!(r.n_events, 100 * (8 + 5));
     assert_eq!(stack.mock.stats().requests.load(Ordering::SeqCst), 100);
     assert_eq!(stack.mock.stats().chunks_sent.load(Ordering::SeqCst), 500);
-    assert_eq!(r.ttfe.len(), 100);
-    assert_eq!(r.first_text.len(), 100);
+    assert_eq!(r.histogram(Metric::Ttfe).len(), 100);
+    assert_eq!(r.histogram(Metric::FirstTextChunk).len(), 100);
     let blocking =
         drive(&stack.info.server_url, spec(stack.api_key("empty"), Mode::Blocking, open(200.0, 4), Duration::from_secs(1))).await;
     assert_eq!((blocking.recorder.n_sent, blocking.recorder.n_ok), (200, 200));
@@ -81,7 +82,7 @@ async fn first_token_is_never_measured_below_the_mock_delay() {
     let script = Script { reply: Reply::Tokens(2), time_to_first_token: delay, inter_token_delay: Duration::ZERO, ..Script::default() };
     let stack = stack(script).await;
     let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, open(50.0, 32), Duration::from_secs(1))).await;
-    let first = Summary::of(&result.recorder.first_text);
+    let first = Summary::of(result.recorder.histogram(Metric::FirstTextChunk));
     assert_eq!(first.n, 50);
     // A lower bound only: the error above it depends on the machine.
     assert!(first.min >= delay.as_secs_f64() * 1000.0, "min {} ms", first.min);
@@ -183,7 +184,7 @@ async fn delaying_proxy(upstream: std::net::SocketAddr, delay: Duration) -> (std
 async fn direct_path_speaks_openai_and_stamps_measure_a_known_delay() {
     // Chunks 60 ms apart, so a 30 ms hold per read never queues behind the last one.
     let script = Script { reply: Reply::Tokens(5), inter_token_delay: Duration::from_millis(60), stamp: true, ..Script::default() };
-    let mock = harness::MockLlm::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mock = mock::MockLlm::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let stamped =
         |load| RunSpec { protocol: Protocol::OpenAi, stamped: true, ..spec("sk-x", Mode::Streaming, load, Duration::from_secs(1)) };
     let direct = drive(&mock.base_url(), stamped(open(4.0, 4))).await;
@@ -191,14 +192,14 @@ async fn direct_path_speaks_openai_and_stamps_measure_a_known_delay() {
     assert_eq!((r.n_sent, r.n_ok), (4, 4), "errors: {:?}", r.errors);
     // The role chunk, 5 words, the finish chunk and [DONE].
     assert_eq!(r.n_events, 4 * 8);
-    assert_eq!(r.emit_lag.len(), 4 * 5, "one lag per stamped chunk");
-    let direct_lag = Summary::of(&r.emit_lag);
+    assert_eq!(r.histogram(Metric::EmitToReceipt).len(), 4 * 5, "one lag per stamped chunk");
+    let direct_lag = Summary::of(r.histogram(Metric::EmitToReceipt));
     let delay = Duration::from_millis(30);
     let (proxy, task) = delaying_proxy(mock.addr(), delay).await;
     let proxied = drive(&format!("http://{proxy}/v1"), stamped(open(4.0, 4))).await;
     let r = &proxied.recorder;
     assert_eq!(r.n_ok, 4, "errors: {:?}", r.errors);
-    let proxied_lag = Summary::of(&r.emit_lag);
+    let proxied_lag = Summary::of(r.histogram(Metric::EmitToReceipt));
     assert!(proxied_lag.min >= 30.0, "a chunk held 30 ms was measured at {} ms", proxied_lag.min);
     assert!(direct_lag.p50 < proxied_lag.min, "direct p50 {} ms, proxied min {} ms", direct_lag.p50, proxied_lag.min);
     task.abort();
@@ -212,7 +213,7 @@ async fn stamps_through_the_relay_and_a_missing_stamp_is_an_error() {
     let relayed = RunSpec { stamped: true, ..spec(stamping.api_key("llm"), Mode::Streaming, open(10.0, 2), Duration::from_secs(1)) };
     let result = drive(&stamping.info.server_url, relayed).await;
     assert_eq!(result.recorder.n_ok, 10, "errors: {:?}", result.recorder.errors);
-    assert_eq!(result.recorder.emit_lag.len(), 30, "one lag per text_chunk");
+    assert_eq!(result.recorder.histogram(Metric::EmitToReceipt).len(), 30, "one lag per text_chunk");
     stamping.shutdown().await.unwrap();
     // The same run against a mock that does not stamp: every stream says so.
     let plain = stack(Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), ..Script::default() }).await;
@@ -224,10 +225,10 @@ async fn stamps_through_the_relay_and_a_missing_stamp_is_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bare_yardstick_answers_blocking_runs() {
-    let (addr, task) = harness::bare::serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (addr, task) = mock::bare::serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{addr}");
     let target = Target::resolve(&url).await.unwrap();
-    harness::run::preflight(&target, "empty", "app-any").await.unwrap();
+    harness::load::client::preflight(&target, "empty", "app-any").await.unwrap();
     let result = drive(&url, spec("app-any", Mode::Blocking, open(100.0, 4), Duration::from_secs(1))).await;
     assert_eq!((result.recorder.n_sent, result.recorder.n_ok), (100, 100), "errors: {:?}", result.recorder.errors);
     task.abort();
@@ -246,17 +247,17 @@ async fn aborted_streams_are_counted_and_the_server_cancels_each_upstream_reques
     assert_eq!(r.n_ok + r.n_errors() + r.n_warmup, r.n_sent, "every request has one outcome");
     // Each left before its 50 tokens: the server saw the client go and cancelled its upstream.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while (stack.state.stats().live_runs > 0 || stack.mock.stats().live_streams() > 0) && tokio::time::Instant::now() < deadline {
+    while (stack.server.state.stats().live_runs > 0 || stack.mock.stats().live_streams() > 0) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let server = stack.state.stats();
+    let server = stack.server.state.stats();
     assert_eq!(server.live_runs, 0);
     assert_eq!(server.runs_client_gone, 100);
     let mock = stack.mock.stats().snapshot();
     assert_eq!((mock.streams_started, mock.streams_cancelled, mock.live_streams), (100, 100, 0), "{mock:?}");
     // The counters are also served over HTTP, for runs against a separate mock process.
     let body = http_get(&format!("http://{}/_mock/stats", stack.mock.addr())).await;
-    let served: harness::mock_llm::MockStatsSnapshot = serde_json::from_str(&body).unwrap();
+    let served: mock::llm::MockStatsSnapshot = serde_json::from_str(&body).unwrap();
     assert_eq!(served.streams_cancelled, 100);
     stack.shutdown().await.unwrap();
 }

@@ -2,5 +2,4 @@
 
 mod cli;
 mod driver;
-mod mock_llm;
 mod up;

@@ -5,8 +5,8 @@
 //! Every mismatch is collected, so one run lists them all.
 
 use crate::support::{TestClient, fast_script, spawn_server};
-use harness::MockLlm;
-use harness::stack::workspace_root;
+use mock::MockLlm;
+use mock::workspace_root;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -244,7 +244,8 @@ async fn every_bad_request_gets_its_status_and_code() {
     for (_, key, workflow) in APPS {
         config.apps.push(server::AppConfig { api_key: key.into(), workflow: root.join(workflow), max_concurrent_runs: None });
     }
-    let (url, stop) = spawn_server(config).await;
+    let server = spawn_server(config);
+    let url = server.url.clone();
     let client = TestClient::new(&url);
 
     let mut failures = Vec::new();
@@ -282,7 +283,7 @@ async fn every_bad_request_gets_its_status_and_code() {
         }
     }
 
-    stop.cancel();
+    server.shutdown().await.unwrap();
     mock.shutdown().await;
     assert!(failures.is_empty(), "{} of {} bad-request cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }

@@ -2,8 +2,9 @@
 //! a client that stops reading is closed after the stall limit; shutdown
 //! drains in-flight streams.
 
+use crate::support::StackOptions;
 use crate::support::{TestClient, eventually, read_until, spawn_stack_with};
-use harness::{Script, StackOptions};
+use mock::Script;
 use serde_json::json;
 use server::sse::SseParser;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_request() {
     // A long answer, so the run is mid-stream when the client leaves.
-    let script = Script { reply: harness::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(5), ..Script::default() };
+    let script = Script { reply: mock::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(5), ..Script::default() };
     let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let body = json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"});
@@ -29,7 +30,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
     })
     .await;
     assert_eq!(stats.streams_completed.load(Ordering::SeqCst), 0);
-    let state = stack.state.clone();
+    let state = stack.server.state.clone();
     eventually("live runs return to zero", Duration::from_secs(10), || state.stats().live_runs == 0).await;
     assert_eq!(state.stats().runs_client_gone, 3);
     stack.shutdown().await.unwrap();
@@ -57,7 +58,7 @@ async fn shutdown_lets_in_flight_streams_finish() {
 async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
     // An endless-looking answer, as fast as it goes: the stream's buffers fill
     // while the client reads nothing.
-    let script = Script { reply: harness::Reply::Tokens(2_000_000), inter_token_delay: Duration::ZERO, ..Script::default() };
+    let script = Script { reply: mock::Reply::Tokens(2_000_000), inter_token_delay: Duration::ZERO, ..Script::default() };
     let mut options = StackOptions { script, ..StackOptions::default() };
     options.limits.stalled_client_timeout = Duration::from_millis(500);
     let stack = spawn_stack_with(options).await;
@@ -67,11 +68,11 @@ async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
         stack.api_key("llm"),
         body.len()
     );
-    let mut stalled = tokio::net::TcpStream::connect(stack.info.server_url.trim_start_matches("http://")).await.unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(stack.server.url.trim_start_matches("http://")).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut stalled, request.as_bytes()).await.unwrap();
     // The client never reads. The server closes the connection, ends the run as
     // a client that left, and cancels the upstream request.
-    let state = stack.state.clone();
+    let state = stack.server.state.clone();
     eventually("the stalled connection is closed and counted", Duration::from_secs(60), || state.stats().connections_stalled_closed == 1)
         .await;
     eventually("live runs return to zero", Duration::from_secs(10), || state.stats().live_runs == 0).await;
@@ -97,8 +98,8 @@ async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
 async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request() {
     const CLIENTS: usize = 1000;
     // Four sockets a stream in this one process: client, server, upstream, mock.
-    server::conn::raise_open_file_limit();
-    let script = Script { reply: harness::Reply::Tokens(100_000), inter_token_delay: Duration::from_millis(20), ..Script::default() };
+    server::http::conn::raise_open_file_limit();
+    let script = Script { reply: mock::Reply::Tokens(100_000), inter_token_delay: Duration::from_millis(20), ..Script::default() };
     let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm").to_owned();
@@ -121,7 +122,7 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
             open.push(joined.unwrap());
         }
     }
-    assert_eq!(stack.state.stats().live_runs, CLIENTS as u64);
+    assert_eq!(stack.server.state.stats().live_runs, CLIENTS as u64);
     // All leave mid-answer: each stream has ~100,000 tokens to go.
     drop(open);
     let mock = stack.mock.stats();
@@ -130,7 +131,7 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
     })
     .await;
     assert_eq!(mock.streams_completed.load(Ordering::SeqCst), 0);
-    let state = stack.state.clone();
+    let state = stack.server.state.clone();
     eventually("live runs return to zero", Duration::from_secs(30), || state.stats().live_runs == 0).await;
     assert_eq!(state.stats().runs_client_gone, CLIENTS as u64);
     stack.shutdown().await.unwrap();
@@ -139,9 +140,9 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_load_ends_every_stream_with_a_final_event() {
     const STREAMS: usize = 200;
-    server::conn::raise_open_file_limit();
+    server::http::conn::raise_open_file_limit();
     // Long answers and a short grace: most runs are stopped, not finished.
-    let script = Script { reply: harness::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(10), ..Script::default() };
+    let script = Script { reply: mock::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(10), ..Script::default() };
     let mut options = StackOptions { script, ..StackOptions::default() };
     options.limits.shutdown_grace = Duration::from_millis(300);
     let stack = spawn_stack_with(options).await;

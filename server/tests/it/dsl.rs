@@ -1,8 +1,8 @@
 //! Every workflow fixture loads; every bad DSL gives an error naming the
 //! file, the node and the problem.
 
-use harness::stack::workspace_root;
-use server::dsl;
+use mock::workspace_root;
+use server::workflow::dsl;
 use std::path::Path;
 
 #[test]

@@ -2,10 +2,11 @@
 //! and exact body (`../shared/reference/dify-1.13.2-errors.md`), or the right
 //! 4xx where Dify answers 500 or hangs.
 
+use crate::support::StackOptions;
 use crate::support::{Reply, TestClient, spawn_stack, spawn_stack_with};
-use harness::{Fault, Script, StackOptions};
+use mock::{Fault, Script};
 use serde_json::json;
-use server::error::{MSG_BAD_REQUEST, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH, MSG_NO_USER};
+use server::http::error::{MSG_BAD_REQUEST, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH, MSG_NO_USER};
 
 const KEY: &str = "app-flowbench-empty";
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -203,7 +204,7 @@ async fn concurrency_cap_answers_429() {
     let other = json!({"inputs": {"question": "hi"}, "user": "u"});
     assert_eq!(client.run(KEY, &other).await.status, 200);
     drop(held);
-    assert_eq!(stack.state.stats().runs_rejected_busy, 1);
+    assert_eq!(stack.server.state.stats().runs_rejected_busy, 1);
     stack.shutdown().await.unwrap();
 }
 
@@ -234,7 +235,7 @@ async fn a_chunked_body_is_joined_and_held_to_the_limit() {
     let mut options = StackOptions::default();
     options.limits.max_body_bytes = 64;
     let stack = spawn_stack_with(options).await;
-    let addr = stack.info.server_url.trim_start_matches("http://").to_owned();
+    let addr = stack.server.url.trim_start_matches("http://").to_owned();
     // Under the limit, in three chunks that split a string and a key.
     let reply = chunked_run(&addr, &[r#"{"inputs":{"question":"pa"#, r#"rt one, part two"},"us"#, r#"er":"u"}"#]).await;
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");

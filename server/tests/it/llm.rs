@@ -2,8 +2,9 @@
 //! stream (one `text_chunk` per delta), and every upstream failure ending the
 //! run `failed` in Dify's shapes, never hanging.
 
+use crate::support::StackOptions;
 use crate::support::{Reply, TestClient, eventually, fast_script, llm_config, spawn_server, spawn_stack_with};
-use harness::{Fault, Script, StackOptions};
+use mock::{Fault, Script};
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::{body_partial_json, header, method, path};
@@ -46,7 +47,8 @@ async fn sends_the_rendered_prompt_and_relays_each_delta() {
         .expect(1)
         .mount(&upstream)
         .await;
-    let (url, stop) = spawn_server(llm_config(&format!("{}/v1", upstream.uri()))).await;
+    let server = spawn_server(llm_config(&format!("{}/v1", upstream.uri())));
+    let url = server.url.clone();
     let reply = TestClient::new(&url).run("app-llm", &streaming("What is ML?")).await;
     let events = events(&reply);
     let chunks: Vec<&str> = events.iter().filter(|e| e["event"] == "text_chunk").map(|e| e["data"]["text"].as_str().unwrap()).collect();
@@ -60,7 +62,7 @@ async fn sends_the_rendered_prompt_and_relays_each_delta() {
     assert_eq!(finished["data"]["status"], "succeeded");
     assert_eq!(finished["data"]["total_tokens"], 8);
     assert_eq!(finished["data"]["outputs"]["answer"], "Hello \"w\"orld");
-    stop.cancel();
+    server.shutdown().await.unwrap();
     upstream.verify().await;
 }
 
@@ -84,7 +86,7 @@ async fn busy_polling_relays_every_stream_whole() {
             assert_eq!(llm_done["data"]["outputs"]["text"], text.as_str(), "round {round}");
             assert_eq!(events.last().unwrap()["data"]["status"], "succeeded", "round {round}");
         }
-        let state = &stack.state;
+        let state = &stack.server.state;
         eventually("live runs return to zero", Duration::from_secs(10), || state.stats().live_runs == 0).await;
     }
     tokio::time::timeout(Duration::from_secs(10), stack.shutdown()).await.expect("the stack stops").unwrap();
@@ -115,7 +117,7 @@ async fn upstream_faults_fail_the_run_in_difys_shape() {
         let data = &blocking.json()["data"];
         assert_eq!(data["status"], "failed", "{name}");
         assert!(data["error"].as_str().unwrap().contains(error), "{name}: {}", data["error"]);
-        assert_eq!(stack.state.stats().live_runs, 0, "{name}: live runs");
+        assert_eq!(stack.server.state.stats().live_runs, 0, "{name}: live runs");
         // No upstream stream is left hanging either.
         let mock = stack.mock.stats();
         eventually(&format!("{name}: every upstream stream closed"), Duration::from_secs(10), || mock.live_streams() == 0).await;
@@ -128,10 +130,11 @@ async fn connection_refused_fails_the_run() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (url, stop) = spawn_server(llm_config(&format!("http://127.0.0.1:{port}/v1"))).await;
+    let server = spawn_server(llm_config(&format!("http://127.0.0.1:{port}/v1")));
+    let url = server.url.clone();
     let reply = TestClient::new(&url).run("app-llm", &streaming("hi")).await;
     assert_failed("connection refused", &reply, "Connection error");
-    stop.cancel();
+    server.shutdown().await.unwrap();
 }
 
 #[track_caller]

@@ -1,9 +1,10 @@
 //! Run records, task stop, parameters and info, and Dify's own stress-test
 //! app loaded unchanged.
 
+use crate::support::StackOptions;
 use crate::support::{TestClient, read_until, spawn_server, spawn_stack, spawn_stack_with};
-use harness::stack::workspace_root;
-use harness::{Fault, Script, StackOptions};
+use mock::workspace_root;
+use mock::{Fault, Script};
 use serde_json::{Value, json};
 use server::sse::SseParser;
 
@@ -104,7 +105,7 @@ async fn stop_ends_a_streaming_run_of_the_same_user() {
     let rest = read_until(&mut body, &mut parser, |e| e["event"] == "workflow_finished").await;
     let finished = rest.last().unwrap();
     assert_eq!(finished["data"]["status"], "stopped");
-    assert_eq!(finished["data"]["error"], server::engine::STOPPED_BY_USER);
+    assert_eq!(finished["data"]["error"], server::workflow::engine::STOPPED_BY_USER);
     use http_body_util::BodyExt;
     assert!(body.frame().await.is_none(), "the stream closes right after workflow_finished");
     let record = client.send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await.json();
@@ -132,9 +133,10 @@ async fn parameters_and_info_describe_the_app() {
 #[tokio::test]
 async fn difys_stress_test_app_runs_unchanged() {
     let stack = spawn_stack().await;
-    let mut config = crate::support::llm_config(&stack.info.mock_llm_url);
+    let mut config = crate::support::llm_config(&stack.mock.base_url());
     config.apps[0].workflow = workspace_root().join("fixtures/workflows/dify/stress_test_llm.yml");
-    let (url, stop) = spawn_server(config).await;
+    let server = spawn_server(config);
+    let url = server.url.clone();
     let reply = TestClient::new(&url)
         .run("app-llm", &json!({"inputs": {"question": "What is AI?"}, "response_mode": "streaming", "user": "user_1"}))
         .await;
@@ -150,7 +152,7 @@ async fn difys_stress_test_app_runs_unchanged() {
     // The empty system prompt is not sent; the user prompt is the question.
     assert_eq!(request["messages"], json!([{"role": "user", "content": "What is AI?"}]));
     assert_eq!(stack.mock.requests()[0].authorization.as_deref(), Some("Bearer sk-test"));
-    stop.cancel();
+    server.shutdown().await.unwrap();
     stack.shutdown().await.unwrap();
 }
 

@@ -2,7 +2,7 @@
 //! with every kind of line end, and at random cut points, it yields the same
 //! events as in one piece.
 
-use harness::stack::workspace_root;
+use mock::workspace_root;
 use proptest::prelude::*;
 use server::sse::{SseEvent, SseParser};
 

@@ -2,12 +2,13 @@
 //! that reads whole bodies or SSE streams, with headers and reason phrases.
 
 use bytes::Bytes;
-use harness::{Script, Stack, StackOptions};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use mock::fixtures::APPS;
+use mock::{MockLlm, Script};
 use serde_json::Value;
 use server::sse::{SseEvent, SseParser};
 
@@ -15,8 +16,50 @@ pub async fn spawn_stack() -> Stack {
     spawn_stack_with(StackOptions { script: fast_script(), ..StackOptions::default() }).await
 }
 
+/// How a test's stack differs from the default.
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    pub script: Script,
+    pub limits: server::Limits,
+    /// Per-app cap on concurrent runs (429 above).
+    pub max_concurrent_runs: Option<usize>,
+    pub busy_poll: bool,
+}
+
+/// The mock LLM and the server with the fixture apps, on ephemeral ports.
+pub struct Stack {
+    pub mock: MockLlm,
+    pub server: server::Running,
+}
+
+impl Stack {
+    /// The API key of fixture app `name` (`empty` or `llm`).
+    pub fn api_key(&self, name: &str) -> &'static str {
+        APPS.iter().find(|app| app.name == name).map(|app| app.api_key).expect("a fixture app")
+    }
+
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await?;
+        self.mock.shutdown().await;
+        Ok(())
+    }
+}
+
 pub async fn spawn_stack_with(options: StackOptions) -> Stack {
-    Stack::start(options).await.expect("stack starts")
+    let mock = MockLlm::start(options.script, "127.0.0.1:0".parse().unwrap()).await.expect("mock starts");
+    let mut config = server::Config { limits: options.limits, busy_poll: options.busy_poll, ..server::Config::default() };
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.provider.base_url = mock.base_url();
+    config.apps = APPS
+        .iter()
+        .map(|app| server::AppConfig {
+            api_key: app.api_key.into(),
+            workflow: mock::workspace_root().join(app.workflow),
+            max_concurrent_runs: options.max_concurrent_runs,
+        })
+        .collect();
+    let server = server::Running::start(&config).expect("server starts");
+    Stack { mock, server }
 }
 
 /// Dify's mock reply with 1 ms between tokens, so tests do not wait 50 ms a word.
@@ -74,7 +117,7 @@ impl TestClient {
     }
 
     pub fn for_stack(stack: &Stack) -> Self {
-        Self::new(&stack.info.server_url)
+        Self::new(&stack.server.url)
     }
 
     /// Sends a request; `headers` are `(name, value)` pairs.
@@ -143,14 +186,9 @@ pub async fn eventually(what: &str, limit: std::time::Duration, mut cond: impl F
 }
 
 /// A server alone (no mock) with this config, on an ephemeral port.
-pub async fn spawn_server(mut config: server::Config) -> (String, tokio_util::sync::CancellationToken) {
+pub fn spawn_server(mut config: server::Config) -> server::Running {
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let state = server::AppState::new(&config).expect("config loads");
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(server::serve(listener, state, stop.clone().cancelled_owned()));
-    (url, stop)
+    server::Running::start(&config).expect("server starts")
 }
 
 /// The fixture LLM app under `app-llm`, calling `base_url`.
@@ -160,7 +198,7 @@ pub fn llm_config(base_url: &str) -> server::Config {
     config.provider.api_key = "sk-test".to_owned();
     config.apps.push(server::AppConfig {
         api_key: "app-llm".into(),
-        workflow: harness::stack::workspace_root().join("fixtures/workflows/start_llm_end.yml"),
+        workflow: mock::workspace_root().join("fixtures/workflows/start_llm_end.yml"),
         max_concurrent_runs: None,
     });
     config

@@ -5,7 +5,7 @@
 //! fixture apps are snapshot-tested the same way.
 
 use crate::support::{TestClient, spawn_stack};
-use harness::stack::workspace_root;
+use mock::workspace_root;
 use regex::Regex;
 use serde_json::{Value, json};
 use server::{AppConfig, Config};
@@ -52,19 +52,20 @@ fn normalise(text: &str) -> String {
     elapsed.replace_all(&text, "\"$1\":<s>").into_owned()
 }
 
-async fn reference_server() -> (String, tokio_util::sync::CancellationToken) {
+fn reference_server() -> server::Running {
     let mut config = Config::default();
     config.apps.push(AppConfig {
         api_key: REFERENCE_KEY.into(),
         workflow: workspace_root().join("fixtures/workflows/dify/start_end_text_user.yml"),
         max_concurrent_runs: None,
     });
-    crate::support::spawn_server(config).await
+    crate::support::spawn_server(config)
 }
 
 #[tokio::test]
 async fn start_end_matches_real_dify_byte_for_byte() {
-    let (url, stop) = reference_server().await;
+    let server = reference_server();
+    let url = server.url.clone();
     let client = TestClient::new(&url);
     let exchanges: Vec<Exchange> =
         transcript_exchanges().into_iter().filter(|e| e.headers.iter().any(|(k, v)| k == "x-version" && v == "1.13.2")).collect();
@@ -85,7 +86,7 @@ async fn start_end_matches_real_dify_byte_for_byte() {
     }
     // Two blocking and two streaming runs of the Start→End app, and two 400s.
     assert_eq!(n_compared, 6);
-    stop.cancel();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! byte by byte, close kept-alive connections, or end bodies early.
 
 use bytes::BytesMut;
-use server::upstream::{Endpoint, Response, UpstreamError};
+use server::upstream::UpstreamError;
+use server::upstream::client::{Endpoint, Response};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -27,20 +28,24 @@ const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nt
     6\r\ndata: \r\n8;ext=\"x\"\r\nhello\n\n\n\r\n0\r\n\r\n";
 
 /// A server on 127.0.0.1:0 answering every request with `answer`; counts
-/// accepted connections.
-async fn raw_server(answer: Answer) -> (String, Arc<AtomicUsize>) {
+/// accepted connections, and those it has closed.
+async fn raw_server(answer: Answer) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (count, done) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(tcp, answer));
+            let done = done.clone();
+            tokio::spawn(async move {
+                serve(tcp, answer).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            });
         }
     });
-    (url, accepted)
+    (url, accepted, closed)
 }
 
 async fn serve(mut tcp: TcpStream, answer: Answer) {
@@ -109,7 +114,7 @@ async fn body_of(response: &mut Response<'_>) -> Result<Vec<u8>, UpstreamError> 
 
 #[tokio::test]
 async fn a_body_sent_byte_by_byte_decodes_whole_and_the_connection_is_reused() {
-    let (url, accepted) = raw_server(Answer::ChunkedByteByByte).await;
+    let (url, accepted, _) = raw_server(Answer::ChunkedByteByByte).await;
     let endpoint = endpoint(&url);
     for _ in 0..3 {
         let mut response = endpoint.post(b"{}").await.unwrap();
@@ -122,21 +127,22 @@ async fn a_body_sent_byte_by_byte_decodes_whole_and_the_connection_is_reused() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_the_server_closed_is_replaced() {
-    let (url, accepted) = raw_server(Answer::ChunkedThenClose).await;
+    let (url, accepted, closed) = raw_server(Answer::ChunkedThenClose).await;
     let endpoint = endpoint(&url);
     for round in 1..=3 {
         let mut response = endpoint.post(b"{}").await.unwrap();
         assert_eq!(body_of(&mut response).await.unwrap(), b"data: hello\n\n\n", "round {round}");
         drop(response);
-        // Let the server's close arrive before the next request.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The server has closed this connection before the next request, so
+        // the pool's check, not a failed reuse, must find it gone.
+        crate::support::eventually("the server closes", Duration::from_secs(5), || closed.load(Ordering::SeqCst) == round).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
 async fn a_close_delimited_body_ends_at_the_close() {
-    let (url, _) = raw_server(Answer::CloseDelimited).await;
+    let (url, _, _) = raw_server(Answer::CloseDelimited).await;
     let endpoint = endpoint(&url);
     let mut response = endpoint.post(b"{}").await.unwrap();
     assert_eq!(body_of(&mut response).await.unwrap(), b"data: hello\n\n");
@@ -147,7 +153,7 @@ async fn a_close_delimited_body_ends_at_the_close() {
 
 #[tokio::test]
 async fn a_body_cut_before_its_last_chunk_is_incomplete() {
-    let (url, _) = raw_server(Answer::Cut).await;
+    let (url, _, _) = raw_server(Answer::Cut).await;
     let endpoint = endpoint(&url);
     let mut response = endpoint.post(b"{}").await.unwrap();
     let err = body_of(&mut response).await.unwrap_err();

@@ -7,31 +7,34 @@
 //! stalled reader stalls its run, not memory). Dropping the body (the client
 //! left) closes the outbox, which cancels the run and its upstream request.
 
-use crate::engine::{self, ClientGone, Run, RunStatus, Sink};
-use crate::error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
-use crate::events;
+mod body;
+pub mod conn;
+pub mod error;
+pub mod request;
+pub mod response;
+
 use crate::pyjson;
-use crate::request::{self, ResponseMode};
-use crate::sse::PING_FRAME;
 use crate::state::{App, AppState};
 use crate::store::{RecordParts, RunRecord, RunTotals};
+use crate::workflow::engine::{self, Run, RunStatus};
+use crate::workflow::events;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use body::{Outbox, OutboxSink, RunBody};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use http_body::Frame;
+use error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
+use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
+use request::ResponseMode;
+use response::{BLOCKING_TYPE, STREAMING_TYPE, json_response, response};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The router of the whole API.
@@ -250,55 +253,6 @@ async fn route_not_found() -> ApiError {
     ApiError::route_not_found()
 }
 
-fn json_response(body: Bytes) -> Response {
-    response(StatusCode::OK, Body::from(body), "application/json")
-}
-
-/// Every response the API sends is made here (`ApiError` too), with Dify's
-/// headers on it; its 405 alone lacks the CORS pair. The header map is
-/// sized for all of them at once. A middleware adding them instead, into a
-/// map that grew twice on the way, cost 1.5 of the 12.2 µs the server spent
-/// on a Start→End request (side by side, `flowbench ab`). A run's 200s
-/// copy one of two maps made once (see README, "Yardsticks").
-pub(crate) fn response(status: StatusCode, body: Body, content_type: &'static str) -> Response {
-    // A run's answer copies its headers, made once: the same two
-    // allocations as a new map, without hashing and inserting each name.
-    static BLOCKING: LazyLock<HeaderMap> = LazyLock::new(|| dify_headers(StatusCode::OK, BLOCKING_TYPE));
-    static STREAMING: LazyLock<HeaderMap> = LazyLock::new(|| dify_headers(StatusCode::OK, STREAMING_TYPE));
-    let headers = match (status, content_type) {
-        (StatusCode::OK, BLOCKING_TYPE) => BLOCKING.clone(),
-        (StatusCode::OK, STREAMING_TYPE) => STREAMING.clone(),
-        _ => dify_headers(status, content_type),
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
-}
-
-const BLOCKING_TYPE: &str = "application/json; charset=utf-8";
-const STREAMING_TYPE: &str = "text/event-stream; charset=utf-8";
-
-/// Dify's headers on an answer of `status`.
-fn dify_headers(status: StatusCode, content_type: &'static str) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(10);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
-    }
-    if status != StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("X-Env, X-Trace-Id, X-Version"));
-    }
-    headers.insert(X_VERSION, HeaderValue::from_static("1.13.2"));
-    headers.insert(X_ENV, HeaderValue::from_static("PRODUCTION"));
-    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    headers
-}
-
-const X_VERSION: HeaderName = HeaderName::from_static("x-version");
-const X_ENV: HeaderName = HeaderName::from_static("x-env");
-
 /// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<App>, ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
@@ -361,7 +315,7 @@ fn is_json_type(mime: &str) -> bool {
 }
 
 /// Spins for `d` (the gate self-test's injected cost; zero by default).
-fn busy_for(d: Duration) {
+pub(super) fn busy_for(d: Duration) {
     if d.is_zero() {
         return;
     }
@@ -392,153 +346,5 @@ impl LiveRun {
 impl Drop for LiveRun {
     fn drop(&mut self) {
         self.state.shared.stats.runs_finished.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// The frames a streaming run has made and its body has not yet taken. The
-/// run is polled by its response body (below), on the connection's task, so
-/// the two never contend for the lock.
-#[derive(Default)]
-struct Outbox {
-    frames: Vec<u8>,
-    events: usize,
-    /// The body is gone: the client left.
-    closed: bool,
-}
-
-fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
-    outbox.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A streaming run's sink: frames go to the outbox; a run whose outbox holds
-/// `max_events` waits until its body takes them, so a slow reader slows its
-/// own run and nothing buffers without bound.
-struct OutboxSink {
-    outbox: Arc<Mutex<Outbox>>,
-    max_events: usize,
-    busy_per_event: Duration,
-}
-
-impl Sink for OutboxSink {
-    fn wants_events(&self) -> bool {
-        true
-    }
-
-    async fn send_batch(&mut self, frames: Vec<u8>, n_events: usize) -> Result<(), ClientGone> {
-        if !self.busy_per_event.is_zero() {
-            busy_for(self.busy_per_event * n_events as u32);
-        }
-        let mut frames = Some(frames);
-        std::future::poll_fn(|_| {
-            let mut outbox = lock(&self.outbox);
-            if outbox.closed {
-                return Poll::Ready(Err(ClientGone));
-            }
-            if outbox.events >= self.max_events {
-                // The body takes the frames before it polls the run again.
-                return Poll::Pending;
-            }
-            let frames = frames.take().expect("polled after completion");
-            if outbox.frames.is_empty() {
-                outbox.frames = frames;
-            } else {
-                outbox.frames.extend_from_slice(&frames);
-            }
-            outbox.events += n_events;
-            Poll::Ready(Ok(()))
-        })
-        .await
-    }
-
-    async fn gone(&self) {
-        // Only the body's drop closes the outbox, and it hands the run to a
-        // task of its own, whose first poll sees it: no waker is needed.
-        std::future::poll_fn(|_| if lock(&self.outbox).closed { Poll::Ready(()) } else { Poll::Pending }).await;
-    }
-}
-
-type Execution = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The streaming response body. It drives its run: each poll runs the
-/// workflow as far as it can go (reading the upstream socket itself), then
-/// hands over every frame made so far as one buffer. A ping goes first, and
-/// after each `ping_interval` of silence; the body ends after the run ends
-/// and its last frame (`workflow_finished`) is taken. Dropped early (the
-/// client left), it closes the outbox and lets the run end on a task of its
-/// own, which cancels the upstream request and records the run.
-struct RunBody {
-    execution: Option<Execution>,
-    outbox: Arc<Mutex<Outbox>>,
-    ping_interval: Duration,
-    ping: Pin<Box<tokio::time::Sleep>>,
-    last_frame: tokio::time::Instant,
-    sent_first_ping: bool,
-}
-
-impl RunBody {
-    fn new(execution: Execution, outbox: Arc<Mutex<Outbox>>, ping_interval: Duration) -> Self {
-        let now = tokio::time::Instant::now();
-        Self {
-            execution: Some(execution),
-            outbox,
-            ping_interval,
-            ping: Box::pin(tokio::time::sleep_until(now + ping_interval)),
-            last_frame: now,
-            sent_first_ping: false,
-        }
-    }
-}
-
-impl http_body::Body for RunBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if !this.sent_first_ping {
-            this.sent_first_ping = true;
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
-        }
-        if let Some(execution) = this.execution.as_mut()
-            && execution.as_mut().poll(cx).is_ready()
-        {
-            this.execution = None;
-        }
-        let frames = {
-            let mut outbox = lock(&this.outbox);
-            outbox.events = 0;
-            std::mem::take(&mut outbox.frames)
-        };
-        if !frames.is_empty() {
-            // Cheaper than re-arming the timer for every event.
-            this.last_frame = tokio::time::Instant::now();
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frames)))));
-        }
-        if this.execution.is_none() {
-            return Poll::Ready(None);
-        }
-        loop {
-            if this.ping.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let due = this.last_frame + this.ping_interval;
-            if tokio::time::Instant::now() >= due {
-                this.last_frame = tokio::time::Instant::now();
-                this.ping.as_mut().reset(this.last_frame + this.ping_interval);
-                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(PING_FRAME)))));
-            }
-            this.ping.as_mut().reset(due);
-        }
-    }
-}
-
-impl Drop for RunBody {
-    fn drop(&mut self) {
-        lock(&self.outbox).closed = true;
-        if let Some(execution) = self.execution.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(execution);
-        }
     }
 }

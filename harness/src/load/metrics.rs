@@ -1,6 +1,9 @@
 //! Exact per-request metrics: HDR histograms (µs, 3 significant digits),
 //! per-second counters and the connection gauge, as defined in
-//! `../shared/reference/metrics.md`.
+//! docs/metrics.md. Every latency a run records is one `Metric`: the
+//! recorder keeps one histogram per metric in an array indexed by it, and
+//! the report and its renderings iterate the same list, so a new metric is
+//! one variant here.
 //!
 //! Each worker owns a `Recorder` (no locks on the hot path); recorders merge
 //! losslessly at the end. Every request sent ends as exactly one `Sample` with
@@ -66,6 +69,80 @@ impl ErrorClass {
     }
 }
 
+/// A latency the driver records, one HDR histogram each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// Response headers, from the actual send time.
+    Ttfb,
+    /// The first complete data event, from the actual send time.
+    Ttfe,
+    /// The first `text_chunk`, from the actual send time.
+    FirstTextChunk,
+    /// The whole request from its intended send time (coordinated omission corrected).
+    Duration,
+    /// The whole request from its actual send time (raw service time).
+    ServiceTime,
+    /// Every gap between consecutive events of a stream.
+    EventGap,
+    /// Each stream's longest gap.
+    LongestGapPerStream,
+    /// Emit → receipt of stamped chunks (`--stamped`).
+    EmitToReceipt,
+}
+
+impl Metric {
+    pub const COUNT: usize = 8;
+    /// Every metric, in the order the report shows them.
+    pub const ALL: [Metric; Metric::COUNT] = [
+        Metric::Ttfb,
+        Metric::Ttfe,
+        Metric::FirstTextChunk,
+        Metric::Duration,
+        Metric::ServiceTime,
+        Metric::EventGap,
+        Metric::LongestGapPerStream,
+        Metric::EmitToReceipt,
+    ];
+
+    /// Its name in the JSON report: the histogram's key, and with `_ms` the summary's.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Metric::Ttfb => "ttfb",
+            Metric::Ttfe => "ttfe",
+            Metric::FirstTextChunk => "first_text_chunk",
+            Metric::Duration => "duration",
+            Metric::ServiceTime => "service_time",
+            Metric::EventGap => "event_gap",
+            Metric::LongestGapPerStream => "longest_gap_per_stream",
+            Metric::EmitToReceipt => "emit_to_receipt",
+        }
+    }
+
+    /// The row's label in the text report.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Metric::Ttfb => "TTFB (headers)",
+            Metric::Ttfe => "TTFE (first event)",
+            Metric::FirstTextChunk => "first text_chunk",
+            Metric::Duration => "duration (from intended)",
+            Metric::ServiceTime => "service time (from sent)",
+            Metric::EventGap => "gap between events",
+            Metric::LongestGapPerStream => "longest gap per stream",
+            Metric::EmitToReceipt => "emit → receipt (stamped)",
+        }
+    }
+
+    /// Recorded only on request (`--stamped`): its summary is left out of
+    /// the report when it holds no value, rather than shown as zeros.
+    pub const fn optional(self) -> bool {
+        matches!(self, Metric::EmitToReceipt)
+    }
+
+    pub fn from_key(key: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.key() == key)
+    }
+}
+
 /// One request, as the driver saw it.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -92,6 +169,20 @@ impl Sample {
     pub fn new(intended: Instant, sent: Instant, outcome: Result<(), ErrorClass>) -> Self {
         Sample { intended, sent, done: sent, ttfb: None, ttfe: None, first_text: None, n_events: 0, n_bytes: 0, max_gap: None, outcome }
     }
+
+    /// This request's value of `metric`; `None` for the metrics recorded
+    /// per event (`EventGap`, `EmitToReceipt`) and for what it never saw.
+    pub fn value(&self, metric: Metric) -> Option<Duration> {
+        match metric {
+            Metric::Ttfb => self.ttfb,
+            Metric::Ttfe => self.ttfe,
+            Metric::FirstTextChunk => self.first_text,
+            Metric::Duration => Some(self.done - self.intended),
+            Metric::ServiceTime => Some(self.done - self.sent),
+            Metric::LongestGapPerStream => self.max_gap,
+            Metric::EventGap | Metric::EmitToReceipt => None,
+        }
+    }
 }
 
 /// A worker's metrics; merge them for the run's.
@@ -102,19 +193,8 @@ pub struct Recorder {
     pub n_warmup: u64,
     pub n_ok: u64,
     pub errors: BTreeMap<ErrorClass, u64>,
-    pub ttfb: Histogram<u64>,
-    pub ttfe: Histogram<u64>,
-    pub first_text: Histogram<u64>,
-    /// Full response time from the intended send time (coordinated omission corrected).
-    pub duration: Histogram<u64>,
-    /// Full response time from the actual send time (raw service time).
-    pub service: Histogram<u64>,
-    /// Every gap between consecutive events of a stream.
-    pub gap: Histogram<u64>,
-    /// Each stream's longest gap.
-    pub max_gap: Histogram<u64>,
-    /// Emit → receipt of stamped chunks (`--stamped`).
-    pub emit_lag: Histogram<u64>,
+    /// One histogram per metric, indexed by `Metric as usize`.
+    histograms: [Histogram<u64>; Metric::COUNT],
     pub n_events: u64,
     /// Events of every request, warm-up included (for CPU per event).
     pub n_events_all: u64,
@@ -141,14 +221,7 @@ impl Recorder {
             n_warmup: 0,
             n_ok: 0,
             errors: BTreeMap::new(),
-            ttfb: new_histogram(),
-            ttfe: new_histogram(),
-            first_text: new_histogram(),
-            duration: new_histogram(),
-            service: new_histogram(),
-            gap: new_histogram(),
-            max_gap: new_histogram(),
-            emit_lag: new_histogram(),
+            histograms: std::array::from_fn(|_| new_histogram()),
             n_events: 0,
             n_events_all: 0,
             n_bytes: 0,
@@ -156,6 +229,11 @@ impl Recorder {
             ok_per_s: Vec::new(),
             errors_per_s: Vec::new(),
         }
+    }
+
+    /// The histogram of `metric`.
+    pub fn histogram(&self, metric: Metric) -> &Histogram<u64> {
+        &self.histograms[metric as usize]
     }
 
     /// The measured-phase second `at` falls in, if it is in that phase.
@@ -173,14 +251,14 @@ impl Recorder {
     /// Records one stamped chunk's emit → receipt, in ns (kept in µs).
     pub fn emit_lag(&mut self, ns: u64, intended: Instant) {
         if intended >= self.measure_start {
-            self.emit_lag.saturating_record((ns / 1000).max(1));
+            self.histograms[Metric::EmitToReceipt as usize].saturating_record((ns / 1000).max(1));
         }
     }
 
     /// Records one gap between two events.
     pub fn gap(&mut self, gap: Duration, intended: Instant) {
         if intended >= self.measure_start {
-            self.gap.saturating_record(us(gap));
+            self.histograms[Metric::EventGap as usize].saturating_record(us(gap));
         }
     }
 
@@ -206,16 +284,11 @@ impl Recorder {
             }
         }
         // Failed requests stay in the latency sample: nothing is dropped.
-        for (hist, value) in [(&mut self.ttfb, sample.ttfb), (&mut self.ttfe, sample.ttfe), (&mut self.first_text, sample.first_text)] {
-            if let Some(v) = value {
-                hist.saturating_record(us(v));
+        for metric in Metric::ALL {
+            if let Some(v) = sample.value(metric) {
+                self.histograms[metric as usize].saturating_record(us(v));
             }
         }
-        if let Some(g) = sample.max_gap {
-            self.max_gap.saturating_record(us(g));
-        }
-        self.duration.saturating_record(us(sample.done - sample.intended));
-        self.service.saturating_record(us(sample.done - sample.sent));
         self.n_events += sample.n_events;
         self.n_bytes += sample.n_bytes;
     }
@@ -227,16 +300,7 @@ impl Recorder {
         for (class, n) in &other.errors {
             *self.errors.entry(*class).or_default() += n;
         }
-        for (mine, theirs) in [
-            (&mut self.ttfb, &other.ttfb),
-            (&mut self.ttfe, &other.ttfe),
-            (&mut self.first_text, &other.first_text),
-            (&mut self.duration, &other.duration),
-            (&mut self.service, &other.service),
-            (&mut self.gap, &other.gap),
-            (&mut self.max_gap, &other.max_gap),
-            (&mut self.emit_lag, &other.emit_lag),
-        ] {
+        for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
             mine.add(theirs).expect("histograms share bounds");
         }
         self.n_events += other.n_events;
@@ -419,7 +483,7 @@ mod tests {
         b.record(&sample(measure + Duration::from_millis(1500), 7, Err(ErrorClass::Http5xx)));
         a.merge(&b);
         assert_eq!((a.n_sent, a.n_warmup, a.n_ok, a.n_errors()), (3, 1, 1, 1));
-        assert_eq!(a.duration.len(), 2);
+        assert_eq!(a.histogram(Metric::Duration).len(), 2);
         assert_eq!(a.ok_per_s, [1]);
         assert_eq!(a.errors_per_s, [0, 1]);
     }

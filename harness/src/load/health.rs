@@ -6,7 +6,7 @@
 //! runtime), the driver's own CPU, the target's CPU when it is a local
 //! process, and the CPU used by everything else, all from `/proc`.
 
-use crate::metrics::{Summary, new_histogram};
+use super::metrics::{Summary, new_histogram};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -266,6 +266,12 @@ pub fn local_pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
     None
 }
 
+/// Resident memory of `pid`, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim().parse().ok()
+}
+
 /// This machine, for the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -300,6 +306,11 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_this_process_rss() {
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
 
     #[test]
     fn finds_the_local_process_listening_on_a_port() {

@@ -1,12 +1,11 @@
 //! The mock LLM speaks OpenAI's wire format and keeps to its script.
 
 use bytes::Bytes;
-use harness::{Fault, MockLlm, Reply, Script};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use mock::{Fault, MockLlm, Reply, Script};
 use serde_json::{Value, json};
-use server::sse::SseParser;
 use std::time::{Duration, Instant};
 
 async fn post(mock: &MockLlm, body: Value) -> (u16, Vec<String>, Vec<Duration>) {
@@ -19,14 +18,17 @@ async fn post(mock: &MockLlm, body: Value) -> (u16, Vec<String>, Vec<Duration>) 
     let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     let mut body = response.into_body();
-    let mut parser = SseParser::new();
-    let (mut datas, mut times) = (Vec::new(), Vec::new());
+    // The mock writes only `data:` lines, one per frame: a frame ends at a
+    // blank line, whatever the split of the reads.
+    let (mut pending, mut datas, mut times) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.unwrap().into_data() else { continue };
-        parser.push(&data, |e| {
-            datas.push(e.data);
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let frame = String::from_utf8(pending.drain(..end + 2).collect()).unwrap();
+            datas.push(frame.trim_end().strip_prefix("data: ").expect("a data line").to_owned());
             times.push(sent.elapsed());
-        });
+        }
     }
     (status, datas, times)
 }
@@ -99,7 +101,7 @@ async fn fault_status_answers_an_openai_error() {
 
 #[test]
 fn every_mock_script_fixture_loads() {
-    let dir = harness::stack::workspace_root().join("fixtures/mock");
+    let dir = mock::workspace_root().join("fixtures/mock");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         Script::from_file(&entry.unwrap().path()).unwrap();

@@ -83,7 +83,7 @@ struct Body_<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = crate::pyjson::to_flask_json(&Body_ { code: self.code, message: &self.message, status: self.status.as_u16() });
-        let mut response = crate::api::response(self.status, Body::from(body), "application/json");
+        let mut response = super::response::response(self.status, Body::from(body), "application/json");
         if let Some(reason) = upper_case_reason(self.status) {
             response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(reason));
         }

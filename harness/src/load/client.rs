@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Where requests go.
 #[derive(Debug, Clone)]
@@ -199,6 +200,28 @@ pub enum SendError {
     Connect(ConnError),
     #[error("sending the request: {0}")]
     Http(hyper::Error),
+}
+
+/// The target could not be driven: nothing was sent (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PreflightError(pub String);
+
+/// Checks the target answers and accepts the key before any load.
+pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result<()> {
+    let header = bearer(key).map_err(|_| PreflightError(format!("{scenario}: the API key is not a valid header value")))?;
+    let mut conn = Conn::new();
+    // The direct path is an OpenAI base URL; the rest are Dify servers.
+    let path = if scenario == "direct" { "/models" } else { "/v1/parameters" };
+    let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, target.get(path, &header)))
+        .await
+        .map_err(|_| PreflightError(format!("target {} did not answer within 10 s", target.base_url)))?
+        .map_err(|e| PreflightError(format!("target {} is down or refused the connection: {e}", target.base_url)))?;
+    match response.status().as_u16() {
+        200 => Ok(()),
+        401 => Err(PreflightError(format!("{scenario}: target {} rejected the API key (401)", target.base_url)).into()),
+        status => Err(PreflightError(format!("{scenario}: GET {path} on {} answered {status}", target.base_url)).into()),
+    }
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ impl MockLlm {
     /// Starts the mock on `addr` (use port 0 for an ephemeral port).
     pub async fn start(script: Script, addr: SocketAddr) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let listener = server::conn::listen(addr).with_context(|| format!("binding the mock LLM to {addr}"))?;
+        let listener = crate::listen(addr).with_context(|| format!("binding the mock LLM to {addr}"))?;
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState { script, stats: MockStats::default(), recorded: Mutex::default() });
         let router = router(state.clone());

@@ -5,9 +5,9 @@
 //! select options). All of it happens before any stream starts, so a
 //! streaming request gets the same 400 as a blocking one.
 
-use crate::dsl::{NodeKind, StartVariable, VarType, Workflow};
-use crate::error::{ApiError, MSG_NO_USER};
+use super::error::{ApiError, MSG_NO_USER};
 use crate::pyjson::{python_type_name, truncated_repr};
+use crate::workflow::dsl::{NodeKind, StartVariable, VarType, Workflow};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -271,7 +271,7 @@ mod tests {
     use std::path::Path;
 
     fn workflow() -> Workflow {
-        crate::dsl::parse(Path::new("test.yml"), include_str!("../../fixtures/workflows/start_end.yml")).unwrap()
+        crate::workflow::dsl::parse(Path::new("test.yml"), include_str!("../../../fixtures/workflows/start_end.yml")).unwrap()
     }
 
     #[track_caller]
@@ -288,7 +288,7 @@ mod tests {
     fn decodes_in_difys_order() {
         check(r#"{"inputs":{"question":"hi","zzz":1},"user":"u"}"#, Ok(r#"{"question":"hi"}"#));
         check(r#"{"inputs":{"question":""},"user":"u"}"#, Ok(r#"{"question":""}"#));
-        check("[]", Err(crate::error::MSG_BAD_REQUEST));
+        check("[]", Err(crate::http::error::MSG_BAD_REQUEST));
         check(r#"{"inputs":{}}"#, Err(MSG_NO_USER));
         check(r#"{"inputs":{},"user":0}"#, Err(MSG_NO_USER));
         check(r#"{"inputs":{},"user":-0.0}"#, Err(MSG_NO_USER));
@@ -320,7 +320,7 @@ mod tests {
     /// order, or with extra or missing keys, rebuilt: the same answer.
     #[test]
     fn inputs_in_order_or_not_give_the_same_checked_map() {
-        let all = crate::dsl::parse(Path::new("all.yml"), include_str!("../../fixtures/workflows/all_inputs.yml")).unwrap();
+        let all = crate::workflow::dsl::parse(Path::new("all.yml"), include_str!("../../../fixtures/workflows/all_inputs.yml")).unwrap();
         let decode = |inputs: &str| {
             decode_run(format!(r#"{{"inputs":{inputs},"user":"u"}}"#).as_bytes(), &all)
                 .map(|p| Value::Object(p.inputs).to_string())

@@ -7,7 +7,7 @@
 //! names the file, the node id and the problem. Unknown DSL keys are ignored,
 //! as Dify's exports carry many (positions, viewport, plugin dependencies).
 
-use crate::template::{Selector, Template};
+use super::template::{Selector, Template};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

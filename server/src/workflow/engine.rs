@@ -4,11 +4,11 @@
 //! streaming runs share this one code path; a blocking run's sink wants no
 //! events, so none is serialized.
 
-use crate::dsl::{LlmNode, Node, NodeKind, StreamSegment};
-use crate::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, SysVars, TextChunk};
-use crate::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
+use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
+use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, SysVars, TextChunk};
+use super::template::{Segment, Selector};
 use crate::state::App;
-use crate::template::{Segment, Selector};
+use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::future::Future;
@@ -475,7 +475,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         Some(found.cloned().unwrap_or(Value::Null))
     }
 
-    fn render(&self, template: &crate::template::Template) -> String {
+    fn render(&self, template: &super::template::Template) -> String {
         let mut out = String::new();
         for segment in &template.segments {
             match segment {

@@ -27,7 +27,7 @@ pub fn router() -> Router {
 
 /// Serves [`router`] on `addr`; returns the bound address and the server task.
 pub async fn serve(addr: SocketAddr) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = server::conn::listen(addr).map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
+    let listener = crate::listen(addr).map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

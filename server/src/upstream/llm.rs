@@ -5,9 +5,10 @@
 //! Every failure (connect, status, timeout, cut or malformed stream) is an
 //! `LlmError` whose text ends up in Dify's `node_finished.error`.
 
+use super::UpstreamError;
+use super::client::{Endpoint, Response};
 use crate::busy_poll::BusyPoll;
 use crate::sse::SseParser;
-use crate::upstream::{Endpoint, Response, UpstreamError};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

@@ -12,99 +12,29 @@
 //! errors, and live runs back to zero once the load stops.
 //! Exit codes: 0 pass, 1 fail, 2 the stack did not come up, 130 interrupted.
 
-use crate::client::{Conn, Target, bearer};
-use crate::driver::{self, Live, Mode, Protocol, RunSpec};
-use crate::health::HealthMonitor;
+use super::{cancel_on_ctrl_c, write_file};
+use crate::cli::SoakArgs;
+use crate::load::client::{Conn, PreflightError, Target, bearer, preflight};
+use crate::load::driver::{self, Live, Mode, Protocol, RunSpec};
+use crate::load::health::{HealthMonitor, rss_kib};
+use crate::load::schedule::LoadModel;
+use crate::report::soak::{SCHEMA, SCHEMA_VERSION, SoakReport, SoakSample, growth_ends};
 use crate::report::{LoadParams, ScenarioReport};
-use crate::run::{EmbeddedStack, PreflightError, preflight};
-use crate::schedule::LoadModel;
-use anyhow::Context;
-use clap::Args;
+use crate::stack::ChildStack;
 use http_body_util::BodyExt;
-use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub const SCHEMA: &str = "flowbench.soak";
-pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Args)]
-pub struct SoakArgs {
-    /// Measured time after the warm-up, e.g. 30m.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
-    pub duration: Duration,
-    /// Concurrent streams (closed-model users on the llm scenario).
-    #[arg(long, default_value_t = 1000)]
-    pub streams: u32,
-    /// Ramp-up and warm-up, left out of the growth figure.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub warmup: Duration,
-    /// The mock's script [default: fixtures/mock/soak.toml].
-    #[arg(long)]
-    pub mock_script: Option<PathBuf>,
-    /// Run records the server keeps (its store is capped by design; a small
-    /// cap fills during the warm-up, so what grows after it is a leak).
-    #[arg(long, default_value_t = 10_000)]
-    pub max_stored_runs: usize,
-    /// RSS growth after warm-up above this (in %) fails the soak.
-    #[arg(long, default_value_t = 5.0)]
-    pub max_growth: f64,
-    /// Write the samples and the verdict here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Threads of the driver's runtime.
-    #[arg(long, default_value_t = 1)]
-    pub driver_threads: usize,
-}
-
-/// One second of the soak.
-#[derive(Debug, Clone, Serialize)]
-pub struct SoakSample {
-    /// Seconds since the load started.
-    pub t_s: f64,
-    pub rss_kib: u64,
-    /// `None` when the stats endpoint did not answer.
-    pub live_runs: Option<u64>,
-    pub sent: u64,
-    pub done: u64,
-    pub errors: u64,
-    pub events: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SoakReport {
-    pub schema: &'static str,
-    pub schema_version: u32,
-    pub streams: u32,
-    pub warmup_s: f64,
-    pub duration_s: f64,
-    pub interrupted: bool,
-    pub samples: Vec<SoakSample>,
-    pub rss_start_kib: u64,
-    pub rss_end_kib: u64,
-    pub rss_growth_pct: f64,
-    pub max_growth_pct: f64,
-    /// Live runs a few seconds after the load stopped.
-    pub live_runs_after: Option<u64>,
-    pub pass: bool,
-    pub reasons: Vec<String>,
-    pub scenario: ScenarioReport,
-}
-
 pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
-    if args.streams == 0 {
-        anyhow::bail!("--streams must be at least 1");
-    }
-    let script = args.mock_script.clone().unwrap_or_else(|| crate::stack::workspace_root().join("fixtures/mock/soak.toml"));
-    let stack = EmbeddedStack::start_with(Some(&script), &["--max-stored-runs".to_owned(), args.max_stored_runs.to_string()])?;
+    let script = args.mock_script.clone().unwrap_or_else(|| mock::workspace_root().join("fixtures/mock/soak.toml"));
+    let stack = ChildStack::start(Some(&script), &["--max-stored-runs".to_owned(), args.max_stored_runs.to_string()])?;
     let pid = stack.child.id();
-    let target = Target::resolve(&stack.server_url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
-    let key = stack.api_key("llm");
+    let target = Target::resolve(&stack.info.server_url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+    let key = stack.info.api_key("llm")?.to_owned();
     preflight(&target, "llm", &key).await?;
-    let (cancel, signal) = crate::run::cancel_on_ctrl_c("flowbench soak: interrupted; writing what was measured");
+    let (cancel, signal) = cancel_on_ctrl_c("flowbench soak: interrupted; writing what was measured");
     let live = Arc::new(Live::default());
     let samples = Arc::new(Mutex::new(Vec::new()));
     let stop_sampling = CancellationToken::new();
@@ -170,7 +100,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         reasons.push(format!("live runs after the load stopped: {live_runs_after:?}, not 0"));
     }
     let report = SoakReport {
-        schema: SCHEMA,
+        schema: SCHEMA.to_owned(),
         schema_version: SCHEMA_VERSION,
         streams: args.streams,
         warmup_s: args.warmup.as_secs_f64(),
@@ -201,23 +131,9 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         if report.pass { "PASS".to_owned() } else { format!("FAIL: {}", report.reasons.join("; ")) }
     );
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        write_file(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(report)
-}
-
-/// Medians of the first and the last fifth of `rss` (at least one sample each).
-fn growth_ends(rss: &[u64]) -> (u64, u64) {
-    if rss.is_empty() {
-        return (0, 0);
-    }
-    let fifth = (rss.len() / 5).max(1);
-    let median = |part: &[u64]| {
-        let mut part = part.to_vec();
-        part.sort_unstable();
-        part[part.len() / 2]
-    };
-    (median(&rss[..fifth]), median(&rss[rss.len() - fifth..]))
 }
 
 async fn sample_each_second(pid: u32, target: Target, live: Arc<Live>, samples: Arc<Mutex<Vec<SoakSample>>>, stop: CancellationToken) {
@@ -242,12 +158,6 @@ async fn sample_each_second(pid: u32, target: Target, live: Arc<Live>, samples: 
     }
 }
 
-/// Resident memory of `pid`, from `/proc/PID/status`.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim().parse().ok()
-}
-
 /// The server's live runs, from its stats endpoint.
 async fn live_runs(target: &Target) -> Option<u64> {
     let mut conn = Conn::new();
@@ -255,22 +165,4 @@ async fn live_runs(target: &Target) -> Option<u64> {
     let response = tokio::time::timeout(Duration::from_secs(2), conn.send(target, request)).await.ok()?.ok()?;
     let body = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect()).await.ok()?.ok()?.to_bytes();
     serde_json::from_slice::<serde_json::Value>(&body).ok()?["live_runs"].as_u64()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn growth_compares_the_first_and_last_fifths() {
-        let flat_then_up: Vec<u64> = (0..10).map(|i| if i < 8 { 100 } else { 110 }).collect();
-        assert_eq!(growth_ends(&flat_then_up), (100, 110));
-        assert_eq!(growth_ends(&[5]), (5, 5));
-        assert_eq!(growth_ends(&[]), (0, 0));
-    }
-
-    #[test]
-    fn reads_this_process_rss() {
-        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
-    }
 }

@@ -9,9 +9,9 @@
 //! connection gauge's peak and time-weighted mean, per-second events,
 //! completions and errors.
 
-use crate::client::{Conn, SendError, Target};
-use crate::metrics::{ErrorClass, Gauge, Recorder, Sample};
-use crate::schedule::{LoadModel, Schedule};
+use super::client::{Conn, SendError, Target};
+use super::metrics::{ErrorClass, Gauge, Recorder, Sample};
+use super::schedule::{LoadModel, Schedule};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::BodyExt;
@@ -33,7 +33,7 @@ pub const QUESTIONS: [&str; 5] = [
     "What is renewable energy?",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Blocking,
@@ -322,7 +322,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
         let Ok(data) = frame.into_data() else { continue };
         let now = Instant::now();
-        let now_unix_ns = if ctx.spec.stamped { crate::mock_llm::unix_nanos() } else { 0 };
+        let now_unix_ns = if ctx.spec.stamped { mock::llm::unix_nanos() } else { 0 };
         sample.n_bytes += data.len() as u64;
         let before = state.n_events;
         parser.push_ref(&data, |event| {

@@ -1,0 +1,134 @@
+//! `flowbench ab`: two targets measured at the same time. Each slice loads
+//! both at once, half the users on each, so both see the same machine: on a
+//! shared VM a core's speed drifts by ~10% from one second to the next, and
+//! two targets pinned to one core and measured in the same second share that
+//! drift. `cargo xtask gate --self-test` measures what is left (README.md).
+//!
+//! Each slice is, per side, a closed-model run of fresh connections: a
+//! settle time (sent, left out) then `--slice` measured. Its figures are the
+//! scenario report's, without histograms; `cargo xtask gate` reads them and
+//! takes each slice's log ratio ln(B/A) as one paired observation.
+
+use super::{cancel_on_ctrl_c, write_file};
+use crate::cli::AbArgs;
+use crate::load::client::{PreflightError, Target, bearer, preflight};
+use crate::load::driver::{self, Live, Mode, Protocol, RunSpec};
+use crate::load::health::HealthMonitor;
+use crate::load::schedule::LoadModel;
+use crate::report::ab::{AbReport, AbScenario, SCHEMA, SCHEMA_VERSION, Slice};
+use crate::report::{LoadParams, ScenarioReport};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the slices; prints a summary and writes the JSON. Ctrl-C ends the
+/// run after the slice in progress, with every whole slice kept.
+pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
+    let driver_threads = args.driver_threads;
+    let (name, mode) = match args.scenario {
+        AbScenario::Empty => ("empty", args.mode),
+        AbScenario::Llm => ("llm", Mode::Streaming),
+    };
+    let api_key = bearer(&args.api_key).map_err(|_| PreflightError("--api-key is not a valid header value".into()))?;
+    let mut sides = Vec::new();
+    for (label, url) in [('a', &args.a), ('b', &args.b)] {
+        let target = Target::resolve(url).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
+        preflight(&target, name, &args.api_key).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
+        let pid = crate::load::health::local_pid_listening_on(target.addr);
+        sides.push((target, pid));
+    }
+    let (cancel, signal) = cancel_on_ctrl_c("flowbench ab: interrupted; writing the slices measured so far");
+    let mut report = AbReport {
+        schema: SCHEMA.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        scenario: args.scenario,
+        mode,
+        a: args.a.clone(),
+        b: args.b.clone(),
+        users: args.users,
+        rate: args.rate,
+        slice_s: args.slice.as_secs_f64(),
+        settle_s: args.settle.as_secs_f64(),
+        interrupted: false,
+        slices: Vec::new(),
+    };
+    let load_for = |seed: u64| match args.rate {
+        Some(rate) => LoadModel::Open { rate, poisson: args.poisson, connections: args.users, seed },
+        None => LoadModel::Closed { users: args.users, spawn_rate: 1e9 },
+    };
+    let params = LoadParams {
+        model: load_for(args.seed),
+        warmup_s: args.settle.as_secs_f64(),
+        duration_s: args.slice.as_secs_f64(),
+        measured_s: 0.0,
+        window_s: 1,
+        timeout_s: args.timeout.as_secs_f64(),
+        seed: args.seed,
+    };
+    for index in 0..args.slices {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let side = |(target, pid): &(Target, Option<u32>), sibling: Option<u32>, offset: u64| {
+            let seed = args.seed.wrapping_add(u64::from(index) * 2 + offset);
+            let spec = RunSpec {
+                mode,
+                api_key: api_key.clone(),
+                load: load_for(seed),
+                warmup: args.settle,
+                duration: args.slice,
+                timeout: args.timeout,
+                inputs: None,
+                seed,
+                protocol: Protocol::Dify,
+                stamped: false,
+                abort_after_chunks: None,
+            };
+            let (target, pid, cancel, params) = (target.clone(), *pid, cancel.clone(), params.clone());
+            // Evenly spaced arrivals: the side joined second starts half a
+            // period later, so the sides' requests alternate.
+            let delay = match (args.rate, args.poisson, offset_second(index, offset)) {
+                (Some(rate), false, true) => Duration::from_secs_f64(0.5 / rate),
+                _ => Duration::ZERO,
+            };
+            async move {
+                tokio::time::sleep(delay).await;
+                let health = HealthMonitor::start_beside(pid, sibling, driver_threads);
+                let result = driver::run(spec, target, Arc::new(Live::default()), cancel).await;
+                let health = health.finish().await;
+                let interrupted = result.interrupted;
+                (ScenarioReport::build(name, mode, params, &result, health), interrupted)
+            }
+        };
+        // The side started first gets its connections first: alternate it
+        // (A B, B A, B A, A B, …) so neither gains from the order.
+        let a_first = a_first(index);
+        let ((a, a_cut), (b, b_cut)) = if a_first {
+            tokio::join!(side(&sides[0], sides[1].1, 0), side(&sides[1], sides[0].1, 1))
+        } else {
+            let (b, a) = tokio::join!(side(&sides[1], sides[0].1, 1), side(&sides[0], sides[1].1, 0));
+            (a, b)
+        };
+        if a_cut || b_cut {
+            report.interrupted = true;
+            break;
+        }
+        report.slices.push(Slice { a: a.slim(), b: b.slim() });
+        eprintln!("flowbench ab: slice {}/{} done", index + 1, args.slices);
+    }
+    signal.abort();
+    print!("{}", report.to_text());
+    if let Some(path) = &args.json {
+        write_file(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+/// Slice `index` starts side A first (ABBA over slices).
+fn a_first(index: u32) -> bool {
+    matches!(index % 4, 0 | 3)
+}
+
+/// Whether the side with `offset` (0 for A, 1 for B) starts second in slice `index`.
+fn offset_second(index: u32, offset: u64) -> bool {
+    a_first(index) == (offset == 1)
+}

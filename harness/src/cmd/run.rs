@@ -1,0 +1,140 @@
+//! `flowbench run`: a validated `Plan` → scenarios driven against the
+//! embedded stack (a child process, so its CPU is measured apart from the
+//! driver's) or any Dify-compatible `--target` → the report, printed and
+//! written. Exit codes: `crate::cli::exit`.
+
+use super::{Progress, cancel_on_ctrl_c, write_file};
+use crate::cli::{Plan, exit};
+use crate::load::client::{PreflightError, Target, bearer, preflight};
+use crate::load::driver::{self, Live, Protocol, RunSpec};
+use crate::load::health::{HealthMonitor, Machine, Verdict};
+use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
+use crate::stack::ChildStack;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Runs the plan and writes the report; prints the text report on stdout.
+/// Runs the plan, prints the text report and writes the files; returns the
+/// exit code: INVALID when any scenario's driver was the bottleneck.
+pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf>) -> anyhow::Result<i32> {
+    let mut embedded = None;
+    let (url, keys, target_pid) = match &plan.target {
+        Some(url) => (url.clone(), plan.scenarios.iter().map(|s| (s.name, s.api_key.clone().unwrap_or_default())).collect(), None),
+        None => {
+            let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
+            let direct = plan.scenarios.iter().any(|s| s.protocol() == Protocol::OpenAi);
+            let mut keys = Vec::new();
+            for s in &plan.scenarios {
+                let key = match &s.api_key {
+                    Some(key) => key.clone(),
+                    None => stack.info.api_key(s.name)?.to_owned(),
+                };
+                keys.push((s.name, key));
+            }
+            let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
+            let out = (url, keys, Some(stack.child.id()));
+            embedded = Some(stack);
+            out
+        }
+    };
+    let target = Target::resolve(&url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+    let target_pid = target_pid.or_else(|| crate::load::health::local_pid_listening_on(target.addr));
+    for (name, key) in &keys {
+        preflight(&target, name, key).await?;
+    }
+    let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
+    let mut report = Report {
+        schema: SCHEMA.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        flowbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        interrupted: false,
+        target: TargetInfo {
+            url: url.clone(),
+            embedded: embedded.is_some(),
+            mock_script: plan.mock_script.as_ref().map(|p| p.display().to_string()),
+        },
+        machine: Machine::here(),
+        scenarios: Vec::new(),
+    };
+    for (scenario, (_, key)) in plan.scenarios.iter().zip(&keys) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let spec = RunSpec {
+            mode: scenario.spec_mode,
+            api_key: bearer(key)?,
+            load: scenario.load,
+            warmup: scenario.warmup,
+            duration: scenario.duration,
+            timeout: plan.timeout,
+            inputs: plan.inputs.clone(),
+            seed: plan.seed,
+            protocol: scenario.protocol(),
+            stamped: plan.stamped,
+            abort_after_chunks: plan.abort_after_chunks,
+        };
+        let live = Arc::new(Live::default());
+        let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());
+        let health = HealthMonitor::start(target_pid, plan.driver_threads);
+        let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
+        let health = health.finish().await;
+        progress.finish();
+        let load = LoadParams {
+            model: scenario.load,
+            warmup_s: scenario.warmup.as_secs_f64(),
+            duration_s: scenario.duration.as_secs_f64(),
+            measured_s: 0.0,
+            window_s: plan.window_s,
+            timeout_s: plan.timeout.as_secs_f64(),
+            seed: plan.seed,
+        };
+        report.scenarios.push(ScenarioReport::build(scenario.name, scenario.spec_mode, load, &result, health));
+        report.interrupted |= result.interrupted;
+    }
+    signal.abort();
+    if let Some(stack) = embedded {
+        stack.stop();
+    }
+    print!("{}", report.to_text());
+    if let Some(path) = json {
+        write_file(&path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    if let Some(path) = markdown {
+        write_file(&path, report.to_markdown())?;
+    }
+    let code = exit_code(&report);
+    if code == exit::INVALID {
+        eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
+    }
+    Ok(code)
+}
+
+/// Interrupted, else INVALID when any scenario's driver was the bottleneck
+/// (so CI cannot take a lying run for a pass), else OK.
+fn exit_code(report: &Report) -> i32 {
+    if report.interrupted {
+        exit::INTERRUPTED
+    } else if report.scenarios.iter().any(|s| s.health.verdict == Verdict::Invalid) {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_run_has_its_own_exit_code() {
+        let mut report = crate::report::tests::sample_report();
+        assert_eq!(exit_code(&report), exit::OK);
+        report.scenarios[1].health.verdict = Verdict::Disturbed;
+        assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");
+        report.scenarios[0].health.verdict = Verdict::Invalid;
+        assert_eq!(exit_code(&report), exit::INVALID);
+        report.interrupted = true;
+        assert_eq!(exit_code(&report), exit::INTERRUPTED);
+    }
+}

@@ -1,0 +1,155 @@
+//! `flowbench ab`'s report: every slice's two scenario reports (without
+//! histograms), measured over the same seconds; the summary of per-slice log
+//! ratios. `cargo xtask gate` reads it through these types.
+
+use super::ScenarioReport;
+use crate::load::driver::Mode;
+use crate::load::metrics::Metric;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+pub const SCHEMA: &str = "flowbench.ab";
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbScenario {
+    /// Blocking runs of the Start→End app.
+    Empty,
+    /// Streaming runs of the Start→LLM→End app.
+    Llm,
+}
+
+/// One slice: both sides' scenario reports, measured over the same time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Slice {
+    pub a: ScenarioReport,
+    pub b: ScenarioReport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbReport {
+    pub schema: String,
+    pub schema_version: u32,
+    pub scenario: AbScenario,
+    pub mode: Mode,
+    pub a: String,
+    pub b: String,
+    pub users: u32,
+    /// Requests per second on each side (open model), or none (closed).
+    pub rate: Option<f64>,
+    pub slice_s: f64,
+    pub settle_s: f64,
+    /// Ctrl-C cut the run short; the slices measured are all here.
+    pub interrupted: bool,
+    pub slices: Vec<Slice>,
+}
+
+/// A figure of one side's slice; `None` where that side did not measure it.
+pub type Figure = fn(&ScenarioReport) -> Option<f64>;
+
+/// The figures `flowbench ab` shows and `cargo xtask gate` judges, by name.
+pub const FIGURES: [(&str, Figure); 8] = [
+    ("req/s", |s| Some(s.qps.avg)),
+    ("duration p50 ms", |s| Some(s.latency(Metric::Duration).p50)),
+    ("duration p99 ms", |s| Some(s.latency(Metric::Duration).p99)),
+    ("TTFE p50 ms", |s| Some(s.latency(Metric::Ttfe).p50)),
+    ("TTFE p99 ms", |s| Some(s.latency(Metric::Ttfe).p99)),
+    ("events/s", |s| Some(s.event_throughput.avg)),
+    ("target CPU µs/request", |s| s.target_cpu_us_per_request),
+    ("target CPU µs/event", |s| s.target_cpu_us_per_event),
+];
+
+/// The figure called `name` in [`FIGURES`].
+pub fn figure(name: &str) -> Option<Figure> {
+    FIGURES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+impl AbReport {
+    /// Per figure: each side's mean over the slices, and the mean and SD of
+    /// the slices' log ratios (the gate gives the verdict).
+    pub fn to_text(&self) -> String {
+        let load = match self.rate {
+            Some(rate) => format!("{rate} requests/s over {} connections a side", self.users),
+            None => format!("{} users a side", self.users),
+        };
+        let mut out = format!(
+            "flowbench ab: {:?} ({}), {} slices of {} s, {load}, both sides at once\n  A {}\n  B {}\n",
+            self.scenario,
+            self.mode.as_str(),
+            self.slices.len(),
+            self.slice_s,
+            self.a,
+            self.b
+        );
+        let _ = writeln!(out, "{:<24} {:>12} {:>12} {:>10} {:>14}", "", "A mean", "B mean", "B/A", "slice SD");
+        for (label, figure) in FIGURES {
+            let ratios = self.log_ratios(figure);
+            if ratios.is_empty() {
+                continue;
+            }
+            let side_mean = |pick: fn(&Slice) -> &ScenarioReport| {
+                let v: Vec<f64> = self.slices.iter().filter_map(|s| figure(pick(s))).collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            };
+            let n = ratios.len() as f64;
+            let mean = ratios.iter().sum::<f64>() / n;
+            let sd = if ratios.len() > 1 { (ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { f64::NAN };
+            let _ = writeln!(
+                out,
+                "{label:<24} {:>12.3} {:>12.3} {:>+9.2}% {:>13.2}%",
+                side_mean(|s| &s.a),
+                side_mean(|s| &s.b),
+                (mean.exp() - 1.0) * 100.0,
+                sd * 100.0
+            );
+        }
+        if self.interrupted {
+            out.push_str("(interrupted: only the slices above were measured)\n");
+        }
+        out
+    }
+
+    /// ln(B/A) per slice; slices where either figure is missing or not
+    /// positive are left out.
+    pub fn log_ratios(&self, figure: Figure) -> Vec<f64> {
+        let positive = |s: &ScenarioReport| figure(s).filter(|v| *v > 0.0);
+        self.slices.iter().filter_map(|s| Some(positive(&s.b)?.ln() - positive(&s.a)?.ln())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(a: f64, b: f64) -> Slice {
+        let side = |qps: f64| {
+            let mut report = crate::report::tests::sample_scenario("empty");
+            report.qps.avg = qps;
+            report
+        };
+        Slice { a: side(a), b: side(b) }
+    }
+
+    #[test]
+    fn ratios_are_per_slice_and_skip_missing_figures() {
+        let report = AbReport {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            scenario: AbScenario::Empty,
+            mode: Mode::Blocking,
+            a: "a".into(),
+            b: "b".into(),
+            users: 1,
+            rate: None,
+            slice_s: 1.0,
+            settle_s: 0.0,
+            interrupted: false,
+            slices: vec![slice(100.0, 90.0), slice(200.0, 180.0), slice(0.0, 10.0)],
+        };
+        let ratios = report.log_ratios(figure("req/s").unwrap());
+        assert_eq!(ratios.len(), 2);
+        assert!(ratios.iter().all(|r| (r - 0.9f64.ln()).abs() < 1e-12));
+        assert!(report.to_text().contains("-10.00%"), "{}", report.to_text());
+    }
+}

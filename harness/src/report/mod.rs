@@ -1,0 +1,357 @@
+//! The report's types: what a run measured, as one versioned JSON document
+//! holding every figure and the serialized histograms (`Report`), built from
+//! the driver's result in one place (`ScenarioReport::build`). `text`
+//! renders it (the seed's four tables, then what the seed lacks); `ab` and
+//! `soak` are the reports of those commands. `cargo xtask gate` reads `ab`'s
+//! through these same types.
+
+pub mod ab;
+pub mod soak;
+pub mod text;
+
+use crate::load::driver::{Mode, RunResult};
+use crate::load::health::{HealthReport, Machine};
+use crate::load::metrics::{Metric, Summary, encode_histogram};
+use crate::load::schedule::LoadModel;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// The JSON document's schema name; bump `SCHEMA_VERSION` on any breaking change.
+pub const SCHEMA: &str = "flowbench.report";
+/// 2: the first text chunk's histogram is keyed `first_text_chunk`, as its summary.
+pub const SCHEMA_VERSION: u32 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub schema_version: u32,
+    pub flowbench_version: String,
+    pub started_at_unix: u64,
+    pub interrupted: bool,
+    pub target: TargetInfo,
+    pub machine: Machine,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub url: String,
+    /// True when flowbench started the mocked stack itself.
+    pub embedded: bool,
+    pub mock_script: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub mode: Mode,
+    pub load: LoadParams,
+    pub interrupted: bool,
+    pub counts: Counts,
+    pub event_throughput: Rates,
+    pub qps: Rates,
+    pub avg_duration_ms: f64,
+    pub connections: Connections,
+    /// Each metric's summary in ms, as `<key>_ms` (`ttfe_ms`, `duration_ms`, …);
+    /// an optional metric (`emit_to_receipt`) only when it holds values.
+    #[serde(flatten)]
+    pub latency: Latency,
+    pub events_per_request: f64,
+    /// The target's CPU per request and per event, in µs, over the whole
+    /// scenario (warm-up included); when the target is a local process.
+    pub target_cpu_us_per_request: Option<f64>,
+    pub target_cpu_us_per_event: Option<f64>,
+    pub bytes_received: u64,
+    /// Left out of `flowbench ab`'s slices.
+    #[serde(default, skip_serializing_if = "PerSecond::is_empty")]
+    pub per_second: PerSecond,
+    pub health: HealthReport,
+    /// HdrHistogram V2+DEFLATE, base64, values in µs, by `Metric::key`;
+    /// left out of `flowbench ab`'s slices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, String>,
+}
+
+/// A scenario's latency summaries, one per `Metric`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency(pub BTreeMap<Metric, Summary>);
+
+impl Latency {
+    /// The summary of `metric` (all zeros when it holds no value).
+    pub fn get(&self, metric: Metric) -> Summary {
+        self.0.get(&metric).copied().unwrap_or_default()
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (metric, summary) in &self.0 {
+            map.serialize_entry(&format!("{}_ms", metric.key()), summary)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Latency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("latency summaries keyed <metric>_ms")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Latency, A::Error> {
+                let mut latency = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let metric = key.strip_suffix("_ms").and_then(Metric::from_key);
+                    let Some(metric) = metric else { return Err(serde::de::Error::custom(format!("unknown field {key:?}"))) };
+                    latency.insert(metric, map.next_value::<Summary>()?);
+                }
+                Ok(Latency(latency))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadParams {
+    #[serde(flatten)]
+    pub model: LoadModel,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub measured_s: f64,
+    pub window_s: u64,
+    pub timeout_s: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Counts {
+    /// Every request sent; = warmup + ok + errors.
+    pub sent: u64,
+    pub warmup: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub errors_by_class: BTreeMap<String, u64>,
+}
+
+/// Max and Min over the measured phase's windows; Avg over the whole phase.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Rates {
+    pub max: f64,
+    pub avg: f64,
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Connections {
+    pub max_concurrent: i64,
+    pub avg_active: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PerSecond {
+    pub events: Vec<u64>,
+    pub ok: Vec<u64>,
+    pub errors: Vec<u64>,
+}
+
+impl PerSecond {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty()
+    }
+}
+
+impl ScenarioReport {
+    /// The summary of `metric`.
+    pub fn latency(&self, metric: Metric) -> Summary {
+        self.latency.get(metric)
+    }
+
+    /// Without the histograms and the per-second series, as `flowbench ab`
+    /// keeps each slice.
+    pub fn slim(mut self) -> Self {
+        self.histograms.clear();
+        self.per_second = PerSecond::default();
+        self
+    }
+
+    pub fn build(name: &str, mode: Mode, load: LoadParams, result: &RunResult, health: HealthReport) -> Self {
+        let r = &result.recorder;
+        let measured_s = result.measured.as_secs_f64();
+        // Seconds past the measured phase (streams finishing late) are cut.
+        let n_seconds = measured_s.ceil() as usize;
+        let cut = |v: &Vec<u64>| -> Vec<u64> {
+            let mut v = v.clone();
+            v.resize(n_seconds, 0);
+            v
+        };
+        let per_second = PerSecond { events: cut(&r.events_per_s), ok: cut(&r.ok_per_s), errors: cut(&r.errors_per_s) };
+        let histograms = Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(r.histogram(m)))).collect();
+        let latency = Metric::ALL
+            .into_iter()
+            .filter(|m| !(m.optional() && r.histogram(*m).is_empty()))
+            .map(|m| (m, Summary::of(r.histogram(m))))
+            .collect();
+        let measured_requests = r.n_ok + r.n_errors();
+        Self {
+            name: name.to_owned(),
+            mode,
+            load: LoadParams { measured_s, ..load },
+            interrupted: result.interrupted,
+            counts: Counts {
+                sent: r.n_sent,
+                warmup: r.n_warmup,
+                ok: r.n_ok,
+                errors: r.n_errors(),
+                errors_by_class: r.errors.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
+            },
+            event_throughput: rates(&per_second.events, load.window_s, measured_s),
+            qps: rates(&per_second.ok, load.window_s, measured_s),
+            avg_duration_ms: Summary::of(r.histogram(Metric::ServiceTime)).avg,
+            connections: Connections { max_concurrent: result.peak_connections, avg_active: result.avg_connections },
+            latency: Latency(latency),
+            events_per_request: if measured_requests > 0 { r.n_events as f64 / measured_requests as f64 } else { 0.0 },
+            target_cpu_us_per_request: health.target_cpu_cores.filter(|_| r.n_sent > 0).map(|c| c * health.span_s / r.n_sent as f64 * 1e6),
+            target_cpu_us_per_event: health
+                .target_cpu_cores
+                .filter(|_| r.n_events_all > 0)
+                .map(|c| c * health.span_s / r.n_events_all as f64 * 1e6),
+            bytes_received: r.n_bytes,
+            per_second,
+            health,
+            histograms,
+        }
+    }
+}
+
+/// Rates per window of `window_s` whole seconds (a last partial window only
+/// when no whole one fits) and the average over the measured phase.
+pub fn rates(per_second: &[u64], window_s: u64, measured_s: f64) -> Rates {
+    let total: u64 = per_second.iter().sum();
+    let avg = if measured_s > 0.0 { total as f64 / measured_s } else { 0.0 };
+    let window = window_s.max(1) as usize;
+    let whole: Vec<f64> = per_second.chunks_exact(window).map(|w| w.iter().sum::<u64>() as f64 / window as f64).collect();
+    let windows = if whole.is_empty() && !per_second.is_empty() { vec![avg] } else { whole };
+    Rates {
+        max: windows.iter().copied().fold(f64::NAN, f64::max).max(0.0),
+        avg,
+        min: windows.iter().copied().fold(f64::NAN, f64::min).max(0.0),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::load::health::Verdict;
+    use crate::load::metrics::{ErrorClass, Recorder, Sample};
+    use std::time::Duration;
+
+    /// A scenario report from a fixed set of samples: the same figures on
+    /// every machine, for the renderings' snapshots.
+    pub(crate) fn sample_scenario(name: &str) -> ScenarioReport {
+        let t0 = tokio::time::Instant::now();
+        let measure_start = t0 + Duration::from_secs(1);
+        let mut recorder = Recorder::new(measure_start);
+        let ms = Duration::from_millis;
+        for i in 0..40u64 {
+            let intended = t0 + ms(100 * i);
+            let sent = intended + ms(i % 3);
+            let mut sample = Sample::new(intended, sent, if i % 13 == 12 { Err(ErrorClass::Http5xx) } else { Ok(()) });
+            sample.done = sent + ms(20 + 3 * i);
+            sample.ttfb = Some(ms(2 + i % 5));
+            sample.ttfe = Some(ms(3 + i % 7));
+            sample.first_text = (name == "llm").then(|| ms(5 + i % 11));
+            sample.n_events = if name == "llm" { 10 } else { 0 };
+            sample.n_bytes = 500;
+            sample.max_gap = (name == "llm").then(|| ms(2 + i % 4));
+            for _ in 0..sample.n_events {
+                recorder.gap(ms(1 + i % 3), intended);
+            }
+            recorder.events_at(sample.done, sample.n_events);
+            recorder.record(&sample);
+        }
+        let result = RunResult {
+            recorder,
+            measure_start,
+            measured: Duration::from_secs(3),
+            peak_connections: 4,
+            avg_connections: 2.5,
+            interrupted: false,
+        };
+        let health = HealthReport {
+            verdict: Verdict::Valid,
+            reasons: Vec::new(),
+            scheduler_lag_ms: Summary { n: 400, avg: 0.05, min: 0.01, max: 0.9, p50: 0.04, p90: 0.08, p95: 0.1, p99: 0.3, p999: 0.9 },
+            driver_cpu_cores: 0.12,
+            driver_threads: 1,
+            target_cpu_cores: Some(0.5),
+            other_cpu_cores: 0.01,
+            steal_cores: 0.0,
+            machine_cores: 2,
+            span_s: 4.0,
+        };
+        let load = LoadParams {
+            model: LoadModel::Closed { users: 4, spawn_rate: 2.0 },
+            warmup_s: 1.0,
+            duration_s: 3.0,
+            measured_s: 0.0,
+            window_s: 1,
+            timeout_s: 60.0,
+            seed: 1,
+        };
+        let mode = if name == "llm" { Mode::Streaming } else { Mode::Blocking };
+        ScenarioReport::build(name, mode, load, &result, health)
+    }
+
+    /// A whole report of both scenarios, on a machine described the same everywhere.
+    pub(crate) fn sample_report() -> Report {
+        Report {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            flowbench_version: "0.1.0".to_owned(),
+            started_at_unix: 1_764_000_000,
+            interrupted: false,
+            target: TargetInfo { url: "http://127.0.0.1:5001".to_owned(), embedded: true, mock_script: None },
+            machine: Machine { cpu_model: "Test CPU".to_owned(), cores: 2, kernel: "6.0.0".to_owned(), memory_gib: 4.0 },
+            scenarios: vec![sample_scenario("empty"), sample_scenario("llm")],
+        }
+    }
+
+    /// What the gate and `flowbench report` read survives the JSON round trip.
+    #[test]
+    fn a_report_reads_back_as_written() {
+        let report = sample_report();
+        let json = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        // serde_json may read a float back one ulp off: compare at 12 digits.
+        fn rounded(v: serde_json::Value) -> serde_json::Value {
+            match v {
+                serde_json::Value::Number(n) if n.is_f64() => serde_json::json!(format!("{:.12e}", n.as_f64().unwrap())),
+                serde_json::Value::Array(a) => a.into_iter().map(rounded).collect(),
+                serde_json::Value::Object(o) => o.into_iter().map(|(k, v)| (k, rounded(v))).collect(),
+                other => other,
+            }
+        }
+        assert_eq!(rounded(serde_json::to_value(&back).unwrap()), rounded(serde_json::from_str(&json).unwrap()));
+        let llm = &back.scenarios[1];
+        assert_eq!(llm.latency(Metric::Ttfe).p99, report.scenarios[1].latency(Metric::Ttfe).p99);
+        assert!(llm.latency(Metric::Ttfe).n > 0);
+        assert!(json.contains("\"ttfe_ms\":"), "summaries keep their JSON names");
+        assert!(!json.contains("emit_to_receipt_ms"), "an optional metric without values is left out");
+        assert_eq!(back.scenarios[1].histograms.len(), Metric::COUNT);
+    }
+
+    #[test]
+    fn windows_take_whole_seconds_and_avg_the_whole_phase() {
+        let r = rates(&[10, 20, 30, 40, 50, 60, 1], 3, 7.0);
+        assert_eq!((r.max, r.min), (50.0, 20.0));
+        assert!((r.avg - 211.0 / 7.0).abs() < 1e-9);
+        let short = rates(&[5, 5], 5, 2.0);
+        assert_eq!((short.max, short.avg, short.min), (5.0, 5.0, 5.0));
+    }
+}

@@ -1,0 +1,187 @@
+//! The report as people read it: first the seed's four tables in the seed's
+//! own shape (Event Throughput, TTFE, Connections, Empty Workflow QPS), then
+//! what the seed lacks (P99/P99.9, TTFB, first-token time, gaps, errors by
+//! class, driver health, load parameters, machine); as text or Markdown.
+
+use super::{LoadParams, Report, ScenarioReport};
+use crate::load::health::Verdict;
+use crate::load::metrics::Metric;
+use crate::load::schedule::LoadModel;
+use std::fmt::Write;
+
+pub(crate) fn num(v: f64) -> String {
+    let rounded = (v * 100.0).round() / 100.0;
+    if rounded.fract() == 0.0 { format!("{rounded:.1}") } else { format!("{rounded}") }
+}
+
+fn table(out: &mut String, header: &[&str], row: &[f64]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    let _ = writeln!(out, "| {} |", row.iter().map(|v| num(*v)).collect::<Vec<_>>().join(" | "));
+}
+
+impl Report {
+    fn scenario(&self, name: &str) -> Option<&ScenarioReport> {
+        self.scenarios.iter().find(|s| s.name == name)
+    }
+
+    /// The seed's four tables, in the seed's shape and order. A table whose
+    /// scenario did not run is left out.
+    pub fn seed_tables(&self) -> String {
+        let mut out = String::from("Performance Metrics\n");
+        if let Some(llm) = self.scenario("llm") {
+            out.push_str("Event Throughput (events/s)\n");
+            let e = llm.event_throughput;
+            table(&mut out, &["Max", "Avg", "Min"], &[e.max, e.avg, e.min]);
+            out.push_str("TTFE - Time To First Event (ms)\n");
+            let t = llm.latency(Metric::Ttfe);
+            table(&mut out, &["Avg", "Min", "Max", "P50", "P90", "P95"], &[t.avg, t.min, t.max, t.p50, t.p90, t.p95]);
+            out.push_str("Connections\n");
+            table(&mut out, &["Max Concurrent", "Avg Active"], &[llm.connections.max_concurrent as f64, llm.connections.avg_active]);
+        }
+        if let Some(empty) = self.scenario("empty") {
+            out.push_str("Empty Workflow QPS\n");
+            table(&mut out, &["Max QPS", "Avg QPS", "Avg Duration (ms)"], &[empty.qps.max, empty.qps.avg, empty.avg_duration_ms]);
+        }
+        out
+    }
+
+    /// The whole text report.
+    pub fn to_text(&self) -> String {
+        let mut out = self.seed_tables();
+        out.push('\n');
+        if self.interrupted {
+            out.push_str("INTERRUPTED: the run was stopped early; figures cover the part that ran.\n\n");
+        }
+        for s in &self.scenarios {
+            let _ = writeln!(out, "== {} ({}) ==", s.name, s.mode.as_str());
+            let _ = writeln!(out, "Load: {}", describe_load(&s.load));
+            let c = &s.counts;
+            let _ = writeln!(out, "Requests: {} sent = {} warm-up + {} ok + {} errors", c.sent, c.warmup, c.ok, c.errors);
+            if !c.errors_by_class.is_empty() {
+                let classes: Vec<String> = c.errors_by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let _ = writeln!(out, "Errors by class: {}", classes.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "Throughput: {} req/s ok (max {}, min {} per {} s window); {} events/s; {:.1} events/request",
+                num(s.qps.avg),
+                num(s.qps.max),
+                num(s.qps.min),
+                s.load.window_s,
+                num(s.event_throughput.avg),
+                s.events_per_request
+            );
+            let _ = writeln!(out, "| ms | Avg | Min | P50 | P90 | P95 | P99 | P99.9 | Max |");
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+            // The stamped chunks' lag is tens of µs: its own line, below.
+            for metric in Metric::ALL.into_iter().filter(|m| *m != Metric::EmitToReceipt) {
+                let (label, m) = (metric.label(), s.latency(metric));
+                if m.n == 0 {
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    num(m.avg),
+                    num(m.min),
+                    num(m.p50),
+                    num(m.p90),
+                    num(m.p95),
+                    num(m.p99),
+                    num(m.p999),
+                    num(m.max)
+                );
+            }
+            if let Some(lag) = s.latency.0.get(&Metric::EmitToReceipt) {
+                let us = |ms: f64| format!("{:.0}", ms * 1000.0);
+                let _ = writeln!(
+                    out,
+                    "Emit → receipt (µs, {} stamped chunks): avg {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                    lag.n,
+                    us(lag.avg),
+                    us(lag.p50),
+                    us(lag.p90),
+                    us(lag.p99),
+                    us(lag.p999),
+                    us(lag.max)
+                );
+            }
+            if let Some(per_request) = s.target_cpu_us_per_request {
+                let per_event = s.target_cpu_us_per_event.map_or(String::new(), |e| format!(", {e:.2} µs per event"));
+                let _ = writeln!(out, "Target CPU: {per_request:.2} µs per request{per_event}");
+            }
+            let h = &s.health;
+            let _ = writeln!(
+                out,
+                "Driver health: {:?}; scheduler lag p50 {} / p99 {} ms; CPU (cores): driver {:.2} of {}, target {}, others {:.2}, stolen by the host {:.2}, on {} cores",
+                h.verdict,
+                num(h.scheduler_lag_ms.p50),
+                num(h.scheduler_lag_ms.p99),
+                h.driver_cpu_cores,
+                h.driver_threads,
+                h.target_cpu_cores.map_or("n/a (not a local process)".to_owned(), |c| format!("{c:.2}")),
+                h.other_cpu_cores,
+                h.steal_cores,
+                h.machine_cores
+            );
+            for reason in &h.reasons {
+                let _ = writeln!(out, "  {}: {reason}", if h.verdict == Verdict::Invalid { "INVALID" } else { "note" });
+            }
+            out.push('\n');
+        }
+        let m = &self.machine;
+        let _ = writeln!(out, "Target: {}{}", self.target.url, if self.target.embedded { " (embedded mocked stack)" } else { "" });
+        let _ = writeln!(out, "Machine: {} × {}, {} GiB, Linux {}", m.cores, m.cpu_model, m.memory_gib, m.kernel);
+        out
+    }
+
+    /// The tables as GitHub Markdown, for a pull-request comment.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::from("## flowbench\n\n");
+        for line in self.seed_tables().lines() {
+            if line.starts_with('|') {
+                out.push_str(line);
+                out.push('\n');
+            } else {
+                let _ = write!(out, "\n**{line}**\n\n");
+            }
+        }
+        out.push_str("\n<details><summary>Details</summary>\n\n```\n");
+        out.push_str(&self.to_text());
+        out.push_str("```\n</details>\n");
+        out
+    }
+}
+
+fn describe_load(load: &LoadParams) -> String {
+    let model = match load.model {
+        LoadModel::Closed { users, spawn_rate } => format!("closed, {users} users spawned at {spawn_rate}/s, no think time"),
+        LoadModel::Open { rate, poisson, connections, seed } => {
+            format!("open, {rate} req/s {} over {connections} connections (seed {seed})", if poisson { "Poisson" } else { "constant" })
+        }
+    };
+    format!("{model}; warm-up {} s, measured {:.1} of {} s", load.warmup_s, load.measured_s, load.duration_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_report_keeps_its_shape() {
+        insta::assert_snapshot!("text", crate::report::tests::sample_report().to_text());
+    }
+
+    #[test]
+    fn the_markdown_report_keeps_its_shape() {
+        insta::assert_snapshot!("markdown", crate::report::tests::sample_report().to_markdown());
+    }
+
+    #[test]
+    fn numbers_print_like_the_seed() {
+        assert_eq!(num(22.0), "22.0");
+        assert_eq!(num(46.666), "46.67");
+        assert_eq!(num(98.3), "98.3");
+    }
+}

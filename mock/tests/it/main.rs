@@ -1,0 +1,4 @@
+//! The stand-in services' integration tests, over real loopback sockets.
+
+mod bare;
+mod llm;
