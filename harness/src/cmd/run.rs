@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn an_invalid_run_has_its_own_exit_code() {
-        let mut report = crate::report::tests::sample_report();
+        let mut report = crate::report::sample::sample_report();
         assert_eq!(exit_code(&report), exit::OK);
         report.scenarios[1].health.verdict = Verdict::Disturbed;
         assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");

@@ -124,7 +124,7 @@ mod tests {
 
     fn slice(a: f64, b: f64) -> Slice {
         let side = |qps: f64| {
-            let mut report = crate::report::tests::sample_scenario("empty");
+            let mut report = crate::report::sample::sample_scenario("empty");
             report.qps.avg = qps;
             report
         };

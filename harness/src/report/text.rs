@@ -170,12 +170,12 @@ mod tests {
 
     #[test]
     fn the_text_report_keeps_its_shape() {
-        insta::assert_snapshot!("text", crate::report::tests::sample_report().to_text());
+        insta::assert_snapshot!("text", crate::report::sample::sample_report().to_text());
     }
 
     #[test]
     fn the_markdown_report_keeps_its_shape() {
-        insta::assert_snapshot!("markdown", crate::report::tests::sample_report().to_markdown());
+        insta::assert_snapshot!("markdown", crate::report::sample::sample_report().to_markdown());
     }
 
     #[test]
