@@ -95,7 +95,7 @@ fn graph_execution((runtime, state, run): (tokio::runtime::Runtime, server::AppS
     let stop = tokio_util::sync::CancellationToken::new();
     let outcome =
         runtime.block_on(server::workflow::engine::execute(state.provider(), &run, &mut server::workflow::engine::NoEvents, &stop));
-    black_box(outcome.total_steps)
+    black_box(outcome.totals.total_steps)
 }
 
 library_benchmark_group!(

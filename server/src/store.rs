@@ -5,6 +5,7 @@
 //! request takes a global lock. `TaskRegistry` maps a streaming run's task id
 //! to its stop token, so `POST /v1/workflows/tasks/{id}/stop` reaches it.
 
+use crate::workflow::events::RunTotals;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -30,17 +31,6 @@ pub struct RunRecord {
     text: String,
     ends: [usize; 3],
     has_error: bool,
-}
-
-/// A run's status and numbers, as its record keeps them.
-#[derive(Debug, Clone, Copy)]
-pub struct RunTotals {
-    pub status: &'static str,
-    pub total_steps: u32,
-    pub total_tokens: u64,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub elapsed_time: f64,
 }
 
 /// A run's parts as `RunRecord::pack` takes them.
@@ -343,14 +333,15 @@ impl TaskRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::events::RunStatus;
 
     const APP: Uuid = Uuid::from_u128(0x6f1d3c1e_1f0b_5a55_9a4e_3f7b2d1c0a99);
     const OTHER_APP: Uuid = Uuid::from_u128(0x0b8e4c7a_2d3f_5b6c_8d9e_0f1a2b3c4d5e);
 
     /// A record whose user id is `user`.
-    fn record(status: &'static str, user: &str) -> RunRecord {
+    fn record(status: RunStatus, user: &str) -> RunRecord {
         let map = Map::new();
-        let totals = RunTotals { status, total_steps: 0, total_tokens: 0, created_at: 0, finished_at: None, elapsed_time: 0.0 };
+        let totals = RunTotals { status, ..RunTotals::running(0) };
         RunRecord::pack(&RecordParts { totals, inputs: &map, user_id: user, outputs: &map, error: None })
     }
 
@@ -359,8 +350,14 @@ mod tests {
         let inputs: Map<String, Value> = serde_json::from_str(r#"{"q":"h\u00e9/\"x","n":1.5,"z":null}"#).unwrap();
         let outputs: Map<String, Value> = serde_json::from_str(r#"{"answer":"a/b","list":[1,{"k":true}]}"#).unwrap();
         for error in [None, Some(""), Some("upstream said: 500 / é")] {
-            let totals =
-                RunTotals { status: "failed", total_steps: 3, total_tokens: 42, created_at: 1, finished_at: Some(2), elapsed_time: 0.25 };
+            let totals = RunTotals {
+                status: RunStatus::Failed,
+                total_steps: 3,
+                total_tokens: 42,
+                created_at: 1,
+                finished_at: Some(2),
+                elapsed_time: 0.25,
+            };
             let r = RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: "usér/1", outputs: &outputs, error });
             assert_eq!(r.inputs(), inputs);
             // Key order is kept.
@@ -379,20 +376,20 @@ mod tests {
         let id = uuid.to_string();
         // Reserved, not yet stored.
         assert!(store.get(APP, &id).is_none());
-        store.put(APP, uuid, record("running", &id));
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, "running");
+        store.put(APP, uuid, record(RunStatus::Running, &id));
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Running);
         assert!(store.get(OTHER_APP, &id).is_none());
         // Another spelling of the same UUID is another id, as a string compare would say.
         assert!(store.get(APP, &id.to_uppercase()).is_none());
         assert!(store.get(APP, &id.replace('-', "")).is_none());
         assert!(store.get(APP, "not-a-uuid").is_none());
         // Put again (a run that finished): replaced, not added.
-        store.put(APP, uuid, record("succeeded", &id));
+        store.put(APP, uuid, record(RunStatus::Succeeded, &id));
         assert_eq!(store.len(), 1);
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, "succeeded");
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
         // Another app cannot overwrite it either.
-        store.put(OTHER_APP, uuid, record("failed", &id));
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, "succeeded");
+        store.put(OTHER_APP, uuid, record(RunStatus::Failed, &id));
+        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
     }
 
     #[test]
@@ -404,7 +401,7 @@ mod tests {
         for id in &ids {
             assert_eq!(id.get_version_num(), 4, "{id}");
             assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
-            store.put(APP, *id, record("succeeded", "u"));
+            store.put(APP, *id, record(RunStatus::Succeeded, "u"));
         }
         // The payload is masked: consecutive runs do not differ by one.
         let lows: Vec<u64> = ids.iter().map(|id| id.as_u128() as u64 & PAYLOAD_MASK).collect();
@@ -426,7 +423,7 @@ mod tests {
         let ids: Vec<String> = (0..N_SHARDS * 40)
             .map(|_| {
                 let id = store.new_run_id(APP);
-                store.put(APP, id, record("succeeded", &id.to_string()));
+                store.put(APP, id, record(RunStatus::Succeeded, &id.to_string()));
                 id.to_string()
             })
             .collect();
@@ -444,12 +441,12 @@ mod tests {
     fn a_run_that_outlives_its_slot_keeps_no_record() {
         let store = MemoryStore::new(N_SHARDS);
         let long = store.new_run_id(APP);
-        store.put(APP, long, record("running", "long"));
+        store.put(APP, long, record(RunStatus::Running, "long"));
         for _ in 0..N_SHARDS * 3 {
             let id = store.new_run_id(APP);
-            store.put(APP, id, record("succeeded", "short"));
+            store.put(APP, id, record(RunStatus::Succeeded, "short"));
         }
-        store.put(APP, long, record("succeeded", "long"));
+        store.put(APP, long, record(RunStatus::Succeeded, "long"));
         assert!(store.get(APP, &long.to_string()).is_none());
         assert_eq!(store.len(), N_SHARDS);
     }

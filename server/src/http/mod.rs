@@ -15,9 +15,10 @@ pub mod response;
 
 use crate::pyjson;
 use crate::state::{App, AppState};
-use crate::store::{RecordParts, RunRecord, RunTotals};
-use crate::workflow::engine::{self, Run, RunStatus};
+use crate::store::{RecordParts, RunRecord};
+use crate::workflow::engine::{self, Run};
 use crate::workflow::events;
+use crate::workflow::events::RunTotals;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -97,24 +98,8 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     // Boxed, so the handler's own future stays under the 1 KiB that glibc's
     // malloc serves from its thread cache (see `run_workflow`).
     let outcome = Box::pin(engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown)).await;
-    let ids = run.ids();
-    let body = events::BlockingResponse {
-        task_id: ids.task_id,
-        workflow_run_id: ids.run_id,
-        data: events::RunSummary {
-            id: ids.run_id,
-            workflow_id: &run.app.workflow_id,
-            status: outcome.status.as_str(),
-            outputs: &outcome.outputs,
-            error: outcome.error.as_deref(),
-            elapsed_time: outcome.elapsed_time,
-            total_tokens: outcome.total_tokens,
-            total_steps: outcome.total_steps,
-            created_at: run.created_at,
-            finished_at: outcome.finished_at,
-        },
-    }
-    .to_python_json();
+    let body = events::BlockingResponse::new(run.ids(), &run.app.workflow_id, &outcome.totals, &outcome.outputs, outcome.error.as_deref())
+        .to_python_json();
     store_run(&state.shared, &run, Some(&outcome));
     drop(live);
     response(StatusCode::OK, Body::from(body), BLOCKING_TYPE)
@@ -153,14 +138,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
 /// (no outcome yet) or finished. Packed, not rendered (see `RunRecord`).
 fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) {
     let no_outputs = serde_json::Map::new();
-    let totals = RunTotals {
-        status: outcome.map_or(RunStatus::Running, |o| o.status).as_str(),
-        total_steps: outcome.map_or(0, |o| o.total_steps),
-        total_tokens: outcome.map_or(0, |o| o.total_tokens),
-        created_at: run.created_at,
-        finished_at: outcome.map(|o| o.finished_at),
-        elapsed_time: outcome.map_or(0.0, |o| o.elapsed_time),
-    };
+    let totals = outcome.map_or_else(|| RunTotals::running(run.created_at), |o| o.totals);
     let record = RunRecord::pack(&RecordParts {
         totals,
         inputs: &run.inputs,
@@ -183,20 +161,9 @@ fn render_record(app: &App, run_id: &str, record: &RunRecord) -> Bytes {
     let user = record.inputs();
     let inputs = pyjson::to_python_json(&events::InputsView { user: &user, sys, with_timestamp: true });
     let inputs = String::from_utf8(inputs).expect("JSON is UTF-8");
-    let totals = record.totals;
-    Bytes::from(pyjson::to_flask_json(&events::RunRecordView {
-        id: run_id,
-        workflow_id: &app.workflow_id,
-        status: totals.status,
-        inputs: &inputs,
-        outputs: &record.outputs(),
-        error: record.error(),
-        total_steps: totals.total_steps,
-        total_tokens: totals.total_tokens,
-        created_at: totals.created_at,
-        finished_at: totals.finished_at,
-        elapsed_time: totals.elapsed_time,
-    }))
+    let outputs = record.outputs();
+    let view = events::RunRecordView::new(run_id, &app.workflow_id, &record.totals, &inputs, &outputs, record.error());
+    Bytes::from(pyjson::to_flask_json(&view))
 }
 
 /// A path segment that is not UTF-8 names no run and no task: Dify answers

@@ -5,7 +5,7 @@
 //! events, so none is serialized.
 
 use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
-use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, SysVars, TextChunk};
+use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, RunStatus, RunTotals, SysVars, TextChunk};
 use super::template::{Segment, Selector};
 use crate::state::App;
 use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
@@ -52,25 +52,6 @@ impl Sink for NoEvents {
     }
     async fn gone(&self) {
         std::future::pending::<()>().await;
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    Stopped,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Stopped => "stopped",
-        }
     }
 }
 
@@ -147,13 +128,9 @@ impl Run {
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
-    pub status: RunStatus,
+    pub totals: RunTotals,
     pub outputs: Map<String, Value>,
     pub error: Option<String>,
-    pub total_tokens: u64,
-    pub total_steps: u32,
-    pub elapsed_time: f64,
-    pub finished_at: i64,
 }
 
 /// Executes `run` to its end, sending its events to `sink`; `stop` ends it
@@ -169,32 +146,26 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
         Err(End::Stopped) => (RunStatus::Stopped, Map::new(), Some(STOPPED_BY_USER.to_owned())),
         Err(End::Gone) => (RunStatus::Stopped, Map::new(), Some(CLIENT_DISCONNECTED.to_owned())),
     };
-    let outcome = RunOutcome {
+    let totals = RunTotals {
         status,
-        outputs,
-        error,
         total_tokens: exec.total_tokens,
         total_steps: exec.steps,
         elapsed_time: seconds(elapsed),
-        finished_at: (run.started_wall + elapsed).as_secs() as i64,
+        created_at: run.created_at,
+        finished_at: Some((run.started_wall + elapsed).as_secs() as i64),
     };
+    let outcome = RunOutcome { totals, outputs, error };
     if !client_gone && exec.sink.wants_events() {
         let end_user_id = run.end_user_id();
-        let finished = events::WorkflowFinished {
-            id: run.run_id(),
-            workflow_id: &run.app.workflow_id,
-            status: outcome.status.as_str(),
-            outputs: &outcome.outputs,
-            error: outcome.error.as_deref(),
-            elapsed_time: outcome.elapsed_time,
-            total_tokens: outcome.total_tokens,
-            total_steps: outcome.total_steps,
-            created_by: events::CreatedBy { id: &end_user_id, user: &run.user_id },
-            created_at: run.created_at,
-            finished_at: outcome.finished_at,
-            exceptions_count: 0,
-            files: [],
-        };
+        let created_by = events::CreatedBy { id: &end_user_id, user: &run.user_id };
+        let finished = events::WorkflowFinished::new(
+            run.ids(),
+            &run.app.workflow_id,
+            &outcome.totals,
+            &outcome.outputs,
+            outcome.error.as_deref(),
+            created_by,
+        );
         // The client may leave right now; the outcome stands either way.
         let _ = exec.sink.send(events::frame("workflow_finished", &run.ids(), finished)).await;
     }

@@ -163,6 +163,50 @@ pub struct CreatedBy<'a> {
     pub user: &'a str,
 }
 
+/// How a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// A run's summary: its status and numbers, built once when it starts
+/// (`running`) and once when it ends (`engine::execute`). Every shape that
+/// reports a run (the `workflow_finished` event, the blocking answer, the
+/// run record and its `GET`) takes its numbers from here, in its own
+/// constructor below; each shape lists its keys itself only because Dify's
+/// key order differs between them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunTotals {
+    pub status: RunStatus,
+    pub total_tokens: u64,
+    pub total_steps: u32,
+    pub elapsed_time: f64,
+    pub created_at: i64,
+    /// `None` while the run is live.
+    pub finished_at: Option<i64>,
+}
+
+impl RunTotals {
+    /// A run that has just started.
+    pub fn running(created_at: i64) -> Self {
+        Self { status: RunStatus::Running, total_tokens: 0, total_steps: 0, elapsed_time: 0.0, created_at, finished_at: None }
+    }
+}
+
 #[derive(Serialize)]
 pub struct WorkflowFinished<'a> {
     pub id: &'a str,
@@ -178,6 +222,33 @@ pub struct WorkflowFinished<'a> {
     pub finished_at: i64,
     pub exceptions_count: u32,
     pub files: [(); 0],
+}
+
+impl<'a> WorkflowFinished<'a> {
+    pub fn new(
+        ids: RunIds<'a>,
+        workflow_id: &'a str,
+        totals: &RunTotals,
+        outputs: &'a Map<String, Value>,
+        error: Option<&'a str>,
+        created_by: CreatedBy<'a>,
+    ) -> Self {
+        Self {
+            id: ids.run_id,
+            workflow_id,
+            status: totals.status.as_str(),
+            outputs,
+            error,
+            elapsed_time: totals.elapsed_time,
+            total_tokens: totals.total_tokens,
+            total_steps: totals.total_steps,
+            created_by,
+            created_at: totals.created_at,
+            finished_at: totals.finished_at.unwrap_or(totals.created_at),
+            exceptions_count: 0,
+            files: [],
+        }
+    }
 }
 
 /// The blocking response (written with Python's `json.dumps` separators).
@@ -234,6 +305,24 @@ impl BlockingResponse<'_> {
     }
 }
 
+impl<'a> BlockingResponse<'a> {
+    pub fn new(ids: RunIds<'a>, workflow_id: &'a str, totals: &RunTotals, outputs: &'a Map<String, Value>, error: Option<&'a str>) -> Self {
+        let data = RunSummary {
+            id: ids.run_id,
+            workflow_id,
+            status: totals.status.as_str(),
+            outputs,
+            error,
+            elapsed_time: totals.elapsed_time,
+            total_tokens: totals.total_tokens,
+            total_steps: totals.total_steps,
+            created_at: totals.created_at,
+            finished_at: totals.finished_at.unwrap_or(totals.created_at),
+        };
+        Self { task_id: ids.task_id, workflow_run_id: ids.run_id, data }
+    }
+}
+
 #[derive(Serialize)]
 pub struct RunSummary<'a> {
     pub id: &'a str,
@@ -263,6 +352,31 @@ pub struct RunRecordView<'a> {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub elapsed_time: f64,
+}
+
+impl<'a> RunRecordView<'a> {
+    pub fn new(
+        id: &'a str,
+        workflow_id: &'a str,
+        totals: &RunTotals,
+        inputs: &'a str,
+        outputs: &'a Map<String, Value>,
+        error: Option<&'a str>,
+    ) -> Self {
+        Self {
+            id,
+            workflow_id,
+            status: totals.status.as_str(),
+            inputs,
+            outputs,
+            error,
+            total_steps: totals.total_steps,
+            total_tokens: totals.total_tokens,
+            created_at: totals.created_at,
+            finished_at: totals.finished_at,
+            elapsed_time: totals.elapsed_time,
+        }
+    }
 }
 
 #[cfg(test)]
