@@ -7,7 +7,9 @@
 //! 95% interval of the change in mean time lies wholly above the noise
 //! threshold, Improved when wholly below its negative, else NonSignificant.
 
+use crate::bmf::{Bmf, Measure};
 use crate::stats::{bootstrap_log_ratio_of_means, pct};
+use crate::verdict::Verdict;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,7 +37,7 @@ pub struct Comparison {
     pub change_pct: f64,
     pub low_pct: f64,
     pub high_pct: f64,
-    pub verdict: &'static str,
+    pub verdict: Verdict,
 }
 
 /// Compares every benchmark that has both `BASE` and `new` samples.
@@ -47,11 +49,11 @@ pub fn compare(criterion_dir: &Path, base: &str, threshold_pct: f64) -> anyhow::
         let (point, low, high) = bootstrap_log_ratio_of_means(&base_sample, &new_sample, RESAMPLES, 1);
         let (low_pct, high_pct) = (pct(low), pct(high));
         let verdict = if low_pct > threshold_pct {
-            "Regressed"
+            Verdict::Regressed
         } else if high_pct < -threshold_pct {
-            "Improved"
+            Verdict::Improved
         } else {
-            "NonSignificant"
+            Verdict::NonSignificant
         };
         out.push(Comparison {
             id: id.full_id,
@@ -111,7 +113,7 @@ pub fn markdown(rows: &[Comparison], base: &str, threshold_pct: f64) -> String {
             r.change_pct,
             r.low_pct,
             r.high_pct,
-            if r.verdict == "Regressed" { "**Regressed**" } else { r.verdict }
+            if r.verdict == Verdict::Regressed { "**Regressed**" } else { r.verdict.as_str() }
         );
     }
     let by_id: BTreeMap<&str, &Comparison> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -124,15 +126,14 @@ pub fn markdown(rows: &[Comparison], base: &str, threshold_pct: f64) -> String {
     out
 }
 
-/// Bencher Metric Format: `{"<benchmark>": {"latency": {"value", "lower_value", "upper_value"}}}` in ns.
-pub fn bmf(rows: &[Comparison]) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
+/// Bencher Metric Format: each benchmark's `latency` in ns, bounded by the
+/// change's interval.
+pub fn bmf(rows: &[Comparison]) -> Bmf {
+    let mut out = Bmf::default();
     for r in rows {
-        let lower = r.base_ns * (1.0 + r.low_pct / 100.0);
-        let upper = r.base_ns * (1.0 + r.high_pct / 100.0);
-        map.insert(r.id.clone(), serde_json::json!({"latency": {"value": r.new_ns, "lower_value": lower, "upper_value": upper}}));
+        out.insert(r.id.clone(), "latency", Measure::of_change(r.new_ns, r.base_ns, r.low_pct, r.high_pct));
     }
-    serde_json::Value::Object(map)
+    out
 }
 
 fn time(ns: f64) -> String {
@@ -166,9 +167,11 @@ mod tests {
             write_bench(&root, name, "new", new);
         }
         let rows = compare(&root, "main", 2.0).unwrap();
-        let verdicts: Vec<(&str, &str)> = rows.iter().map(|r| (r.id.as_str(), r.verdict)).collect();
-        assert_eq!(verdicts, [("fast", "Improved"), ("same", "NonSignificant"), ("slow", "Regressed")]);
-        assert!(bmf(&rows)["slow"]["latency"]["value"].as_f64().unwrap() > 100.0);
+        let verdicts: Vec<(&str, Verdict)> = rows.iter().map(|r| (r.id.as_str(), r.verdict)).collect();
+        assert_eq!(verdicts, [("fast", Verdict::Improved), ("same", Verdict::NonSignificant), ("slow", Verdict::Regressed)]);
+        assert!(serde_json::to_value(bmf(&rows)).unwrap()["slow"]["latency"]["value"].as_f64().unwrap() > 100.0);
+        let table = markdown(&rows, "main", 2.0);
+        assert!(table.contains("| **Regressed** |") && table.contains("| NonSignificant |") && table.contains("| Improved |"), "{table}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -8,13 +8,15 @@
 //!   `BASE`: a verdict table and an exit code (criterion itself exits 0).
 //! - `soak`: builds the harness in release and runs `flowbench soak` in its
 //!   place (RSS and live runs each second under many streams).
-//! - `gate --base REV`: the pre-merge performance gate (see `gate.rs`).
+//! - `gate --base REV`: the pre-merge performance gate (see `gate/`).
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
 
+mod bmf;
 mod compare;
 mod gate;
 mod stats;
+mod verdict;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -105,9 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 std::fs::write(path, &table)?;
             }
             if let Some(path) = bmf {
-                std::fs::write(path, serde_json::to_vec_pretty(&compare::bmf(&rows))?)?;
+                compare::bmf(&rows).write(&path)?;
             }
-            Ok(if rows.iter().any(|r| r.verdict == "Regressed") { 1 } else { 0 })
+            Ok(if rows.iter().any(|r| r.verdict == verdict::Verdict::Regressed) { 1 } else { 0 })
         }
         Task::Gate(args) => gate::run(&root, &args),
         Task::Bench { profile, quick, args } => {

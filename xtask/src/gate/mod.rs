@@ -1,0 +1,117 @@
+//! `cargo xtask gate`: did this change make things slower?
+//!
+//! Builds the base and head revisions in release, then measures in rounds:
+//! each round starts a fresh base stack and a fresh head stack, both pinned
+//! to the same core, and drives them at the same time with the head's
+//! `flowbench ab`. Both sides share the core's drift, so the per-slice log
+//! ratio ln(head/base) is steady even where the absolute figures swing by
+//! 10% a second. Per metric, the rounds' mean log ratios give the change
+//! with a 95% t interval, and the interval and a floor give the verdict.
+//!
+//! - `build.rs`: git worktrees and release builds of the two revisions;
+//! - `rounds.rs`: the stacks and the driver, one round of `flowbench ab`
+//!   phases, read through the harness's report types;
+//! - `verdict.rs`: the metrics, and per metric the rounds' log ratios → t
+//!   interval → verdict;
+//! - `render.rs`: the Markdown table, the JSON and BMF outputs;
+//! - `self_test.rs`: `--self-test`, the gate measuring itself.
+//!
+//! This file holds the flags and `run`, which only puts those jobs in order.
+//!
+//! Exit codes: 0 no regression, 1 regression, 2 could not measure.
+
+mod build;
+mod render;
+mod rounds;
+mod self_test;
+mod verdict;
+
+use crate::verdict::Verdict;
+use anyhow::bail;
+use rounds::{Phase, Side};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GateArgs {
+    /// The revision to compare against (e.g. HEAD~1, main).
+    #[arg(long, required_unless_present = "self_test")]
+    pub base: Option<String>,
+    /// The revision under test [default: the working tree as it is].
+    #[arg(long)]
+    pub head: Option<String>,
+    /// Rounds, each with fresh base and head stacks (the statistical unit).
+    #[arg(long, default_value_t = 8)]
+    pub rounds: usize,
+    /// Slices per scenario per round, both sides measured at once.
+    #[arg(long, default_value_t = 4)]
+    pub slices: u32,
+    /// Measured time per slice.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub slice: Duration,
+    /// Sent at the start of each slice and left out.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
+    pub settle: Duration,
+    /// Closed-model users on each side (empty and llm phases).
+    #[arg(long, default_value_t = 16)]
+    pub users: u32,
+    /// TTFE phase: streaming runs per second on each side (Poisson), light
+    /// enough that runs seldom queue behind each other.
+    #[arg(long, default_value_t = 400.0)]
+    pub ttfe_rate: f64,
+    /// The smallest change (in %) that counts as a regression.
+    #[arg(long, default_value_t = 2.0)]
+    pub floor: f64,
+    /// A per-metric floor, e.g. "TTFE p99=10"; repeatable.
+    #[arg(long = "floor-metric", value_name = "METRIC=PCT")]
+    pub floor_metric: Vec<String>,
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Bencher Metric Format JSON of the head's figures.
+    #[arg(long)]
+    pub bmf: Option<PathBuf>,
+    /// Measure the gate itself: A/A false alarms and power at +5% and +10% injected cost.
+    #[arg(long)]
+    pub self_test: bool,
+    /// Self-test: measured rounds per condition (gates are resampled from them).
+    #[arg(long, default_value_t = 16)]
+    pub self_test_rounds: usize,
+}
+
+pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
+    if args.rounds < 2 {
+        bail!("--rounds must be at least 2");
+    }
+    if args.slices == 0 {
+        bail!("--slices must be at least 1");
+    }
+    if !(args.ttfe_rate > 0.0 && args.ttfe_rate.is_finite()) {
+        bail!("--ttfe-rate must be above 0, got {}", args.ttfe_rate);
+    }
+    let started = Instant::now();
+    let head_bin = build::build(root, args.head.as_deref())?;
+    if args.self_test {
+        return self_test::run(root, args, &head_bin, started);
+    }
+    let base_bin = build::build(root, args.base.as_deref())?;
+    let base = Side::plain("base", base_bin);
+    let head = Side::plain("head", head_bin.clone());
+    let rounds = match rounds::measure(root, args, &base, &head, &head_bin, args.rounds, &Phase::ALL)? {
+        Ok(rounds) => rounds,
+        Err(why) => {
+            eprintln!("gate: could not measure: {why}");
+            return Ok(2);
+        }
+    };
+    let verdicts = verdict::analyse(args, &rounds)?;
+    let regressed = verdict::gating(&verdicts, Verdict::Regressed);
+    let unresolved = verdict::gating(&verdicts, Verdict::Unresolved);
+    let summary = render::summary(&regressed, &unresolved);
+    let label = format!("{} → {}", args.base.as_deref().unwrap_or("?"), args.head.as_deref().unwrap_or("working tree"));
+    let markdown = render::markdown(&label, &verdicts, rounds.len(), args, &summary, started.elapsed());
+    print!("{markdown}");
+    render::write_outputs(args, &verdicts, &markdown, &summary)?;
+    Ok(if regressed.is_empty() { 0 } else { 1 })
+}

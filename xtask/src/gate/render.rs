@@ -1,0 +1,126 @@
+//! The gate's outputs: the summary line, the Markdown table (printed, and
+//! written with `--markdown`), the JSON of every metric's figures (`--json`)
+//! and Bencher Metric Format of the head's figures (`--bmf`).
+
+use super::GateArgs;
+use super::verdict::MetricVerdict;
+use crate::bmf::{Bmf, Measure};
+use crate::verdict::Verdict;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// The one line that answers the question, from the metrics that count.
+pub(super) fn summary(regressed: &[&str], unresolved: &[&str]) -> String {
+    if !regressed.is_empty() {
+        format!("REGRESSED: {}", regressed.join(", "))
+    } else if unresolved.is_empty() {
+        "PASS: no metric regressed past its floor".to_owned()
+    } else {
+        format!("NO REGRESSION DETECTED; inconclusive (too noisy for the floor): {}", unresolved.join(", "))
+    }
+}
+
+/// The gate's Markdown: title, summary, one row per metric, how it measured.
+pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize, args: &GateArgs, summary: &str, wall: Duration) -> String {
+    let mut out = format!("### Performance gate: {label}\n\n**{summary}**\n\n");
+    out.push_str("| metric | base | head | change | 95% CI | MDE (90% power) | floor | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    for v in verdicts {
+        let verdict = match (v.verdict, v.advisory) {
+            (Verdict::Regressed, false) => "❌ **Regressed**".to_owned(),
+            (Verdict::Improved, _) => "✅ Improved".to_owned(),
+            (Verdict::Pass, _) => "✅ Pass".to_owned(),
+            (Verdict::Unresolved, false) => "⚠️ Unresolved (too noisy)".to_owned(),
+            (verdict, true) => format!("ℹ️ advisory: {verdict}"),
+            // bench-compare's verdict; the gate's rule never gives it.
+            (verdict @ Verdict::NonSignificant, false) => verdict.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {:.3} | {:+.2}% | [{:+.2}%, {:+.2}%] | {:.1}% | {}% | {verdict} |",
+            v.metric, v.base_mean, v.head_mean, v.change_pct, v.ci_low_pct, v.ci_high_pct, v.mde_pct, v.floor_pct
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nbase and head: geometric means over the rounds. {n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per phase: empty and llm saturating, TTFE at {}/s a side); {:.0} s in all.",
+        args.slices,
+        humantime::format_duration(args.slice),
+        args.ttfe_rate,
+        wall.as_secs_f64()
+    );
+    out
+}
+
+/// `--markdown`, `--json` and `--bmf`, those given.
+pub(super) fn write_outputs(args: &GateArgs, verdicts: &[MetricVerdict], markdown: &str, summary: &str) -> anyhow::Result<()> {
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, markdown)?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&serde_json::json!({"summary": summary, "metrics": verdicts}))?)?;
+    }
+    if let Some(path) = &args.bmf {
+        bmf(verdicts).write(path)?;
+    }
+    Ok(())
+}
+
+/// `gate/<metric>`: the head's mean, with the interval applied to the
+/// base's mean as bounds.
+fn bmf(verdicts: &[MetricVerdict]) -> Bmf {
+    let mut out = Bmf::default();
+    for v in verdicts {
+        let key = v.metric.replace(' ', "_").replace('/', "_per_");
+        out.insert(format!("gate/{key}"), "value", Measure::of_change(v.head_mean, v.base_mean, v.ci_low_pct, v.ci_high_pct));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(metric: &'static str, verdict: Verdict, advisory: bool) -> MetricVerdict {
+        MetricVerdict {
+            metric,
+            base_mean: 100.0,
+            head_mean: 110.0,
+            change_pct: 10.0,
+            ci_low_pct: 0.0,
+            ci_high_pct: 25.0,
+            mde_pct: 3.0,
+            round_sd_pct: 1.0,
+            floor_pct: 2.0,
+            advisory,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn table_rows_and_bmf_keys() {
+        let verdicts = [
+            verdict("empty CPU µs/request", Verdict::Regressed, false),
+            verdict("TTFE p99", Verdict::Unresolved, true),
+            verdict("TTFE p50", Verdict::Pass, false),
+        ];
+        let args = <crate::Cli as clap::Parser>::try_parse_from(["cargo xtask", "gate", "--base", "HEAD~1"]).unwrap();
+        let crate::Task::Gate(args) = args.command else { panic!("gate") };
+        let table =
+            markdown("HEAD~1 → working tree", &verdicts, 8, &args, &summary(&["empty CPU µs/request"], &[]), Duration::from_secs(250));
+        assert!(table.starts_with("### Performance gate: HEAD~1 → working tree\n\n**REGRESSED: empty CPU µs/request**\n\n"), "{table}");
+        assert!(
+            table.contains("| empty CPU µs/request | 100.000 | 110.000 | +10.00% | [+0.00%, +25.00%] | 3.0% | 2% | ❌ **Regressed** |"),
+            "{table}"
+        );
+        assert!(table.contains("| ℹ️ advisory: Unresolved |") && table.contains("| ✅ Pass |"), "{table}");
+        assert!(table.contains("(4 slices of 2s per phase: empty and llm saturating, TTFE at 400/s a side); 250 s in all."), "{table}");
+        let json = serde_json::to_value(bmf(&verdicts)).unwrap();
+        assert_eq!(
+            json["gate/empty_CPU_µs_per_request"]["value"],
+            serde_json::json!({"value": 110.0, "lower_value": 100.0, "upper_value": 125.0})
+        );
+        assert!(json.get("gate/TTFE_p99").is_some());
+        assert_eq!(summary(&[], &[]), "PASS: no metric regressed past its floor");
+        assert_eq!(summary(&[], &["TTFE p50"]), "NO REGRESSION DETECTED; inconclusive (too noisy for the floor): TTFE p50");
+    }
+}

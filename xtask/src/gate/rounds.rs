@@ -1,0 +1,536 @@
+//! The gate's rounds: fresh base and head stacks (`flowbench up`) pinned to
+//! CPU 1, driven at the same time by the head's `flowbench ab` on CPU 0 (half
+//! the users on each), phase after phase: a few slices of the empty
+//! scenario, then of the llm scenario, both saturating the core, then a
+//! light open-model phase for the time to first event. The order the two
+//! stacks start alternates between rounds (ABBA over rounds, and over slices
+//! inside `flowbench ab`).
+//!
+//! Each phase's file is read as `harness::report::ab::AbReport`, the stacks'
+//! API keys from the line each `flowbench up` prints (`harness::StackInfo`).
+//! A round with a disturbed slice (errors, an invalid driver, other
+//! processes' CPU or the host's steal) is rerun once; more than a quarter of
+//! rounds disturbed: the gate could not measure.
+
+use super::GateArgs;
+use super::verdict::{METRICS, paired};
+use anyhow::{Context, bail};
+use harness::StackInfo;
+use harness::load::driver::Mode;
+use harness::load::health;
+use harness::report::ScenarioReport;
+use harness::report::ab::{AbReport, AbScenario, Slice};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// What a round drives, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Blocking Start→End runs, closed model, saturating the core.
+    Empty,
+    /// Start→LLM→End streams, closed model, saturating the core.
+    Llm,
+    /// Streaming Start→End runs at a light Poisson rate (`--ttfe-rate`):
+    /// the time to the first event without queueing. Under saturation it is
+    /// mostly how the kernel interleaves the two stacks (A/A false alarms of
+    /// 10–20% when it was measured there). The first event of an llm run
+    /// takes the same path; what follows it is the llm phase's.
+    Ttfe,
+}
+
+impl Phase {
+    pub(super) const ALL: [Phase; 3] = [Phase::Empty, Phase::Llm, Phase::Ttfe];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Phase::Empty => "empty",
+            Phase::Llm => "llm",
+            Phase::Ttfe => "ttfe",
+        }
+    }
+
+    /// The `flowbench ab` scenario this phase drives.
+    fn scenario(self) -> AbScenario {
+        match self {
+            Phase::Empty | Phase::Ttfe => AbScenario::Empty,
+            Phase::Llm => AbScenario::Llm,
+        }
+    }
+
+    /// The scenario's name as the report spells it: what `--scenario` takes,
+    /// and the fixture app's name in the stack line.
+    fn scenario_name(self) -> String {
+        match serde_json::to_value(self.scenario()) {
+            Ok(serde_json::Value::String(name)) => name,
+            other => unreachable!("AbScenario serializes as a string, not {other:?}"),
+        }
+    }
+
+    /// The API key of this phase's app, which both stacks must share
+    /// (`flowbench ab` takes one key for both sides).
+    fn api_key<'a>(self, a: &'a StackInfo, b: &StackInfo) -> anyhow::Result<&'a str> {
+        let app = self.scenario_name();
+        let (key_a, key_b) = (a.api_key(&app)?, b.api_key(&app)?);
+        if key_a != key_b {
+            bail!("the two stacks serve the {app} app under different API keys ({key_a:?}, {key_b:?})");
+        }
+        Ok(key_a)
+    }
+
+    /// `flowbench ab` arguments for this phase.
+    fn ab_args(self, args: &GateArgs, api_key: &str) -> Vec<String> {
+        let mut out = vec!["--scenario".to_owned(), self.scenario_name()];
+        if self == Phase::Ttfe {
+            out.extend(["--mode".to_owned(), Mode::Streaming.as_str().to_owned()]);
+        }
+        out.extend(["--api-key".to_owned(), api_key.to_owned()]);
+        match self {
+            Phase::Empty | Phase::Llm => out.extend(["--users".into(), args.users.to_string()]),
+            Phase::Ttfe => out.extend(["--poisson".into(), "--users".into(), "8".into(), "--rate".into(), args.ttfe_rate.to_string()]),
+        }
+        out
+    }
+}
+
+/// A side of the comparison: a binary and an optional injected cost.
+#[derive(Debug, Clone)]
+pub(super) struct Side {
+    pub(super) label: &'static str,
+    pub(super) binary: PathBuf,
+    pub(super) busy_per_request: Duration,
+    pub(super) busy_per_event: Duration,
+}
+
+impl Side {
+    /// `binary` as it is, nothing injected.
+    pub(super) fn plain(label: &'static str, binary: PathBuf) -> Self {
+        Side { label, binary, busy_per_request: Duration::ZERO, busy_per_event: Duration::ZERO }
+    }
+}
+
+/// One round's figures, per metric (in `METRICS` order; NaN for a metric
+/// whose phase the round did not drive).
+#[derive(Debug, Clone)]
+pub(super) struct Round {
+    /// Mean over the round's slices of ln(head/base).
+    pub(super) log_ratios: Vec<f64>,
+    pub(super) base: Vec<f64>,
+    pub(super) head: Vec<f64>,
+    pub(super) disturbed: Option<String>,
+}
+
+impl Round {
+    /// The base side's mean of `metric` (the self-test calibrates on it).
+    pub(super) fn base_of(&self, metric: &str) -> f64 {
+        self.base[METRICS.iter().position(|m| m.name == metric).expect("a metric")]
+    }
+
+    /// Round `index` (from 0) from its phases' reports, side a labelled `a`
+    /// and side b `b`: per metric, the mean of the slices' log ratios and the
+    /// geometric means of each side; then whether any slice was disturbed.
+    fn of(index: usize, phases: &[Phase], reports: &[(Phase, AbReport)], a: &str, b: &str) -> anyhow::Result<Round> {
+        let slices = |phase: Phase| -> &[Slice] { reports.iter().find(|(p, _)| *p == phase).map_or(&[], |(_, r)| &r.slices) };
+        let mut out = Round { log_ratios: Vec::new(), base: Vec::new(), head: Vec::new(), disturbed: None };
+        for metric in &METRICS {
+            if !phases.contains(&metric.phase) {
+                out.log_ratios.push(f64::NAN);
+                out.base.push(f64::NAN);
+                out.head.push(f64::NAN);
+                continue;
+            }
+            let mut logs = Vec::new();
+            let (mut base, mut head) = (Vec::new(), Vec::new());
+            for slice in slices(metric.phase) {
+                let Some(p) = paired(metric, slice) else { bail!("{} missing from a slice of round {}", metric.name, index + 1) };
+                logs.push(p.log_ratio);
+                base.push(p.base);
+                head.push(p.head);
+            }
+            if logs.is_empty() {
+                bail!("round {} measured no {} slices", index + 1, metric.phase.name());
+            }
+            out.log_ratios.push(crate::stats::mean(&logs));
+            out.base.push(crate::stats::geomean(&base));
+            out.head.push(crate::stats::geomean(&head));
+        }
+        let mut disturbed = Vec::new();
+        for &phase in phases {
+            let name = phase.name();
+            for (i, slice) in slices(phase).iter().enumerate() {
+                for (side, label) in [(&slice.a, a), (&slice.b, b)] {
+                    for why in disturbances(side) {
+                        disturbed.push(format!("{label} {name} slice {}: {why}", i + 1));
+                    }
+                }
+            }
+        }
+        out.disturbed = (!disturbed.is_empty()).then(|| disturbed.join(", "));
+        Ok(out)
+    }
+}
+
+/// Why one side of a slice cannot be trusted: its errors, and its driver's
+/// health when not valid (an overloaded driver, or other processes' CPU or
+/// the host's steal past the health check's limit, as its reasons say).
+fn disturbances(side: &ScenarioReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if side.counts.errors != 0 {
+        out.push(format!("{} errors", side.counts.errors));
+    }
+    if side.health.verdict != health::Verdict::Valid {
+        out.push(serde_json::Value::from(side.health.reasons.clone()).to_string());
+    }
+    out
+}
+
+/// A phase's `flowbench ab --json` file.
+fn read_phase(path: &Path) -> anyhow::Result<AbReport> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a flowbench ab report", path.display()))
+}
+
+/// Measures `n` rounds, each rerun once when disturbed; `Err(why)` when
+/// more than a quarter of them stayed disturbed.
+pub(super) fn measure(
+    root: &Path,
+    args: &GateArgs,
+    a: &Side,
+    b: &Side,
+    driver: &Path,
+    n: usize,
+    phases: &[Phase],
+) -> anyhow::Result<Result<Vec<Round>, String>> {
+    let mut rounds = Vec::new();
+    let mut disturbed = Vec::new();
+    for index in 0..n {
+        for attempt in 0..2 {
+            let measured = round(root, args, a, b, driver, index, phases)?;
+            match &measured.disturbed {
+                None => {
+                    rounds.push(measured);
+                    break;
+                }
+                Some(why) => {
+                    eprintln!("gate: round {} attempt {} disturbed: {why}", index + 1, attempt + 1);
+                    if attempt == 1 {
+                        disturbed.push(format!("round {}: {why}", index + 1));
+                    }
+                }
+            }
+        }
+        eprintln!("gate: round {}/{n} done", index + 1);
+    }
+    if disturbed.len() * 4 > n {
+        return Ok(Err(format!("{} of {n} rounds were disturbed: {}", disturbed.len(), disturbed.join(" | "))));
+    }
+    Ok(Ok(rounds))
+}
+
+/// `program` pinned to `cpu` with taskset when there is one and more than one
+/// core, so the driver and the stacks stop trading places between rounds.
+fn pinned(program: &Path, cpu: usize) -> Command {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let has_taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if cores > 1 && has_taskset {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A running `flowbench up` and the line it printed; stopped when dropped.
+struct Stack {
+    child: Child,
+    info: StackInfo,
+}
+
+impl Stack {
+    /// A stack from `side`, pinned to CPU 1.
+    fn start(root: &Path, side: &Side) -> anyhow::Result<Stack> {
+        let mut stack = pinned(&side.binary, 1);
+        stack.arg("up").arg("--mock-script").arg(root.join("fixtures/mock/gate.toml"));
+        if !side.busy_per_request.is_zero() {
+            stack.arg("--inject-busy-per-request").arg(format!("{}ns", side.busy_per_request.as_nanos()));
+        }
+        if !side.busy_per_event.is_zero() {
+            stack.arg("--inject-busy-per-event").arg(format!("{}ns", side.busy_per_event.as_nanos()));
+        }
+        let mut child =
+            stack.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().with_context(|| format!("starting the {} stack", side.label))?;
+        let mut line = String::new();
+        let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+        let info = read.map_err(anyhow::Error::from).and_then(|_| StackInfo::parse(&line));
+        match info {
+            Ok(info) => Ok(Stack { child, info }),
+            Err(e) => {
+                stop(&mut child);
+                Err(e.context(format!("the {} stack printed {line:?}", side.label)))
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// SIGTERM, then waits: the server drains as it would in production.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// Both stacks, `first` started first; the first stopped if the second fails.
+fn start_both(root: &Path, first: &Side, second: &Side) -> anyhow::Result<(Stack, Stack)> {
+    let first = Stack::start(root, first)?;
+    Ok((first, Stack::start(root, second)?))
+}
+
+/// One round: fresh `a` and `b` stacks (started in alternating order),
+/// `phases` driven at once on both by `driver`'s `flowbench ab` (on CPU 0),
+/// then stopped.
+fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index: usize, phases: &[Phase]) -> anyhow::Result<Round> {
+    let (a_stack, b_stack) = if matches!(index % 4, 0 | 3) {
+        start_both(root, a, b)?
+    } else {
+        let (b_stack, a_stack) = start_both(root, b, a)?;
+        (a_stack, b_stack)
+    };
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for &phase in phases {
+        let json = root.join(format!("target/gate/ab-{}-{}.json", std::process::id(), phase.name()));
+        let api_key = phase.api_key(&a_stack.info, &b_stack.info)?;
+        let status = pinned(driver, 0)
+            .args(["ab", "--a", &a_stack.info.server_url, "--b", &b_stack.info.server_url])
+            .args(phase.ab_args(args, api_key))
+            .args(["--slices", &args.slices.to_string()])
+            .arg("--slice")
+            .arg(humantime::format_duration(args.slice).to_string())
+            .arg("--settle")
+            .arg(humantime::format_duration(args.settle).to_string())
+            .arg("--json")
+            .arg(&json)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            failure = Some(format!("the driver failed on the {} phase ({status})", phase.name()));
+            break;
+        }
+        reports.push((phase, read_phase(&json)?));
+    }
+    drop(a_stack);
+    drop(b_stack);
+    if let Some(why) = failure {
+        bail!(why);
+    }
+    Round::of(index, phases, &reports, a.label, b.label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::verdict::Metric;
+    use harness::load::metrics::Metric as Figure;
+    use harness::report::ab::{SCHEMA, SCHEMA_VERSION};
+    use harness::report::sample::sample_scenario;
+    use harness::stack::StackApp;
+
+    /// The phase's report as `flowbench ab` builds it, slice `i`'s side b
+    /// through `b(i, report)`.
+    fn ab_report(phase: Phase, slices: usize, b: impl Fn(usize, &mut ScenarioReport)) -> AbReport {
+        let scenario = phase.scenario_name();
+        let slices = (0..slices)
+            .map(|i| {
+                let mut head = sample_scenario(&scenario).slim();
+                b(i, &mut head);
+                Slice { a: sample_scenario(&scenario).slim(), b: head }
+            })
+            .collect();
+        AbReport {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            scenario: phase.scenario(),
+            mode: if phase == Phase::Empty { Mode::Blocking } else { Mode::Streaming },
+            a: "http://127.0.0.1:1".into(),
+            b: "http://127.0.0.1:2".into(),
+            users: 16,
+            rate: (phase == Phase::Ttfe).then_some(400.0),
+            slice_s: 2.0,
+            settle_s: 0.3,
+            interrupted: false,
+            slices,
+        }
+    }
+
+    /// Written as `flowbench ab --json` writes it, read back as the gate
+    /// reads a phase's file.
+    fn round_trip(report: &AbReport, phase: Phase) -> AbReport {
+        let dir = std::env::temp_dir().join(format!("flowbench-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("ab-{}-{:p}.json", phase.name(), report));
+        std::fs::write(&path, serde_json::to_vec_pretty(report).unwrap()).unwrap();
+        let read = read_phase(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        read
+    }
+
+    /// `got` is `want` read back from JSON: serde_json's default float
+    /// parser (without `float_roundtrip`, as the workspace builds it) may
+    /// land an ULP or so away from the shortest digits it wrote.
+    fn same(got: f64, want: f64) -> bool {
+        (got - want).abs() <= want.abs() * 4.0 * f64::EPSILON
+    }
+
+    /// Each metric's figure, read straight from the report's fields.
+    fn field(metric: &Metric, side: &ScenarioReport) -> f64 {
+        match metric.name {
+            "empty QPS" => side.qps.avg,
+            "empty CPU µs/request" => side.target_cpu_us_per_request.unwrap(),
+            "empty p50 duration" => side.latency.0[&Figure::Duration].p50,
+            "empty p99 duration" => side.latency.0[&Figure::Duration].p99,
+            "TTFE p50" => side.latency.0[&Figure::Ttfe].p50,
+            "TTFE p99" => side.latency.0[&Figure::Ttfe].p99,
+            "llm events/s" => side.event_throughput.avg,
+            "llm CPU µs/event" => side.target_cpu_us_per_event.unwrap(),
+            other => panic!("no field for {other}"),
+        }
+    }
+
+    #[test]
+    fn reads_every_field_it_judges_from_what_flowbench_ab_writes() {
+        let mut reports = Vec::new();
+        for phase in Phase::ALL {
+            // Side b's figures differ from slice to slice.
+            let built = ab_report(phase, 3, |i, b| {
+                let k = 1.0 + i as f64 / 10.0;
+                b.qps.avg *= k;
+                b.event_throughput.avg *= k;
+                b.target_cpu_us_per_request = b.target_cpu_us_per_request.map(|v| v * k);
+                b.target_cpu_us_per_event = b.target_cpu_us_per_event.map(|v| v * k);
+                for summary in b.latency.0.values_mut() {
+                    summary.p50 *= k;
+                    summary.p99 *= k;
+                }
+            });
+            let read = round_trip(&built, phase);
+            assert_eq!(read.slices.len(), built.slices.len());
+            for metric in METRICS.iter().filter(|m| m.phase == phase) {
+                for (built, read) in built.slices.iter().zip(&read.slices) {
+                    for (built, read) in [(&built.a, &read.a), (&built.b, &read.b)] {
+                        let want = field(metric, built);
+                        assert!(want > 0.0, "{}: {want}", metric.name);
+                        let got = metric.of(read).unwrap_or_else(|| panic!("{} missing", metric.name));
+                        assert!(same(got, want), "{}: read {got}, built {want}", metric.name);
+                    }
+                }
+            }
+            for (built, read) in built.slices.iter().zip(&read.slices) {
+                for (built, read) in [(&built.a, &read.a), (&built.b, &read.b)] {
+                    assert_eq!(read.counts.errors, built.counts.errors);
+                    assert_eq!(read.health.verdict, built.health.verdict);
+                    assert_eq!(read.health.reasons, built.health.reasons);
+                    assert!(same(read.health.other_cpu_cores, built.health.other_cpu_cores));
+                    assert!(same(read.health.steal_cores, built.health.steal_cores));
+                    assert_eq!(disturbances(read), disturbances(built));
+                }
+            }
+            reports.push((phase, read));
+        }
+        // The fixed samples count a few errors, so every slice is disturbed.
+        let round = Round::of(0, &Phase::ALL, &reports, "base", "head").unwrap();
+        let errors = sample_scenario("empty").counts.errors;
+        assert!(errors > 0);
+        let disturbed = round.disturbed.unwrap();
+        assert!(disturbed.starts_with(&format!("base empty slice 1: {errors} errors, head empty slice 1: {errors} errors")), "{disturbed}");
+        assert!(round.log_ratios.iter().all(|r| r.is_finite()), "{:?}", round.log_ratios);
+    }
+
+    #[test]
+    fn head_ten_percent_slower_in_req_per_s_is_a_log_ratio_of_ln_0_9() {
+        let mut built = ab_report(Phase::Empty, 4, |_, b| {
+            b.counts.errors = 0;
+            b.qps.avg *= 0.9;
+        });
+        for slice in &mut built.slices {
+            slice.a.counts.errors = 0;
+        }
+        let read = round_trip(&built, Phase::Empty);
+        let qps = &METRICS[0];
+        assert_eq!(qps.figure, "req/s");
+        for slice in &read.slices {
+            let p = paired(qps, slice).unwrap();
+            assert!((p.log_ratio - 0.9f64.ln()).abs() < 1e-12, "{}", p.log_ratio);
+        }
+        let round = Round::of(0, &[Phase::Empty], &[(Phase::Empty, read.clone())], "base", "head").unwrap();
+        assert!((round.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12);
+        assert!((round.head[0] / round.base[0] - 0.9).abs() < 1e-12);
+        // The empty phase's other metrics are the same on both sides; the
+        // phases not driven are NaN.
+        for (metric, ratio) in METRICS.iter().zip(&round.log_ratios).skip(1) {
+            if metric.phase == Phase::Empty {
+                assert!(ratio.abs() < 1e-12, "{}: {ratio}", metric.name);
+            } else {
+                assert!(ratio.is_nan(), "{}: {ratio}", metric.name);
+            }
+        }
+        assert_eq!(round.disturbed, None);
+
+        // Other processes' CPU on the head's side of slice 2.
+        let mut disturbed = read;
+        let head = &mut disturbed.slices[1].b;
+        head.health.verdict = health::Verdict::Disturbed;
+        head.health.other_cpu_cores = 0.3;
+        head.health.reasons = vec!["other processes used 0.30 cores during the run".into()];
+        let round = Round::of(0, &[Phase::Empty], &[(Phase::Empty, disturbed)], "base", "head").unwrap();
+        assert_eq!(round.disturbed.as_deref(), Some(r#"head empty slice 2: ["other processes used 0.30 cores during the run"]"#));
+    }
+
+    /// The keys come from the stacks' lines: the fixture apps' keys, in
+    /// the arguments the gate has always passed.
+    #[test]
+    fn phases_take_their_app_keys_from_the_stack_line() {
+        let apps = mock::fixtures::APPS
+            .iter()
+            .map(|app| (app.name.to_owned(), StackApp { api_key: app.api_key.to_owned(), workflow: app.workflow.to_owned() }))
+            .collect();
+        let line = serde_json::to_string(&StackInfo {
+            server_url: "http://127.0.0.1:5001".into(),
+            mock_llm_url: "http://127.0.0.1:5002".into(),
+            apps,
+        })
+        .unwrap();
+        let info = StackInfo::parse(&format!("{line}\n")).unwrap();
+        let args = GateArgs {
+            base: None,
+            head: None,
+            rounds: 8,
+            slices: 4,
+            slice: Duration::from_secs(2),
+            settle: Duration::from_millis(300),
+            users: 16,
+            ttfe_rate: 400.0,
+            floor: 2.0,
+            floor_metric: Vec::new(),
+            markdown: None,
+            json: None,
+            bmf: None,
+            self_test: false,
+            self_test_rounds: 16,
+        };
+        let argv = |phase: Phase| phase.ab_args(&args, phase.api_key(&info, &info).unwrap()).join(" ");
+        assert_eq!(argv(Phase::Empty), "--scenario empty --api-key app-flowbench-empty --users 16");
+        assert_eq!(argv(Phase::Llm), "--scenario llm --api-key app-flowbench-llm --users 16");
+        assert_eq!(argv(Phase::Ttfe), "--scenario empty --mode streaming --api-key app-flowbench-empty --poisson --users 8 --rate 400");
+        let mut other = info.clone();
+        other.apps.get_mut("llm").unwrap().api_key = "app-other".into();
+        assert!(Phase::Llm.api_key(&info, &other).is_err());
+        assert!(Phase::Empty.api_key(&info, &other).is_ok());
+    }
+}
