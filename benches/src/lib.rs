@@ -1,8 +1,8 @@
 //! Shared setup for flowbench's criterion benchmarks. Everything here runs
 //! outside the timed loops: runtimes, stacks, connections.
 //!
-//! - `runtime()`: the runtime every bench uses (2 worker threads, as the
-//!   server's default on this 2-core machine), so ratios between benches
+//! - `runtime()`: the runtime every bench uses (2 worker threads, the
+//!   server's default on a 2-core machine), so ratios between benches
 //!   compare like with like.
 //! - `ControlledUpstream`: an OpenAI-compatible upstream whose stream the
 //!   bench feeds one chunk at a time, to time a single chunk's relay.

@@ -4,16 +4,15 @@
 //! sockets without blocking (a zero-timeout `epoll_wait`), so an upstream
 //! chunk is read as soon as it lands instead of after the kernel wakes a
 //! sleeping thread. On a VM that wake-up is the largest part of what the
-//! relay adds to a paced event (README.md, "Relay latency"). The price is
+//! relay adds to a paced event (docs/performance.md, "Busy polling"). The price is
 //! CPU: the workers run flat out while they spin, even with nothing to do.
 //! So they spin only within a window (`busy_poll_window`, 100 ms by
 //! default) after the last run started or the last upstream read: runs
 //! waiting on a slow first token cost no CPU. Outside the window the tasks
 //! sleep, and the next run start or upstream read wakes them (that read
 //! paid the wake-up). Each turn also yields the thread (`sched_yield`), so
-//! another process on the same core is not starved: a client on the
-//! server's core measured a p99 of 3.8 ms without it, 1.1 ms with it
-//! (README.md, "Relay latency").
+//! another process on the same core (a client, the driver) is not starved
+//! (docs/performance.md, "Busy polling").
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The global allocator: jemalloc by default, mimalloc or the system's by
-/// choice of features (README.md, "Allocator").
+/// choice of features (docs/allocator.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 /// What `GET /v1/workflows/run/{id}` answers for one run, packed: the
 /// numbers inline, and the run's own text (its user inputs and outputs as
-/// compact JSON, the user id, the error) in one allocation of about a
-/// hundred bytes. The body is rendered from it on `GET`
-/// (`api::render_record`), which is rare, not on every run: rendering at
-/// each put (two JSON passes and a ~600-byte body per run) took 24% of the
-/// server's CPU on Start→End at saturation (perf), and 100,000 kept bodies
-/// of that size are some 60 MB.
+/// compact JSON, the user id, the error) in one small allocation. The body
+/// is rendered from it on `GET` (`http::render_record`), which is rare, not
+/// on every run: rendering at each put (two JSON passes and a body several
+/// times the record's size) was the largest part of a Start→End run's CPU,
+/// and a full store of kept bodies a large share of the server's memory
+/// (docs/performance.md).
 /// Run, app and workflow ids are not kept: the key and the app give them.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -113,11 +113,10 @@ pub trait RunStore: Send + Sync + 'static {
 /// high bits, so ids still look random and a client cannot aim at another
 /// run's slot: a slot answers only for the exact id it was made for. `put`
 /// and `get` go straight to the slot. A hash map keyed by run id missed
-/// the cache on every insert and every eviction: a Start→End request cost
-/// 10.7 µs of CPU with 100,000 runs stored and 9.3 µs with 1,000 (each run
-/// `flowbench ab` against the bare handler); the ring brought 10.7 to 9.6.
-/// A run still going when
-/// its slot is taken (100,000 newer runs began meanwhile) keeps no record.
+/// the cache on every insert and every eviction, so a request cost more the
+/// more runs were stored (docs/performance.md). A run still going when its
+/// slot is taken (`max_stored_runs` newer runs began meanwhile) keeps no
+/// record.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
@@ -127,8 +126,8 @@ pub struct MemoryStore {
 
 /// One ring of at most `per_shard` slots: the run of sequence number `seq`
 /// sits at `slots[seq % per_shard]`, so a new run takes the place of the
-/// one it evicts (one cold cache line per run, not two: perf showed the
-/// evicted slot's read as the store's main cost).
+/// one it evicts: one cold cache line per run, not two (reading the
+/// evicted slot was the store's main cost).
 #[derive(Default)]
 struct Shard {
     slots: Vec<Slot>,

@@ -1,8 +1,8 @@
 //! `flowbench ab`: two targets measured at the same time. Each slice loads
 //! both at once, half the users on each, so both see the same machine: on a
-//! shared VM a core's speed drifts by ~10% from one second to the next, and
-//! two targets pinned to one core and measured in the same second share that
-//! drift. `cargo xtask gate --self-test` measures what is left (README.md).
+//! shared VM a core's speed drifts from one second to the next, and two
+//! targets pinned to one core and measured in the same second share that
+//! drift. `cargo xtask gate --self-test` measures what is left (docs/gate.md).
 //!
 //! Each slice is, per side, a closed-model run of fresh connections: a
 //! settle time (sent, left out) then `--slice` measured. Its figures are the

@@ -1,8 +1,8 @@
 //! The load driver's HTTP client: one HTTP/1.1 keep-alive connection per
 //! worker, straight on hyper's connection API (no pool, no per-request
-//! allocation beyond the request itself). Issue 3 reports a reqwest-based
-//! client measured at about half the request rate of a hyper-based one
-//! against the same server on this kind of machine, so the driver uses hyper.
+//! allocation beyond the request itself): a reqwest-based client, with its
+//! pool and per-request machinery, sent far fewer requests a second against
+//! the same server (docs/performance.md), so the driver uses hyper.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri, header};
@@ -157,8 +157,8 @@ impl Conn {
 static NEXT_SOURCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Connects to `addr`. A loopback target with no ephemeral port left for the
-/// usual source address (`EADDRNOTAVAIL`, at ~28k connections to one
-/// address) is reached from the next address in 127.0.0.0/8 instead: each
+/// usual source address (`EADDRNOTAVAIL`: the ephemeral port range, per
+/// destination) is reached from the next address in 127.0.0.0/8 instead: each
 /// source address has its own ports.
 async fn connect(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     match tokio::net::TcpStream::connect(addr).await {

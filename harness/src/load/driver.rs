@@ -103,8 +103,8 @@ pub struct RunResult {
     pub interrupted: bool,
 }
 
-/// Recorders shared by the workers: each holds HDR histograms of a few
-/// hundred KiB, so one per worker would cost gigabytes at 10,000 users.
+/// Recorders shared by the workers: each holds a set of HDR histograms,
+/// so one per worker would cost gigabytes at thousands of users.
 const RECORDER_SHARDS: usize = 64;
 
 struct Ctx {

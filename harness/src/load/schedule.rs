@@ -19,8 +19,19 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum LoadModel {
-    Closed { users: u32, spawn_rate: f64 },
-    Open { rate: f64, poisson: bool, connections: u32, seed: u64 },
+    Closed {
+        users: u32,
+        spawn_rate: f64,
+    },
+    Open {
+        rate: f64,
+        poisson: bool,
+        connections: u32,
+        /// Seeds the Poisson arrivals. Named apart in JSON: the report's load
+        /// parameters flatten this model beside a `seed` of their own.
+        #[serde(rename = "arrival_seed")]
+        seed: u64,
+    },
 }
 
 impl LoadModel {

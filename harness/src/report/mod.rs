@@ -272,6 +272,11 @@ mod tests {
         assert!(json.contains("\"ttfe_ms\":"), "summaries keep their JSON names");
         assert!(!json.contains("emit_to_receipt_ms"), "an optional metric without values is left out");
         assert_eq!(back.scenarios[1].histograms.len(), Metric::COUNT);
+        // An open-model run's load flattens beside its own seed: no key twice.
+        let mut open = sample_report();
+        open.scenarios[0].load.model = LoadModel::Open { rate: 400.0, poisson: true, connections: 16, seed: 7 };
+        let back: Report = serde_json::from_slice(&serde_json::to_vec_pretty(&open).unwrap()).unwrap();
+        assert_eq!(back.scenarios[0].load.model, open.scenarios[0].load.model);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub fn sample_scenario(name: &str) -> ScenarioReport {
         let mut sample = Sample::new(intended, sent, if i % 13 == 12 { Err(ErrorClass::Http5xx) } else { Ok(()) });
         sample.done = sent + ms(20 + 3 * i);
         sample.ttfb = Some(ms(2 + i % 5));
-        sample.ttfe = Some(ms(3 + i % 7));
+        // A blocking answer has no events.
+        sample.ttfe = (name == "llm").then(|| ms(3 + i % 7));
         sample.first_text = (name == "llm").then(|| ms(5 + i % 11));
         sample.n_events = if name == "llm" { 10 } else { 0 };
         sample.n_bytes = 500;

@@ -178,6 +178,37 @@ mod tests {
         insta::assert_snapshot!("markdown", crate::report::sample::sample_report().to_markdown());
     }
 
+    /// README.md's sample output has the report's shape: its headings,
+    /// table headers and row labels, in the renderer's order.
+    #[test]
+    fn the_readme_sample_has_the_reports_shape() {
+        let readme = include_str!("../../../README.md");
+        let block = readme.split("<!-- sample:begin -->").nth(1).and_then(|rest| rest.split("<!-- sample:end -->").next());
+        let block = block.expect("README.md has a sample block");
+        let shape = |line: &str| -> Option<String> {
+            let line = line.trim();
+            // A table's header and separator, a title, or a row's label.
+            if line.starts_with("| ") && line.chars().nth(2).is_some_and(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            if line.starts_with("| ") {
+                return Some(line.split(" | ").next().map_or(line, |label| if line.contains("| Avg |") { line } else { label }).to_owned());
+            }
+            let head = line.split([':', '(']).next().unwrap_or("").trim();
+            // Only when requests failed.
+            if head == "Errors by class" {
+                return None;
+            }
+            (!head.is_empty() && !head.chars().any(|c| c.is_ascii_digit())).then(|| head.to_owned())
+        };
+        let expected: Vec<String> = crate::report::sample::sample_report().to_text().lines().filter_map(shape).collect();
+        let got: Vec<String> = block.lines().filter(|l| !l.starts_with("```")).filter_map(shape).collect();
+        let mut rest = got.iter();
+        for line in &expected {
+            assert!(rest.any(|g| g == line), "README's sample lacks {line:?} (in order); regenerate it with `cargo xtask bench --quick`");
+        }
+    }
+
     #[test]
     fn numbers_print_like_the_seed() {
         assert_eq!(num(22.0), "22.0");

@@ -31,8 +31,8 @@ pub const LISTEN_BACKLOG: u32 = 8192;
 /// Raises this process's open-file limit as far as it goes: the hard limit
 /// too when the process may (root, CAP_SYS_RESOURCE), else the soft limit
 /// to the hard one. A relayed stream holds two sockets in the server (three
-/// in the in-process stack, with the mock's end), so 10,000 streams need
-/// more than the 20,000 descriptors a session here is given. Returns the
+/// in the in-process stack, with the mock's end), so thousands of streams
+/// need more descriptors than a default soft limit gives. Returns the
 /// soft limit now in force.
 pub fn raise_open_file_limit() -> u64 {
     const WANTED: u64 = 1 << 20;

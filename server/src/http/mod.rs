@@ -52,11 +52,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The headers are checked before the run's future is made, so it holds
-/// the body and not the whole `Request` (240 bytes, stored again by each
-/// nested async fn). axum allocates each request's future, and glibc's
-/// malloc serves those under 1 KiB from its thread cache; this one was
-/// 3.8 KiB, now 808 bytes (−2.7% CPU per request with glibc; jemalloc, the
-/// default allocator now, minds the size less).
+/// the body and not the whole `Request`, which each nested async fn would
+/// store again: axum allocates every request's future, and a small one is
+/// cheaper to allocate (docs/performance.md, "Figures from code comments").
 fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<Output = Response> + Send {
     let accepted =
         authenticate(&state, request.headers()).and_then(|app| Ok((app, json_body(request, state.shared.limits.max_body_bytes)?)));
@@ -95,8 +93,7 @@ async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Respons
 }
 
 async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
-    // Boxed, so the handler's own future stays under the 1 KiB that glibc's
-    // malloc serves from its thread cache (see `run_workflow`).
+    // Boxed, so the handler's own future stays small (see `run_workflow`).
     let outcome = Box::pin(engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown)).await;
     let body = events::BlockingResponse::new(run.ids(), &run.app.workflow_id, &outcome.totals, &outcome.outputs, outcome.error.as_deref())
         .to_python_json();
@@ -249,7 +246,7 @@ fn json_body(request: Request, limit: usize) -> Result<Body, ApiError> {
 }
 
 /// Reads `body` whole: 413 above `limit`. A loop over its frames rather
-/// than `Limited::collect`, whose future alone is 680 bytes.
+/// than `Limited::collect`, whose future is several times larger.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let (mut first, mut joined, mut total) = (None::<Bytes>, Vec::new(), 0usize);
     while let Some(frame) = body.frame().await {

@@ -13,10 +13,10 @@ pub(crate) fn json_response(body: Bytes) -> Response {
 
 /// Every response the API sends is made here (`ApiError` too), with Dify's
 /// headers on it; its 405 alone lacks the CORS pair. The header map is
-/// sized for all of them at once. A middleware adding them instead, into a
-/// map that grew twice on the way, cost 1.5 of the 12.2 µs the server spent
-/// on a Start→End request (side by side, `flowbench ab`). A run's 200s
-/// copy one of two maps made once (see README, "Yardsticks").
+/// sized for all of them at once: a middleware adding them instead, into a
+/// map that grew twice on the way, was a large share of a Start→End
+/// request's CPU (docs/performance.md). A run's 200s copy one of two maps
+/// made once.
 pub(crate) fn response(status: StatusCode, body: Body, content_type: &'static str) -> Response {
     // A run's answer copies its headers, made once: the same two
     // allocations as a new map, without hashing and inserting each name.

@@ -256,8 +256,8 @@ impl<'a, S: Sink> Exec<'a, S> {
             // microseconds: they read no clock (only the LLM node's latency,
             // in its outputs, needs one) and check for no stop, since
             // `is_cancelled` locks the token's mutex and a blocking run's
-            // token is the server's shutdown token, shared by every thread
-            // (0.5% of a Start→End request, perf). A stop is seen before
+            // token is the server's shutdown token, shared by every thread,
+            // so every check contends across cores. A stop is seen before
             // any other node.
             let timed = self.sink.wants_events() || matches!(node.kind, NodeKind::Llm(_));
             if timed && self.stop.is_cancelled() {

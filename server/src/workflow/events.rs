@@ -262,8 +262,8 @@ pub struct BlockingResponse<'a> {
 impl BlockingResponse<'_> {
     /// The body, byte for byte what `pyjson::to_python_json(self)` writes,
     /// with the fixed keys as literals: serde's generic path for this one
-    /// struct was 5.5% of a Start→End request's CPU (perf), the largest
-    /// part of the server's own work. Only `outputs` goes through serde.
+    /// struct was the largest part of the server's own work on a Start→End
+    /// request (docs/performance.md). Only `outputs` goes through serde.
     pub fn to_python_json(&self) -> Vec<u8> {
         use crate::pyjson::{append_plain_str, append_python_json, append_python_str, write_python_float};
         let d = &self.data;

@@ -4,8 +4,8 @@
 //! each round starts a fresh base stack and a fresh head stack, both pinned
 //! to the same core, and drives them at the same time with the head's
 //! `flowbench ab`. Both sides share the core's drift, so the per-slice log
-//! ratio ln(head/base) is steady even where the absolute figures swing by
-//! 10% a second. Per metric, the rounds' mean log ratios give the change
+//! ratio ln(head/base) is steady even where the absolute figures swing from
+//! one second to the next. Per metric, the rounds' mean log ratios give the change
 //! with a 95% t interval, and the interval and a floor give the verdict.
 //!
 //! - `build.rs`: git worktrees and release builds of the two revisions;

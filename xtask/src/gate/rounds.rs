@@ -34,8 +34,8 @@ pub(super) enum Phase {
     Llm,
     /// Streaming Start→End runs at a light Poisson rate (`--ttfe-rate`):
     /// the time to the first event without queueing. Under saturation it is
-    /// mostly how the kernel interleaves the two stacks (A/A false alarms of
-    /// 10–20% when it was measured there). The first event of an llm run
+    /// mostly how the kernel interleaves the two stacks, and A/A runs raised
+    /// false alarms (docs/gate.md). The first event of an llm run
     /// takes the same path; what follows it is the llm phase's.
     Ttfe,
 }
