@@ -346,11 +346,17 @@ mod tests {
     /// through `b(i, report)`.
     fn ab_report(phase: Phase, slices: usize, b: impl Fn(usize, &mut ScenarioReport)) -> AbReport {
         let scenario = phase.scenario_name();
+        // The TTFE phase streams: its sample is a streaming one, with events.
+        let side = || {
+            let mut report = sample_scenario(if phase == Phase::Ttfe { "llm" } else { &scenario }).slim();
+            report.name = scenario.to_string();
+            report
+        };
         let slices = (0..slices)
             .map(|i| {
-                let mut head = sample_scenario(&scenario).slim();
+                let mut head = side();
                 b(i, &mut head);
-                Slice { a: sample_scenario(&scenario).slim(), b: head }
+                Slice { a: side(), b: head }
             })
             .collect();
         AbReport {
