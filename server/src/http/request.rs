@@ -37,8 +37,8 @@ struct RawRunBody {
     user: Option<Value>,
 }
 
-/// `response_mode` as sent: one of the two modes, read without allocating,
-/// or any other JSON value, kept for the error message.
+/// `response_mode` as sent: one of the two modes, or any other JSON value,
+/// kept for the error message.
 enum RawMode {
     Mode(ResponseMode),
     Other(Value),
@@ -46,44 +46,11 @@ enum RawMode {
 
 impl<'de> Deserialize<'de> for RawMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
-        struct ModeVisitor;
-        impl<'de> Visitor<'de> for ModeVisitor {
-            type Value = RawMode;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E: Error>(self, s: &str) -> Result<RawMode, E> {
-                Ok(match s {
-                    "blocking" => RawMode::Mode(ResponseMode::Blocking),
-                    "streaming" => RawMode::Mode(ResponseMode::Streaming),
-                    other => RawMode::Other(Value::from(other)),
-                })
-            }
-            fn visit_bool<E: Error>(self, b: bool) -> Result<RawMode, E> {
-                Ok(RawMode::Other(Value::Bool(b)))
-            }
-            fn visit_i64<E: Error>(self, n: i64) -> Result<RawMode, E> {
-                Ok(RawMode::Other(Value::from(n)))
-            }
-            fn visit_u64<E: Error>(self, n: u64) -> Result<RawMode, E> {
-                Ok(RawMode::Other(Value::from(n)))
-            }
-            fn visit_f64<E: Error>(self, n: f64) -> Result<RawMode, E> {
-                Ok(RawMode::Other(Value::from(n)))
-            }
-            fn visit_unit<E: Error>(self) -> Result<RawMode, E> {
-                Ok(RawMode::Other(Value::Null))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawMode, A::Error> {
-                Value::deserialize(SeqAccessDeserializer::new(seq)).map(RawMode::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawMode, A::Error> {
-                Value::deserialize(MapAccessDeserializer::new(map)).map(RawMode::Other)
-            }
-        }
-        d.deserialize_any(ModeVisitor)
+        Value::deserialize(d).map(|v| match v.as_str() {
+            Some("blocking") => RawMode::Mode(ResponseMode::Blocking),
+            Some("streaming") => RawMode::Mode(ResponseMode::Streaming),
+            _ => RawMode::Other(v),
+        })
     }
 }
 
