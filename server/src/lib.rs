@@ -102,11 +102,6 @@ impl Running {
         Ok(Self { url, state, stop, task })
     }
 
-    /// Starts the graceful shutdown without waiting for it.
-    pub fn stop(&self) {
-        self.stop.cancel();
-    }
-
     /// Shuts down gracefully (in-flight runs get `shutdown_grace`) and waits.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.stop.cancel();
