@@ -102,6 +102,21 @@ pub struct Limits {
     /// the server has bytes to send, is closed (and counted).
     #[serde(with = "humantime_serde")]
     pub stalled_client_timeout: Duration,
+    /// A connection waiting for a request head (new, or idle between
+    /// requests) is closed if the head is not complete this long after it
+    /// began waiting (and counted).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections allowed to wait for a request head at once; past it the
+    /// one that has waited longest is closed (and counted). `None`: a quarter
+    /// of the open-file limit in force when the server starts.
+    pub max_waiting_connections: Option<usize>,
+    /// After an answer sent before its request's body was read (413, 401,
+    /// 415, 404…), the rest of the body is read and dropped for at most this
+    /// long (and at most twice `max_body_bytes`), so that a client still
+    /// writing gets to read the answer.
+    #[serde(with = "humantime_serde")]
+    pub linger_timeout: Duration,
     /// A bare `event: ping` after this much silence on a stream.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
@@ -132,6 +147,9 @@ impl Default for Limits {
             max_stored_runs: 100_000,
             stream_buffer_events: 64,
             stalled_client_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(20),
+            max_waiting_connections: None,
+            linger_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_token_timeout: Duration::from_secs(60),
@@ -198,6 +216,12 @@ impl Config {
         }
         if limits.stalled_client_timeout.is_zero() {
             return Err(ConfigError::Limits("stalled_client_timeout must be above zero".into()));
+        }
+        if limits.header_read_timeout.is_zero() {
+            return Err(ConfigError::Limits("header_read_timeout must be above zero".into()));
+        }
+        if limits.max_waiting_connections == Some(0) {
+            return Err(ConfigError::Limits("max_waiting_connections must be at least 1".into()));
         }
         if self.busy_poll_window.is_zero() {
             return Err(ConfigError::BusyPollWindow);

@@ -20,29 +20,19 @@ pub use config::{AppConfig, Config, Limits, ProviderConfig};
 pub use http::app;
 pub use state::{AppState, StatsSnapshot};
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains
-/// in-flight runs (stopping them after the configured grace period).
+/// Serves `state` on `listener` until `shutdown` resolves, then shuts down
+/// within the configured grace period (`http::serve`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = state.shared.limits.shutdown_grace;
-    let drain_state = state.clone();
-    let router = app(state);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let stop_serving = stop.clone();
-    let listener = http::conn::GuardedListener::new(
-        listener,
-        drain_state.shared.limits.stalled_client_timeout,
-        drain_state.shared.stats.connections_stalled_closed.clone(),
-    );
     // With busy polling, one poller per worker thread, for as long as this
     // serves (the guard stops them however `serve` returns).
-    let _pollers = drain_state.shared.busy_poll.as_ref().map(|_| {
+    let _pollers = state.shared.busy_poll.as_ref().map(|_| {
         let pollers = tokio_util::sync::CancellationToken::new();
         for _ in 0..tokio::runtime::Handle::current().metrics().num_workers() {
-            let (state, pollers) = (drain_state.clone(), pollers.clone());
+            let (state, pollers) = (state.clone(), pollers.clone());
             tokio::spawn(async move {
                 let shared = &state.shared;
                 let Some(poll) = &shared.busy_poll else { return };
@@ -51,20 +41,8 @@ pub async fn serve(
         }
         pollers.drop_guard()
     });
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        stop_serving.cancel();
-    });
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => return served,
-        () = stop.cancelled() => {}
-    }
-    // Streams keep their connections open; once shutdown starts, runs get
-    // `grace` to end on their own before they are stopped.
-    let (served, ()) = tokio::join!(server, drain_state.drain(grace));
-    served
+    let router = app(state.clone());
+    http::serve::serve(listener, state, router, shutdown).await
 }
 
 /// A server serving in this process on a task of the current runtime: the

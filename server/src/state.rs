@@ -66,6 +66,14 @@ pub struct Stats {
     pub runs_rejected_busy: AtomicU64,
     /// Connections closed because their client stopped reading.
     pub connections_stalled_closed: Arc<AtomicU64>,
+    /// Connections open now.
+    pub connections_open: Arc<AtomicU64>,
+    /// Connections closed because no request head came within
+    /// `header_read_timeout`.
+    pub connections_head_timeout: Arc<AtomicU64>,
+    /// Waiting connections closed to keep within `max_waiting_connections`
+    /// or to free a descriptor.
+    pub connections_evicted: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -85,6 +93,13 @@ pub struct StatsSnapshot {
     pub runs_client_gone: u64,
     pub runs_rejected_busy: u64,
     pub connections_stalled_closed: u64,
+    /// Absent from servers before it was counted (as the two below).
+    #[serde(default)]
+    pub connections_open: u64,
+    #[serde(default)]
+    pub connections_head_timeout: u64,
+    #[serde(default)]
+    pub connections_evicted: u64,
 }
 
 impl AppState {
@@ -139,6 +154,21 @@ impl AppState {
         self.shared.apps.get(api_key).cloned()
     }
 
+    /// The limits of the accept loop and of each connection.
+    pub fn serve_limits(&self) -> crate::http::serve::ServeLimits {
+        let limits = &self.shared.limits;
+        let max_waiting_connections = limits.max_waiting_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 1 << 16)
+        });
+        crate::http::serve::ServeLimits {
+            header_read_timeout: limits.header_read_timeout,
+            max_waiting_connections,
+            stalled_client_timeout: limits.stalled_client_timeout,
+            shutdown_grace: limits.shutdown_grace,
+        }
+    }
+
     /// The shared upstream client.
     pub fn provider(&self) -> &Provider {
         &self.shared.provider
@@ -156,6 +186,9 @@ impl AppState {
             runs_client_gone: s.runs_client_gone.load(Ordering::Relaxed),
             runs_rejected_busy: s.runs_rejected_busy.load(Ordering::Relaxed),
             connections_stalled_closed: s.connections_stalled_closed.load(Ordering::Relaxed),
+            connections_open: s.connections_open.load(Ordering::Relaxed),
+            connections_head_timeout: s.connections_head_timeout.load(Ordering::Relaxed),
+            connections_evicted: s.connections_evicted.load(Ordering::Relaxed),
         }
     }
 

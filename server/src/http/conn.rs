@@ -1,5 +1,4 @@
-//! Accepted connections: TCP_NODELAY, and a cap on how long a client may
-//! stop reading.
+//! The listening socket, and a cap on how long a client may stop reading.
 //!
 //! A stream's run waits when its outbox is full, and is polled only by its
 //! body, so a stalled reader cannot make the server buffer without bound:
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Connections the kernel may queue before `accept`: tokio's `bind` asks for
 /// 1,024, and thousands of streams opening at once overflow that (the
@@ -58,37 +57,6 @@ pub fn listen_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener
     socket.set_reuseport(reuse_port)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-/// Wraps every accepted connection in a [`StallGuard`].
-pub struct GuardedListener {
-    inner: TcpListener,
-    stall_limit: Duration,
-    closed: Arc<AtomicU64>,
-}
-
-impl GuardedListener {
-    /// `closed` counts connections closed because their client stalled.
-    pub fn new(inner: TcpListener, stall_limit: Duration, closed: Arc<AtomicU64>) -> Self {
-        Self { inner, stall_limit, closed }
-    }
-}
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = StallGuard<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small
-        // SSE frames back by ~40 ms.
-        let _ = tcp.set_nodelay(true);
-        (StallGuard::new(tcp, self.stall_limit, self.closed.clone()), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
 }
 
 /// An IO whose writes fail once they have been blocked for `limit`.

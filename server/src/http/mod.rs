@@ -12,6 +12,7 @@ pub mod conn;
 pub mod error;
 pub mod request;
 pub mod response;
+pub mod serve;
 
 use crate::pyjson;
 use crate::state::{App, AppState};
@@ -56,8 +57,10 @@ pub fn app(state: AppState) -> Router {
 /// store again: axum allocates every request's future, and a small one is
 /// cheaper to allocate (docs/performance.md, "Figures from code comments").
 fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<Output = Response> + Send {
-    let accepted =
-        authenticate(&state, request.headers()).and_then(|app| Ok((app, json_body(request, state.shared.limits.max_body_bytes)?)));
+    let accepted = match authenticate(&state, request.headers()) {
+        Ok(app) => json_body(request, &state).map(|body| (app, body)),
+        Err(e) => Err(linger(request, &state, e)),
+    };
     async move {
         let result = match accepted {
             Ok((app, body)) => start_run(state, app, body).await,
@@ -69,7 +72,7 @@ fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<
 
 async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Response, ApiError> {
     let shared = &state.shared;
-    let body = read_body(body, shared.limits.max_body_bytes).await?;
+    let body = read_body(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
     drop(body);
     let permit = match &app.run_cap {
@@ -185,10 +188,12 @@ async fn stop_task(
     task_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let app = authenticate(&state, request.headers())?;
+    let app = match authenticate(&state, request.headers()) {
+        Ok(app) => app,
+        Err(e) => return Err(linger(request, &state, e)),
+    };
     let task_id = path_id(task_id);
-    let limit = state.shared.limits.max_body_bytes;
-    let body = read_body(json_body(request, limit)?, limit).await?;
+    let body = read_body(json_body(request, &state)?, &state).await?;
     let user = request::decode_stop(&body)?;
     // Like Dify, the answer is the same whether or not a run was stopped.
     state.shared.tasks.stop(&task_id, &app.app_id, &user);
@@ -209,12 +214,12 @@ async fn stats(State(state): State<AppState>) -> Response {
     json_response(Bytes::from(serde_json::to_vec(&state.stats()).expect("serialize")))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+async fn method_not_allowed(State(state): State<AppState>, request: Request) -> ApiError {
+    linger(request, &state, ApiError::method_not_allowed())
 }
 
-async fn route_not_found() -> ApiError {
-    ApiError::route_not_found()
+async fn route_not_found(State(state): State<AppState>, request: Request) -> ApiError {
+    linger(request, &state, ApiError::route_not_found())
 }
 
 /// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
@@ -231,23 +236,62 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<App>, ApiEr
 }
 
 /// The body of a JSON request: 415 unless `Content-Type` is JSON, 413 if it
-/// declares more than `limit` bytes.
-fn json_body(request: Request, limit: usize) -> Result<Body, ApiError> {
+/// declares more than the body limit.
+fn json_body(request: Request, state: &AppState) -> Result<Body, ApiError> {
     let headers = request.headers();
     let mime = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_type(mime) {
-        return Err(ApiError::unsupported_media_type());
+        return Err(linger(request, state, ApiError::unsupported_media_type()));
     }
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::payload_too_large());
+    if declared.is_some_and(|n| n > state.shared.limits.max_body_bytes as u64) {
+        return Err(linger(request, state, ApiError::payload_too_large()));
     }
     Ok(request.into_body())
 }
 
-/// Reads `body` whole: 413 above `limit`. A loop over its frames rather
-/// than `Limited::collect`, whose future is several times larger.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Answers `request` with `error` before reading its body, and reads the
+/// body on after the answer (see [`discard`]) unless the client waits for
+/// `100 Continue` before it sends one.
+fn linger(request: Request, state: &AppState, error: ApiError) -> ApiError {
+    let expects_continue =
+        request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        discard(request.into_body(), state);
+    }
+    error
+}
+
+/// Lingering close: reads and drops what is left of a request body the
+/// server has already answered, up to twice the body limit or
+/// `linger_timeout`, whichever comes first. A client that writes its whole
+/// body before it reads (Python's `http.client`, so `requests`) would
+/// otherwise find the connection reset under it (the kernel resets a socket
+/// closed with unread bytes) and never read the answer. Past either bound
+/// the body is dropped and hyper closes the connection.
+fn discard(mut body: Body, state: &AppState) {
+    if http_body::Body::is_end_stream(&body) {
+        return;
+    }
+    let (max_bytes, max_time) = (state.shared.limits.max_body_bytes.saturating_mul(2), state.shared.limits.linger_timeout);
+    tokio::spawn(async move {
+        let mut read = 0usize;
+        let drained = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > max_bytes {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(max_time, drained).await;
+    });
+}
+
+/// Reads `body` whole: 413 above the body limit. A loop over its frames
+/// rather than `Limited::collect`, whose future is several times larger.
+async fn read_body(mut body: Body, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = state.shared.limits.max_body_bytes;
     let (mut first, mut joined, mut total) = (None::<Bytes>, Vec::new(), 0usize);
     while let Some(frame) = body.frame().await {
         // A body the connection could not deliver (cut, bad chunking).
@@ -255,6 +299,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let Ok(data) = frame.into_data() else { continue };
         total += data.len();
         if total > limit {
+            discard(body, state);
             return Err(ApiError::payload_too_large());
         }
         match first.take() {

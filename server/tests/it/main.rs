@@ -6,6 +6,8 @@ mod dsl;
 mod errors;
 mod llm;
 mod runs;
+mod shutdown;
+mod slow_clients;
 mod sse;
 mod support;
 mod transcripts;
