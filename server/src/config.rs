@@ -95,6 +95,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Run records kept for `GET /v1/workflows/run/{id}`; the oldest go first.
     pub max_stored_runs: usize,
+    /// Bytes of run records (inputs, user, outputs, error) kept at most; the
+    /// oldest go first. A record above a sixteenth of it is not kept.
+    pub max_stored_bytes: usize,
     /// Events made and not yet taken by the response body, per stream,
     /// before the run waits for its client.
     pub stream_buffer_events: usize,
@@ -128,6 +131,16 @@ pub struct Limits {
     /// The longest silence between two upstream reads after the first token.
     #[serde(with = "humantime_serde")]
     pub upstream_idle_timeout: Duration,
+    /// The longest a whole upstream completion may take.
+    #[serde(with = "humantime_serde")]
+    pub upstream_max_completion_time: Duration,
+    /// The longest SSE line an upstream may send; past it the run fails
+    /// and the line's memory is freed (as for the two below).
+    pub upstream_max_line_bytes: usize,
+    /// The most data one upstream SSE event may carry.
+    pub upstream_max_event_bytes: usize,
+    /// The most body bytes one upstream completion may send.
+    pub upstream_max_completion_bytes: usize,
     /// On SIGINT/SIGTERM, how long in-flight runs may take to finish before
     /// they are stopped.
     #[serde(with = "humantime_serde")]
@@ -145,6 +158,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             max_stored_runs: 100_000,
+            max_stored_bytes: 256 * 1024 * 1024,
             stream_buffer_events: 64,
             stalled_client_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(20),
@@ -154,6 +168,10 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_token_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(60),
+            upstream_max_completion_time: Duration::from_secs(15 * 60),
+            upstream_max_line_bytes: 1024 * 1024,
+            upstream_max_event_bytes: 4 * 1024 * 1024,
+            upstream_max_completion_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             inject_busy_per_request: Duration::ZERO,
             inject_busy_per_event: Duration::ZERO,
@@ -208,14 +226,21 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let limits = &self.limits;
-        if limits.max_stored_runs == 0 || limits.stream_buffer_events == 0 {
-            return Err(ConfigError::Limits("max_stored_runs and stream_buffer_events must be at least 1".into()));
+        if limits.max_stored_runs == 0 || limits.stream_buffer_events == 0 || limits.max_stored_bytes == 0 {
+            return Err(ConfigError::Limits("max_stored_runs, max_stored_bytes and stream_buffer_events must be at least 1".into()));
         }
         if limits.ping_interval.is_zero() {
             return Err(ConfigError::Limits("ping_interval must be above zero".into()));
         }
         if limits.stalled_client_timeout.is_zero() {
             return Err(ConfigError::Limits("stalled_client_timeout must be above zero".into()));
+        }
+        if limits.upstream_max_completion_time.is_zero()
+            || limits.upstream_max_line_bytes == 0
+            || limits.upstream_max_event_bytes == 0
+            || limits.upstream_max_completion_bytes == 0
+        {
+            return Err(ConfigError::Limits("the upstream_max_* limits must be above zero".into()));
         }
         if limits.header_read_timeout.is_zero() {
             return Err(ConfigError::Limits("header_read_timeout must be above zero".into()));

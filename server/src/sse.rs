@@ -38,8 +38,15 @@ impl SseEventRef<'_> {
     }
 }
 
+/// What a parser with limits met: a line or a frame's data above its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    Line(usize),
+    Frame(usize),
+}
+
 /// Incremental SSE parser.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     line: Vec<u8>,
     /// The frame's data and event type so far; cleared, not freed, per event.
@@ -53,11 +60,56 @@ pub struct SseParser {
     skip_lf: bool,
     started: bool,
     n_frames: u64,
+    max_line: usize,
+    max_frame: usize,
+    overflow: Option<Overflow>,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limits(usize::MAX, usize::MAX)
+    }
 }
 
 impl SseParser {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A parser that stops at a line longer than `max_line` bytes or a
+    /// frame whose data passes `max_frame` bytes: it frees its buffers,
+    /// ignores everything after, and says so in [`SseParser::overflow`]. A
+    /// stream that never ends its line cannot grow it without bound.
+    pub fn with_limits(max_line: usize, max_frame: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            data: String::new(),
+            has_data: false,
+            event: String::new(),
+            has_event: false,
+            last_id: None,
+            retry_ms: None,
+            skip_lf: false,
+            started: false,
+            n_frames: 0,
+            max_line,
+            max_frame,
+            overflow: None,
+        }
+    }
+
+    /// The limit the stream broke, if it broke one.
+    pub fn overflow(&self) -> Option<Overflow> {
+        self.overflow
+    }
+
+    fn overflowed(&mut self, overflow: Overflow) {
+        self.overflow = Some(overflow);
+        self.line = Vec::new();
+        self.data = String::new();
+        self.event = String::new();
+        self.has_data = false;
+        self.has_event = false;
     }
 
     /// Feeds bytes; calls `on_event` for every event they complete.
@@ -67,6 +119,9 @@ impl SseParser {
 
     /// As `push`, lending each event instead of handing over owned strings.
     pub fn push_ref(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEventRef<'_>)) {
+        if self.overflow.is_some() {
+            return;
+        }
         if !self.started && !bytes.is_empty() {
             // The BOM may itself be split across reads; only strip it whole.
             if self.line.len() + bytes.len() < 3 && b"\xEF\xBB\xBF".starts_with(&[&self.line[..], bytes].concat()) {
@@ -91,6 +146,9 @@ impl SseParser {
         }
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
             let is_cr = bytes[pos] == b'\r';
+            if self.line.len() + pos > self.max_line {
+                return self.overflowed(Overflow::Line(self.max_line));
+            }
             if self.line.is_empty() {
                 self.process_line(&bytes[..pos], &mut on_event);
             } else {
@@ -100,6 +158,9 @@ impl SseParser {
                 self.line = line;
                 self.line.clear();
             }
+            if self.data.len() > self.max_frame {
+                return self.overflowed(Overflow::Frame(self.max_frame));
+            }
             bytes = &bytes[pos + 1..];
             if is_cr {
                 match bytes.first() {
@@ -108,6 +169,9 @@ impl SseParser {
                     None => self.skip_lf = true,
                 }
             }
+        }
+        if self.line.len() + bytes.len() > self.max_line {
+            return self.overflowed(Overflow::Line(self.max_line));
         }
         self.line.extend_from_slice(bytes);
     }
@@ -251,5 +315,38 @@ mod tests {
         assert_eq!(ids, [Some("7".to_owned()), Some("7".to_owned())]);
         assert_eq!(parser.retry_ms(), Some(1500));
         assert_eq!(parser.n_frames(), 3);
+    }
+
+    #[test]
+    fn a_line_or_frame_past_its_limit_stops_the_parser_and_frees_it() {
+        // An endless line, split across reads, and one in a single read.
+        let mut parser = SseParser::with_limits(64, 256);
+        let mut n = 0;
+        parser.push(b"data: ok\n\n", |_| n += 1);
+        for _ in 0..10 {
+            parser.push(&[b'x'; 20], |_| n += 1);
+        }
+        assert_eq!(parser.overflow(), Some(Overflow::Line(64)));
+        assert_eq!(parser.line.capacity(), 0, "the line is freed");
+        parser.push(b"\n\ndata: later\n\n", |_| n += 1);
+        assert_eq!(n, 1, "nothing is parsed after the overflow");
+        let mut parser = SseParser::with_limits(64, 256);
+        parser.push(&[b'y'; 100], |_| {});
+        assert_eq!(parser.overflow(), Some(Overflow::Line(64)));
+        let mut parser = SseParser::with_limits(64, 256);
+        parser.push(&[&[b'z'; 65][..], b"\n"].concat(), |_| {});
+        assert_eq!(parser.overflow(), Some(Overflow::Line(64)));
+        // Short data lines and no blank line: the frame grows past its limit.
+        let mut parser = SseParser::with_limits(64, 256);
+        for _ in 0..30 {
+            parser.push(b"data: 0123456789\n", |_| n += 1);
+        }
+        assert_eq!(parser.overflow(), Some(Overflow::Frame(256)));
+        assert_eq!(parser.data.capacity(), 0, "the frame is freed");
+        // Within the limits, nothing changes.
+        let mut parser = SseParser::with_limits(64, 256);
+        let mut got = Vec::new();
+        parser.push(b"data: a\ndata: b\n\n", |e| got.push(e.data));
+        assert_eq!((got, parser.overflow()), (vec!["a\nb".to_owned()], None));
     }
 }

@@ -93,9 +93,12 @@ pub struct StatsSnapshot {
     pub runs_client_gone: u64,
     pub runs_rejected_busy: u64,
     pub connections_stalled_closed: u64,
-    /// Absent from servers before it was counted (as the two below).
+    /// Absent from servers before it was counted (as the three below).
     #[serde(default)]
     pub connections_open: u64,
+    /// Bytes of run records the store holds.
+    #[serde(default)]
+    pub stored_bytes: u64,
     #[serde(default)]
     pub connections_head_timeout: u64,
     #[serde(default)]
@@ -113,6 +116,10 @@ impl AppState {
             connect_timeout: limits.upstream_connect_timeout,
             first_token_timeout: limits.upstream_first_token_timeout,
             idle_timeout: limits.upstream_idle_timeout,
+            max_completion_time: limits.upstream_max_completion_time,
+            max_line_bytes: limits.upstream_max_line_bytes,
+            max_event_bytes: limits.upstream_max_event_bytes,
+            max_completion_bytes: limits.upstream_max_completion_bytes,
         })
         .map_err(ConfigError::Provider)?;
         let busy_poll = config.busy_poll.then(|| Arc::new(BusyPoll::new(config.busy_poll_window)));
@@ -137,7 +144,7 @@ impl AppState {
         }
         let shared = Shared {
             apps,
-            store: Arc::new(MemoryStore::new(limits.max_stored_runs)),
+            store: Arc::new(MemoryStore::new(limits.max_stored_runs, limits.max_stored_bytes)),
             limits,
             provider,
             tasks: TaskRegistry::default(),
@@ -187,6 +194,7 @@ impl AppState {
             runs_rejected_busy: s.runs_rejected_busy.load(Ordering::Relaxed),
             connections_stalled_closed: s.connections_stalled_closed.load(Ordering::Relaxed),
             connections_open: s.connections_open.load(Ordering::Relaxed),
+            stored_bytes: self.shared.store.bytes() as u64,
             connections_head_timeout: s.connections_head_timeout.load(Ordering::Relaxed),
             connections_evicted: s.connections_evicted.load(Ordering::Relaxed),
         }

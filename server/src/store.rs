@@ -74,6 +74,11 @@ impl RunRecord {
         self.has_error.then(|| &self.text[self.ends[2]..])
     }
 
+    /// What the record holds beyond its slot: its text's allocation.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+    }
+
     /// The run's user inputs, in declaration order. (They were packed from
     /// a map serde_json parsed, so they parse back; never a panic if not.)
     pub fn inputs(&self) -> Map<String, Value> {
@@ -99,12 +104,15 @@ pub trait RunStore: Send + Sync + 'static {
     /// lowercase, hyphenated form names a run) if it belongs to `app_id`.
     fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord>;
     fn len(&self) -> usize;
+    /// Bytes the records hold beyond their slots.
+    fn bytes(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// A bounded in-memory store; the oldest runs go first.
+/// A bounded in-memory store, by count and by bytes; the oldest runs go
+/// first.
 ///
 /// No index: each shard is a ring of slots in the order runs began, and a
 /// run's id says where its slot is. `new_run_id` takes the next slot of a
@@ -112,7 +120,11 @@ pub trait RunStore: Send + Sync + 'static {
 /// number into the UUID's low bits, masked by a keyed hash of its random
 /// high bits, so ids still look random and a client cannot aim at another
 /// run's slot: a slot answers only for the exact id it was made for. `put`
-/// and `get` go straight to the slot. A hash map keyed by run id missed
+/// and `get` go straight to the slot. Each shard also holds at most its
+/// share of `max_stored_bytes` in record text: past it, `put` drops the
+/// records of its oldest runs, so a client sending the largest bodies
+/// cannot make the store hold more than the bound (a record larger than a
+/// shard's share is not kept at all). A hash map keyed by run id missed
 /// the cache on every insert and every eviction, so a request cost more the
 /// more runs were stored (docs/performance.md). A run still going when its
 /// slot is taken (`max_stored_runs` newer runs began meanwhile) keeps no
@@ -120,6 +132,7 @@ pub trait RunStore: Send + Sync + 'static {
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    bytes_per_shard: usize,
     next_shard: AtomicUsize,
     key: u64,
 }
@@ -133,6 +146,11 @@ struct Shard {
     slots: Vec<Slot>,
     /// The sequence number of the next run.
     next: u64,
+    /// Record text held, in bytes.
+    bytes: usize,
+    /// Runs before this sequence number keep no record: their slots were
+    /// taken, or their records dropped for bytes.
+    oldest: u64,
 }
 
 struct Slot {
@@ -156,10 +174,11 @@ fn id_bits(id: &str) -> Option<u128> {
 }
 
 impl MemoryStore {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             shards: (0..N_SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(N_SHARDS).max(1),
+            bytes_per_shard: max_bytes / N_SHARDS,
             next_shard: AtomicUsize::new(0),
             key: RandomState::new().hash_one(0u8),
         }
@@ -193,6 +212,22 @@ impl Shard {
             return None;
         }
         self.slots.get_mut((seq % per_shard as u64) as usize)
+    }
+
+    /// Drops the oldest runs' records until the shard holds at most
+    /// `budget` bytes; returns them, to be freed outside the lock.
+    fn trim(&mut self, budget: usize, per_shard: usize) -> Vec<RunRecord> {
+        let mut dropped = Vec::new();
+        self.oldest = self.oldest.max(self.next.saturating_sub(self.slots.len() as u64));
+        while self.bytes > budget && self.oldest < self.next {
+            let index = (self.oldest % per_shard as u64) as usize;
+            if let Some(record) = self.slots[index].record.take() {
+                self.bytes -= record.heap_bytes();
+                dropped.push(record);
+            }
+            self.oldest += 1;
+        }
+        dropped
     }
 }
 
@@ -243,6 +278,7 @@ impl RunStore for MemoryStore {
                 None
             } else {
                 let taken = std::mem::replace(&mut ring.slots[(seq % self.per_shard as u64) as usize], slot);
+                ring.bytes -= taken.record.as_ref().map_or(0, RunRecord::heap_bytes);
                 // This shard's next run takes the next slot, N_SHARDS runs
                 // from now: fetch it meanwhile instead of missing on it then.
                 prefetch(&ring.slots[((seq + 1) % self.per_shard as u64) as usize]);
@@ -258,16 +294,24 @@ impl RunStore for MemoryStore {
     fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) {
         let (id, app_id) = (run_id.as_u128(), app_id.as_u128());
         let (shard, seq) = self.locate(id);
-        let replaced = {
+        let (replaced, dropped) = {
             let mut ring = self.lock(shard);
+            let size = record.heap_bytes();
+            let kept = seq >= ring.oldest;
             match ring.slot_mut(seq, self.per_shard) {
-                Some(slot) if slot.id == id && slot.app_id == app_id => slot.record.replace(record),
+                Some(slot) if kept && slot.id == id && slot.app_id == app_id => {
+                    let replaced = slot.record.replace(record);
+                    ring.bytes = ring.bytes + size - replaced.as_ref().map_or(0, RunRecord::heap_bytes);
+                    let dropped =
+                        if ring.bytes > self.bytes_per_shard { ring.trim(self.bytes_per_shard, self.per_shard) } else { Vec::new() };
+                    (replaced, dropped)
+                }
                 // Evicted while it ran, or not an id of this store.
-                _ => Some(record),
+                _ => (Some(record), Vec::new()),
             }
         };
         // What is freed is freed outside the lock.
-        drop(replaced);
+        drop((replaced, dropped));
     }
 
     fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord> {
@@ -276,6 +320,10 @@ impl RunStore for MemoryStore {
         let mut ring = self.lock(shard);
         let slot = ring.slot_mut(seq, self.per_shard)?;
         if slot.id == id && slot.app_id == app_id { slot.record.clone() } else { None }
+    }
+
+    fn bytes(&self) -> usize {
+        (0..N_SHARDS).map(|i| self.lock(i).bytes).sum()
     }
 
     /// Runs that have a record (a scan: for tests, not the request path).
@@ -370,7 +418,7 @@ mod tests {
 
     #[test]
     fn a_run_is_found_by_its_exact_id_and_app_only() {
-        let store = MemoryStore::new(100);
+        let store = MemoryStore::new(100, usize::MAX);
         let uuid = store.new_run_id(APP);
         let id = uuid.to_string();
         // Reserved, not yet stored.
@@ -393,7 +441,7 @@ mod tests {
 
     #[test]
     fn ids_are_distinct_v4_uuids_and_a_forged_one_finds_nothing() {
-        let store = MemoryStore::new(1000);
+        let store = MemoryStore::new(1000, usize::MAX);
         let ids: Vec<Uuid> = (0..1000).map(|_| store.new_run_id(APP)).collect();
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
@@ -418,7 +466,7 @@ mod tests {
 
     #[test]
     fn the_oldest_runs_go_first() {
-        let store = MemoryStore::new(N_SHARDS * 4);
+        let store = MemoryStore::new(N_SHARDS * 4, usize::MAX);
         let ids: Vec<String> = (0..N_SHARDS * 40)
             .map(|_| {
                 let id = store.new_run_id(APP);
@@ -438,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_run_that_outlives_its_slot_keeps_no_record() {
-        let store = MemoryStore::new(N_SHARDS);
+        let store = MemoryStore::new(N_SHARDS, usize::MAX);
         let long = store.new_run_id(APP);
         store.put(APP, long, record(RunStatus::Running, "long"));
         for _ in 0..N_SHARDS * 3 {
@@ -448,5 +496,39 @@ mod tests {
         store.put(APP, long, record(RunStatus::Succeeded, "long"));
         assert!(store.get(APP, &long.to_string()).is_none());
         assert_eq!(store.len(), N_SHARDS);
+    }
+
+    #[test]
+    fn the_store_holds_at_most_its_bytes_dropping_the_oldest_runs() {
+        // Room for 1,000 runs by count, for 2 large records a shard by bytes.
+        const BIG: usize = 10_000;
+        let store = MemoryStore::new(1000, N_SHARDS * (2 * BIG + BIG / 2));
+        let big = "u".repeat(BIG);
+        let ids: Vec<String> = (0..N_SHARDS * 10)
+            .map(|_| {
+                let id = store.new_run_id(APP);
+                store.put(APP, id, record(RunStatus::Succeeded, &big));
+                id.to_string()
+            })
+            .collect();
+        assert!(store.bytes() <= N_SHARDS * (2 * BIG + BIG / 2), "{} bytes held", store.bytes());
+        assert_eq!(store.len(), N_SHARDS * 2);
+        let (gone, kept) = ids.split_at(ids.len() - N_SHARDS * 2);
+        assert!(kept.iter().all(|id| store.get(APP, id).is_some()), "the newest runs are kept");
+        assert!(gone.iter().all(|id| store.get(APP, id).is_none()), "the oldest went first");
+        // A running record dropped for bytes is not put back when it ends.
+        let long = store.new_run_id(APP);
+        store.put(APP, long, record(RunStatus::Running, "long"));
+        for _ in 0..N_SHARDS * 3 {
+            let id = store.new_run_id(APP);
+            store.put(APP, id, record(RunStatus::Succeeded, &big));
+        }
+        store.put(APP, long, record(RunStatus::Succeeded, "long"));
+        assert!(store.get(APP, &long.to_string()).is_none());
+        // A record larger than a shard's share is not kept at all.
+        let huge = store.new_run_id(APP);
+        store.put(APP, huge, record(RunStatus::Succeeded, &"h".repeat(3 * BIG)));
+        assert!(store.get(APP, &huge.to_string()).is_none());
+        assert!(store.bytes() <= N_SHARDS * (2 * BIG + BIG / 2));
     }
 }

@@ -254,8 +254,7 @@ fn json_body(request: Request, state: &AppState) -> Result<Body, ApiError> {
 /// body on after the answer (see [`discard`]) unless the client waits for
 /// `100 Continue` before it sends one.
 fn linger(request: Request, state: &AppState, error: ApiError) -> ApiError {
-    let expects_continue =
-        request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = request.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !expects_continue {
         discard(request.into_body(), state);
     }

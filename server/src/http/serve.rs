@@ -106,12 +106,7 @@ impl Registry {
     /// Registers a new connection, waiting from now.
     fn open(&self) -> Arc<Slot> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot {
-            id,
-            waiting_since: AtomicU64::new(self.now()),
-            signal: AtomicU8::new(OPEN),
-            waker: AtomicWaker::new(),
-        });
+        let slot = Arc::new(Slot { id, waiting_since: AtomicU64::new(self.now()), signal: AtomicU8::new(OPEN), waker: AtomicWaker::new() });
         self.slots.lock().expect("registry lock").insert(id, slot.clone());
         self.open.fetch_add(1, Ordering::Relaxed);
         slot

@@ -109,25 +109,31 @@ async fn exchange(mut tcp: TcpStream, request: &[u8]) -> Result<(TcpStream, Byte
         return Err(Exchange::Stale);
     }
     let mut buf = BytesMut::new();
+    // Whether anything came back: a connection that answers nothing was stale.
+    let mut answered = false;
     loop {
         buf.reserve(READ_CHUNK);
         match tcp.read_buf(&mut buf).await {
-            Ok(0) if buf.is_empty() => return Err(Exchange::Stale),
+            Ok(0) if !answered && buf.is_empty() => return Err(Exchange::Stale),
             Ok(0) => return Err(Exchange::Failed(UpstreamError::Protocol("connection closed inside the response head".into()))),
-            Ok(_) => {}
-            Err(_) if buf.is_empty() => return Err(Exchange::Stale),
+            Ok(_) => answered = true,
+            Err(_) if !answered && buf.is_empty() => return Err(Exchange::Stale),
             Err(e) => return Err(Exchange::Failed(e.into())),
         }
-        match Head::parse(&buf).map_err(Exchange::Failed)? {
-            Some((head, len)) if head.status < 200 => buf.advance(len),
-            Some((head, len)) => {
-                buf.advance(len);
-                return Ok((tcp, buf, head));
+        // Every head the buffer holds: interim 1xx answers (`100 Continue`)
+        // are skipped, and the final head may have come in the same read.
+        loop {
+            match Head::parse(&buf).map_err(Exchange::Failed)? {
+                Some((head, len)) if head.status < 200 => buf.advance(len),
+                Some((head, len)) => {
+                    buf.advance(len);
+                    return Ok((tcp, buf, head));
+                }
+                None if buf.len() > MAX_HEAD_BYTES => {
+                    return Err(Exchange::Failed(UpstreamError::Protocol(format!("response head over {MAX_HEAD_BYTES} bytes"))));
+                }
+                None => break,
             }
-            None if buf.len() > MAX_HEAD_BYTES => {
-                return Err(Exchange::Failed(UpstreamError::Protocol(format!("response head over {MAX_HEAD_BYTES} bytes"))));
-            }
-            None => {}
         }
     }
 }

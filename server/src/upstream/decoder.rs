@@ -15,6 +15,8 @@ pub struct Head {
     pub status: u16,
     pub framing: Framing,
     pub keep_alive: bool,
+    /// `Content-Type` is `application/json`: a whole answer, not a stream.
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,7 @@ impl Head {
         };
         let status = response.code.unwrap_or(0);
         let mut keep_alive = response.version == Some(1);
-        let (mut chunked, mut length) = (false, None);
+        let (mut chunked, mut length, mut json) = (false, None, false);
         for header in response.headers.iter() {
             let value = std::str::from_utf8(header.value).unwrap_or("").trim();
             if header.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -48,6 +50,8 @@ impl Head {
                     return Err(UpstreamError::Protocol("conflicting content-length headers".into()));
                 }
                 length = Some(n);
+            } else if header.name.eq_ignore_ascii_case("content-type") {
+                json = value.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
             } else if header.name.eq_ignore_ascii_case("connection") {
                 for token in value.split(',').map(str::trim) {
                     if token.eq_ignore_ascii_case("close") {
@@ -68,7 +72,7 @@ impl Head {
             keep_alive = false;
             Framing::Close
         };
-        Ok(Some((Head { status, framing, keep_alive }, len)))
+        Ok(Some((Head { status, framing, keep_alive, json }, len)))
     }
 }
 
@@ -283,11 +287,13 @@ mod tests {
     fn heads_tell_framing_and_keep_alive() {
         let parse = |s: &str| Head::parse(s.as_bytes()).unwrap().unwrap().0;
         let head = parse("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
-        assert_eq!(head, Head { status: 200, framing: Framing::Chunked, keep_alive: true });
+        assert_eq!(head, Head { status: 200, framing: Framing::Chunked, keep_alive: true, json: false });
         let head = parse("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 12\r\nConnection: close\r\n\r\n");
-        assert_eq!(head, Head { status: 500, framing: Framing::Length(12), keep_alive: false });
+        assert_eq!(head, Head { status: 500, framing: Framing::Length(12), keep_alive: false, json: false });
         let head = parse("HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n");
-        assert_eq!(head, Head { status: 200, framing: Framing::Close, keep_alive: false });
+        assert_eq!(head, Head { status: 200, framing: Framing::Close, keep_alive: false, json: false });
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Type: Application/JSON; charset=utf-8\r\ncontent-length: 2\r\n\r\n");
+        assert!(head.json, "a whole JSON answer is told apart from a stream");
         assert_eq!(Head::parse(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
         assert!(Head::parse(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
         assert!(Head::parse(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n").is_err());

@@ -8,7 +8,7 @@
 use super::UpstreamError;
 use super::client::{Endpoint, Response};
 use crate::busy_poll::BusyPoll;
-use crate::sse::SseParser;
+use crate::sse::{Overflow, SseParser};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -35,6 +35,12 @@ pub enum LlmError {
     Malformed(String),
     #[error("[openai] Stream read error: {0}")]
     Read(String),
+    #[error(
+        "[openai] The provider answered a streaming request with a whole completion (Content-Type: application/json), not an event stream: {body}"
+    )]
+    NotStreaming { body: String },
+    #[error("[openai] Stream too large: {what} over {limit} bytes")]
+    TooLarge { what: &'static str, limit: usize },
 }
 
 impl From<UpstreamError> for LlmError {
@@ -57,6 +63,14 @@ pub struct ProviderSettings {
     pub first_token_timeout: Duration,
     /// The longest silence allowed between two stream reads after that.
     pub idle_timeout: Duration,
+    /// The longest a whole completion may take, from its request on.
+    pub max_completion_time: Duration,
+    /// The longest SSE line an upstream may send, in bytes.
+    pub max_line_bytes: usize,
+    /// The most data one SSE event may carry, in bytes.
+    pub max_event_bytes: usize,
+    /// The most body bytes one completion may send.
+    pub max_completion_bytes: usize,
 }
 
 /// The shared upstream client: one endpoint and its kept-alive connections
@@ -105,10 +119,16 @@ impl Provider {
             let text = read_error_body(&mut response, deadline).await;
             return Err(LlmError::Status { status, body: text });
         }
+        if response.head.json {
+            let body = read_error_body(&mut response, deadline).await;
+            return Err(LlmError::NotStreaming { body });
+        }
+        let settings = &self.settings;
         let mut stream = CompletionStream {
             response,
-            decoder: UpstreamDecoder::default(),
+            decoder: UpstreamDecoder::with_limits(settings.max_line_bytes, settings.max_event_bytes, settings.max_completion_bytes),
             first_token_deadline: Some(deadline),
+            end_deadline: Instant::now() + settings.max_completion_time,
             settings: &self.settings,
             busy_poll: self.busy_poll.as_deref(),
         };
@@ -158,6 +178,8 @@ pub struct CompletionStream<'p> {
     decoder: UpstreamDecoder,
     /// Until the first content arrives, reads share this one deadline.
     first_token_deadline: Option<Instant>,
+    /// No read goes past this: the completion's whole time.
+    end_deadline: Instant,
     settings: &'p ProviderSettings,
     busy_poll: Option<&'p BusyPoll>,
 }
@@ -171,7 +193,7 @@ impl CompletionStream<'_> {
                 return Ok(Some(delta));
             }
             if self.decoder.done {
-                return Ok(None);
+                return self.body_end().await.map(|()| None);
             }
             if self.response.is_done() {
                 if self.decoder.finish_reason.is_some() {
@@ -184,6 +206,11 @@ impl CompletionStream<'_> {
                 Some(d) => (d, "first token", self.settings.first_token_timeout),
                 None => (Instant::now() + self.settings.idle_timeout, "stream data", self.settings.idle_timeout),
             };
+            let (deadline, what, after) = if self.end_deadline < deadline {
+                (self.end_deadline, "end of the completion", self.settings.max_completion_time)
+            } else {
+                (deadline, what, after)
+            };
             tokio::time::timeout_at(deadline, self.response.read()).await.map_err(|_| LlmError::Timeout { what, after })??;
             if let Some(poll) = self.busy_poll {
                 poll.active();
@@ -191,6 +218,26 @@ impl CompletionStream<'_> {
             let Self { response, decoder, .. } = self;
             response.decode_buffered(|data| decoder.feed(data))?;
         }
+    }
+
+    /// After `[DONE]`: the body's framing must end too. A close before the
+    /// length or the last chunk it promised is a cut answer. The end nearly
+    /// always came in the read that brought `[DONE]`; an upstream that holds
+    /// its body open after it is waited for briefly, then left (its
+    /// connection is not reused).
+    async fn body_end(&mut self) -> Result<(), LlmError> {
+        const AFTER_DONE: Duration = Duration::from_secs(1);
+        let deadline = Instant::now() + AFTER_DONE.min(self.settings.idle_timeout);
+        while !self.response.is_done() {
+            match tokio::time::timeout_at(deadline, self.response.read()).await {
+                Ok(read) => {
+                    read?;
+                }
+                Err(_) => return Ok(()),
+            }
+            self.response.decode_buffered(|_| Ok::<(), UpstreamError>(()))?;
+        }
+        Ok(())
     }
 
     /// A delta already decoded from the last upstream read, if any (one read
@@ -210,16 +257,38 @@ impl CompletionStream<'_> {
 
 /// Turns upstream bytes into content deltas: SSE framing, `[DONE]`, and each
 /// `chat.completion.chunk`'s content, finish reason and usage. No I/O.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UpstreamDecoder {
     parser: SseParser,
     deltas: VecDeque<String>,
     finish_reason: Option<String>,
     usage: Option<Usage>,
     done: bool,
+    received: usize,
+    max_bytes: usize,
+}
+
+impl Default for UpstreamDecoder {
+    fn default() -> Self {
+        Self::with_limits(usize::MAX, usize::MAX, usize::MAX)
+    }
 }
 
 impl UpstreamDecoder {
+    /// A decoder that fails (`LlmError::TooLarge`) past a line of
+    /// `max_line`, an event of `max_event` or a body of `max_bytes` bytes.
+    pub fn with_limits(max_line: usize, max_event: usize, max_bytes: usize) -> Self {
+        Self {
+            parser: SseParser::with_limits(max_line, max_event),
+            deltas: VecDeque::new(),
+            finish_reason: None,
+            usage: None,
+            done: false,
+            received: 0,
+            max_bytes,
+        }
+    }
+
     /// The next decoded non-empty content delta.
     pub fn pop_delta(&mut self) -> Option<String> {
         self.deltas.pop_front()
@@ -227,6 +296,10 @@ impl UpstreamDecoder {
 
     /// Decodes `data`; a chunk that is not JSON is an error.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), LlmError> {
+        self.received = self.received.saturating_add(data.len());
+        if self.received > self.max_bytes {
+            return Err(LlmError::TooLarge { what: "the completion", limit: self.max_bytes });
+        }
         let mut failure = None;
         let Self { parser, deltas, finish_reason, usage, done, .. } = self;
         parser.push_ref(data, |event| {
@@ -260,6 +333,11 @@ impl UpstreamDecoder {
                 }
             }
         });
+        match parser.overflow() {
+            Some(Overflow::Line(limit)) => return Err(LlmError::TooLarge { what: "an SSE line", limit }),
+            Some(Overflow::Frame(limit)) => return Err(LlmError::TooLarge { what: "an SSE event", limit }),
+            None => {}
+        }
         failure.map_or(Ok(()), Err)
     }
 }

@@ -63,10 +63,8 @@ async fn runs_waiting_on_a_silent_upstream_are_stopped_within_the_grace() {
     let stack = spawn_stack_with(options(script)).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm");
-    let mut stream = client
-        .open_stream(key, &json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "s"}))
-        .await
-        .into_body();
+    let mut stream =
+        client.open_stream(key, &json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "s"})).await.into_body();
     let mut parser = SseParser::new();
     read_until(&mut stream, &mut parser, |e| e["event"] == "text_chunk").await;
     let blocking = {

@@ -104,7 +104,8 @@ async fn past_the_waiting_cap_the_connection_waiting_longest_is_closed() {
     // connection sends its head at once and is never the longest waiting.
     let client = TestClient::for_stack(&stack);
     for _ in 0..20 {
-        let reply = client.run(stack.api_key("empty"), &json!({"inputs": {"question": "q"}, "response_mode": "blocking", "user": "u"})).await;
+        let reply =
+            client.run(stack.api_key("empty"), &json!({"inputs": {"question": "q"}, "response_mode": "blocking", "user": "u"})).await;
         assert_eq!(reply.status, 200);
     }
     drop(slow);
@@ -172,15 +173,18 @@ async fn good_clients_are_served_while_twice_the_descriptor_limit_in_slow_heads_
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Every good request, each on a new connection, is answered.
     for i in 0..50 {
-        let reply = tokio::time::timeout(Duration::from_secs(10), TestClient::new(&url).try_send(
-            "POST",
-            "/v1/workflows/run",
-            &[("authorization", "Bearer app-empty"), ("content-type", "application/json")],
-            body.to_string(),
-        ))
-            .await
-            .unwrap_or_else(|_| panic!("good request {i} got no answer in 10 s"))
-            .unwrap_or_else(|e| panic!("good request {i}: {e}"));
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            TestClient::new(&url).try_send(
+                "POST",
+                "/v1/workflows/run",
+                &[("authorization", "Bearer app-empty"), ("content-type", "application/json")],
+                body.to_string(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("good request {i} got no answer in 10 s"))
+        .unwrap_or_else(|e| panic!("good request {i}: {e}"));
         assert_eq!(reply.status, 200, "good request {i}");
     }
     attack.cancel();
@@ -223,9 +227,8 @@ async fn a_client_that_writes_a_refused_body_before_reading_gets_the_answer() {
     let url = stack.server.url.clone();
     let key = stack.api_key("empty");
     let over = 256 * 1024 + 128 * 1024;
-    let post = |auth: &str| {
-        format!("POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\nconnection: close\r\n")
-    };
+    let post =
+        |auth: &str| format!("POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\nconnection: close\r\n");
     for i in 0..100 {
         let answer = write_all_then_read(&url, &post(&format!("authorization: Bearer {key}\r\n")), over)
             .await
