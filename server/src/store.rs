@@ -165,12 +165,36 @@ const N_SHARDS: usize = 1 << SHARD_BITS;
 /// half: 62 bits, for the shard and the sequence number.
 const PAYLOAD_MASK: u64 = (1 << 62) - 1;
 
-/// The 128 bits of a UUID in its canonical form (lowercase, hyphenated), as
-/// the server writes them; any other spelling names no run.
+/// A run id in any spelling Dify's PostgreSQL reads as a `uuid` (its
+/// `string_to_uuid`): 32 hex digits of either case, at most one hyphen
+/// after any fourth digit but the last, the whole optionally in braces.
+pub fn parse_run_id(id: &str) -> Option<Uuid> {
+    let mut src = id.as_bytes();
+    let braces = src.first() == Some(&b'{');
+    if braces {
+        src = &src[1..];
+    }
+    let mut bits = 0u128;
+    for i in 0..16 {
+        let (&[high, low], rest) = src.split_first_chunk::<2>()?;
+        bits = (bits << 8) | u128::from(hex(high)? << 4 | hex(low)?);
+        src = rest;
+        if i % 2 == 1 && i < 15 && src.first() == Some(&b'-') {
+            src = &src[1..];
+        }
+    }
+    if braces {
+        src = src.strip_prefix(b"}")?;
+    }
+    src.is_empty().then(|| Uuid::from_u128(bits))
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
 fn id_bits(id: &str) -> Option<u128> {
-    let uuid = uuid::Uuid::try_parse(id).ok()?;
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    (uuid.hyphenated().encode_lower(&mut buf) == id).then_some(uuid.as_u128())
+    parse_run_id(id).map(|id| id.as_u128())
 }
 
 impl MemoryStore {
@@ -426,10 +450,34 @@ mod tests {
         store.put(APP, uuid, record(RunStatus::Running, &id));
         assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Running);
         assert!(store.get(OTHER_APP, &id).is_none());
-        // Another spelling of the same UUID is another id, as a string compare would say.
-        assert!(store.get(APP, &id.to_uppercase()).is_none());
-        assert!(store.get(APP, &id.replace('-', "")).is_none());
-        assert!(store.get(APP, "not-a-uuid").is_none());
+        // Every spelling PostgreSQL reads as this UUID names it, as in Dify.
+        let plain = id.replace('-', "");
+        let spellings = [
+            id.to_uppercase(),
+            plain.clone(),
+            format!("{{{id}}}"),
+            plain.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-"),
+            format!("{{{}-{}}}", &plain[..8], &plain[8..]),
+        ];
+        for spelling in &spellings {
+            assert!(store.get(APP, spelling).is_some(), "{spelling}");
+        }
+        // And nothing PostgreSQL refuses.
+        let refused = [
+            "not-a-uuid".to_owned(),
+            format!("-{plain}"),
+            format!("{plain}-"),
+            format!("{}--{}", &plain[..4], &plain[4..]),
+            format!("{}-{}", &plain[..3], &plain[3..]),
+            format!("{{{id}"),
+            format!("{id}}}"),
+            format!(" {id}"),
+            format!("{id}0"),
+            plain[..31].to_owned(),
+        ];
+        for spelling in &refused {
+            assert!(parse_run_id(spelling).is_none(), "{spelling}");
+        }
         // Put again (a run that finished): replaced, not added.
         store.put(APP, uuid, record(RunStatus::Succeeded, &id));
         assert_eq!(store.len(), 1);

@@ -68,6 +68,12 @@ impl ApiError {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "The method is not allowed for the requested URL.")
     }
 
+    /// A request the server cannot read (a transfer coding it does not
+    /// implement); `message` says what.
+    pub fn not_implemented(message: String) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
+    }
+
     pub fn too_many_requests() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests. Please try again later.")
     }
@@ -92,7 +98,7 @@ impl IntoResponse for ApiError {
 }
 
 /// werkzeug's reason phrases, which Dify's clients see on error responses.
-fn upper_case_reason(status: StatusCode) -> Option<&'static [u8]> {
+pub(super) fn upper_case_reason(status: StatusCode) -> Option<&'static [u8]> {
     Some(match status.as_u16() {
         400 => b"BAD REQUEST",
         401 => b"UNAUTHORIZED",
@@ -102,6 +108,7 @@ fn upper_case_reason(status: StatusCode) -> Option<&'static [u8]> {
         415 => b"UNSUPPORTED MEDIA TYPE",
         429 => b"TOO MANY REQUESTS",
         500 => b"INTERNAL SERVER ERROR",
+        501 => b"NOT IMPLEMENTED",
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@
 
 mod body;
 pub mod conn;
+pub mod cors;
 pub mod error;
 pub mod request;
 pub mod response;
@@ -42,11 +43,12 @@ use tokio::sync::OwnedSemaphorePermit;
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/workflows/run", post(run_workflow).fallback(method_not_allowed))
-        .route("/v1/workflows/run/{run_id}", get(get_run).fallback(method_not_allowed))
-        .route("/v1/workflows/tasks/{task_id}/stop", post(stop_task).fallback(method_not_allowed))
-        .route("/v1/parameters", get(parameters).fallback(method_not_allowed))
-        .route("/v1/info", get(info).fallback(method_not_allowed))
+        .route("/v1/workflows/run", post(run_workflow).options(preflight_post).fallback(method_not_allowed))
+        .route("/v1/workflows/run/{run_id}", get(get_run).options(preflight_get).fallback(method_not_allowed))
+        .route("/v1/workflows/tasks/{task_id}/stop", post(stop_task).options(preflight_post).fallback(method_not_allowed))
+        .route("/v1/parameters", get(parameters).options(preflight_get).fallback(method_not_allowed))
+        .route("/v1/info", get(info).options(preflight_get).fallback(method_not_allowed))
+        .route("/health", get(health).options(health_options).fallback(health_not_allowed))
         .route("/_flowbench/stats", get(stats))
         .fallback(route_not_found)
         .with_state(state)
@@ -178,7 +180,9 @@ async fn get_run(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let app = authenticate(&state, &headers)?;
-    let run_id = path_id(run_id);
+    // Any spelling PostgreSQL reads as the id finds the run; the answer
+    // names it in the canonical form, as Dify's does (read back from there).
+    let run_id = crate::store::parse_run_id(&path_id(run_id)).ok_or_else(ApiError::run_not_found)?.to_string();
     let record = state.shared.store.get(app.app_uuid, &run_id).ok_or_else(ApiError::run_not_found)?;
     Ok(json_response(render_record(&app, &run_id, &record)))
 }
@@ -208,6 +212,43 @@ async fn parameters(State(state): State<AppState>, headers: HeaderMap) -> Result
 async fn info(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let app = authenticate(&state, &headers)?;
     Ok(json_response(app.info_body.clone()))
+}
+
+/// Flask's `Allow` for a route (its order is a Python set's, random per
+/// process in Dify; sorted here).
+const ALLOW_GET: &str = "GET, HEAD, OPTIONS";
+const ALLOW_POST: &str = "OPTIONS, POST";
+
+async fn preflight_post(headers: HeaderMap) -> Response {
+    cors::preflight(&headers, ALLOW_POST)
+}
+
+async fn preflight_get(headers: HeaderMap) -> Response {
+    cors::preflight(&headers, ALLOW_GET)
+}
+
+/// Dify's liveness answer, for its wrapper scripts and for probes: the
+/// server answers it once its apps are loaded, which is before it listens.
+async fn health() -> Response {
+    static BODY: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+        Bytes::from(format!("{{\"pid\": {}, \"status\": \"ok\", \"version\": \"1.13.2\"}}", std::process::id()))
+    });
+    response::flask_response(StatusCode::OK, Body::from(BODY.clone()), "application/json", None)
+}
+
+async fn health_options() -> Response {
+    response::flask_response(StatusCode::OK, Body::empty(), "text/html; charset=utf-8", Some(ALLOW_GET))
+}
+
+async fn health_not_allowed(State(state): State<AppState>, request: Request) -> Response {
+    const PAGE: &str = "<!doctype html>\n<html lang=en>\n<title>405 Method Not Allowed</title>\n<h1>Method Not Allowed</h1>\n<p>The method is not allowed for the requested URL.</p>\n";
+    let _ = linger(request, &state, ApiError::method_not_allowed());
+    let mut response =
+        response::flask_response(StatusCode::METHOD_NOT_ALLOWED, Body::from(PAGE), "text/html; charset=utf-8", Some(ALLOW_GET));
+    if let Some(reason) = error::upper_case_reason(StatusCode::METHOD_NOT_ALLOWED) {
+        response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(reason));
+    }
+    response
 }
 
 async fn stats(State(state): State<AppState>) -> Response {

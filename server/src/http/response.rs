@@ -53,5 +53,22 @@ fn dify_headers(status: StatusCode, content_type: &'static str) -> HeaderMap {
     headers
 }
 
-const X_VERSION: HeaderName = HeaderName::from_static("x-version");
-const X_ENV: HeaderName = HeaderName::from_static("x-env");
+pub(crate) const X_VERSION: HeaderName = HeaderName::from_static("x-version");
+pub(crate) const X_ENV: HeaderName = HeaderName::from_static("x-env");
+
+/// Flask's own answers outside the service API (`/health`, its 405 and
+/// `OPTIONS`): Dify's version headers and `Vary: Cookie`, no CORS.
+pub(crate) fn flask_response(status: StatusCode, body: Body, content_type: &'static str, allow: Option<&'static str>) -> Response {
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(allow) = allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    headers.insert(X_VERSION, HeaderValue::from_static("1.13.2"));
+    headers.insert(X_ENV, HeaderValue::from_static("PRODUCTION"));
+    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -364,11 +364,22 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = Answer;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.slot.busy();
         let watch = Watch { slot: self.slot.clone(), epoch: self.epoch };
+        // Only a chunked body has no exact length: only then can a coding
+        // other than chunked be in Transfer-Encoding.
+        if http_body::Body::size_hint(request.body()).exact().is_none()
+            && let Some(coding) = unsupported_coding(request.headers())
+        {
+            return Answer { answer: Either::Ready { response: Some(not_implemented(&coding)) }, origin: None, watch: Some(watch) };
+        }
+        if memchr::memchr(b'%', request.uri().path().as_bytes()).is_some() {
+            decode_path(&mut request);
+        }
+        let origin = super::cors::origin(request.headers()).cloned();
         let answer = tower::Service::call(&mut self.router.clone(), request.map(Body::new));
-        Answer { answer, watch: Some(watch) }
+        Answer { answer: Either::Route { future: answer }, origin, watch: Some(watch) }
     }
 }
 
@@ -388,8 +399,18 @@ impl Drop for Watch {
 pin_project_lite::pin_project! {
     struct Answer {
         #[pin]
-        answer: axum::routing::future::RouteFuture<Infallible>,
+        answer: Either,
+        origin: Option<http::HeaderValue>,
         watch: Option<Watch>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The router's answer, or one made before routing.
+    #[project = EitherProj]
+    enum Either {
+        Route { #[pin] future: axum::routing::future::RouteFuture<Infallible> },
+        Ready { response: Option<axum::response::Response> },
     }
 }
 
@@ -398,12 +419,79 @@ impl Future for Answer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match std::task::ready!(this.answer.poll(cx)) {
-            Ok(response) => response,
-            Err(never) => match never {},
+        let mut response = match this.answer.project() {
+            EitherProj::Route { future } => match std::task::ready!(future.poll(cx)) {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            EitherProj::Ready { response } => response.take().expect("polled after it was ready"),
         };
+        if let Some(origin) = this.origin.take() {
+            super::cors::echo_origin(origin, &mut response);
+        }
         let watch = this.watch.take();
         Poll::Ready(Ok(response.map(|body| Watched { body, _watch: watch })))
+    }
+}
+
+/// The first coding in `Transfer-Encoding` that is not `chunked`: hyper
+/// reads such a body as if it were only chunked, and its bytes would be
+/// taken for what they are not.
+fn unsupported_coding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|coding| !coding.eq_ignore_ascii_case("chunked"))
+        .map(str::to_owned)
+}
+
+fn not_implemented(coding: &str) -> axum::response::Response {
+    let error = super::error::ApiError::not_implemented(format!(
+        "Transfer-Encoding {coding:?} is not supported; a request body may only be chunked."
+    ));
+    let mut response = axum::response::IntoResponse::into_response(error);
+    // The body's framing is unknown: nothing after it on this connection can be read.
+    response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
+
+/// Percent-decodes the path once before routing, as gunicorn does before
+/// werkzeug matches (so `/v1/workflows/%72un` is `/v1/workflows/run`, and
+/// `%2F` a real `/`). Bytes a URI may not hold are encoded again, so the
+/// path stays a valid URI, and axum's own decoding of a segment gives back
+/// what one decoding made.
+fn decode_path(request: &mut Request<Incoming>) {
+    let path = request.uri().path();
+    let mut decoded = Vec::with_capacity(path.len());
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(&[h, l])) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                i += 2;
+                u8::from_str_radix(std::str::from_utf8(&[h, l]).expect("ASCII"), 16).expect("hex")
+            }
+            (b, _) => b,
+        };
+        i += 1;
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
+            decoded.push(byte);
+        } else {
+            decoded.extend_from_slice(format!("%{byte:02X}").as_bytes());
+        }
+    }
+    let mut target = String::from_utf8(decoded).expect("ASCII");
+    if let Some(query) = request.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let Ok(path_and_query) = http::uri::PathAndQuery::try_from(target) else { return };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
 }
 

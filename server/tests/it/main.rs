@@ -1,6 +1,7 @@
 //! The server's integration tests, over real loopback sockets.
 
 mod bad_requests;
+mod dify_edges;
 mod disconnect;
 mod dsl;
 mod errors;
