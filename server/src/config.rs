@@ -110,6 +110,10 @@ pub struct Limits {
     /// began waiting (and counted).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A request body not whole this long after its head is answered 408
+    /// (and counted); the connection closes.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Connections allowed to wait for a request head at once; past it the
     /// one that has waited longest is closed (and counted). `None`: a quarter
     /// of the open-file limit in force when the server starts.
@@ -162,6 +166,7 @@ impl Default for Limits {
             stream_buffer_events: 64,
             stalled_client_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(20),
+            body_read_timeout: Duration::from_secs(30),
             max_waiting_connections: None,
             linger_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(10),
@@ -242,8 +247,8 @@ impl Config {
         {
             return Err(ConfigError::Limits("the upstream_max_* limits must be above zero".into()));
         }
-        if limits.header_read_timeout.is_zero() {
-            return Err(ConfigError::Limits("header_read_timeout must be above zero".into()));
+        if limits.header_read_timeout.is_zero() || limits.body_read_timeout.is_zero() {
+            return Err(ConfigError::Limits("header_read_timeout and body_read_timeout must be above zero".into()));
         }
         if limits.max_waiting_connections == Some(0) {
             return Err(ConfigError::Limits("max_waiting_connections must be at least 1".into()));

@@ -68,6 +68,8 @@ pub struct Stats {
     pub connections_stalled_closed: Arc<AtomicU64>,
     /// Connections open now.
     pub connections_open: Arc<AtomicU64>,
+    /// Requests whose body did not arrive within `body_read_timeout`.
+    pub requests_body_timeout: AtomicU64,
     /// Connections closed because no request head came within
     /// `header_read_timeout`.
     pub connections_head_timeout: Arc<AtomicU64>,
@@ -96,6 +98,8 @@ pub struct StatsSnapshot {
     /// Absent from servers before it was counted (as the three below).
     #[serde(default)]
     pub connections_open: u64,
+    #[serde(default)]
+    pub requests_body_timeout: u64,
     /// Bytes of run records the store holds.
     #[serde(default)]
     pub stored_bytes: u64,
@@ -194,6 +198,7 @@ impl AppState {
             runs_rejected_busy: s.runs_rejected_busy.load(Ordering::Relaxed),
             connections_stalled_closed: s.connections_stalled_closed.load(Ordering::Relaxed),
             connections_open: s.connections_open.load(Ordering::Relaxed),
+            requests_body_timeout: s.requests_body_timeout.load(Ordering::Relaxed),
             stored_bytes: self.shared.store.bytes() as u64,
             connections_head_timeout: s.connections_head_timeout.load(Ordering::Relaxed),
             connections_evicted: s.connections_evicted.load(Ordering::Relaxed),

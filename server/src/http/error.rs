@@ -74,6 +74,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
     }
 
+    /// A request body that did not arrive within `limit`.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("The request body did not arrive within {}.", humantime::format_duration(limit)),
+        )
+    }
+
     pub fn too_many_requests() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests. Please try again later.")
     }
@@ -90,6 +99,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = crate::pyjson::to_flask_json(&Body_ { code: self.code, message: &self.message, status: self.status.as_u16() });
         let mut response = super::response::response(self.status, Body::from(body), "application/json");
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: nothing after it can be read.
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
         if let Some(reason) = upper_case_reason(self.status) {
             response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(reason));
         }
@@ -108,6 +121,7 @@ pub(super) fn upper_case_reason(status: StatusCode) -> Option<&'static [u8]> {
         415 => b"UNSUPPORTED MEDIA TYPE",
         429 => b"TOO MANY REQUESTS",
         500 => b"INTERNAL SERVER ERROR",
+        408 => b"REQUEST TIMEOUT",
         501 => b"NOT IMPLEMENTED",
         _ => return None,
     })

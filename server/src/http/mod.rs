@@ -74,7 +74,7 @@ fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<
 
 async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Response, ApiError> {
     let shared = &state.shared;
-    let body = read_body(body, &state).await?;
+    let body = read_body_in_time(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
     drop(body);
     let permit = match &app.run_cap {
@@ -197,7 +197,7 @@ async fn stop_task(
         Err(e) => return Err(linger(request, &state, e)),
     };
     let task_id = path_id(task_id);
-    let body = read_body(json_body(request, &state)?, &state).await?;
+    let body = read_body_in_time(json_body(request, &state)?, &state).await?;
     let user = request::decode_stop(&body)?;
     // Like Dify, the answer is the same whether or not a run was stopped.
     state.shared.tasks.stop(&task_id, &app.app_id, &user);
@@ -326,6 +326,32 @@ fn discard(mut body: Body, state: &AppState) {
         };
         let _ = tokio::time::timeout(max_time, drained).await;
     });
+}
+
+/// [`read_body`] within `body_read_timeout`: 408 (and the connection
+/// closes) for a body that comes too slowly. A body already read with its
+/// head, nearly every one, is taken without arming a timer: a timer per
+/// request costs the timer wheel's lock (docs/performance.md).
+async fn read_body_in_time(body: Body, state: &AppState) -> Result<Bytes, ApiError> {
+    let mut reading = std::pin::pin!(read_body(body, state));
+    if let Some(read) = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match reading.as_mut().poll(cx) {
+            std::task::Poll::Ready(read) => Some(read),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+    {
+        return read;
+    }
+    let limit = state.shared.limits.body_read_timeout;
+    match tokio::time::timeout(limit, reading).await {
+        Ok(read) => read,
+        Err(_) => {
+            state.shared.stats.requests_body_timeout.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::request_timeout(limit))
+        }
+    }
 }
 
 /// Reads `body` whole: 413 above the body limit. A loop over its frames

@@ -370,9 +370,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         // Only a chunked body has no exact length: only then can a coding
         // other than chunked be in Transfer-Encoding.
         if http_body::Body::size_hint(request.body()).exact().is_none()
-            && let Some(coding) = unsupported_coding(request.headers())
+            && let Some(refused) = refuse_framing(request.headers())
         {
-            return Answer { answer: Either::Ready { response: Some(not_implemented(&coding)) }, origin: None, watch: Some(watch) };
+            return Answer { answer: Either::Ready { response: Some(refused) }, origin: None, watch: Some(watch) };
         }
         if memchr::memchr(b'%', request.uri().path().as_bytes()).is_some() {
             decode_path(&mut request);
@@ -447,14 +447,18 @@ fn unsupported_coding(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn not_implemented(coding: &str) -> axum::response::Response {
+/// A chunked request the server will not read: one with a coding other
+/// than chunked. (One that also declares a `Content-Length` hyper reads as
+/// chunked and closes after, as RFC 9112 asks.)
+fn refuse_framing(headers: &http::HeaderMap) -> Option<axum::response::Response> {
+    let coding = unsupported_coding(headers)?;
     let error = super::error::ApiError::not_implemented(format!(
         "Transfer-Encoding {coding:?} is not supported; a request body may only be chunked."
     ));
     let mut response = axum::response::IntoResponse::into_response(error);
     // The body's framing is unknown: nothing after it on this connection can be read.
     response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-    response
+    Some(response)
 }
 
 /// Percent-decodes the path once before routing, as gunicorn does before

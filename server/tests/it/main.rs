@@ -5,6 +5,7 @@ mod dify_edges;
 mod disconnect;
 mod dsl;
 mod errors;
+mod hostile;
 mod hostile_upstream;
 mod llm;
 mod runs;
