@@ -148,3 +148,16 @@ async fn a_transfer_coding_the_server_cannot_read_is_501() {
     assert!(body["message"].as_str().unwrap().contains("\"gzip\""), "{body}");
     stack.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_checks_of_difys_stress_test_wrapper_pass() {
+    // `scripts/stress-test/run_locust_stress_test.sh` in Dify's repository
+    // checks both services this way before it starts Locust.
+    let stack = spawn_stack().await;
+    let checks = [format!("{}/health", stack.server.url), format!("{}/models", stack.mock.base_url())];
+    for url in checks {
+        let status = tokio::process::Command::new("curl").args(["-s", "-f", &url]).output().await.expect("curl runs").status;
+        assert!(status.success(), "curl -s -f {url}: {status}");
+    }
+    stack.shutdown().await.unwrap();
+}
