@@ -127,6 +127,122 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     }
 }
 
+/// hyper answers a request it cannot parse by itself, before any handler:
+/// a status line and `content-length: 0`. This gives those answers a short
+/// body in Dify's error shape that says what was wrong. They are told apart
+/// by hyper's reason phrases in mixed case, which the API's own answers
+/// (werkzeug's upper case) never use, and by their empty length.
+pub struct ParseErrorBodies<T> {
+    inner: T,
+    /// The answer written in place of hyper's, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+/// hyper's automatic answers, and what each means here.
+const PARSE_ERRORS: [(&[u8], &str, &str); 3] = [
+    (b"HTTP/1.1 400 Bad Request\r\n", "400 BAD REQUEST", "The request is not valid HTTP/1.1: its request line or a header is malformed."),
+    (b"HTTP/1.1 414 URI Too Long\r\n", "414 REQUEST URI TOO LARGE", "The request line is too long."),
+    (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        "431 REQUEST HEADER FIELDS TOO LARGE",
+        "The request's headers are too large: more than 100 of them, or more than 400 KiB.",
+    ),
+];
+
+impl<T> ParseErrorBodies<T> {
+    pub fn new(inner: T) -> Self {
+        Self { inner, pending: None }
+    }
+
+    /// The answer to write instead of `head`, if `head` is one of hyper's.
+    fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+        let (_, status, message) = PARSE_ERRORS.iter().find(|(line, _, _)| head.starts_with(line))?;
+        let end = memchr::memmem::find(head, b"\r\n\r\n")?;
+        let lower = head[..end].to_ascii_lowercase();
+        if memchr::memmem::find(&lower, b"\r\ncontent-length: 0").is_none() || memchr::memmem::find(&lower, b"content-type").is_some() {
+            return None;
+        }
+        let code: u16 = status[..3].parse().expect("a status");
+        let code_name = if code == 400 { "bad_request" } else { "request_too_large" };
+        let body = format!("{{\"code\":\"{code_name}\",\"message\":\"{message}\",\"status\":{code}}}\n");
+        Some(
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
+}
+
+impl<T: AsyncWrite + Unpin> ParseErrorBodies<T> {
+    /// Writes what is left of the replacement answer.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((answer, written)) = self.pending.as_mut() {
+            if *written == answer.len() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ParseErrorBodies<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ParseErrorBodies<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_none()
+            && let Some(answer) = Self::replacement(buf)
+        {
+            this.pending = Some((answer, 0));
+            // hyper's head counts as written; the replacement goes out now
+            // or on the flush that follows.
+            let _ = this.drive(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        ready!(this.drive(cx))?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_none()
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(answer) = Self::replacement(first)
+        {
+            this.pending = Some((answer, 0));
+            let _ = this.drive(cx)?;
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        ready!(this.drive(cx))?;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +278,25 @@ mod tests {
         guarded.write_all(&[0; 256]).await.unwrap();
         drain.await.unwrap();
         assert_eq!(closed.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn hypers_own_answers_get_a_body_and_the_apis_stay_as_they_are() {
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let (writer, mut reader) = tokio::io::duplex(4096);
+        let mut io = ParseErrorBodies::new(writer);
+        io.write_all(hyper_400).await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 BAD REQUEST\r\ncontent-type: application/json\r\n"), "{out}");
+        let body = out.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!((json["code"].as_str(), json["status"].as_u64()), (Some("bad_request"), Some(400)));
+        // The API's own answers: werkzeug's upper-case reasons, a content type.
+        let ours = b"HTTP/1.1 400 BAD REQUEST\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        assert!(ParseErrorBodies::<()>::replacement(ours).is_none());
+        let with_type = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n";
+        assert!(ParseErrorBodies::<()>::replacement(with_type).is_none());
     }
 }

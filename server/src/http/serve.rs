@@ -25,7 +25,7 @@
 //! sends their streams a terminal event; at the end of the grace period
 //! every connection still open is closed. Nothing outlives the grace.
 
-use super::conn::StallGuard;
+use super::conn::{ParseErrorBodies, StallGuard};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::Body;
@@ -262,7 +262,8 @@ pub async fn serve(
         // SSE frames back by ~40 ms.
         let _ = tcp.set_nodelay(true);
         let slot = registry.open();
-        let io = TokioIo::new(StallGuard::new(tcp, limits.stalled_client_timeout, stats.connections_stalled_closed.clone()));
+        let io = StallGuard::new(tcp, limits.stalled_client_timeout, stats.connections_stalled_closed.clone());
+        let io = TokioIo::new(ParseErrorBodies::new(io));
         let service = ConnService { router: router.clone(), slot: slot.clone(), epoch: registry.epoch };
         let (registry, http) = (registry.clone(), http.clone());
         tokio::spawn(async move {
