@@ -235,6 +235,28 @@ pub struct RunArgs {
     /// goes away mid-answer; such requests end `aborted` (an error class).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub abort_after_chunks: Option<u32>,
+    /// After a stream's terminal event (`workflow_finished`, `error`), a
+    /// body still open (real Dify holds it about 1 s): `close` the
+    /// connection, as a client that has its answer does, or `drain` it and
+    /// report the tail (`stream_tail_ms`). The duration ends at the
+    /// terminal event either way.
+    #[arg(long, value_enum, default_value_t = AfterTerminalArg::Close)]
+    pub after_terminal: AfterTerminalArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AfterTerminalArg {
+    Close,
+    Drain,
+}
+
+impl From<AfterTerminalArg> for crate::load::driver::AfterTerminal {
+    fn from(arg: AfterTerminalArg) -> Self {
+        match arg {
+            AfterTerminalArg::Close => Self::Close,
+            AfterTerminalArg::Drain => Self::Drain,
+        }
+    }
 }
 
 fn parse_inputs(text: &str) -> Result<serde_json::Value, String> {
@@ -275,6 +297,7 @@ pub struct Plan {
     pub driver_threads: usize,
     pub stamped: bool,
     pub abort_after_chunks: Option<u32>,
+    pub after_terminal: crate::load::driver::AfterTerminal,
 }
 
 impl RunArgs {
@@ -338,6 +361,7 @@ impl RunArgs {
             driver_threads: self.driver_threads,
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
+            after_terminal: self.after_terminal.into(),
         })
     }
 }

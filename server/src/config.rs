@@ -149,6 +149,10 @@ pub struct Limits {
     /// they are stopped.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A streaming body stays open this long after its terminal event, as
+    /// Dify's does (about 1 s); zero by default. For testing clients.
+    #[serde(with = "humantime_serde")]
+    pub stream_tail: Duration,
     /// For the gate's self-test only: CPU spun per accepted run request.
     #[serde(with = "humantime_serde")]
     pub inject_busy_per_request: Duration,
@@ -178,6 +182,7 @@ impl Default for Limits {
             upstream_max_event_bytes: 4 * 1024 * 1024,
             upstream_max_completion_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            stream_tail: Duration::ZERO,
             inject_busy_per_request: Duration::ZERO,
             inject_busy_per_event: Duration::ZERO,
         }

@@ -73,6 +73,11 @@ struct Cli {
     /// run start or upstream read, before they sleep [default: 100ms].
     #[arg(long, env = "FLOWBENCH_BUSY_POLL_WINDOW", value_parser = humantime::parse_duration)]
     busy_poll_window: Option<std::time::Duration>,
+    /// Imitates Dify's stream end: hold each streaming body open this long
+    /// after its terminal event (Dify 1.13.2 holds about 1 s while it tears
+    /// down its Redis subscription), e.g. 1s [default: 0s].
+    #[arg(long, env = "FLOWBENCH_STREAM_TAIL", value_parser = humantime::parse_duration)]
+    stream_tail: Option<std::time::Duration>,
     /// Runs allowed at once per app given with --app (429 above); off by default.
     #[arg(long, env = "FLOWBENCH_MAX_CONCURRENT_RUNS")]
     max_concurrent_runs: Option<usize>,
@@ -130,6 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(d) = cli.inject_busy_per_event {
         config.limits.inject_busy_per_event = d;
+    }
+    if let Some(d) = cli.stream_tail {
+        config.limits.stream_tail = d;
     }
     anyhow::ensure!(!config.apps.is_empty(), "no apps configured: give --app API_KEY=DSL_FILE or a --config file with [[apps]]");
     let state = AppState::new(&config)?;

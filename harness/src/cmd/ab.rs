@@ -82,6 +82,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
                 protocol: Protocol::Dify,
                 stamped: false,
                 abort_after_chunks: None,
+                after_terminal: Default::default(),
             };
             let (target, pid, cancel, params) = (target.clone(), *pid, cancel.clone(), params.clone());
             // Evenly spaced arrivals: the side joined second starts half a

@@ -73,6 +73,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             protocol: scenario.protocol(),
             stamped: plan.stamped,
             abort_after_chunks: plan.abort_after_chunks,
+            after_terminal: plan.after_terminal,
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());

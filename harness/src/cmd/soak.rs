@@ -52,6 +52,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         protocol: Protocol::Dify,
         stamped: false,
         abort_after_chunks: None,
+        after_terminal: Default::default(),
     };
     let health = HealthMonitor::start(Some(pid), args.driver_threads);
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;

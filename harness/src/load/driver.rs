@@ -61,6 +61,21 @@ pub enum Protocol {
     OpenAi,
 }
 
+/// What the driver does once a stream's terminal event (`workflow_finished`,
+/// `error`, `message_end`) has come and its body has not ended with it.
+/// The request's duration ends at the terminal event either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterTerminal {
+    /// Close the connection at once, as a client that has its answer does;
+    /// the tail costs the user nothing and is not measured.
+    #[default]
+    Close,
+    /// Read the body to its end, and record the tail (`stream_tail`); the
+    /// user waits for it, and the connection is kept.
+    Drain,
+}
+
 /// One scenario run, fully specified.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -81,6 +96,7 @@ pub struct RunSpec {
     pub stamped: bool,
     /// Leave each stream after this many text chunks (outcome `aborted`).
     pub abort_after_chunks: Option<u32>,
+    pub after_terminal: AfterTerminal,
 }
 
 /// Live totals, for the progress line.
@@ -243,13 +259,22 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
         Ok(outcome) => outcome,
         Err(_) => Err(ErrorClass::Timeout),
     };
-    if outcome.is_err() {
-        // A failed exchange may leave the connection mid-response.
+    // A failed exchange may leave the connection mid-response, and a stream
+    // left at its terminal event has not ended.
+    if !matches!(outcome, Ok(Body::Ended)) {
         conn.reset();
     }
-    sample.outcome = outcome;
-    sample.done = Instant::now();
+    sample.outcome = outcome.map(|_| ());
+    // A stream's run ends at its terminal event, whatever its body does after.
+    sample.done = sample.terminal.unwrap_or_else(Instant::now);
     sample
+}
+
+/// Whether an answer's body was read to its end (the connection can serve
+/// the next request) or left after the stream's terminal event.
+enum Body {
+    Ended,
+    Left,
 }
 
 async fn exchange(
@@ -258,7 +283,7 @@ async fn exchange(
     recorder: &mut Pending,
     request: http::Request<http_body_util::Full<Bytes>>,
     sample: &mut Sample,
-) -> Result<(), ErrorClass> {
+) -> Result<Body, ErrorClass> {
     let response = conn.send(&ctx.target, request).await.map_err(|e| match e {
         SendError::Connect(_) => ErrorClass::Connect,
         SendError::Http(_) => ErrorClass::Io,
@@ -285,7 +310,7 @@ async fn exchange(
             sample.n_bytes = bytes.len() as u64;
             // Only `data.status` is read; the rest is validated, not kept.
             let reply: BlockingReply<'_> = serde_json::from_slice(&bytes).map_err(|_| ErrorClass::InvalidJson)?;
-            if reply.data.status == "succeeded" { Ok(()) } else { Err(ErrorClass::WorkflowFailed) }
+            if reply.data.status == "succeeded" { Ok(Body::Ended) } else { Err(ErrorClass::WorkflowFailed) }
         }
         Mode::Streaming => read_stream(ctx, &mut body, recorder, sample).await,
     }
@@ -315,9 +340,10 @@ struct StreamState {
     text_chunks: u32,
 }
 
-async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<(), ErrorClass> {
+async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<Body, ErrorClass> {
     let mut parser = SseParser::new();
     let mut state = StreamState::default();
+    let mut left = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
         let Ok(data) = frame.into_data() else { continue };
@@ -354,8 +380,14 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
                         }
                     }
                 }
-                Some(EventName::WorkflowFinished(ok)) => state.finished = Some(if ok { Ok(()) } else { Err(ErrorClass::WorkflowFailed) }),
-                Some(EventName::Error) => state.finished = Some(Err(ErrorClass::WorkflowFailed)),
+                Some(EventName::WorkflowFinished(ok)) => {
+                    state.finished = Some(if ok { Ok(()) } else { Err(ErrorClass::WorkflowFailed) });
+                    sample.terminal.get_or_insert(now);
+                }
+                Some(EventName::Error) => {
+                    state.finished = Some(Err(ErrorClass::WorkflowFailed));
+                    sample.terminal.get_or_insert(now);
+                }
                 Some(EventName::Other) => {}
                 None => state.invalid = true,
             }
@@ -370,6 +402,32 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
             sample.n_events = state.n_events;
             return Err(ErrorClass::Aborted);
         }
+        // After the terminal event: a body that ends with it (nearly always
+        // in the same read) keeps its connection; one held open is left at
+        // once or drained, as asked.
+        if state.finished.is_some() && ctx.spec.after_terminal == AfterTerminal::Close && !hyper::body::Body::is_end_stream(&*body) {
+            match futures_util::FutureExt::now_or_never(body.frame()) {
+                None => {
+                    left = true;
+                    break;
+                }
+                Some(None) => break,
+                // More after the terminal event: read on, as a client would
+                // until it sees that nothing more is ready.
+                Some(Some(Ok(frame))) => sample.n_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Some(Some(Err(_))) => {
+                    left = true;
+                    break;
+                }
+            }
+        }
+    }
+    // Measured only where every stream is read to its end: with `close`,
+    // the tails of the streams left would be missing from the figure.
+    if let Some(terminal) = sample.terminal
+        && ctx.spec.after_terminal == AfterTerminal::Drain
+    {
+        sample.stream_tail = Some(Instant::now() - terminal);
     }
     sample.n_events = state.n_events;
     if state.invalid {
@@ -378,7 +436,7 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
     if state.unstamped {
         return Err(ErrorClass::Unstamped);
     }
-    state.finished.unwrap_or(Err(ErrorClass::EarlyTermination))
+    state.finished.unwrap_or(Err(ErrorClass::EarlyTermination)).map(|()| if left { Body::Left } else { Body::Ended })
 }
 
 /// Where a stamped chunk's text starts: Dify's `text_chunk` data, OpenAI's delta.
@@ -423,6 +481,8 @@ fn event_name(data: &str) -> Option<EventName> {
     Some(match json.get("event")?.as_str()? {
         "text_chunk" => EventName::TextChunk,
         "workflow_finished" => EventName::WorkflowFinished(json.pointer("/data/status").and_then(Value::as_str) == Some("succeeded")),
+        // A chat app's stream ends with `message_end`, after its workflow's.
+        "message_end" => EventName::WorkflowFinished(true),
         "error" => EventName::Error,
         _ => EventName::Other,
     })

@@ -88,10 +88,13 @@ pub enum Metric {
     LongestGapPerStream,
     /// Emit → receipt of stamped chunks (`--stamped`).
     EmitToReceipt,
+    /// A stream's terminal event → the end of its body, where the driver
+    /// reads every body to its end (`--after-terminal drain`).
+    StreamTail,
 }
 
 impl Metric {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every metric, in the order the report shows them.
     pub const ALL: [Metric; Metric::COUNT] = [
         Metric::Ttfb,
@@ -102,6 +105,7 @@ impl Metric {
         Metric::EventGap,
         Metric::LongestGapPerStream,
         Metric::EmitToReceipt,
+        Metric::StreamTail,
     ];
 
     /// Its name in the JSON report: the histogram's key, and with `_ms` the summary's.
@@ -115,6 +119,7 @@ impl Metric {
             Metric::EventGap => "event_gap",
             Metric::LongestGapPerStream => "longest_gap_per_stream",
             Metric::EmitToReceipt => "emit_to_receipt",
+            Metric::StreamTail => "stream_tail",
         }
     }
 
@@ -129,13 +134,14 @@ impl Metric {
             Metric::EventGap => "gap between events",
             Metric::LongestGapPerStream => "longest gap per stream",
             Metric::EmitToReceipt => "emit → receipt (stamped)",
+            Metric::StreamTail => "stream tail (terminal → end)",
         }
     }
 
     /// Recorded only on request (`--stamped`): its summary is left out of
     /// the report when it holds no value, rather than shown as zeros.
     pub const fn optional(self) -> bool {
-        matches!(self, Metric::EmitToReceipt)
+        matches!(self, Metric::EmitToReceipt | Metric::StreamTail)
     }
 
     pub fn from_key(key: &str) -> Option<Metric> {
@@ -161,13 +167,30 @@ pub struct Sample {
     pub n_bytes: u64,
     /// The longest silence between two events of this stream.
     pub max_gap: Option<Duration>,
+    /// When the stream's terminal event came: the request ends there.
+    pub terminal: Option<Instant>,
+    /// Terminal event → end of body, with `--after-terminal drain`.
+    pub stream_tail: Option<Duration>,
     pub outcome: Result<(), ErrorClass>,
 }
 
 impl Sample {
     /// A request just sent: nothing received yet.
     pub fn new(intended: Instant, sent: Instant, outcome: Result<(), ErrorClass>) -> Self {
-        Sample { intended, sent, done: sent, ttfb: None, ttfe: None, first_text: None, n_events: 0, n_bytes: 0, max_gap: None, outcome }
+        Sample {
+            intended,
+            sent,
+            done: sent,
+            ttfb: None,
+            ttfe: None,
+            first_text: None,
+            n_events: 0,
+            n_bytes: 0,
+            max_gap: None,
+            terminal: None,
+            stream_tail: None,
+            outcome,
+        }
     }
 
     /// This request's value of `metric`; `None` for the metrics recorded
@@ -180,6 +203,7 @@ impl Sample {
             Metric::Duration => Some(self.done - self.intended),
             Metric::ServiceTime => Some(self.done - self.sent),
             Metric::LongestGapPerStream => self.max_gap,
+            Metric::StreamTail => self.stream_tail,
             Metric::EventGap | Metric::EmitToReceipt => None,
         }
     }
@@ -468,6 +492,8 @@ mod tests {
             n_events: 3,
             n_bytes: 100,
             max_gap: None,
+            terminal: None,
+            stream_tail: None,
             outcome,
         }
     }

@@ -30,6 +30,7 @@ fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSp
         protocol: Protocol::Dify,
         stamped: false,
         abort_after_chunks: None,
+        after_terminal: Default::default(),
     }
 }
 
@@ -273,4 +274,49 @@ async fn http_get(url: &str) -> String {
     tcp.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// A stack whose server holds each stream's body 1 s after its terminal
+/// event, as real Dify does (`--stream-tail`).
+async fn dify_tail_stack() -> Stack {
+    let script = Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), ..Script::default() };
+    let mut options = StackOptions { script, ..StackOptions::default() };
+    options.limits.stream_tail = Duration::from_secs(1);
+    Stack::start(options).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ends_at_its_terminal_event_not_at_the_end_of_a_held_body() {
+    let stack = dify_tail_stack().await;
+    let load = LoadModel::Closed { users: 4, spawn_rate: 1000.0 };
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, load, Duration::from_secs(2))).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_errors(), 0, "errors: {:?}", r.errors);
+    // Each run takes milliseconds; a duration that held the 1 s tail would
+    // be above it, and 4 users would then send about 8 runs in 2 s.
+    let longest = Duration::from_micros(r.histogram(Metric::Duration).max());
+    assert!(longest < Duration::from_millis(900), "the longest duration {longest:?} holds the server's tail");
+    assert!(r.n_ok > 40, "{} runs in 2 s: the users waited for the tail", r.n_ok);
+    // Closed at the terminal event, the tails are not measured.
+    assert_eq!(r.histogram(Metric::StreamTail).len(), 0);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_streams_report_the_tail_apart_from_the_duration() {
+    let stack = dify_tail_stack().await;
+    let load = LoadModel::Closed { users: 2, spawn_rate: 1000.0 };
+    let drain = RunSpec {
+        after_terminal: driver::AfterTerminal::Drain,
+        ..spec(stack.api_key("llm"), Mode::Streaming, load, Duration::from_secs(3))
+    };
+    let result = drive(&stack.info.server_url, drain).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_errors(), 0, "errors: {:?}", r.errors);
+    let tails = r.histogram(Metric::StreamTail);
+    assert_eq!(tails.len(), r.n_ok, "every stream's tail is recorded");
+    assert!(tails.min() >= 1_000_000, "each tail holds the server's 1 s: min {} µs", tails.min());
+    let longest = Duration::from_micros(r.histogram(Metric::Duration).max());
+    assert!(longest < Duration::from_millis(900), "the duration {longest:?} ends at the terminal event");
+    stack.shutdown().await.unwrap();
 }

@@ -81,7 +81,8 @@ pub(super) type Execution = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// workflow as far as it can go (reading the upstream socket itself), then
 /// hands over every frame made so far as one buffer. A ping goes first, and
 /// after each `ping_interval` of silence; the body ends after the run ends
-/// and its last frame (`workflow_finished`) is taken. Dropped early (the
+/// and its last frame (`workflow_finished`) is taken, or `tail` later (to
+/// imitate Dify, which holds its body about 1 s more). Dropped early (the
 /// client left), it closes the outbox and lets the run end on a task of its
 /// own, which cancels the upstream request and records the run.
 pub(super) struct RunBody {
@@ -91,10 +92,13 @@ pub(super) struct RunBody {
     ping: Pin<Box<tokio::time::Sleep>>,
     last_frame: tokio::time::Instant,
     sent_first_ping: bool,
+    tail: Duration,
+    /// When the body ends, once the run has ended and `tail` is not zero.
+    tail_end: Option<tokio::time::Instant>,
 }
 
 impl RunBody {
-    pub(super) fn new(execution: Execution, outbox: Arc<Mutex<Outbox>>, ping_interval: Duration) -> Self {
+    pub(super) fn new(execution: Execution, outbox: Arc<Mutex<Outbox>>, ping_interval: Duration, tail: Duration) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             execution: Some(execution),
@@ -103,6 +107,8 @@ impl RunBody {
             ping: Box::pin(tokio::time::sleep_until(now + ping_interval)),
             last_frame: now,
             sent_first_ping: false,
+            tail,
+            tail_end: None,
         }
     }
 }
@@ -133,7 +139,16 @@ impl http_body::Body for RunBody {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frames)))));
         }
         if this.execution.is_none() {
-            return Poll::Ready(None);
+            if this.tail.is_zero() {
+                return Poll::Ready(None);
+            }
+            // The ping timer, no longer needed for pings, times the tail.
+            if this.tail_end.is_none() {
+                let end = tokio::time::Instant::now() + this.tail;
+                this.tail_end = Some(end);
+                this.ping.as_mut().reset(end);
+            }
+            return this.ping.as_mut().poll(cx).map(|()| None);
         }
         loop {
             if this.ping.as_mut().poll(cx).is_pending() {

@@ -132,7 +132,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         drop(live);
         drop(tracked);
     };
-    let body = RunBody::new(Box::pin(execution), outbox, shared.limits.ping_interval);
+    let body = RunBody::new(Box::pin(execution), outbox, shared.limits.ping_interval, shared.limits.stream_tail);
     response(StatusCode::OK, Body::new(body), STREAMING_TYPE)
 }
 
