@@ -212,12 +212,23 @@ pub struct RunArgs {
     /// Write the Markdown tables here (for a pull-request comment).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
-    /// A Dify-compatible server; without it, flowbench starts its embedded stack.
+    /// A Dify-compatible server, `http://` or `https://`, with or without a
+    /// trailing `/v1`; without it, flowbench starts its embedded stack.
     #[arg(long)]
     pub target: Option<String>,
     /// The app's API key with --target: `KEY` for one scenario, `empty=KEY` / `llm=KEY` for each.
     #[arg(long = "api-key", value_name = "[SCENARIO=]KEY")]
     pub api_keys: Vec<String>,
+    /// A header sent with every request, e.g. a gateway's; repeatable.
+    #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// With an https:// target: accept any certificate (self-signed test clusters).
+    #[arg(long, requires = "target", conflicts_with = "ca_cert")]
+    pub insecure: bool,
+    /// With an https:// target: trust the certificates in this PEM file
+    /// instead of the Mozilla roots.
+    #[arg(long, value_name = "FILE", requires = "target")]
+    pub ca_cert: Option<PathBuf>,
     /// Request inputs as JSON (default: {"question": one of Dify's five questions}).
     #[arg(long, value_parser = parse_inputs)]
     pub inputs: Option<serde_json::Value>,
@@ -259,6 +270,13 @@ impl From<AfterTerminalArg> for crate::load::driver::AfterTerminal {
     }
 }
 
+fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = text.split_once(':').ok_or_else(|| format!("{text:?} is not NAME:VALUE"))?;
+    let name = http::HeaderName::try_from(name.trim()).map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+    let value = http::HeaderValue::try_from(value.trim()).map_err(|_| format!("the value of {name} holds characters a header cannot"))?;
+    Ok((name, value))
+}
+
 fn parse_inputs(text: &str) -> Result<serde_json::Value, String> {
     match serde_json::from_str(text) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
@@ -298,6 +316,7 @@ pub struct Plan {
     pub stamped: bool,
     pub abort_after_chunks: Option<u32>,
     pub after_terminal: crate::load::driver::AfterTerminal,
+    pub target_options: crate::load::client::TargetOptions,
 }
 
 impl RunArgs {
@@ -362,6 +381,11 @@ impl RunArgs {
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
             after_terminal: self.after_terminal.into(),
+            target_options: crate::load::client::TargetOptions {
+                headers: self.headers.clone(),
+                insecure: self.insecure,
+                ca_cert: self.ca_cert.clone(),
+            },
         })
     }
 }

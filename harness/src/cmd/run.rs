@@ -37,7 +37,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             out
         }
     };
-    let target = Target::resolve(&url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+    let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
     let target_pid = target_pid.or_else(|| crate::load::health::local_pid_listening_on(target.addr));
     for (name, key) in &keys {
         preflight(&target, name, key).await?;

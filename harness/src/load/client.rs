@@ -3,6 +3,8 @@
 //! allocation beyond the request itself): a reqwest-based client, with its
 //! pool and per-request machinery, sent far fewer requests a second against
 //! the same server (docs/performance.md), so the driver uses hyper.
+//! `https://` targets go through rustls (no system library), with the
+//! Mozilla roots, a `--ca-cert` of the user's, or no check (`--insecure`).
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri, header};
@@ -25,25 +27,72 @@ pub struct Target {
     /// `POST {prefix}/chat/completions`: the target as an OpenAI base URL
     /// (`http://host:port/v1`), for the direct scenario.
     chat_uri: Uri,
+    /// The URL's path, and the same without a last `/v1` (Dify's API root).
+    prefix: String,
+    dify_root: String,
+    /// Sent with every request (`--header`).
+    headers: http::HeaderMap,
+    tls: Option<Tls>,
+}
+
+/// How a target is reached beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Extra headers for every request, e.g. a gateway's.
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// `https://`: accept any certificate (self-signed test clusters).
+    pub insecure: bool,
+    /// `https://`: trust this PEM file's certificates instead of the Mozilla roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone)]
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Target {
-    /// Parses `http://host:port[/prefix]` and resolves the host.
+    /// Parses `http[s]://host:port[/prefix]` and resolves the host.
     pub async fn resolve(url: &str) -> anyhow::Result<Self> {
+        Self::resolve_with(url, &TargetOptions::default()).await
+    }
+
+    /// As `resolve`, reached as `options` say. A base URL may end in `/v1`,
+    /// as Dify's docs and SDKs write it: the Dify API lives under it either
+    /// way.
+    pub async fn resolve_with(url: &str, options: &TargetOptions) -> anyhow::Result<Self> {
         let base_url = url.trim_end_matches('/').to_owned();
         let uri: Uri = base_url.parse().map_err(|e| anyhow::anyhow!("target URL {url:?} is not a URL: {e}"))?;
-        anyhow::ensure!(uri.scheme_str() == Some("http"), "target URL {url:?} must start with http:// (TLS is not supported)");
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => anyhow::bail!("target URL {url:?} must start with http:// or https://"),
+        };
+        anyhow::ensure!(https || (!options.insecure && options.ca_cert.is_none()), "--insecure and --ca-cert are for https:// targets");
         let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("target URL {url:?} has no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addr = tokio::net::lookup_host((authority.host(), port))
             .await
             .map_err(|e| anyhow::anyhow!("resolving {}: {e}", authority.host()))?
             .next()
             .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", authority.host()))?;
-        let prefix = uri.path().trim_end_matches('/');
-        let run_uri = format!("{prefix}/v1/workflows/run").parse()?;
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        let dify_root = prefix.strip_suffix("/v1").unwrap_or(&prefix).to_owned();
+        let run_uri = format!("{dify_root}/v1/workflows/run").parse()?;
         let chat_uri = format!("{prefix}/chat/completions").parse()?;
-        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri, chat_uri })
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &options.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        let tls = if https { Some(tls(authority.host(), options)?) } else { None };
+        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri, chat_uri, prefix, dify_root, headers, tls })
     }
 
     /// A workflow-run request: the driver's hot path, so nothing is parsed here.
@@ -64,21 +113,103 @@ impl Target {
         headers.insert(header::HOST, self.host.clone());
         headers.insert(header::AUTHORIZATION, api_key.clone());
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.extra_headers(headers);
         request
     }
 
-    /// A GET with a bearer key.
+    /// A GET of a Dify API path (`/v1/parameters`, `/_flowbench/stats`) with a bearer key.
     pub fn get(&self, path: &str, api_key: &HeaderValue) -> Request<Full<Bytes>> {
-        let mut request = Request::get(format!("{}{path}", self.path_prefix())).body(Full::new(Bytes::new())).expect("valid request");
+        self.get_at(&self.dify_root, path, api_key)
+    }
+
+    /// A GET of a path under the target as an OpenAI base URL (`/models`).
+    pub fn openai_get(&self, path: &str, api_key: &HeaderValue) -> Request<Full<Bytes>> {
+        self.get_at(&self.prefix, path, api_key)
+    }
+
+    fn get_at(&self, prefix: &str, path: &str, api_key: &HeaderValue) -> Request<Full<Bytes>> {
+        let mut request = Request::get(format!("{prefix}{path}")).body(Full::new(Bytes::new())).expect("valid request");
         request.headers_mut().insert(header::HOST, self.host.clone());
         request.headers_mut().insert(header::AUTHORIZATION, api_key.clone());
+        self.extra_headers(request.headers_mut());
         request
     }
 
-    fn path_prefix(&self) -> &str {
-        // `http://host:port/prefix` → `/prefix`; requests carry origin-form paths.
-        let after_scheme = &self.base_url["http://".len()..];
-        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    fn extra_headers(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
+    }
+}
+
+/// The TLS client for `host`: rustls with the Mozilla roots, the user's
+/// CA file instead, or no certificate check at all.
+fn tls(host: &str, options: &TargetOptions) -> anyhow::Result<Tls> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let config = if options.insecure {
+        builder.dangerous().with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider))).with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &options.ca_cert {
+            Some(path) => {
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                    .with_context(|| format!("--ca-cert {}", path.display()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("--ca-cert {}: not a PEM certificate file", path.display()))?;
+                anyhow::ensure!(!certs.is_empty(), "--ca-cert {}: no certificate in it", path.display());
+                for cert in certs {
+                    roots.add(cert).with_context(|| format!("--ca-cert {}", path.display()))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .with_context(|| format!("{host:?} is not a TLS server name"))?;
+    Ok(Tls { connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name })
+}
+
+/// `--insecure`: every certificate is taken; signatures are still checked
+/// by the provider, so the handshake itself is real TLS.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -99,6 +230,8 @@ pub enum ConnError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP handshake with {addr}: {source}")]
     Handshake { addr: SocketAddr, source: hyper::Error },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls { addr: SocketAddr, source: std::io::Error },
 }
 
 impl Default for Conn {
@@ -131,14 +264,23 @@ impl Conn {
         };
         if !usable {
             self.reset();
-            let stream = connect(target.addr).await.map_err(|source| ConnError::Connect { addr: target.addr, source })?;
+            let addr = target.addr;
+            let stream = connect(addr).await.map_err(|source| ConnError::Connect { addr, source })?;
             let _ = stream.set_nodelay(true);
-            let (sender, connection) =
-                http1::handshake(TokioIo::new(stream)).await.map_err(|source| ConnError::Handshake { addr: target.addr, source })?;
-            self.task = Some(tokio::spawn(async move {
-                // The connection's errors surface on its requests.
-                let _ = connection.await;
-            }));
+            let handshake = |source| ConnError::Handshake { addr, source };
+            // The connection's errors surface on its requests.
+            let (sender, task) = match &target.tls {
+                None => {
+                    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(handshake)?;
+                    (sender, tokio::spawn(async move { drop(connection.await) }))
+                }
+                Some(tls) => {
+                    let stream = tls.connector.connect(tls.name.clone(), stream).await.map_err(|source| ConnError::Tls { addr, source })?;
+                    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(handshake)?;
+                    (sender, tokio::spawn(async move { drop(connection.await) }))
+                }
+            };
+            self.task = Some(task);
             self.sender = Some(sender);
         }
         Ok(self.sender.as_mut().expect("just connected"))
@@ -212,8 +354,12 @@ pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Re
     let header = bearer(key).map_err(|_| PreflightError(format!("{scenario}: the API key is not a valid header value")))?;
     let mut conn = Conn::new();
     // The direct path is an OpenAI base URL; the rest are Dify servers.
-    let path = if scenario == "direct" { "/models" } else { "/v1/parameters" };
-    let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, target.get(path, &header)))
+    let (path, request) = if scenario == "direct" {
+        ("/models", target.openai_get("/models", &header))
+    } else {
+        ("/v1/parameters", target.get("/v1/parameters", &header))
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), conn.send(target, request))
         .await
         .map_err(|_| PreflightError(format!("target {} did not answer within 10 s", target.base_url)))?
         .map_err(|e| PreflightError(format!("target {} is down or refused the connection: {e}", target.base_url)))?;
@@ -227,6 +373,37 @@ pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_base_url_with_or_without_v1_reaches_the_same_paths_with_the_extra_headers() {
+        let key = bearer("app-x").unwrap();
+        let options = TargetOptions {
+            headers: vec![(http::HeaderName::from_static("x-gateway"), HeaderValue::from_static("k"))],
+            ..TargetOptions::default()
+        };
+        for (url, run, parameters) in [
+            ("http://127.0.0.1:1", "/v1/workflows/run", "/v1/parameters"),
+            ("http://127.0.0.1:1/v1/", "/v1/workflows/run", "/v1/parameters"),
+            ("http://127.0.0.1:1/dify/v1", "/dify/v1/workflows/run", "/dify/v1/parameters"),
+            ("http://127.0.0.1:1/dify", "/dify/v1/workflows/run", "/dify/v1/parameters"),
+        ] {
+            let target = Target::resolve_with(url, &options).await.unwrap();
+            let request = target.run_request(&key, Bytes::new());
+            assert_eq!(request.uri().path(), run, "{url}");
+            assert_eq!(request.headers()["x-gateway"], "k");
+            let request = target.get("/v1/parameters", &key);
+            assert_eq!(request.uri().path(), parameters, "{url}");
+            assert_eq!(request.headers()["x-gateway"], "k");
+        }
+        // An OpenAI base URL keeps its /v1.
+        let target = Target::resolve("http://127.0.0.1:1/v1").await.unwrap();
+        assert_eq!(target.openai_get("/models", &key).uri().path(), "/v1/models");
+        assert_eq!(target.chat_request(&key, Bytes::new()).uri().path(), "/v1/chat/completions");
+        // TLS options on a plain target are a mistake, said so.
+        let error =
+            Target::resolve_with("http://127.0.0.1:1", &TargetOptions { insecure: true, ..TargetOptions::default() }).await.unwrap_err();
+        assert!(error.to_string().contains("https://"), "{error}");
+    }
 
     #[test]
     fn spare_sources_cover_127_0_0_0_8_outside_127_0_0_x() {
