@@ -225,6 +225,14 @@ pub struct RunArgs {
     /// With an https:// target: accept any certificate (self-signed test clusters).
     #[arg(long, requires = "target", conflicts_with = "ca_cert")]
     pub insecure: bool,
+    /// With --target: a process of the target beyond the one listening (and
+    /// its descendants), e.g. a worker queue or a database; repeatable.
+    #[arg(long = "target-pid", value_name = "PID", requires = "target")]
+    pub target_pids: Vec<u32>,
+    /// With --target: the target's CPU is this cgroup's (a container's or a
+    /// systemd unit's; relative paths are under /sys/fs/cgroup).
+    #[arg(long, value_name = "PATH", requires = "target", conflicts_with = "target_pids")]
+    pub target_cgroup: Option<PathBuf>,
     /// With an https:// target: trust the certificates in this PEM file
     /// instead of the Mozilla roots.
     #[arg(long, value_name = "FILE", requires = "target")]
@@ -317,6 +325,8 @@ pub struct Plan {
     pub abort_after_chunks: Option<u32>,
     pub after_terminal: crate::load::driver::AfterTerminal,
     pub target_options: crate::load::client::TargetOptions,
+    pub target_pids: Vec<u32>,
+    pub target_cgroup: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -381,6 +391,8 @@ impl RunArgs {
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
             after_terminal: self.after_terminal.into(),
+            target_pids: self.target_pids.clone(),
+            target_cgroup: self.target_cgroup.clone(),
             target_options: crate::load::client::TargetOptions {
                 headers: self.headers.clone(),
                 insecure: self.insecure,

@@ -13,7 +13,7 @@ use super::{cancel_on_ctrl_c, write_file};
 use crate::cli::AbArgs;
 use crate::load::client::{PreflightError, Target, bearer, preflight};
 use crate::load::driver::{self, Live, Mode, Protocol, RunSpec};
-use crate::load::health::HealthMonitor;
+use crate::load::health::{HealthMonitor, TargetCpu};
 use crate::load::schedule::LoadModel;
 use crate::report::ab::{AbReport, AbScenario, SCHEMA, SCHEMA_VERSION, Slice};
 use crate::report::{LoadParams, ScenarioReport};
@@ -33,8 +33,9 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
     for (label, url) in [('a', &args.a), ('b', &args.b)] {
         let target = Target::resolve(url).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
         preflight(&target, name, &args.api_key).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
-        let pid = crate::load::health::local_pid_listening_on(target.addr);
-        sides.push((target, pid));
+        let owners = crate::load::health::local_pids_listening_on(target.addr);
+        let cpu = if owners.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(owners) };
+        sides.push((target, cpu));
     }
     let (cancel, signal) = cancel_on_ctrl_c("flowbench ab: interrupted; writing the slices measured so far");
     let mut report = AbReport {
@@ -68,7 +69,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         if cancel.is_cancelled() {
             break;
         }
-        let side = |(target, pid): &(Target, Option<u32>), sibling: Option<u32>, offset: u64| {
+        let side = |(target, pid): &(Target, TargetCpu), sibling: TargetCpu, offset: u64| {
             let seed = args.seed.wrapping_add(u64::from(index) * 2 + offset);
             let spec = RunSpec {
                 mode,
@@ -84,7 +85,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
                 abort_after_chunks: None,
                 after_terminal: Default::default(),
             };
-            let (target, pid, cancel, params) = (target.clone(), *pid, cancel.clone(), params.clone());
+            let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());
             // Evenly spaced arrivals: the side joined second starts half a
             // period later, so the sides' requests alternate.
             let delay = match (args.rate, args.poisson, offset_second(index, offset)) {
@@ -104,9 +105,9 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         // (A B, B A, B A, A B, …) so neither gains from the order.
         let a_first = a_first(index);
         let ((a, a_cut), (b, b_cut)) = if a_first {
-            tokio::join!(side(&sides[0], sides[1].1, 0), side(&sides[1], sides[0].1, 1))
+            tokio::join!(side(&sides[0], sides[1].1.clone(), 0), side(&sides[1], sides[0].1.clone(), 1))
         } else {
-            let (b, a) = tokio::join!(side(&sides[1], sides[0].1, 1), side(&sides[0], sides[1].1, 0));
+            let (b, a) = tokio::join!(side(&sides[1], sides[0].1.clone(), 1), side(&sides[0], sides[1].1.clone(), 0));
             (a, b)
         };
         if a_cut || b_cut {

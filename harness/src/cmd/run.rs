@@ -7,7 +7,7 @@ use super::{Progress, cancel_on_ctrl_c, write_file};
 use crate::cli::{Plan, exit};
 use crate::load::client::{PreflightError, Target, bearer, preflight};
 use crate::load::driver::{self, Live, Protocol, RunSpec};
-use crate::load::health::{HealthMonitor, Machine, Verdict};
+use crate::load::health::{HealthMonitor, Machine, TargetCpu, Verdict};
 use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
 use crate::stack::ChildStack;
 use std::path::PathBuf;
@@ -38,7 +38,17 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         }
     };
     let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
-    let target_pid = target_pid.or_else(|| crate::load::health::local_pid_listening_on(target.addr));
+    let target_cpu = match (&plan.target_cgroup, target_pid) {
+        (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
+        (None, Some(pid)) => TargetCpu::Processes(vec![pid]),
+        (None, None) => {
+            let mut roots = crate::load::health::local_pids_listening_on(target.addr);
+            roots.extend(&plan.target_pids);
+            roots.sort_unstable();
+            roots.dedup();
+            if roots.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(roots) }
+        }
+    };
     for (name, key) in &keys {
         preflight(&target, name, key).await?;
     }
@@ -77,7 +87,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());
-        let health = HealthMonitor::start(target_pid, plan.driver_threads);
+        let health = HealthMonitor::start(target_cpu.clone(), plan.driver_threads);
         let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
         let health = health.finish().await;
         progress.finish();

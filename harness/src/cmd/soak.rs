@@ -54,7 +54,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         abort_after_chunks: None,
         after_terminal: Default::default(),
     };
-    let health = HealthMonitor::start(Some(pid), args.driver_threads);
+    let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver_threads);
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
     let health = health.finish().await;
     // Runs end within moments of their streams; give them a few seconds.

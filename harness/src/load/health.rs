@@ -42,6 +42,10 @@ pub struct HealthReport {
     pub driver_cpu_cores: f64,
     pub driver_threads: usize,
     pub target_cpu_cores: Option<f64>,
+    /// What the target's CPU covers (processes, a cgroup), or why it is not
+    /// measured. Absent from reports before it was written.
+    #[serde(default)]
+    pub target_cpu_of: Option<String>,
     /// Processes other than the driver and the target(s).
     pub other_cpu_cores: f64,
     /// Time the hypervisor held back this VM's runnable CPUs, in cores: a
@@ -53,6 +57,98 @@ pub struct HealthReport {
     pub machine_cores: usize,
     /// Wall time the CPU figures cover (warm-up and drain included).
     pub span_s: f64,
+}
+
+/// Where the target's CPU is read: a set of processes with all their
+/// descendants (the listening socket's owners, and any `--target-pid`), a
+/// cgroup (`--target-cgroup`: a container's or a systemd unit's, exact for
+/// everything inside), or nowhere (a remote target: not measured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetCpu {
+    Processes(Vec<u32>),
+    Cgroup(std::path::PathBuf),
+    Remote,
+}
+
+impl TargetCpu {
+    /// The target's CPU so far in ns, `None` where it cannot be read.
+    fn read_ns(&self) -> Option<u64> {
+        match self {
+            TargetCpu::Processes(roots) if !roots.is_empty() => Some(tree_cpu_ns(roots)),
+            TargetCpu::Processes(_) | TargetCpu::Remote => None,
+            TargetCpu::Cgroup(path) => cgroup_cpu_ns(path),
+        }
+    }
+
+    /// What the figure covers, for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            TargetCpu::Processes(roots) => {
+                let members = process_tree(roots).len();
+                let roots: Vec<String> = roots.iter().map(u32::to_string).collect();
+                let plural = if members == 1 { "" } else { "es" };
+                format!("pid {} and descendants: {members} process{plural}", roots.join(", "))
+            }
+            TargetCpu::Cgroup(path) => format!("cgroup {}", path.display()),
+            TargetCpu::Remote => "not measured (remote)".to_owned(),
+        }
+    }
+}
+
+/// `roots` and every process descended from them, from `/proc/*/stat`.
+fn process_tree(roots: &[u32]) -> Vec<u32> {
+    let me = std::process::id();
+    let mut parent = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(ppid) = stat.rfind(')').and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok()) else { continue };
+        parent.insert(pid, ppid);
+    }
+    let mut members: Vec<u32> = parent
+        .keys()
+        .copied()
+        // The driver's CPU is its own figure, even run from a target's shell.
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let mut at = pid;
+            // A chain of parents ends at pid 0 (or a loop no kernel makes).
+            for _ in 0..64 {
+                if roots.contains(&at) {
+                    return true;
+                }
+                match parent.get(&at) {
+                    Some(&up) if up != 0 && up != at => at = up,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect();
+    members.sort_unstable();
+    members
+}
+
+/// The CPU of a process tree: each member's own (exact, from schedstat)
+/// and the reaped children it has waited for (`cutime`, `cstime`), so a
+/// worker that exits mid-run still counts.
+fn tree_cpu_ns(roots: &[u32]) -> u64 {
+    process_tree(roots).into_iter().map(|pid| process_cpu_ns(pid).unwrap_or(0) + reaped_children_ns(pid).unwrap_or(0)).sum()
+}
+
+fn reaped_children_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+    Some(ticks * (1e9 / TICKS_PER_S) as u64)
+}
+
+/// A cgroup v2's `usage_usec`, in ns; a relative path is under /sys/fs/cgroup.
+fn cgroup_cpu_ns(path: &std::path::Path) -> Option<u64> {
+    let path = if path.is_absolute() { path.to_owned() } else { std::path::Path::new("/sys/fs/cgroup").join(path) };
+    let stat = std::fs::read_to_string(path.join("cpu.stat")).ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("usage_usec "))?.trim().parse::<u64>().ok().map(|us| us * 1000)
 }
 
 /// CPU counters at one instant.
@@ -69,8 +165,8 @@ struct CpuSnapshot {
 /// Started before a run, finished after it.
 pub struct HealthMonitor {
     start: CpuSnapshot,
-    target_pid: Option<u32>,
-    sibling_pid: Option<u32>,
+    target: TargetCpu,
+    sibling: TargetCpu,
     driver_threads: usize,
     lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     stop: CancellationToken,
@@ -78,25 +174,25 @@ pub struct HealthMonitor {
 }
 
 impl HealthMonitor {
-    pub fn start(target_pid: Option<u32>, driver_threads: usize) -> Self {
-        Self::start_beside(target_pid, None, driver_threads)
+    pub fn start(target: TargetCpu, driver_threads: usize) -> Self {
+        Self::start_beside(target, TargetCpu::Remote, driver_threads)
     }
 
     /// For `flowbench ab`: `sibling_pid` is the other target, driven at the
     /// same time by this driver. Its CPU is the run's, not a neighbour's; and
     /// the driver's CPU serves both sides, so its share is reported but not
     /// judged (a busy driver slows both sides alike).
-    pub fn start_beside(target_pid: Option<u32>, sibling_pid: Option<u32>, driver_threads: usize) -> Self {
+    pub fn start_beside(target: TargetCpu, sibling: TargetCpu, driver_threads: usize) -> Self {
         let lag = Arc::new(Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
-        Self { start: snapshot(target_pid, sibling_pid), target_pid, sibling_pid, driver_threads, lag, stop, probe }
+        Self { start: snapshot(&target, &sibling), target, sibling, driver_threads, lag, stop, probe }
     }
 
     pub async fn finish(self) -> HealthReport {
         self.stop.cancel();
         let _ = self.probe.await;
-        let end = snapshot(self.target_pid, self.sibling_pid);
+        let end = snapshot(&self.target, &self.sibling);
         let seconds = (end.at - self.start.at).as_secs_f64().max(1e-9);
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
         let driver = cores(end.self_ticks.saturating_sub(self.start.self_ticks));
@@ -120,12 +216,13 @@ impl HealthMonitor {
             driver_cpu_cores: driver,
             driver_threads: self.driver_threads,
             target_cpu_cores: target,
+            target_cpu_of: Some(self.target.describe()),
             other_cpu_cores: other,
             steal_cores: steal,
             machine_cores,
             span_s: seconds,
         };
-        report.judge(self.sibling_pid.is_none());
+        report.judge(self.sibling == TargetCpu::Remote);
         report
     }
 }
@@ -173,14 +270,14 @@ async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: Cancella
     }
 }
 
-fn snapshot(target_pid: Option<u32>, sibling_pid: Option<u32>) -> CpuSnapshot {
+fn snapshot(target: &TargetCpu, sibling: &TargetCpu) -> CpuSnapshot {
     CpuSnapshot {
         at: std::time::Instant::now(),
         machine_busy_ticks: machine_busy_ticks().unwrap_or(0),
         steal_ticks: steal_ticks().unwrap_or(0),
         self_ticks: process_ticks("self").unwrap_or(0),
-        target_ns: target_pid.and_then(process_cpu_ns),
-        sibling_ns: sibling_pid.and_then(process_cpu_ns),
+        target_ns: target.read_ns(),
+        sibling_ns: sibling.read_ns(),
     }
 }
 
@@ -233,6 +330,17 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
 /// `/proc/net/tcp*` and the processes' open sockets), so a `--target` that
 /// runs here has its CPU measured too.
 pub fn local_pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
+    local_pids_listening_on(addr).into_iter().next()
+}
+
+/// Every process holding a socket listening on `addr`'s port: a forking
+/// server's master and workers (gunicorn), or processes sharing the port
+/// (`SO_REUSEPORT`).
+pub fn local_pids_listening_on(addr: std::net::SocketAddr) -> Vec<u32> {
+    listeners(addr).unwrap_or_default()
+}
+
+fn listeners(addr: std::net::SocketAddr) -> Option<Vec<u32>> {
     let port = format!(":{:04X}", addr.port());
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -249,6 +357,7 @@ pub fn local_pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
         return None;
     }
     let me = std::process::id();
+    let mut owners = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         if pid == me {
@@ -259,11 +368,13 @@ pub fn local_pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
             if let Ok(link) = std::fs::read_link(fd.path())
                 && inodes.iter().any(|i| link.as_os_str() == i.as_str())
             {
-                return Some(pid);
+                owners.push(pid);
+                break;
             }
         }
     }
-    None
+    owners.sort_unstable();
+    Some(owners)
 }
 
 /// Resident memory of `pid`, from `/proc/PID/status`.
@@ -356,6 +467,33 @@ mod tests {
     }
 
     #[test]
+    fn a_process_tree_counts_its_children_and_what_they_used_after_they_exit() {
+        // A shell whose child spins for about 50 ms of CPU, then exits; the
+        // shell lives on, having waited for it.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'; sleep 30"])
+            .spawn()
+            .unwrap();
+        let root = shell.id();
+        let tree = TargetCpu::Processes(vec![root]);
+        let before = tree.read_ns().unwrap();
+        assert!(process_tree(&[root]).contains(&root));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // Until the child is gone and its time is in the shell's cutime.
+        while reaped_children_ns(root).unwrap_or(0) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the child never finished");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = tree.read_ns().unwrap();
+        assert!(after > before, "the reaped child's CPU stays in the tree: {before} -> {after}");
+        assert!(!process_tree(&[root]).contains(&std::process::id()), "the driver is never in a target's tree");
+        assert!(TargetCpu::Remote.read_ns().is_none());
+        assert_eq!(TargetCpu::Remote.describe(), "not measured (remote)");
+        shell.kill().unwrap();
+        let _ = shell.wait();
+    }
+
+    #[test]
     fn verdicts() {
         let mut report = HealthReport {
             verdict: Verdict::Valid,
@@ -364,6 +502,7 @@ mod tests {
             driver_cpu_cores: 0.95,
             driver_threads: 1,
             target_cpu_cores: Some(0.5),
+            target_cpu_of: None,
             other_cpu_cores: 0.3,
             steal_cores: 0.0,
             machine_cores: 2,

@@ -49,6 +49,7 @@ pub fn sample_scenario(name: &str) -> ScenarioReport {
         driver_cpu_cores: 0.12,
         driver_threads: 1,
         target_cpu_cores: Some(0.5),
+        target_cpu_of: Some("pid 4242 and descendants: 1 process".to_owned()),
         other_cpu_cores: 0.01,
         steal_cores: 0.0,
         machine_cores: 2,

@@ -109,7 +109,10 @@ impl Report {
             }
             if let Some(per_request) = s.target_cpu_us_per_request {
                 let per_event = s.target_cpu_us_per_event.map_or(String::new(), |e| format!(", {e:.2} µs per event"));
-                let _ = writeln!(out, "Target CPU: {per_request:.2} µs per request{per_event}");
+                let of = s.health.target_cpu_of.as_deref().map_or(String::new(), |of| format!(" ({of})"));
+                let _ = writeln!(out, "Target CPU: {per_request:.2} µs per request{per_event}{of}");
+            } else {
+                let _ = writeln!(out, "Target CPU: not measured (remote)");
             }
             let h = &s.health;
             let _ = writeln!(
@@ -120,7 +123,7 @@ impl Report {
                 num(h.scheduler_lag_ms.p99),
                 h.driver_cpu_cores,
                 h.driver_threads,
-                h.target_cpu_cores.map_or("n/a (not a local process)".to_owned(), |c| format!("{c:.2}")),
+                h.target_cpu_cores.map_or("not measured (remote)".to_owned(), |c| format!("{c:.2}")),
                 h.other_cpu_cores,
                 h.steal_cores,
                 h.machine_cores
@@ -207,6 +210,21 @@ mod tests {
         for line in &expected {
             assert!(rest.any(|g| g == line), "README's sample lacks {line:?} (in order); regenerate it with `cargo xtask bench --quick`");
         }
+    }
+
+    #[test]
+    fn a_target_whose_cpu_cannot_be_read_says_so_and_gives_no_number() {
+        let mut report = crate::report::sample::sample_report();
+        for scenario in &mut report.scenarios {
+            scenario.health.target_cpu_cores = None;
+            scenario.health.target_cpu_of = Some("not measured (remote)".to_owned());
+            scenario.target_cpu_us_per_request = None;
+            scenario.target_cpu_us_per_event = None;
+        }
+        let text = report.to_text();
+        assert!(text.contains("Target CPU: not measured (remote)"), "{text}");
+        assert!(text.contains("target not measured (remote)"), "{text}");
+        assert!(!text.contains("µs per request"), "{text}");
     }
 
     #[test]

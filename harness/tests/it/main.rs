@@ -2,5 +2,6 @@
 
 mod cli;
 mod driver;
+mod target_cpu;
 mod tls;
 mod up;
