@@ -254,6 +254,7 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
     };
     let sent = Instant::now();
     let mut sample = Sample::new(intended, sent, Ok(()));
+    sample.open_model = matches!(ctx.spec.load, LoadModel::Open { .. });
     let deadline = sent + ctx.spec.timeout;
     let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, &mut sample)).await {
         Ok(outcome) => outcome,

@@ -91,10 +91,16 @@ pub enum Metric {
     /// A stream's terminal event → the end of its body, where the driver
     /// reads every body to its end (`--after-terminal drain`).
     StreamTail,
+    /// In the open model, TTFB, TTFE and the first `text_chunk` from the
+    /// intended send time too (coordinated omission corrected, as
+    /// `Duration`); the three above stay the service view.
+    TtfbFromIntended,
+    TtfeFromIntended,
+    FirstTextChunkFromIntended,
 }
 
 impl Metric {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 12;
     /// Every metric, in the order the report shows them.
     pub const ALL: [Metric; Metric::COUNT] = [
         Metric::Ttfb,
@@ -106,6 +112,9 @@ impl Metric {
         Metric::LongestGapPerStream,
         Metric::EmitToReceipt,
         Metric::StreamTail,
+        Metric::TtfbFromIntended,
+        Metric::TtfeFromIntended,
+        Metric::FirstTextChunkFromIntended,
     ];
 
     /// Its name in the JSON report: the histogram's key, and with `_ms` the summary's.
@@ -120,6 +129,9 @@ impl Metric {
             Metric::LongestGapPerStream => "longest_gap_per_stream",
             Metric::EmitToReceipt => "emit_to_receipt",
             Metric::StreamTail => "stream_tail",
+            Metric::TtfbFromIntended => "ttfb_from_intended",
+            Metric::TtfeFromIntended => "ttfe_from_intended",
+            Metric::FirstTextChunkFromIntended => "first_text_chunk_from_intended",
         }
     }
 
@@ -135,13 +147,23 @@ impl Metric {
             Metric::LongestGapPerStream => "longest gap per stream",
             Metric::EmitToReceipt => "emit → receipt (stamped)",
             Metric::StreamTail => "stream tail (terminal → end)",
+            Metric::TtfbFromIntended => "TTFB from intended",
+            Metric::TtfeFromIntended => "TTFE from intended",
+            Metric::FirstTextChunkFromIntended => "first text_chunk from intended",
         }
     }
 
     /// Recorded only on request (`--stamped`): its summary is left out of
     /// the report when it holds no value, rather than shown as zeros.
     pub const fn optional(self) -> bool {
-        matches!(self, Metric::EmitToReceipt | Metric::StreamTail)
+        matches!(
+            self,
+            Metric::EmitToReceipt
+                | Metric::StreamTail
+                | Metric::TtfbFromIntended
+                | Metric::TtfeFromIntended
+                | Metric::FirstTextChunkFromIntended
+        )
     }
 
     pub fn from_key(key: &str) -> Option<Metric> {
@@ -171,6 +193,9 @@ pub struct Sample {
     pub terminal: Option<Instant>,
     /// Terminal event → end of body, with `--after-terminal drain`.
     pub stream_tail: Option<Duration>,
+    /// Sent on an open schedule: the first-byte figures count from
+    /// `intended` too.
+    pub open_model: bool,
     pub outcome: Result<(), ErrorClass>,
 }
 
@@ -189,8 +214,14 @@ impl Sample {
             max_gap: None,
             terminal: None,
             stream_tail: None,
+            open_model: false,
             outcome,
         }
+    }
+
+    /// `since_sent`, counted from the intended send time instead, in the open model.
+    fn counted_from_intended(&self, since_sent: Option<Duration>) -> Option<Duration> {
+        self.open_model.then(|| since_sent.map(|d| d + (self.sent - self.intended)))?
     }
 
     /// This request's value of `metric`; `None` for the metrics recorded
@@ -204,6 +235,9 @@ impl Sample {
             Metric::ServiceTime => Some(self.done - self.sent),
             Metric::LongestGapPerStream => self.max_gap,
             Metric::StreamTail => self.stream_tail,
+            Metric::TtfbFromIntended => self.counted_from_intended(self.ttfb),
+            Metric::TtfeFromIntended => self.counted_from_intended(self.ttfe),
+            Metric::FirstTextChunkFromIntended => self.counted_from_intended(self.first_text),
             Metric::EventGap | Metric::EmitToReceipt => None,
         }
     }
@@ -494,6 +528,7 @@ mod tests {
             max_gap: None,
             terminal: None,
             stream_tail: None,
+            open_model: false,
             outcome,
         }
     }

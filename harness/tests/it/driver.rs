@@ -320,3 +320,32 @@ async fn drained_streams_report_the_tail_apart_from_the_duration() {
     assert!(longest < Duration::from_millis(900), "the duration {longest:?} ends at the terminal event");
     stack.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_open_model_first_bytes_count_from_the_intended_send_time_too() {
+    // Each run takes at least 50 ms (its first token) and one connection is
+    // allowed: at 50 requests a second the schedule falls behind, and each
+    // request waits for the one before it.
+    let script = Script { reply: Reply::Tokens(1), time_to_first_token: Duration::from_millis(50), ..Script::default() };
+    let stack = stack(script).await;
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, open(50.0, 1), Duration::from_secs(1))).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_errors(), 0, "errors: {:?}", r.errors);
+    for (service, intended) in [
+        (Metric::Ttfb, Metric::TtfbFromIntended),
+        (Metric::Ttfe, Metric::TtfeFromIntended),
+        (Metric::FirstTextChunk, Metric::FirstTextChunkFromIntended),
+    ] {
+        let (service, intended) = (r.histogram(service), r.histogram(intended));
+        assert_eq!(intended.len(), service.len(), "one value each");
+        // The queue grows through the run: the last requests waited about
+        // a second for their turn, which only the intended view shows.
+        assert!(intended.max() > service.max() + 300_000, "{} µs vs {} µs", intended.max(), service.max());
+        assert!(intended.min() >= service.min());
+    }
+    // The closed model has no intended time of its own: nothing is recorded.
+    let closed = LoadModel::Closed { users: 1, spawn_rate: 100.0 };
+    let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, closed, Duration::from_millis(500))).await;
+    assert_eq!(result.recorder.histogram(Metric::TtfeFromIntended).len(), 0);
+    stack.shutdown().await.unwrap();
+}
