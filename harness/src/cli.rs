@@ -24,6 +24,9 @@ pub mod exit {
     /// The run finished but its verdict is INVALID (the driver, not the
     /// target, was the bottleneck): the figures must not be trusted.
     pub const INVALID: i32 = 3;
+    /// The run is valid and a `--threshold` was crossed (or had nothing to
+    /// measure): the target is slower than asked.
+    pub const THRESHOLD: i32 = 4;
     /// Ctrl-C; the report of what ran is printed and written.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -219,6 +222,12 @@ pub struct RunArgs {
     /// The app's API key with --target: `KEY` for one scenario, `empty=KEY` / `llm=KEY` for each.
     #[arg(long = "api-key", value_name = "[SCENARIO=]KEY")]
     pub api_keys: Vec<String>,
+    /// A pass/fail criterion, as k6's: `[SCENARIO:]FIGURE OP VALUE`, e.g.
+    /// `ttfe_p95<200ms`, `error_rate<0.1%`, `llm:qps>=20`; FIGURE is a
+    /// latency `<metric>_<avg|min|max|p50|p90|p95|p99|p999>`, `error_rate`,
+    /// `qps` or `events_per_s`. Crossed: exit code 4. Repeatable.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = |s: &str| s.parse::<crate::report::thresholds::Threshold>())]
+    pub thresholds: Vec<crate::report::thresholds::Threshold>,
     /// A header sent with every request, e.g. a gateway's; repeatable.
     #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -327,6 +336,7 @@ pub struct Plan {
     pub target_options: crate::load::client::TargetOptions,
     pub target_pids: Vec<u32>,
     pub target_cgroup: Option<PathBuf>,
+    pub thresholds: Vec<crate::report::thresholds::Threshold>,
 }
 
 impl RunArgs {
@@ -392,6 +402,7 @@ impl RunArgs {
             abort_after_chunks: self.abort_after_chunks,
             after_terminal: self.after_terminal.into(),
             target_pids: self.target_pids.clone(),
+            thresholds: self.thresholds.clone(),
             target_cgroup: self.target_cgroup.clone(),
             target_options: crate::load::client::TargetOptions {
                 headers: self.headers.clone(),

@@ -8,6 +8,7 @@ use crate::cli::{Plan, exit};
 use crate::load::client::{PreflightError, Target, bearer, preflight};
 use crate::load::driver::{self, Live, Protocol, RunSpec};
 use crate::load::health::{HealthMonitor, Machine, TargetCpu, Verdict};
+use crate::report::thresholds::ThresholdResult;
 use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
 use crate::stack::ChildStack;
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         },
         machine: Machine::here(),
         scenarios: Vec::new(),
+        thresholds: Vec::new(),
     };
     for (scenario, (_, key)) in plan.scenarios.iter().zip(&keys) {
         if cancel.is_cancelled() {
@@ -107,6 +109,15 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
     if let Some(stack) = embedded {
         stack.stop();
     }
+    for threshold in &plan.thresholds {
+        let judged: Vec<_> = report.scenarios.iter().filter(|s| threshold.applies_to(&s.name)).map(|s| threshold.judge(s)).collect();
+        if judged.is_empty() {
+            // Scoped to a scenario that did not run: nothing met it.
+            let scenario = threshold.scenario.clone().unwrap_or_default();
+            report.thresholds.push(ThresholdResult { threshold: threshold.text.clone(), scenario, value: None, passed: false });
+        }
+        report.thresholds.extend(judged);
+    }
     print!("{}", report.to_text());
     if let Some(path) = json {
         write_file(&path, serde_json::to_vec_pretty(&report)?)?;
@@ -118,6 +129,9 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
     if code == exit::INVALID {
         eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
     }
+    if code == exit::THRESHOLD {
+        eprintln!("flowbench: a threshold was crossed (see Thresholds)");
+    }
     Ok(code)
 }
 
@@ -128,6 +142,8 @@ fn exit_code(report: &Report) -> i32 {
         exit::INTERRUPTED
     } else if report.scenarios.iter().any(|s| s.health.verdict == Verdict::Invalid) {
         exit::INVALID
+    } else if report.thresholds.iter().any(|t| !t.passed) {
+        exit::THRESHOLD
     } else {
         exit::OK
     }
@@ -143,8 +159,10 @@ mod tests {
         assert_eq!(exit_code(&report), exit::OK);
         report.scenarios[1].health.verdict = Verdict::Disturbed;
         assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");
+        report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
+        assert_eq!(exit_code(&report), exit::THRESHOLD);
         report.scenarios[0].health.verdict = Verdict::Invalid;
-        assert_eq!(exit_code(&report), exit::INVALID);
+        assert_eq!(exit_code(&report), exit::INVALID, "an invalid run's thresholds mean nothing");
         report.interrupted = true;
         assert_eq!(exit_code(&report), exit::INTERRUPTED);
     }

@@ -9,6 +9,7 @@ pub mod ab;
 pub mod sample;
 pub mod soak;
 pub mod text;
+pub mod thresholds;
 
 use crate::load::driver::{Mode, RunResult};
 use crate::load::health::{HealthReport, Machine};
@@ -34,6 +35,9 @@ pub struct Report {
     pub target: TargetInfo,
     pub machine: Machine,
     pub scenarios: Vec<ScenarioReport>,
+    /// Each `--threshold` on each scenario it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<thresholds::ThresholdResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

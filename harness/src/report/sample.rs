@@ -79,5 +79,6 @@ pub fn sample_report() -> Report {
         target: TargetInfo { url: "http://127.0.0.1:5001".to_owned(), embedded: true, mock_script: None },
         machine: Machine { cpu_model: "Test CPU".to_owned(), cores: 2, kernel: "6.0.0".to_owned(), memory_gib: 4.0 },
         scenarios: vec![sample_scenario("empty"), sample_scenario("llm")],
+        thresholds: Vec::new(),
     }
 }

@@ -133,6 +133,14 @@ impl Report {
             }
             out.push('\n');
         }
+        if !self.thresholds.is_empty() {
+            out.push_str("Thresholds:\n");
+            for t in &self.thresholds {
+                let value = t.value.map_or("not measured".to_owned(), |v| format!("measured {v:.4}"));
+                let _ = writeln!(out, "  {} {}: {} ({value})", if t.passed { "PASS" } else { "FAIL" }, t.scenario, t.threshold);
+            }
+            out.push('\n');
+        }
         let m = &self.machine;
         let _ = writeln!(out, "Target: {}{}", self.target.url, if self.target.embedded { " (embedded mocked stack)" } else { "" });
         let _ = writeln!(out, "Machine: {} × {}, {} GiB, Linux {}", m.cores, m.cpu_model, m.memory_gib, m.kernel);

@@ -144,6 +144,8 @@ fn every_bad_flag_exits_2_naming_the_flag() {
         (&["run", "--connections", "0", "--rate", "5"], "--connections"),
         (&["run", "--mode", "sideways"], "--mode"),
         (&["run", "--after-terminal", "linger"], "--after-terminal"),
+        (&["run", "--threshold", "ttfe_p95"], "--threshold"),
+        (&["run", "--threshold", "ttfx_p95<1ms"], "--threshold"),
         (&["run", "--header", "no-colon"], "--header"),
         (&["run", "--header", "bad name:v"], "--header"),
         (&["run", "--insecure"], "--target"),
@@ -267,4 +269,25 @@ fn a_target_that_dies_mid_run_still_gets_a_report() {
     assert!(classes.contains_key("connect"), "{classes:?}");
     assert_eq!(classes.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), c["errors"].as_u64().unwrap());
     std::fs::remove_file(&json).unwrap();
+}
+
+#[test]
+fn a_crossed_threshold_exits_4_and_the_report_says_which() {
+    let output = flowbench()
+        .args(["run", "--quick", "--scenario", "empty", "--duration", "1s", "--warmup", "0s", "--window", "1s"])
+        .args(["--threshold", "empty:qps > 1e12", "--threshold", "duration_p99<1h", "--threshold", "llm:ttfe_p95<1s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(4), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("FAIL empty: empty:qps > 1e12 (measured "), "{text}");
+    assert!(text.contains("PASS empty: duration_p99<1h (measured "), "{text}");
+    // Scoped to a scenario that did not run: nothing met it.
+    assert!(text.contains("FAIL llm: llm:ttfe_p95<1s (not measured)"), "{text}");
+    let passing = flowbench()
+        .args(["run", "--quick", "--scenario", "empty", "--duration", "1s", "--warmup", "0s", "--window", "1s"])
+        .args(["--threshold", "duration_p99<1h", "--threshold", "error_rate<=1%"])
+        .output()
+        .unwrap();
+    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stdout));
 }
