@@ -17,7 +17,7 @@ async fn stack(script: Script) -> Stack {
     Stack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap()
 }
 
-fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSpec {
+pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSpec {
     RunSpec {
         mode,
         api_key: bearer(api_key).unwrap(),

@@ -3,8 +3,8 @@
 //! the certificate trusted by `--ca-cert`, or by nothing (`--insecure`), or
 //! not at all (the Mozilla roots do not know it: refused, naming TLS).
 
-use harness::load::client::{Target, TargetOptions, bearer, preflight};
-use harness::load::driver::{self, Live, Mode, Protocol, RunSpec};
+use harness::load::client::{Target, TargetOptions, preflight};
+use harness::load::driver::{self, Live, Mode, RunSpec};
 use harness::load::schedule::LoadModel;
 use harness::{Stack, StackOptions};
 use std::sync::Arc;
@@ -41,20 +41,7 @@ async fn tls_proxy(backend: std::net::SocketAddr) -> (u16, String) {
 }
 
 fn spec(api_key: &str) -> RunSpec {
-    RunSpec {
-        mode: Mode::Streaming,
-        api_key: bearer(api_key).unwrap(),
-        load: LoadModel::Closed { users: 2, spawn_rate: 100.0 },
-        warmup: Duration::ZERO,
-        duration: Duration::from_secs(1),
-        timeout: Duration::from_secs(30),
-        inputs: None,
-        seed: 1,
-        protocol: Protocol::Dify,
-        stamped: false,
-        abort_after_chunks: None,
-        after_terminal: Default::default(),
-    }
+    crate::driver::spec(api_key, Mode::Streaming, LoadModel::Closed { users: 2, spawn_rate: 100.0 }, Duration::from_secs(1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,14 +62,7 @@ async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
     let mut options = StackOptions { script, ..StackOptions::default() };
     options.limits.stalled_client_timeout = Duration::from_millis(500);
     let stack = spawn_stack_with(options).await;
-    let body = json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"}).to_string();
-    let request = format!(
-        "POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        stack.api_key("llm"),
-        body.len()
-    );
-    let mut stalled = tokio::net::TcpStream::connect(stack.server.url.trim_start_matches("http://")).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stalled, request.as_bytes()).await.unwrap();
+    let stalled = crate::support::open_unread_stream(&stack).await;
     // The client never reads. The server closes the connection, ends the run as
     // a client that left, and cancels the upstream request.
     let state = stack.server.state.clone();

@@ -42,14 +42,7 @@ async fn a_stream_whose_client_never_reads_does_not_hold_shutdown() {
     // As fast as it goes, so the socket's buffers fill at once.
     let script = Script { reply: mock::Reply::Tokens(2_000_000), inter_token_delay: Duration::ZERO, ..Script::default() };
     let stack = spawn_stack_with(options(script)).await;
-    let body = json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"}).to_string();
-    let request = format!(
-        "POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        stack.api_key("llm"),
-        body.len()
-    );
-    let mut stalled = tokio::net::TcpStream::connect(stack.server.url.trim_start_matches("http://")).await.unwrap();
-    stalled.write_all(request.as_bytes()).await.unwrap();
+    let stalled = crate::support::open_unread_stream(&stack).await;
     let state = stack.server.state.clone();
     crate::support::eventually("the run is live", Duration::from_secs(10), || state.stats().live_runs == 1).await;
     shutdown_within_deadline(stack).await;

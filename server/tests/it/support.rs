@@ -203,3 +203,17 @@ pub fn llm_config(base_url: &str) -> server::Config {
     });
     config
 }
+
+/// A client that sends a streaming run of the `llm` app and never reads the
+/// answer: its connection, the request written whole.
+pub async fn open_unread_stream(stack: &Stack) -> tokio::net::TcpStream {
+    let body = serde_json::json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"}).to_string();
+    let request = format!(
+        "POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        stack.api_key("llm"),
+        body.len()
+    );
+    let mut stalled = tokio::net::TcpStream::connect(stack.server.url.trim_start_matches("http://")).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, request.as_bytes()).await.unwrap();
+    stalled
+}
