@@ -463,6 +463,26 @@ pub struct AbArgs {
     /// Write every slice's figures here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// A header sent with every request to both sides; repeatable.
+    #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// https:// sides: accept any certificate.
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
+    /// https:// sides: trust the certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// After a stream's terminal event, close a body still open or drain it
+    /// (see `flowbench run --after-terminal`).
+    #[arg(long, value_enum, default_value_t = AfterTerminalArg::Close)]
+    pub after_terminal: AfterTerminalArg,
+}
+
+impl AbArgs {
+    /// How both sides are reached.
+    pub fn target_options(&self) -> crate::load::client::TargetOptions {
+        crate::load::client::TargetOptions { headers: self.headers.clone(), insecure: self.insecure, ca_cert: self.ca_cert.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -31,7 +31,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
     let api_key = bearer(&args.api_key).map_err(|_| PreflightError("--api-key is not a valid header value".into()))?;
     let mut sides = Vec::new();
     for (label, url) in [('a', &args.a), ('b', &args.b)] {
-        let target = Target::resolve(url).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
+        let target = Target::resolve_with(url, &args.target_options()).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
         preflight(&target, name, &args.api_key).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
         let owners = crate::load::health::local_pids_listening_on(target.addr);
         let cpu = if owners.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(owners) };
@@ -83,7 +83,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
                 protocol: Protocol::Dify,
                 stamped: false,
                 abort_after_chunks: None,
-                after_terminal: Default::default(),
+                after_terminal: args.after_terminal.into(),
             };
             let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());
             // Evenly spaced arrivals: the side joined second starts half a

@@ -145,6 +145,10 @@ fn every_bad_flag_exits_2_naming_the_flag() {
         (&["run", "--mode", "sideways"], "--mode"),
         (&["run", "--after-terminal", "linger"], "--after-terminal"),
         (&["run", "--threshold", "ttfe_p95"], "--threshold"),
+        (
+            &["ab", "--a", "https://x", "--b", "https://y", "--scenario", "empty", "--api-key", "k", "--insecure", "--ca-cert", "c.pem"],
+            "--ca-cert",
+        ),
         (&["run", "--threshold", "ttfx_p95<1ms"], "--threshold"),
         (&["run", "--header", "no-colon"], "--header"),
         (&["run", "--header", "bad name:v"], "--header"),

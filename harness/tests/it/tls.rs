@@ -68,6 +68,15 @@ async fn https_targets_are_driven_through_rustls() {
         assert!(r.n_ok > 0, "{options:?}: no run succeeded");
         assert_eq!(r.n_errors(), 0, "{options:?}: {:?}", r.errors);
     }
+    // `flowbench ab` reaches https:// sides the same way.
+    let ab = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowbench"))
+        .args(["ab", "--a", &url, "--b", &url, "--scenario", "llm", "--api-key", key, "--slices", "1", "--slice", "500ms", "--users", "2"])
+        .arg("--ca-cert")
+        .arg(&ca)
+        .output()
+        .await
+        .unwrap();
+    assert!(ab.status.success(), "{}\n{}", String::from_utf8_lossy(&ab.stdout), String::from_utf8_lossy(&ab.stderr));
     // Without the certificate, the Mozilla roots refuse it, and say TLS.
     let target = Target::resolve_with(&url, &TargetOptions::default()).await.unwrap();
     let refused = preflight(&target, "llm", key).await.unwrap_err().to_string();
