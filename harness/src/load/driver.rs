@@ -406,21 +406,20 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
         // After the terminal event: a body that ends with it (nearly always
         // in the same read) keeps its connection; one held open is left at
         // once or drained, as asked.
-        if state.finished.is_some() && ctx.spec.after_terminal == AfterTerminal::Close && !hyper::body::Body::is_end_stream(&*body) {
-            match futures_util::FutureExt::now_or_never(body.frame()) {
-                None => {
-                    left = true;
-                    break;
+        if state.finished.is_some() && ctx.spec.after_terminal == AfterTerminal::Close {
+            // Only what is ready now: a frame more after the terminal event
+            // is taken, but nothing is waited for.
+            left = loop {
+                if hyper::body::Body::is_end_stream(&*body) {
+                    break false;
                 }
-                Some(None) => break,
-                // More after the terminal event: read on, as a client would
-                // until it sees that nothing more is ready.
-                Some(Some(Ok(frame))) => sample.n_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Some(Some(Err(_))) => {
-                    left = true;
-                    break;
+                match futures_util::FutureExt::now_or_never(body.frame()) {
+                    Some(None) => break false,
+                    Some(Some(Ok(frame))) => sample.n_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
+                    None | Some(Some(Err(_))) => break true,
                 }
-            }
+            };
+            break;
         }
     }
     // Measured only where every stream is read to its end: with `close`,

@@ -326,16 +326,10 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     exact.or_else(|| process_ticks(&pid.to_string()).map(|t| t * (1e9 / TICKS_PER_S) as u64))
 }
 
-/// The process listening on `addr` on this machine, if any (from
-/// `/proc/net/tcp*` and the processes' open sockets), so a `--target` that
-/// runs here has its CPU measured too.
-pub fn local_pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
-    local_pids_listening_on(addr).into_iter().next()
-}
-
-/// Every process holding a socket listening on `addr`'s port: a forking
+/// Every process on this machine holding a socket listening on `addr`'s
+/// port (from `/proc/net/tcp*` and the processes' open sockets): a forking
 /// server's master and workers (gunicorn), or processes sharing the port
-/// (`SO_REUSEPORT`).
+/// (`SO_REUSEPORT`), so a `--target` that runs here has its CPU measured.
 pub fn local_pids_listening_on(addr: std::net::SocketAddr) -> Vec<u32> {
     listeners(addr).unwrap_or_default()
 }
@@ -434,10 +428,10 @@ mod tests {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
         let port: u16 = line.trim().parse().unwrap();
-        let found = local_pid_listening_on(([127, 0, 0, 1], port).into());
+        let found = local_pids_listening_on(([127, 0, 0, 1], port).into());
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(found, Some(child.id()));
+        assert_eq!(found, [child.id()]);
     }
 
     #[test]

@@ -296,7 +296,7 @@ async fn a_run_ends_at_its_terminal_event_not_at_the_end_of_a_held_body() {
     // be above it, and 4 users would then send about 8 runs in 2 s.
     let longest = Duration::from_micros(r.histogram(Metric::Duration).max());
     assert!(longest < Duration::from_millis(900), "the longest duration {longest:?} holds the server's tail");
-    assert!(r.n_ok > 40, "{} runs in 2 s: the users waited for the tail", r.n_ok);
+    assert!(r.n_ok > 16, "{} runs in 2 s: the users waited for the tail (8 at most if they did)", r.n_ok);
     // Closed at the terminal event, the tails are not measured.
     assert_eq!(r.histogram(Metric::StreamTail).len(), 0);
     stack.shutdown().await.unwrap();

@@ -99,8 +99,7 @@ struct Registry {
 
 impl Registry {
     fn now(&self) -> u64 {
-        // Never 0, which means busy.
-        (self.epoch.elapsed().as_nanos() as u64).max(1)
+        since(self.epoch)
     }
 
     /// Registers a new connection, waiting from now.
@@ -190,6 +189,11 @@ impl Registry {
     }
 }
 
+/// Nanoseconds since `epoch`, never 0 (which means busy).
+fn since(epoch: Instant) -> u64 {
+    (epoch.elapsed().as_nanos() as u64).max(1)
+}
+
 /// The limits of [`serve`], from the server's config.
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
@@ -232,7 +236,7 @@ pub async fn serve(
             }
         })
     };
-    let _sweeper = AbortOnDrop(sweeper);
+    let _sweeper = tokio_util::task::AbortOnDropHandle::new(sweeper);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -285,14 +289,6 @@ pub async fn serve(
     registry.signal_all(CLOSE);
     registry.all_closed().await;
     Ok(())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
@@ -392,8 +388,7 @@ struct Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let now = (self.epoch.elapsed().as_nanos() as u64).max(1);
-        self.slot.waiting_since.store(now, Ordering::Relaxed);
+        self.slot.waiting_since.store(since(self.epoch), Ordering::Relaxed);
     }
 }
 

@@ -117,9 +117,7 @@ async fn stats_of(url: &str) -> serde_json::Value {
     TestClient::new(url).send("GET", "/_flowbench/stats", &[], "").await.json()
 }
 
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
+use crate::support::open_descriptors;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_clients_are_served_while_twice_the_descriptor_limit_in_slow_heads_is_held() {

@@ -5,10 +5,7 @@ use crate::support::TestClient;
 use serde_json::json;
 use std::time::Duration;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
-}
+use crate::support::rss_kib;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_with_the_largest_bodies_keep_the_store_within_its_bytes() {

@@ -217,3 +217,14 @@ pub async fn open_unread_stream(stack: &Stack) -> tokio::net::TcpStream {
     tokio::io::AsyncWriteExt::write_all(&mut stalled, request.as_bytes()).await.unwrap();
     stalled
 }
+
+/// Descriptors `pid` holds open, from /proc.
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Resident memory of `pid` in KiB, from /proc (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
