@@ -2,10 +2,10 @@
 //! bad flag is clap's error naming it (exit 2) before anything runs. A
 //! command's flags become a validated plan here; `cmd/` only carries it out.
 
-use crate::load::driver::Mode;
-use crate::load::driver::Protocol;
-use crate::load::schedule::LoadModel;
+use crate::load::driver::{InputOrder, InputSet, Mode, Protocol, Row};
+use crate::load::schedule::{LoadModel, Stage};
 use crate::report::ab::AbScenario;
+use crate::scenario::{FileLoad, FileScenario, ScenarioFile};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mock::Script;
 use std::net::SocketAddr;
@@ -145,41 +145,53 @@ impl ScriptArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScenarioArg {
-    /// Start → End.
-    Empty,
-    /// Start → LLM → End, streaming.
-    Llm,
-    /// Both, one after the other.
-    All,
-    /// The mock LLM straight, OpenAI protocol, no server: the direct path,
-    /// the yardstick for what the relay adds (run beside `llm`). With
-    /// --target, the OpenAI base URL, e.g. http://127.0.0.1:5004/v1.
-    Direct,
-}
-
+/// A profile is a set of scenario files (`fixtures/scenarios/`), built in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Profile {
-    /// The seed's conditions: 10 users spawned at 2/s, 60 s per scenario, Dify's mock timing.
+    /// The seed's conditions: 10 users spawned at 2/s, 60 s per scenario, Dify's mock timing
+    /// (seed-empty.toml and seed-llm.toml).
     Dify,
-    /// Enough load to find the ceiling: 64 users on `empty`, 1,000 streams on `llm` with a fast mock.
+    /// Enough load to find the ceiling: 64 users on `empty`, 1,000 streams on `llm` with a fast mock
+    /// (capacity.toml).
     Capacity,
 }
 
-/// `flowbench run` flags; a profile sets the defaults, flags override them.
+impl Profile {
+    /// The profile's files: (name, text); their relative paths are under
+    /// the workspace's `fixtures/scenarios/`.
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Dify => &[
+                ("fixtures/scenarios/seed-empty.toml", include_str!("../../fixtures/scenarios/seed-empty.toml")),
+                ("fixtures/scenarios/seed-llm.toml", include_str!("../../fixtures/scenarios/seed-llm.toml")),
+            ],
+            Profile::Capacity => &[("fixtures/scenarios/capacity.toml", include_str!("../../fixtures/scenarios/capacity.toml"))],
+        }
+    }
+}
+
+/// `flowbench run` flags; a profile or scenario files set the load, flags override them.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    pub scenario: ScenarioArg,
+    /// `all`, or one scenario by name: a profile's `empty`, `llm` or
+    /// `direct` (the mock LLM straight, OpenAI protocol, no server: the
+    /// yardstick for what the relay adds; with --target, the OpenAI base
+    /// URL), or a scenario file's.
+    #[arg(long, value_name = "NAME", default_value = "all")]
+    pub scenario: String,
     #[arg(long, value_enum, default_value = "dify")]
     pub profile: Profile,
-    /// A few seconds per scenario, for a smoke run.
+    /// A scenario file (TOML: apps, inputs, stages, think time,
+    /// thresholds; see fixtures/scenarios/), instead of a profile; repeatable.
+    #[arg(long = "scenario-file", value_name = "FILE", conflicts_with = "profile")]
+    pub scenario_files: Vec<PathBuf>,
+    /// A few seconds per scenario, for a smoke run (stages are scaled to 6 s).
     #[arg(long)]
     pub quick: bool,
-    /// Response mode of the `empty` scenario (`llm` always streams).
-    #[arg(long, value_name = "blocking|streaming", value_parser = parse_mode, default_value = "blocking")]
-    pub mode: Mode,
+    /// Response mode of every app [default: the file's; a profile's `empty`
+    /// is blocking, and `llm` always streams].
+    #[arg(long, value_name = "blocking|streaming", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
     /// Closed model: virtual users.
     #[arg(long, conflicts_with = "rate", value_parser = clap::value_parser!(u32).range(1..))]
     pub users: Option<u32>,
@@ -190,11 +202,11 @@ pub struct RunArgs {
     #[arg(long, value_parser = positive)]
     pub rate: Option<f64>,
     /// Open model: Poisson arrivals instead of evenly spaced ones.
-    #[arg(long, requires = "rate")]
+    #[arg(long)]
     pub poisson: bool,
-    /// Open model: connections serving the arrivals.
-    #[arg(long, requires = "rate", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    pub connections: u32,
+    /// Open model: connections serving the arrivals [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: Option<u32>,
     /// Measured time per scenario, e.g. 60s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -204,11 +216,12 @@ pub struct RunArgs {
     /// Window for the Max/Min rates, in whole seconds.
     #[arg(long, value_parser = whole_seconds, default_value = "5s")]
     pub window: Duration,
-    /// A request (or stream) not done after this is a timeout.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-    pub timeout: Duration,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// A request (or stream) not done after this is a timeout [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Seeds the inputs drawn, Poisson arrivals and think times [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Write the versioned JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -219,8 +232,10 @@ pub struct RunArgs {
     /// trailing `/v1`; without it, flowbench starts its embedded stack.
     #[arg(long)]
     pub target: Option<String>,
-    /// The app's API key with --target: `KEY` for one scenario, `empty=KEY` / `llm=KEY` for each.
-    #[arg(long = "api-key", value_name = "[SCENARIO=]KEY")]
+    /// An app's API key: `KEY` when one app runs, else `NAME=KEY` for an app
+    /// or a one-app scenario by name (`empty=KEY`, `llm=KEY`); needed with
+    /// --target unless the scenario file gives `key` or `key_env`.
+    #[arg(long = "api-key", value_name = "[NAME=]KEY")]
     pub api_keys: Vec<String>,
     /// A pass/fail criterion, as k6's: `[SCENARIO:]FIGURE OP VALUE`, e.g.
     /// `ttfe_p95<200ms`, `error_rate<0.1%`, `llm:qps>=20`; FIGURE is a
@@ -246,10 +261,11 @@ pub struct RunArgs {
     /// instead of the Mozilla roots.
     #[arg(long, value_name = "FILE", requires = "target")]
     pub ca_cert: Option<PathBuf>,
-    /// Request inputs as JSON (default: {"question": one of Dify's five questions}).
+    /// Every app's request inputs, as JSON [default: the file's; else
+    /// {"question": one of Dify's five questions}].
     #[arg(long, value_parser = parse_inputs)]
     pub inputs: Option<serde_json::Value>,
-    /// The embedded mock's script (default by profile: Dify's timing, or fixtures/mock/fast.toml).
+    /// The embedded mock's script [default: the file's `mock_script`; else Dify's timing].
     #[arg(long)]
     pub mock_script: Option<PathBuf>,
     /// Threads of the driver's runtime.
@@ -305,18 +321,26 @@ fn parse_inputs(text: &str) -> Result<serde_json::Value, String> {
 /// A scenario to run, fully resolved.
 #[derive(Debug, Clone)]
 pub struct PlannedScenario {
-    pub name: &'static str,
-    pub spec_mode: Mode,
+    pub name: String,
+    /// At least one.
+    pub apps: Vec<PlannedApp>,
     pub load: LoadModel,
     pub warmup: Duration,
     pub duration: Duration,
-    pub api_key: Option<String>,
+    pub protocol: Protocol,
 }
 
-impl PlannedScenario {
-    pub fn protocol(&self) -> Protocol {
-        if self.name == "direct" { Protocol::OpenAi } else { Protocol::Dify }
-    }
+/// One app of a planned scenario.
+#[derive(Debug, Clone)]
+pub struct PlannedApp {
+    pub name: String,
+    /// `None`: the embedded stack's key for `fixture`.
+    pub key: Option<String>,
+    pub fixture: String,
+    pub path: Option<http::uri::PathAndQuery>,
+    pub mode: Mode,
+    pub weight: u32,
+    pub inputs: InputSet,
 }
 
 /// Everything a run needs, validated in one place.
@@ -326,7 +350,6 @@ pub struct Plan {
     pub window_s: u64,
     pub timeout: Duration,
     pub seed: u64,
-    pub inputs: Option<serde_json::Value>,
     pub target: Option<String>,
     pub mock_script: Option<PathBuf>,
     pub driver_threads: usize,
@@ -339,70 +362,110 @@ pub struct Plan {
     pub thresholds: Vec<crate::report::thresholds::Threshold>,
 }
 
+/// The flags' defaults where neither a flag nor a file sets a value.
+const DEFAULT_USERS: u32 = 10;
+const DEFAULT_SPAWN_RATE: f64 = 2.0;
+const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+const DEFAULT_WARMUP: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECTIONS: u32 = 256;
+/// `--quick`: the measured phase and the warm-up of each scenario.
+const QUICK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
+
 impl RunArgs {
-    /// The flags that no parser of one flag can check (keys per scenario).
+    /// The scenario files (or the profile's) with the flags on top, checked.
     pub fn plan(&self) -> Result<Plan, UsageError> {
-        let names: &[&'static str] = match self.scenario {
-            ScenarioArg::Empty => &["empty"],
-            ScenarioArg::Llm => &["llm"],
-            ScenarioArg::All => &["empty", "llm"],
-            ScenarioArg::Direct => &["direct"],
-        };
-        let mut keys = std::collections::HashMap::new();
-        for given in &self.api_keys {
-            match given.split_once('=') {
-                Some((scenario @ ("empty" | "llm" | "direct"), key)) => keys.insert(scenario, key.to_owned()),
-                Some((other, _)) if !other.starts_with("app-") => {
-                    return Err(usage!("--api-key {given:?}: scenario must be empty, llm or direct"));
+        let files = self.files()?;
+        let mut mock_script = None;
+        let mut timeout = None;
+        let mut seed = None;
+        let mut thresholds = Vec::new();
+        let mut all: Vec<(String, FileScenario)> = Vec::new();
+        for (origin, file) in files {
+            merge_once(&mut timeout, file.timeout, "timeout", &origin)?;
+            merge_once(&mut seed, file.seed, "seed", &origin)?;
+            merge_once(&mut mock_script, file.mock_script, "mock_script", &origin)?;
+            thresholds.extend(file.thresholds);
+            for s in file.scenarios {
+                if all.iter().any(|(_, o)| o.name == s.name) {
+                    return Err(usage!("{origin}: scenario {:?} is in two files", s.name));
                 }
-                _ if names.len() == 1 => keys.insert(names[0], given.clone()),
-                _ => return Err(usage!("--api-key {given:?}: with --scenario all, give empty=KEY and llm=KEY")),
-            };
-        }
-        let mut scenarios = Vec::new();
-        for &name in names {
-            let (users, spawn_rate, duration, warmup) = match (self.profile, name) {
-                (Profile::Dify, _) => (10, 2.0, Duration::from_secs(60), Duration::from_secs(5)),
-                (Profile::Capacity, "empty") => (64, 64.0, Duration::from_secs(30), Duration::from_secs(5)),
-                (Profile::Capacity, _) => (1000, 500.0, Duration::from_secs(30), Duration::from_secs(5)),
-            };
-            let (duration, warmup) = if self.quick { (Duration::from_secs(5), Duration::from_secs(1)) } else { (duration, warmup) };
-            let load = match self.rate {
-                Some(rate) => LoadModel::Open { rate, poisson: self.poisson, connections: self.connections, seed: self.seed },
-                None => LoadModel::Closed { users: self.users.unwrap_or(users), spawn_rate: self.spawn_rate.unwrap_or(spawn_rate) },
-            };
-            // The direct path's OpenAI-compatible mock takes any key.
-            let api_key = keys.get(name).cloned().or_else(|| (name == "direct").then(|| "sk-flowbench".to_owned()));
-            if self.target.is_some() && api_key.is_none() {
-                return Err(usage!("--target needs an API key for the {name} scenario (--api-key {name}=app-...)"));
+                all.push((origin.clone(), s));
             }
-            scenarios.push(PlannedScenario {
-                name,
-                spec_mode: if name == "empty" { self.mode } else { Mode::Streaming },
-                load,
-                warmup: self.warmup.unwrap_or(warmup),
-                duration: self.duration.unwrap_or(duration),
-                api_key,
-            });
         }
-        let mock_script = self
-            .mock_script
-            .clone()
-            .or_else(|| (self.profile == Profile::Capacity).then(|| mock::workspace_root().join("fixtures/mock/fast.toml")));
+        let chosen: Vec<(String, FileScenario, Protocol)> = match self.scenario.as_str() {
+            "all" => all.into_iter().map(|(o, s)| (o, s, Protocol::Dify)).collect(),
+            // The mock LLM straight, at the `llm` scenario's load.
+            "direct" if !all.iter().any(|(_, s)| s.name == "direct") => {
+                let (origin, mut llm) = all
+                    .into_iter()
+                    .find(|(_, s)| s.name == "llm")
+                    .ok_or_else(|| usage!("--scenario direct runs at the load of a scenario named llm; there is none"))?;
+                llm.name = "direct".to_owned();
+                let app = &mut llm.apps[0];
+                app.name = "direct".to_owned();
+                // The direct path's OpenAI-compatible mock takes any key.
+                app.key = Some("sk-flowbench".to_owned());
+                app.mode = Mode::Streaming;
+                llm.apps.truncate(1);
+                vec![(origin, llm, Protocol::OpenAi)]
+            }
+            name => {
+                let names: Vec<String> = all.iter().map(|(_, s)| s.name.clone()).collect();
+                let found = all.into_iter().find(|(_, s)| s.name == name);
+                let (o, s) = found.ok_or_else(|| usage!("--scenario {name:?}: no such scenario; there are: all, {}", names.join(", ")))?;
+                vec![(o, s, Protocol::Dify)]
+            }
+        };
+        let keys = self.keys(&chosen)?;
+        let seed = self.seed.or(seed).unwrap_or(1);
+        let mut scenarios = Vec::new();
+        for (origin, s, protocol) in chosen {
+            let (load, warmup, duration) = self.load(&origin, &s, seed)?;
+            let single = s.apps.len() == 1;
+            let mut apps = Vec::new();
+            for app in s.apps {
+                let key = keys
+                    .get(app.name.as_str())
+                    .or_else(|| keys.get(s.name.as_str()).filter(|_| single))
+                    .or(keys.get(""))
+                    .cloned()
+                    .or(app.key);
+                if self.target.is_some() && key.is_none() {
+                    return Err(usage!(
+                        "--target needs an API key for app {:?} of scenario {:?} (--api-key {}=app-...)",
+                        app.name,
+                        s.name,
+                        app.name
+                    ));
+                }
+                let mode = match (self.mode, s.name.as_str()) {
+                    // A profile's llm scenario always streams.
+                    (_, "llm" | "direct") => app.mode,
+                    (Some(mode), _) => mode,
+                    (None, _) => app.mode,
+                };
+                let inputs = match &self.inputs {
+                    Some(inputs) => InputSet::new(&[Row::inputs(inputs.clone())], InputOrder::RoundRobin),
+                    None => app.inputs.unwrap_or_else(InputSet::questions),
+                };
+                apps.push(PlannedApp { name: app.name, key, fixture: app.fixture, path: app.path, mode, weight: app.weight, inputs });
+            }
+            scenarios.push(PlannedScenario { name: s.name, apps, load, warmup, duration, protocol });
+        }
+        thresholds.extend(self.thresholds.iter().cloned());
         Ok(Plan {
             scenarios,
             window_s: self.window.as_secs(),
-            timeout: self.timeout,
-            seed: self.seed,
-            inputs: self.inputs.clone(),
+            timeout: self.timeout.or(timeout).unwrap_or(Duration::from_secs(60)),
+            seed,
             target: self.target.clone(),
-            mock_script,
+            mock_script: self.mock_script.clone().or(mock_script),
             driver_threads: self.driver_threads,
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
             after_terminal: self.after_terminal.into(),
             target_pids: self.target_pids.clone(),
-            thresholds: self.thresholds.clone(),
+            thresholds,
             target_cgroup: self.target_cgroup.clone(),
             target_options: crate::load::client::TargetOptions {
                 headers: self.headers.clone(),
@@ -410,6 +473,153 @@ impl RunArgs {
                 ca_cert: self.ca_cert.clone(),
             },
         })
+    }
+
+    /// The scenario files given, or the profile's, read.
+    fn files(&self) -> Result<Vec<(String, ScenarioFile)>, UsageError> {
+        if self.scenario_files.is_empty() {
+            let dir = mock::workspace_root().join("fixtures/scenarios");
+            return self
+                .profile
+                .files()
+                .iter()
+                .map(|(name, text)| ScenarioFile::parse(text, name, &dir).map(|f| ((*name).to_owned(), f)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| usage!("{e}"));
+        }
+        self.scenario_files
+            .iter()
+            .map(|path| ScenarioFile::load(path).map(|f| (path.display().to_string(), f)).map_err(|e| usage!("{e}")))
+            .collect()
+    }
+
+    /// `--api-key`s by the app or scenario they name (`""`: the one app).
+    fn keys(&self, chosen: &[(String, FileScenario, Protocol)]) -> Result<std::collections::HashMap<String, String>, UsageError> {
+        let mut names: Vec<&str> = Vec::new();
+        for (_, s, _) in chosen {
+            names.extend(s.apps.iter().map(|a| a.name.as_str()));
+            if s.apps.len() == 1 {
+                names.push(&s.name);
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        let n_apps: usize = chosen.iter().map(|(_, s, _)| s.apps.len()).sum();
+        let mut keys = std::collections::HashMap::new();
+        for given in &self.api_keys {
+            match given.split_once('=') {
+                Some((name, key)) if names.contains(&name) => keys.insert(name.to_owned(), key.to_owned()),
+                Some((other, _)) if !other.starts_with("app-") => {
+                    return Err(usage!(
+                        "--api-key {given:?}: {other:?} names no app or scenario that runs; there are: {}",
+                        names.join(", ")
+                    ));
+                }
+                _ if n_apps == 1 => keys.insert(String::new(), given.clone()),
+                _ => return Err(usage!("--api-key {given:?}: several apps run; give NAME=KEY for each of: {}", names.join(", "))),
+            };
+        }
+        Ok(keys)
+    }
+
+    /// A scenario's load, warm-up and measured time, flags over the file.
+    fn load(&self, origin: &str, s: &FileScenario, seed: u64) -> Result<(LoadModel, Duration, Duration), UsageError> {
+        match &s.load {
+            FileLoad::Flat { users, spawn_rate, rate, poisson, connections, duration, warmup } => {
+                let (duration, warmup) = if self.quick {
+                    QUICK
+                } else {
+                    (self.duration.or(*duration).unwrap_or(DEFAULT_DURATION), self.warmup.or(*warmup).unwrap_or(DEFAULT_WARMUP))
+                };
+                let closed_flags = self.users.is_some() || self.spawn_rate.is_some();
+                let rate = if closed_flags { None } else { self.rate.or(*rate) };
+                let load = match rate {
+                    Some(rate) => LoadModel::Open {
+                        rate,
+                        poisson: self.poisson || poisson.unwrap_or(false),
+                        connections: self.connections.or(*connections).unwrap_or(DEFAULT_CONNECTIONS),
+                        seed,
+                    },
+                    None => {
+                        if self.poisson || self.connections.is_some() {
+                            return Err(usage!(
+                                "--poisson and --connections are for an open load (--rate); scenario {:?} is closed",
+                                s.name
+                            ));
+                        }
+                        let users = self.users.or(*users).unwrap_or(DEFAULT_USERS);
+                        let spawn_rate = self.spawn_rate.or(*spawn_rate).unwrap_or(DEFAULT_SPAWN_RATE);
+                        if s.think_time.is_zero() {
+                            LoadModel::Closed { users, spawn_rate }
+                        } else {
+                            // The same ramp as `Closed`, as stages, to carry the think time.
+                            let ramp = f64::from(users) / spawn_rate;
+                            let total = (warmup + duration).as_secs_f64();
+                            let stages = vec![
+                                Stage { duration_s: ramp, target: f64::from(users) },
+                                Stage { duration_s: (total - ramp).max(0.0), target: f64::from(users) },
+                            ];
+                            LoadModel::RampingUsers { stages, think_time: s.think_time }
+                        }
+                    }
+                };
+                Ok((load, warmup, duration))
+            }
+            FileLoad::Stages { stages, open, poisson, connections, warmup } => {
+                let given = [
+                    ("--users", self.users.is_some()),
+                    ("--spawn-rate", self.spawn_rate.is_some()),
+                    ("--rate", self.rate.is_some()),
+                    ("--duration", self.duration.is_some()),
+                    ("--warmup", self.warmup.is_some()),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                    return Err(usage!(
+                        "{flag}: scenario {:?} ({origin} line {}) sets its load by stages; edit them instead",
+                        s.name,
+                        s.line
+                    ));
+                }
+                if !open && (self.poisson || self.connections.is_some()) {
+                    return Err(usage!("--poisson and --connections are for stages of rate; scenario {:?} has stages of users", s.name));
+                }
+                let mut stages = stages.clone();
+                let mut warmup = *warmup;
+                let total: f64 = stages.iter().map(|s| s.duration_s).sum();
+                if self.quick {
+                    let scale = (QUICK.0 + QUICK.1).as_secs_f64() / total;
+                    for stage in &mut stages {
+                        stage.duration_s *= scale;
+                    }
+                    warmup = warmup.mul_f64(scale);
+                }
+                let total: f64 = stages.iter().map(|s| s.duration_s).sum();
+                let duration = Duration::from_secs_f64(total).saturating_sub(warmup);
+                let load = if *open {
+                    LoadModel::RampingRate {
+                        stages,
+                        poisson: self.poisson || *poisson,
+                        connections: self.connections.unwrap_or(*connections),
+                        seed,
+                    }
+                } else {
+                    LoadModel::RampingUsers { stages, think_time: s.think_time }
+                };
+                Ok((load, warmup, duration))
+            }
+        }
+    }
+}
+
+/// A top-level key that two files may both set, if to the same value.
+fn merge_once<T: PartialEq>(slot: &mut Option<T>, value: Option<T>, key: &str, origin: &str) -> Result<(), UsageError> {
+    match (slot.as_ref(), value) {
+        (Some(old), Some(new)) if *old != new => Err(usage!("{origin}: `{key}` differs from an earlier file's")),
+        (None, Some(new)) => {
+            *slot = Some(new);
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -562,4 +772,79 @@ fn whole_seconds(text: &str) -> Result<Duration, String> {
         return Err("must be a whole number of seconds".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Plan {
+        let cli = Cli::try_parse_from([&["flowbench", "run"], args].concat()).unwrap();
+        let Command::Run(args) = cli.command else { unreachable!() };
+        args.plan().unwrap()
+    }
+
+    /// The profiles are their files: the same scenarios, apps and loads.
+    #[test]
+    fn a_profile_is_its_scenario_files() {
+        let files = |names: &[&str]| -> Vec<String> {
+            names
+                .iter()
+                .flat_map(|n| {
+                    ["--scenario-file".to_owned(), mock::workspace_root().join("fixtures/scenarios").join(n).display().to_string()]
+                })
+                .collect()
+        };
+        for (profile, names) in [("dify", &["seed-empty.toml", "seed-llm.toml"][..]), ("capacity", &["capacity.toml"][..])] {
+            let by_profile = plan(&["--profile", profile]);
+            let by_file = files(names);
+            let by_file = plan(&by_file.iter().map(String::as_str).collect::<Vec<_>>());
+            let shape = |p: &Plan| -> Vec<String> {
+                p.scenarios
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {:?} {:?} {:?} {:?}",
+                            s.name,
+                            s.load,
+                            s.warmup,
+                            s.duration,
+                            s.apps.iter().map(|a| (&a.name, a.mode)).collect::<Vec<_>>()
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(shape(&by_profile), shape(&by_file), "{profile}");
+            assert_eq!(by_profile.mock_script, by_file.mock_script, "{profile}");
+        }
+        let dify = plan(&[]);
+        assert_eq!(dify.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["empty", "llm"]);
+        assert_eq!(dify.scenarios[0].load, LoadModel::Closed { users: 10, spawn_rate: 2.0 });
+        assert_eq!((dify.scenarios[0].warmup, dify.scenarios[0].duration), (DEFAULT_WARMUP, DEFAULT_DURATION));
+        assert!(plan(&["--profile", "capacity"]).mock_script.is_some_and(|p| p.ends_with("fixtures/mock/fast.toml")));
+    }
+
+    #[test]
+    fn flags_override_a_files_flat_load_and_quick_scales_stages() {
+        let p = plan(&["--scenario", "empty", "--rate", "50", "--connections", "8", "--duration", "3s", "--mode", "streaming"]);
+        let s = &p.scenarios[0];
+        assert_eq!(s.load, LoadModel::Open { rate: 50.0, poisson: false, connections: 8, seed: 1 });
+        assert_eq!((s.duration, s.apps[0].mode), (Duration::from_secs(3), Mode::Streaming));
+        let llm = plan(&["--scenario", "llm", "--mode", "blocking"]);
+        assert_eq!(llm.scenarios[0].apps[0].mode, Mode::Streaming, "the llm scenario always streams");
+        let direct = plan(&["--scenario", "direct"]);
+        assert_eq!((direct.scenarios[0].protocol, direct.scenarios[0].apps[0].key.as_deref()), (Protocol::OpenAi, Some("sk-flowbench")));
+        let mixed = mock::workspace_root().join("fixtures/scenarios/mixed.toml");
+        let quick = plan(&["--quick", "--scenario-file", mixed.to_str().unwrap()]);
+        let s = &quick.scenarios[0];
+        let LoadModel::RampingUsers { stages, think_time } = &s.load else { panic!("{:?}", s.load) };
+        let total: f64 = stages.iter().map(|st| st.duration_s).sum();
+        assert!((total - 6.0).abs() < 1e-9, "{total}");
+        assert!(((s.warmup + s.duration).as_secs_f64() - 6.0).abs() < 1e-6);
+        assert_eq!(think_time.max_s, 0.15);
+        assert_eq!(
+            s.apps.iter().map(|a| (a.name.as_str(), a.weight, a.inputs.len())).collect::<Vec<_>>(),
+            [("chat-like", 3, 8), ("lookup", 1, 1)]
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //!   the health checks (no clap, no printing);
 //! - `report`: the report's types (read by `cargo xtask gate` too) and their
 //!   renderings;
+//! - `scenario`: scenario files (TOML) → scenarios, checked;
 //! - `stack`: the mocked stack, in this process or as a child process;
 //! - `cli`: every flag and its checks; `cmd`: the commands, the only code
 //!   that prints.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod load;
 pub mod report;
+pub mod scenario;
 pub mod stack;
 
 pub use stack::{Stack, StackInfo, StackOptions};

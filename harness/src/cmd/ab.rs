@@ -12,7 +12,7 @@
 use super::{cancel_on_ctrl_c, write_file};
 use crate::cli::AbArgs;
 use crate::load::client::{PreflightError, Target, bearer, preflight};
-use crate::load::driver::{self, Live, Mode, Protocol, RunSpec};
+use crate::load::driver::{self, App, Live, Mode, Protocol, RunSpec};
 use crate::load::health::{HealthMonitor, TargetCpu};
 use crate::load::schedule::LoadModel;
 use crate::report::ab::{AbReport, AbScenario, SCHEMA, SCHEMA_VERSION, Slice};
@@ -72,13 +72,11 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         let side = |(target, pid): &(Target, TargetCpu), sibling: TargetCpu, offset: u64| {
             let seed = args.seed.wrapping_add(u64::from(index) * 2 + offset);
             let spec = RunSpec {
-                mode,
-                api_key: api_key.clone(),
+                apps: vec![App::single(mode, api_key.clone(), None)],
                 load: load_for(seed),
                 warmup: args.settle,
                 duration: args.slice,
                 timeout: args.timeout,
-                inputs: None,
                 seed,
                 protocol: Protocol::Dify,
                 stamped: false,

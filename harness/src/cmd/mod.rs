@@ -52,7 +52,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(name: &'static str, total: Duration, live: Arc<Live>) -> Self {
+    pub fn start(name: &str, total: Duration, live: Arc<Live>) -> Self {
         if !std::io::stderr().is_terminal() {
             return Self { bar: None, task: None };
         }
@@ -62,7 +62,7 @@ impl Progress {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(name);
+        bar.set_prefix(name.to_owned());
         let ticker = bar.clone();
         let task = tokio::spawn(async move {
             let start = tokio::time::Instant::now();

@@ -4,12 +4,12 @@
 //! written. Exit codes: `crate::cli::exit`.
 
 use super::{Progress, cancel_on_ctrl_c, write_file};
-use crate::cli::{Plan, exit};
+use crate::cli::{Plan, PlannedApp, exit};
 use crate::load::client::{PreflightError, Target, bearer, preflight};
-use crate::load::driver::{self, Live, Protocol, RunSpec};
+use crate::load::driver::{self, App, Live, Protocol, RunSpec};
 use crate::load::health::{HealthMonitor, Machine, TargetCpu, Verdict};
 use crate::report::thresholds::ThresholdResult;
-use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
+use crate::report::{AppReport, LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
 use crate::stack::ChildStack;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,21 +19,19 @@ use std::sync::Arc;
 /// exit code: INVALID when any scenario's driver was the bottleneck.
 pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf>) -> anyhow::Result<i32> {
     let mut embedded = None;
-    let (url, keys, target_pid) = match &plan.target {
-        Some(url) => (url.clone(), plan.scenarios.iter().map(|s| (s.name, s.api_key.clone().unwrap_or_default())).collect(), None),
+    // Each scenario's apps, their keys resolved (the embedded stack's for
+    // the fixture apps named).
+    let (url, apps, target_pid) = match &plan.target {
+        Some(url) => (url.clone(), apps(&plan, |app| Ok(app.key.clone().unwrap_or_default()))?, None),
         None => {
             let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
-            let direct = plan.scenarios.iter().any(|s| s.protocol() == Protocol::OpenAi);
-            let mut keys = Vec::new();
-            for s in &plan.scenarios {
-                let key = match &s.api_key {
-                    Some(key) => key.clone(),
-                    None => stack.info.api_key(s.name)?.to_owned(),
-                };
-                keys.push((s.name, key));
-            }
+            let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
+            let apps = apps(&plan, |app| match &app.key {
+                Some(key) => Ok(key.clone()),
+                None => stack.info.api_key(&app.fixture).map(str::to_owned),
+            })?;
             let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
-            let out = (url, keys, Some(stack.child.id()));
+            let out = (url, apps, Some(stack.child.id()));
             embedded = Some(stack);
             out
         }
@@ -50,8 +48,14 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             if roots.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(roots) }
         }
     };
-    for (name, key) in &keys {
-        preflight(&target, name, key).await?;
+    let mut checked = std::collections::HashSet::new();
+    for (scenario, apps) in plan.scenarios.iter().zip(&apps) {
+        for (app, key) in scenario.apps.iter().zip(apps) {
+            if checked.insert(key.1.clone()) {
+                let label = if scenario.protocol == Protocol::OpenAi { "direct".to_owned() } else { app.name.clone() };
+                preflight(&target, &label, &key.1).await?;
+            }
+        }
     }
     let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
     let mut report = Report {
@@ -69,32 +73,31 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         scenarios: Vec::new(),
         thresholds: Vec::new(),
     };
-    for (scenario, (_, key)) in plan.scenarios.iter().zip(&keys) {
+    for (scenario, apps) in plan.scenarios.iter().zip(apps) {
         if cancel.is_cancelled() {
             break;
         }
         let spec = RunSpec {
-            mode: scenario.spec_mode,
-            api_key: bearer(key)?,
-            load: scenario.load,
+            apps: apps.into_iter().map(|(app, _)| app).collect(),
+            load: scenario.load.clone(),
             warmup: scenario.warmup,
             duration: scenario.duration,
             timeout: plan.timeout,
-            inputs: plan.inputs.clone(),
             seed: plan.seed,
-            protocol: scenario.protocol(),
+            protocol: scenario.protocol,
             stamped: plan.stamped,
             abort_after_chunks: plan.abort_after_chunks,
             after_terminal: plan.after_terminal,
         };
         let live = Arc::new(Live::default());
-        let progress = Progress::start(scenario.name, scenario.warmup + scenario.duration, live.clone());
+        let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
         let health = HealthMonitor::start(target_cpu.clone(), plan.driver_threads);
+        let run_apps = spec.apps.clone();
         let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
         let health = health.finish().await;
         progress.finish();
         let load = LoadParams {
-            model: scenario.load,
+            model: scenario.load.clone(),
             warmup_s: scenario.warmup.as_secs_f64(),
             duration_s: scenario.duration.as_secs_f64(),
             measured_s: 0.0,
@@ -102,7 +105,9 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             timeout_s: plan.timeout.as_secs_f64(),
             seed: plan.seed,
         };
-        report.scenarios.push(ScenarioReport::build(scenario.name, scenario.spec_mode, load, &result, health));
+        let mut built = ScenarioReport::build(&scenario.name, run_apps[0].mode, load, &result, health);
+        built.apps = AppReport::of(&run_apps, &result.recorder);
+        report.scenarios.push(built);
         report.interrupted |= result.interrupted;
     }
     signal.abort();
@@ -133,6 +138,30 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         eprintln!("flowbench: a threshold was crossed (see Thresholds)");
     }
     Ok(code)
+}
+
+/// Each planned scenario's apps for the driver, with each key as text.
+fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<String>) -> anyhow::Result<Vec<Vec<(App, String)>>> {
+    plan.scenarios
+        .iter()
+        .map(|s| {
+            s.apps
+                .iter()
+                .map(|a| {
+                    let text = key(a)?;
+                    let app = App {
+                        name: a.name.clone(),
+                        mode: a.mode,
+                        api_key: bearer(&text)?,
+                        path: a.path.clone(),
+                        weight: a.weight,
+                        inputs: a.inputs.clone(),
+                    };
+                    Ok((app, text))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Interrupted, else INVALID when any scenario's driver was the bottleneck

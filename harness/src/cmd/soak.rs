@@ -15,7 +15,7 @@
 use super::{cancel_on_ctrl_c, write_file};
 use crate::cli::SoakArgs;
 use crate::load::client::{Conn, PreflightError, Target, bearer, preflight};
-use crate::load::driver::{self, Live, Mode, Protocol, RunSpec};
+use crate::load::driver::{self, App, Live, Mode, Protocol, RunSpec};
 use crate::load::health::{HealthMonitor, rss_kib};
 use crate::load::schedule::LoadModel;
 use crate::report::soak::{SCHEMA, SCHEMA_VERSION, SoakReport, SoakSample, growth_ends};
@@ -41,13 +41,11 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let sampler = tokio::spawn(sample_each_second(pid, target.clone(), live.clone(), samples.clone(), stop_sampling.clone()));
     let load = LoadModel::Closed { users: args.streams, spawn_rate: f64::from(args.streams) / (args.warmup.as_secs_f64() / 2.0).max(0.1) };
     let spec = RunSpec {
-        mode: Mode::Streaming,
-        api_key: bearer(&key)?,
-        load,
+        apps: vec![App::single(Mode::Streaming, bearer(&key)?, None)],
+        load: load.clone(),
         warmup: args.warmup,
         duration: args.duration,
         timeout: Duration::from_secs(60),
-        inputs: None,
         seed: 1,
         protocol: Protocol::Dify,
         stamped: false,

@@ -95,9 +95,26 @@ impl Target {
         Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri, chat_uri, prefix, dify_root, headers, tls })
     }
 
+    /// `POST /v1/workflows/run`'s URI under the target's Dify API root.
+    pub fn run_uri(&self) -> &Uri {
+        &self.run_uri
+    }
+
     /// A workflow-run request: the driver's hot path, so nothing is parsed here.
     pub fn run_request(&self, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
         self.post(&self.run_uri, api_key, body)
+    }
+
+    /// `POST {Dify API root}{path}`: a scenario file's app at its own path
+    /// (`/v1/chat-messages`, a gateway's route).
+    pub fn dify_uri(&self, path: &http::uri::PathAndQuery) -> Uri {
+        // The root is a parsed path and `path` one too: their join parses.
+        format!("{}{path}", self.dify_root).parse().unwrap_or_else(|_| self.run_uri.clone())
+    }
+
+    /// A request to `uri`, built by `dify_uri`.
+    pub fn post_to(&self, uri: &Uri, api_key: &HeaderValue, body: Bytes) -> Request<Full<Bytes>> {
+        self.post(uri, api_key, body)
     }
 
     /// A chat-completion request to an OpenAI-compatible target (the direct path).

@@ -76,19 +76,110 @@ pub enum AfterTerminal {
     Drain,
 }
 
+/// An app a run sends to: the flags' one, or each of a scenario file's
+/// `[[scenario.apps]]`, picked per request by weight.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Its name in the report.
+    pub name: String,
+    pub mode: Mode,
+    pub api_key: HeaderValue,
+    /// Under the Dify API root; `None`: `/v1/workflows/run`.
+    pub path: Option<http::uri::PathAndQuery>,
+    pub weight: u32,
+    pub inputs: InputSet,
+}
+
+impl App {
+    /// The one app of a run from flags: `inputs`, or `{"question": one of QUESTIONS}`.
+    pub fn single(mode: Mode, api_key: HeaderValue, inputs: Option<Value>) -> Self {
+        let inputs = match inputs {
+            Some(inputs) => InputSet::new(&[Row::inputs(inputs)], InputOrder::RoundRobin),
+            None => InputSet::questions(),
+        };
+        Self { name: "app".to_owned(), mode, api_key, path: None, weight: 1, inputs }
+    }
+}
+
+/// What one request of an app carries beside `response_mode` and `user`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub inputs: serde_json::Map<String, Value>,
+    /// A chat app's `query` (`/v1/chat-messages`).
+    pub query: Option<String>,
+}
+
+impl Row {
+    /// A row of inputs only; `inputs` must be a JSON object (anything else
+    /// is sent as no inputs).
+    pub fn inputs(inputs: Value) -> Self {
+        match inputs {
+            Value::Object(map) => Self { inputs: map, query: None },
+            _ => Self { inputs: serde_json::Map::new(), query: None },
+        }
+    }
+}
+
+/// How the rows of an input set are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputOrder {
+    /// In order, shared by every user: row k goes with the app's k-th request.
+    RoundRobin,
+    /// Uniformly at random, each user from its own seeded generator.
+    Random,
+}
+
+/// An app's rows, each serialized once: the hot path copies bytes.
+#[derive(Debug, Clone)]
+pub struct InputSet {
+    /// Each row as the body's first fields, e.g. `"inputs":{…},"query":"…"`.
+    fields: Arc<[Bytes]>,
+    pub order: InputOrder,
+}
+
+impl InputSet {
+    pub fn new(rows: &[Row], order: InputOrder) -> Self {
+        let fields = rows
+            .iter()
+            .map(|row| {
+                let mut text = format!(r#""inputs":{}"#, Value::Object(row.inputs.clone()));
+                if let Some(query) = &row.query {
+                    text.push_str(r#","query":"#);
+                    text.push_str(&Value::String(query.clone()).to_string());
+                }
+                Bytes::from(text)
+            })
+            .collect();
+        Self { fields, order }
+    }
+
+    /// Dify's stress test: `{"question": one of QUESTIONS}`, at random.
+    pub fn questions() -> Self {
+        let rows: Vec<Row> = QUESTIONS.iter().map(|q| Row::inputs(json!({ "question": q }))).collect();
+        Self::new(&rows, InputOrder::Random)
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
 /// One scenario run, fully specified.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
-    pub mode: Mode,
-    pub api_key: HeaderValue,
+    /// At least one; each request goes to one, by weight.
+    pub apps: Vec<App>,
     pub load: LoadModel,
     /// Sent but left out of the figures.
     pub warmup: Duration,
     /// The measured phase.
     pub duration: Duration,
     pub timeout: Duration,
-    /// Fixed inputs; `None`: `{"question": one of QUESTIONS}`.
-    pub inputs: Option<Value>,
     pub seed: u64,
     pub protocol: Protocol,
     /// Text chunks carry their emit time (a mock script with `stamp = true`):
@@ -125,6 +216,11 @@ const RECORDER_SHARDS: usize = 64;
 
 struct Ctx {
     spec: RunSpec,
+    /// Each app's request URI, and its next round-robin row.
+    uris: Vec<http::Uri>,
+    next_row: Vec<AtomicU64>,
+    /// Running sums of the apps' weights, to pick one per request.
+    weights: Vec<u64>,
     target: Target,
     schedule: Schedule,
     gauge: Gauge,
@@ -148,10 +244,32 @@ struct Pending {
 pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: CancellationToken) -> RunResult {
     let start = Instant::now();
     let measure_start = start + spec.warmup;
-    let schedule = Schedule::new(spec.load, start, spec.warmup + spec.duration);
+    let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration);
     let n_shards = (spec.load.n_workers() as usize).clamp(1, RECORDER_SHARDS);
-    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::new(measure_start))).collect();
-    let ctx = Arc::new(Ctx { gauge: Gauge::new(measure_start, schedule.end()), spec, target, schedule, live, cancel, shards });
+    let n_apps = spec.apps.len();
+    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps))).collect();
+    let uris = spec.apps.iter().map(|app| app.path.as_ref().map_or_else(|| target.run_uri().clone(), |p| target.dify_uri(p))).collect();
+    let next_row = spec.apps.iter().map(|_| AtomicU64::new(0)).collect();
+    let weights = spec
+        .apps
+        .iter()
+        .scan(0u64, |sum, app| {
+            *sum += u64::from(app.weight);
+            Some(*sum)
+        })
+        .collect();
+    let ctx = Arc::new(Ctx {
+        gauge: Gauge::new(measure_start, schedule.end()),
+        spec,
+        uris,
+        next_row,
+        weights,
+        target,
+        schedule,
+        live,
+        cancel,
+        shards,
+    });
     let closer = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -168,7 +286,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
             tracing::error!("a driver worker failed: {e}");
         }
     }
-    let mut recorder = Recorder::new(measure_start);
+    let mut recorder = Recorder::with_apps(measure_start, n_apps);
     for shard in &ctx.shards {
         recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
     }
@@ -188,28 +306,39 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
 async fn worker(id: u32, ctx: Arc<Ctx>) {
     let shard = &ctx.shards[id as usize % ctx.shards.len()];
     let mut pending = Pending::default();
-    let bodies = request_bodies(&ctx.spec, id);
+    let mut bodies = Bodies::new(&ctx.spec, id);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.spec.seed.wrapping_add(u64::from(id)));
+    let think = ctx.spec.load.think_time();
     let mut conn = Conn::new();
     let mut first = true;
     loop {
+        if !first && !think.is_zero() {
+            let pause = think.draw(&mut rng);
+            tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
         let intended = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => break,
             next = ctx.schedule.next(id, first) => match next { Some(t) => t, None => break },
         };
         first = false;
-        let body = bodies[rng.random_range(0..bodies.len())].clone();
+        let app = ctx.pick_app(&mut rng);
+        let body = bodies.next(&ctx, app, &mut rng);
         ctx.live.sent.fetch_add(1, Ordering::Relaxed);
         let attempt = Instant::now();
-        let sample = tokio::select! {
+        let mut sample = tokio::select! {
             biased;
-            sample = one_request(&ctx, &mut conn, &mut pending, intended, body) => sample,
+            sample = one_request(&ctx, &mut conn, &mut pending, intended, app, body) => sample,
             () = ctx.cancel.cancelled() => {
                 conn.reset();
                 interrupted(intended, attempt)
             }
         };
+        sample.app = app as u16;
         ctx.live.done.fetch_add(1, Ordering::Relaxed);
         if sample.outcome.is_err() {
             ctx.live.errors.fetch_add(1, Ordering::Relaxed);
@@ -228,16 +357,60 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
     }
 }
 
-fn request_bodies(spec: &RunSpec, worker: u32) -> Vec<Bytes> {
-    if spec.protocol == Protocol::OpenAi {
-        let body = |q: &str| json!({"model": "gpt-3.5-turbo", "stream": true, "messages": [{"role": "user", "content": q}]});
-        return QUESTIONS.iter().map(|q| Bytes::from(body(q).to_string())).collect();
+impl Ctx {
+    /// The app of the next request, by weight.
+    fn pick_app(&self, rng: &mut impl Rng) -> usize {
+        match self.weights.as_slice() {
+            [_] => 0,
+            weights => {
+                let total = weights.last().copied().unwrap_or(1).max(1);
+                let x = rng.random_range(0..total);
+                weights.partition_point(|&w| w <= x)
+            }
+        }
     }
-    let user = format!("user_{worker}");
-    let body = |inputs: &Value| Bytes::from(json!({"inputs": inputs, "response_mode": spec.mode.as_str(), "user": user}).to_string());
-    match &spec.inputs {
-        Some(inputs) => vec![body(inputs)],
-        None => QUESTIONS.iter().map(|q| body(&json!({"question": q}))).collect(),
+}
+
+/// A worker's request bodies: each app's rows are serialized once; a body
+/// is a row's fields between this worker's fixed prefix and suffix.
+struct Bodies {
+    /// Per app: `,"response_mode":"…","user":"user_N"}`.
+    suffixes: Vec<Vec<u8>>,
+    /// The direct path's OpenAI requests, whole.
+    openai: Vec<Bytes>,
+}
+
+impl Bodies {
+    fn new(spec: &RunSpec, worker: u32) -> Self {
+        if spec.protocol == Protocol::OpenAi {
+            let body = |q: &str| json!({"model": "gpt-3.5-turbo", "stream": true, "messages": [{"role": "user", "content": q}]});
+            return Self { suffixes: Vec::new(), openai: QUESTIONS.iter().map(|q| Bytes::from(body(q).to_string())).collect() };
+        }
+        let suffixes = spec
+            .apps
+            .iter()
+            .map(|app| format!(r#","response_mode":"{}","user":"user_{worker}"}}"#, app.mode.as_str()).into_bytes())
+            .collect();
+        Self { suffixes, openai: Vec::new() }
+    }
+
+    fn next(&mut self, ctx: &Ctx, app: usize, rng: &mut impl Rng) -> Bytes {
+        if !self.openai.is_empty() {
+            return self.openai[rng.random_range(0..self.openai.len())].clone();
+        }
+        let set = &ctx.spec.apps[app].inputs;
+        let n = set.fields.len().max(1);
+        let row = match set.order {
+            InputOrder::RoundRobin => (ctx.next_row[app].fetch_add(1, Ordering::Relaxed) % n as u64) as usize,
+            InputOrder::Random => rng.random_range(0..n),
+        };
+        let fields = set.fields.get(row).map_or(&b"\"inputs\":{}"[..], |f| &f[..]);
+        let suffix = &self.suffixes[app];
+        let mut body = Vec::with_capacity(1 + fields.len() + suffix.len());
+        body.push(b'{');
+        body.extend_from_slice(fields);
+        body.extend_from_slice(suffix);
+        Bytes::from(body)
     }
 }
 
@@ -246,17 +419,19 @@ fn interrupted(intended: Instant, sent: Instant) -> Sample {
 }
 
 /// Sends one request and reads its whole answer.
-async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intended: Instant, body: Bytes) -> Sample {
+async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intended: Instant, app: usize, body: Bytes) -> Sample {
     let _in_flight = ctx.gauge.enter();
+    let key = &ctx.spec.apps[app].api_key;
     let request = match ctx.spec.protocol {
-        Protocol::Dify => ctx.target.run_request(&ctx.spec.api_key, body),
-        Protocol::OpenAi => ctx.target.chat_request(&ctx.spec.api_key, body),
+        Protocol::Dify => ctx.target.post_to(&ctx.uris[app], key, body),
+        Protocol::OpenAi => ctx.target.chat_request(key, body),
     };
     let sent = Instant::now();
     let mut sample = Sample::new(intended, sent, Ok(()));
-    sample.open_model = matches!(ctx.spec.load, LoadModel::Open { .. });
+    sample.open_model = ctx.spec.load.is_open();
     let deadline = sent + ctx.spec.timeout;
-    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, &mut sample)).await {
+    let mode = ctx.spec.apps[app].mode;
+    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, mode, &mut sample)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(ErrorClass::Timeout),
     };
@@ -283,6 +458,7 @@ async fn exchange(
     conn: &mut Conn,
     recorder: &mut Pending,
     request: http::Request<http_body_util::Full<Bytes>>,
+    mode: Mode,
     sample: &mut Sample,
 ) -> Result<Body, ErrorClass> {
     let response = conn.send(&ctx.target, request).await.map_err(|e| match e {
@@ -305,13 +481,19 @@ async fn exchange(
             _ => ErrorClass::HttpOther,
         });
     }
-    match ctx.spec.mode {
+    match mode {
         Mode::Blocking => {
             let bytes = body.collect().await.map_err(|_| ErrorClass::Io)?.to_bytes();
             sample.n_bytes = bytes.len() as u64;
             // Only `data.status` is read; the rest is validated, not kept.
             let reply: BlockingReply<'_> = serde_json::from_slice(&bytes).map_err(|_| ErrorClass::InvalidJson)?;
-            if reply.data.status == "succeeded" { Ok(Body::Ended) } else { Err(ErrorClass::WorkflowFailed) }
+            match (reply.data, reply.answer) {
+                (Some(data), _) if data.status == "succeeded" => Ok(Body::Ended),
+                (Some(_), _) => Err(ErrorClass::WorkflowFailed),
+                // A chat or completion app's blocking answer has no run status.
+                (None, Some(_)) => Ok(Body::Ended),
+                (None, None) => Err(ErrorClass::InvalidJson),
+            }
         }
         Mode::Streaming => read_stream(ctx, &mut body, recorder, sample).await,
     }
@@ -319,8 +501,12 @@ async fn exchange(
 
 #[derive(serde::Deserialize)]
 struct BlockingReply<'a> {
-    #[serde(borrow)]
-    data: BlockingData<'a>,
+    /// A workflow run's summary.
+    #[serde(borrow, default)]
+    data: Option<BlockingData<'a>>,
+    /// A chat or completion message's text.
+    #[serde(default)]
+    answer: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(serde::Deserialize)]

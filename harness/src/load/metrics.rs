@@ -196,6 +196,8 @@ pub struct Sample {
     /// Sent on an open schedule: the first-byte figures count from
     /// `intended` too.
     pub open_model: bool,
+    /// The app it went to (its index in the run's apps).
+    pub app: u16,
     pub outcome: Result<(), ErrorClass>,
 }
 
@@ -215,6 +217,7 @@ impl Sample {
             terminal: None,
             stream_tail: None,
             open_model: false,
+            app: 0,
             outcome,
         }
     }
@@ -261,6 +264,16 @@ pub struct Recorder {
     pub events_per_s: Vec<u64>,
     pub ok_per_s: Vec<u64>,
     pub errors_per_s: Vec<u64>,
+    /// Per app, when a run has more than one (empty otherwise).
+    pub apps: Vec<AppTally>,
+}
+
+/// One app's share of a run's measured requests.
+pub struct AppTally {
+    pub n_ok: u64,
+    pub n_errors: u64,
+    pub duration: Histogram<u64>,
+    pub ttfe: Histogram<u64>,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -273,6 +286,16 @@ fn us(d: Duration) -> u64 {
 
 impl Recorder {
     pub fn new(measure_start: Instant) -> Self {
+        Self::with_apps(measure_start, 1)
+    }
+
+    /// A recorder that also tallies each of `n_apps` apps, if more than one.
+    pub fn with_apps(measure_start: Instant, n_apps: usize) -> Self {
+        let apps = if n_apps > 1 {
+            (0..n_apps).map(|_| AppTally { n_ok: 0, n_errors: 0, duration: new_histogram(), ttfe: new_histogram() }).collect()
+        } else {
+            Vec::new()
+        };
         Self {
             measure_start,
             n_sent: 0,
@@ -286,6 +309,7 @@ impl Recorder {
             events_per_s: Vec::new(),
             ok_per_s: Vec::new(),
             errors_per_s: Vec::new(),
+            apps,
         }
     }
 
@@ -347,6 +371,19 @@ impl Recorder {
                 self.histograms[metric as usize].saturating_record(us(v));
             }
         }
+        if let Some(app) = self.apps.get_mut(usize::from(sample.app)) {
+            if sample.outcome.is_ok() {
+                app.n_ok += 1;
+            } else {
+                app.n_errors += 1;
+            }
+            if let Some(v) = sample.value(Metric::Duration) {
+                app.duration.saturating_record(us(v));
+            }
+            if let Some(v) = sample.value(Metric::Ttfe) {
+                app.ttfe.saturating_record(us(v));
+            }
+        }
         self.n_events += sample.n_events;
         self.n_bytes += sample.n_bytes;
     }
@@ -360,6 +397,12 @@ impl Recorder {
         }
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
             mine.add(theirs).expect("histograms share bounds");
+        }
+        for (mine, theirs) in self.apps.iter_mut().zip(&other.apps) {
+            mine.n_ok += theirs.n_ok;
+            mine.n_errors += theirs.n_errors;
+            mine.duration.add(&theirs.duration).expect("histograms share bounds");
+            mine.ttfe.add(&theirs.ttfe).expect("histograms share bounds");
         }
         self.n_events += other.n_events;
         self.n_events_all += other.n_events_all;
@@ -529,6 +572,7 @@ mod tests {
             terminal: None,
             stream_tail: None,
             open_model: false,
+            app: 0,
             outcome,
         }
     }

@@ -77,6 +77,39 @@ pub struct ScenarioReport {
     /// left out of `flowbench ab`'s slices.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub histograms: BTreeMap<String, String>,
+    /// Each app's share, when a scenario file's scenario mixes several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppReport>,
+}
+
+/// One app of a scenario that mixes several: its measured requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppReport {
+    pub name: String,
+    pub mode: Mode,
+    pub weight: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub duration_ms: Summary,
+    pub ttfe_ms: Summary,
+}
+
+impl AppReport {
+    /// Each app's tally (none when the run had one app).
+    pub fn of(apps: &[crate::load::driver::App], recorder: &crate::load::metrics::Recorder) -> Vec<Self> {
+        apps.iter()
+            .zip(&recorder.apps)
+            .map(|(app, tally)| Self {
+                name: app.name.clone(),
+                mode: app.mode,
+                weight: app.weight,
+                ok: tally.n_ok,
+                errors: tally.n_errors,
+                duration_ms: Summary::of(&tally.duration),
+                ttfe_ms: Summary::of(&tally.ttfe),
+            })
+            .collect()
+    }
 }
 
 /// A scenario's latency summaries, one per `Metric`.
@@ -177,6 +210,14 @@ impl ScenarioReport {
         self.latency.get(metric)
     }
 
+    /// Its mode, or `mixed` when its apps differ in mode.
+    pub fn mode_label(&self) -> &'static str {
+        match self.apps.first() {
+            Some(first) if self.apps.iter().any(|a| a.mode != first.mode) => "mixed",
+            _ => self.mode.as_str(),
+        }
+    }
+
     /// Without the histograms and the per-second series, as `flowbench ab`
     /// keeps each slice.
     pub fn slim(mut self) -> Self {
@@ -230,6 +271,7 @@ impl ScenarioReport {
             per_second,
             health,
             histograms,
+            apps: Vec::new(),
         }
     }
 }

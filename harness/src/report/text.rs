@@ -14,6 +14,11 @@ pub(crate) fn num(v: f64) -> String {
     if rounded.fract() == 0.0 { format!("{rounded:.1}") } else { format!("{rounded}") }
 }
 
+/// A number in prose: at most two decimals, none for a whole one.
+fn compact(v: f64) -> String {
+    format!("{}", (v * 100.0).round() / 100.0)
+}
+
 fn table(out: &mut String, header: &[&str], row: &[f64]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
@@ -54,7 +59,7 @@ impl Report {
             out.push_str("INTERRUPTED: the run was stopped early; figures cover the part that ran.\n\n");
         }
         for s in &self.scenarios {
-            let _ = writeln!(out, "== {} ({}) ==", s.name, s.mode.as_str());
+            let _ = writeln!(out, "== {} ({}) ==", s.name, s.mode_label());
             let _ = writeln!(out, "Load: {}", describe_load(&s.load));
             let c = &s.counts;
             let _ = writeln!(out, "Requests: {} sent = {} warm-up + {} ok + {} errors", c.sent, c.warmup, c.ok, c.errors);
@@ -92,6 +97,27 @@ impl Report {
                     num(m.p999),
                     num(m.max)
                 );
+            }
+            if !s.apps.is_empty() {
+                let _ = writeln!(out, "| app | mode | weight | ok | errors | duration p50 | p95 | p99 | TTFE p50 | p95 |");
+                let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+                for a in &s.apps {
+                    let (d, t) = (&a.duration_ms, &a.ttfe_ms);
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        a.name,
+                        a.mode.as_str(),
+                        a.weight,
+                        a.ok,
+                        a.errors,
+                        num(d.p50),
+                        num(d.p95),
+                        num(d.p99),
+                        num(t.p50),
+                        num(t.p95)
+                    );
+                }
             }
             if let Some(lag) = s.latency.0.get(&Metric::EmitToReceipt) {
                 let us = |ms: f64| format!("{:.0}", ms * 1000.0);
@@ -166,13 +192,47 @@ impl Report {
 }
 
 fn describe_load(load: &LoadParams) -> String {
-    let model = match load.model {
+    let arrivals = |poisson: bool| if poisson { "Poisson" } else { "constant" };
+    let model = match &load.model {
         LoadModel::Closed { users, spawn_rate } => format!("closed, {users} users spawned at {spawn_rate}/s, no think time"),
         LoadModel::Open { rate, poisson, connections, seed } => {
-            format!("open, {rate} req/s {} over {connections} connections (seed {seed})", if poisson { "Poisson" } else { "constant" })
+            format!("open, {rate} req/s {} over {connections} connections (seed {seed})", arrivals(*poisson))
+        }
+        LoadModel::RampingUsers { stages, think_time } => {
+            let think = if think_time.is_zero() {
+                "no think time".to_owned()
+            } else if think_time.min_s == think_time.max_s {
+                format!("think time {} s", compact(think_time.min_s))
+            } else {
+                format!("think time {}–{} s", compact(think_time.min_s), compact(think_time.max_s))
+            };
+            format!("closed, users by stages {}; {think}", describe_stages(stages))
+        }
+        LoadModel::RampingRate { stages, poisson, connections, seed } => {
+            format!("open, req/s by stages {} {} over {connections} connections (seed {seed})", describe_stages(stages), arrivals(*poisson))
         }
     };
-    format!("{model}; warm-up {} s, measured {:.1} of {} s", load.warmup_s, load.measured_s, load.duration_s)
+    format!("{model}; warm-up {} s, measured {:.1} of {} s", compact(load.warmup_s), load.measured_s, compact(load.duration_s))
+}
+
+/// `0 → 10 over 5 s, 10 for 60 s`: each stage from the level before it.
+fn describe_stages(stages: &[crate::load::schedule::Stage]) -> String {
+    let mut level = 0.0;
+    let parts: Vec<String> = stages
+        .iter()
+        .map(|s| {
+            let part = if s.duration_s == 0.0 {
+                format!("→ {} at once", compact(s.target))
+            } else if s.target == level {
+                format!("{} for {} s", compact(s.target), compact(s.duration_s))
+            } else {
+                format!("{} → {} over {} s", compact(level), compact(s.target), compact(s.duration_s))
+            };
+            level = s.target;
+            part
+        })
+        .collect();
+    parts.join(", ")
 }
 
 #[cfg(test)]

@@ -44,10 +44,12 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
     let json = dir.join("report.json");
     let md = dir.join("report.md");
     let output = flowbench()
+        // The seed's two scenarios, from their files (the dify profile's).
         .args(["run", "--quick", "--duration", "2s", "--warmup", "1s", "--window", "1s", "--json"])
         .arg(&json)
         .arg("--markdown")
         .arg(&md)
+        .args(["--scenario-file", "../fixtures/scenarios/seed-empty.toml", "--scenario-file", "../fixtures/scenarios/seed-llm.toml"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -124,7 +126,7 @@ fn a_wrong_key_exits_2_and_bad_flags_are_named() {
     let output = flowbench().args(["run", "--scenario", "empty", "--target", url, "--api-key", "app-wrong"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("rejected the API key (401)"));
-    assert_usage_error(&["run", "--target", url, "--api-key", "app-flowbench-empty"], "give empty=KEY and llm=KEY");
+    assert_usage_error(&["run", "--target", url, "--api-key", "app-flowbench-empty"], "give NAME=KEY for each of: empty, llm");
     Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     up.wait().unwrap();
 }
@@ -294,4 +296,62 @@ fn a_crossed_threshold_exits_4_and_the_report_says_which() {
         .output()
         .unwrap();
     assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stdout));
+}
+
+/// A k6-style file on the embedded stack: two apps by weight, stages, a
+/// think time, inputs from a file, and thresholds judged into the report.
+#[test]
+fn a_scenario_file_runs_its_apps_stages_and_thresholds() {
+    let dir = std::env::temp_dir().join(format!("flowbench-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let output = flowbench()
+        .args(["run", "--quick", "--window", "1s", "--scenario-file", "../fixtures/scenarios/mixed.toml"])
+        // A threshold no run can meet: exit 4, and the file's own judged too.
+        .args(["--threshold", "mixed:qps > 1000000000", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (text, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(4), "{text}\n{stderr}");
+    assert!(text.contains("== mixed (mixed) =="), "{text}");
+    assert!(text.contains("closed, users by stages 0 → 20 over 1.33 s, 20 for 4 s, 20 → 0 over 0.67 s; think time 0.05–0.15 s"), "{text}");
+    assert!(text.contains("| app | mode | weight |"), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &report["scenarios"][0];
+    assert_eq!(s["load"]["model"], "ramping_users");
+    assert_eq!(s["counts"]["errors"], 0, "{s}");
+    let apps = s["apps"].as_array().unwrap();
+    let names: Vec<_> = apps.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["chat-like", "lookup"]);
+    let ok: u64 = apps.iter().map(|a| a["ok"].as_u64().unwrap()).sum();
+    assert_eq!(ok, s["counts"]["ok"].as_u64().unwrap(), "the apps' requests are the scenario's");
+    assert!(apps.iter().all(|a| a["ok"].as_u64().unwrap() > 0), "{apps:?}");
+    assert_eq!(apps[0]["mode"], "streaming");
+    let thresholds: Vec<_> = report["thresholds"].as_array().unwrap().iter().map(|t| t["threshold"].as_str().unwrap().to_owned()).collect();
+    for t in ["error_rate < 1%", "ttfe_p95 < 500ms", "duration_p99 < 2s", "mixed:qps > 1000000000"] {
+        assert!(thresholds.iter().any(|x| x == t), "{t} not judged: {thresholds:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_scenario_file_is_named_by_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("flowbench-badfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("load.toml");
+    std::fs::write(&bad, "[[scenario]]\nname = \"a\"\nuserz = 3\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    assert_usage_error(&["run", "--scenario-file", bad], "load.toml line 3: unknown field `userz`");
+    let staged = dir.join("staged.toml");
+    std::fs::write(
+        &staged,
+        "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nfixture = \"empty\"\n[[scenario.stages]]\nduration = \"2s\"\nusers = 2\n",
+    )
+    .unwrap();
+    let staged = staged.to_str().unwrap();
+    assert_usage_error(&["run", "--scenario-file", staged, "--users", "4"], "--users: scenario \"a\" (");
+    assert_usage_error(&["run", "--scenario-file", staged, "--scenario", "b"], "no such scenario; there are: all, a");
+    assert_usage_error(&["run", "--scenario-file", staged, "--profile", "capacity"], "--profile");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

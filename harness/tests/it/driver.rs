@@ -2,7 +2,7 @@
 //! connection gauge, and first-token times never below a known delay.
 
 use harness::load::client::{Target, bearer};
-use harness::load::driver::{self, Live, Mode, Protocol, RunResult, RunSpec};
+use harness::load::driver::{self, App, InputOrder, InputSet, Live, Mode, Protocol, Row, RunResult, RunSpec};
 use harness::load::metrics::{ErrorClass, Metric, Summary};
 use harness::load::schedule::LoadModel;
 use harness::{Stack, StackOptions};
@@ -19,13 +19,11 @@ async fn stack(script: Script) -> Stack {
 
 pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSpec {
     RunSpec {
-        mode,
-        api_key: bearer(api_key).unwrap(),
+        apps: vec![App::single(mode, bearer(api_key).unwrap(), None)],
         load,
         warmup: Duration::ZERO,
         duration,
         timeout: Duration::from_secs(30),
-        inputs: None,
         seed: 1,
         protocol: Protocol::Dify,
         stamped: false,
@@ -99,7 +97,7 @@ async fn error_classes_by_fault() {
     assert_eq!(failed.recorder.errors.get(&ErrorClass::WorkflowFailed), Some(&20));
     // Inputs the app rejects: 400.
     let mut bad = spec(stack.api_key("empty"), Mode::Blocking, open(20.0, 4), Duration::from_secs(1));
-    bad.inputs = Some(json!({}));
+    bad.apps[0].inputs = InputSet::new(&[Row::inputs(json!({}))], InputOrder::RoundRobin);
     let rejected = drive(&url, bad).await;
     assert_eq!(rejected.recorder.errors.get(&ErrorClass::Http4xx), Some(&20));
     // A wrong key: 401.
@@ -348,4 +346,88 @@ async fn in_the_open_model_first_bytes_count_from_the_intended_send_time_too() {
     let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, closed, Duration::from_millis(500))).await;
     assert_eq!(result.recorder.histogram(Metric::TtfeFromIntended).len(), 0);
     stack.shutdown().await.unwrap();
+}
+
+/// A server that keeps every body it is sent and answers as Dify's blocking
+/// workflow run (or, at `/v1/chat-messages`, a blocking chat answer).
+async fn recording_server() -> (String, Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+    use axum::routing::post;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = |seen: Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>, path: &'static str, answer: serde_json::Value| {
+        move |body: axum::body::Bytes| async move {
+            seen.lock().unwrap().push((path.to_owned(), serde_json::from_slice(&body).unwrap()));
+            axum::Json(answer)
+        }
+    };
+    let app = axum::Router::new()
+        .route("/v1/workflows/run", post(keep(seen.clone(), "run", json!({"data": {"status": "succeeded"}}))))
+        .route("/v1/chat-messages", post(keep(seen.clone(), "chat", json!({"event": "message", "answer": "hi"}))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_picked_by_weight_and_their_rows_sent_in_order() {
+    let (url, seen) = recording_server().await;
+    let rows = |texts: &[&str], chat: bool| -> Vec<Row> {
+        texts
+            .iter()
+            .map(|t| Row { inputs: json!({ "text": t }).as_object().unwrap().clone(), query: chat.then(|| format!("q-{t}")) })
+            .collect()
+    };
+    let workflow = App {
+        name: "wf".into(),
+        weight: 1,
+        inputs: InputSet::new(&rows(&["a", "b", "c"], false), InputOrder::RoundRobin),
+        ..App::single(Mode::Blocking, bearer("app-wf").unwrap(), None)
+    };
+    let chat = App {
+        name: "chat".into(),
+        path: Some("/v1/chat-messages".parse().unwrap()),
+        weight: 3,
+        inputs: InputSet::new(&rows(&["x", "y"], true), InputOrder::RoundRobin),
+        ..App::single(Mode::Blocking, bearer("app-chat").unwrap(), None)
+    };
+    let spec = RunSpec { apps: vec![workflow, chat], ..spec("app-unused", Mode::Blocking, open(400.0, 4), Duration::from_secs(1)) };
+    let result = drive(&url, spec).await;
+    let r = &result.recorder;
+    assert_eq!((r.n_sent, r.n_ok), (400, 400), "{:?}", r.errors);
+    let (wf, chat) = (&r.apps[0], &r.apps[1]);
+    assert_eq!(wf.n_ok + chat.n_ok, 400, "every request is one app's");
+    // Weight 3 to 1 over 400 seeded draws: 300 expected, SD ≈ 8.7.
+    assert!((260..=340).contains(&chat.n_ok), "chat {} of 400", chat.n_ok);
+    let seen = seen.lock().unwrap();
+    let texts = |path: &str| -> Vec<String> {
+        seen.iter().filter(|(p, _)| p == path).map(|(_, b)| b["inputs"]["text"].as_str().unwrap().to_owned()).collect()
+    };
+    let (wf_texts, chat_texts) = (texts("run"), texts("chat"));
+    assert_eq!((wf_texts.len() as u64, chat_texts.len() as u64), (wf.n_ok, chat.n_ok));
+    // Round robin: each row as often as the next, within one.
+    for (texts, values) in [(&wf_texts, &["a", "b", "c"][..]), (&chat_texts, &["x", "y"][..])] {
+        let counts: Vec<usize> = values.iter().map(|v| texts.iter().filter(|t| t == v).count()).collect();
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+    }
+    for (path, body) in seen.iter() {
+        assert_eq!(body["response_mode"], "blocking");
+        assert!(body["user"].as_str().unwrap().starts_with("user_"));
+        match path.as_str() {
+            "chat" => assert_eq!(body["query"], format!("q-{}", body["inputs"]["text"].as_str().unwrap())),
+            _ => assert!(body.get("query").is_none(), "{body}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_think_time_spaces_each_users_requests() {
+    use harness::load::schedule::{Stage, ThinkTime};
+    let (url, _) = recording_server().await;
+    let stages = vec![Stage { duration_s: 0.0, target: 2.0 }, Stage { duration_s: 1.0, target: 2.0 }];
+    let load = LoadModel::RampingUsers { stages, think_time: ThinkTime { min_s: 0.25, max_s: 0.25 } };
+    let result = drive(&url, spec("app-x", Mode::Blocking, load, Duration::from_secs(1))).await;
+    // Two users, a request each at 0, 0.25, 0.5 and 0.75 s at the most.
+    let r = &result.recorder;
+    assert!((2..=8).contains(&r.n_sent), "{}", r.n_sent);
+    assert_eq!(r.n_ok, r.n_sent);
 }

@@ -1,0 +1,665 @@
+//! Scenario files (`flowbench run --scenario-file load.toml`), as k6 and
+//! Locust users describe a test: scenarios, each with its apps (path, key,
+//! mode, weight, inputs inline or from a JSONL/CSV file, drawn round robin or
+//! at random), its load (the flags' keys, or `[[scenario.stages]]` of users or
+//! rate), think time and thresholds. The profiles are such files
+//! (`fixtures/scenarios/`). Every error names the file, the line and the key.
+//!
+//! No I/O beyond reading the file and its input files; no printing.
+
+use crate::load::driver::{InputOrder, InputSet, Mode, Row};
+use crate::load::schedule::{Stage, ThinkTime};
+use crate::report::thresholds::Threshold;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A bad scenario file: where, and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map_or(String::new(), |l| format!(" line {l}")))]
+pub struct FileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// A scenario file, read and checked.
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    pub scenarios: Vec<FileScenario>,
+    /// The embedded stack's mock script, resolved against the file's folder.
+    pub mock_script: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub seed: Option<u64>,
+    /// Every threshold, each scoped (a scenario's own carry its name).
+    pub thresholds: Vec<Threshold>,
+}
+
+/// One `[[scenario]]`.
+#[derive(Debug, Clone)]
+pub struct FileScenario {
+    pub name: String,
+    pub apps: Vec<FileApp>,
+    pub load: FileLoad,
+    pub think_time: ThinkTime,
+    /// Where it starts in the file, for errors found later (flags against it).
+    pub line: usize,
+}
+
+/// A scenario's load: the flags' keys, or stages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileLoad {
+    /// `users`/`spawn_rate` or `rate`/`poisson`/`connections`, `duration`,
+    /// `warmup`: each one left out takes the flag's value or its default.
+    Flat {
+        users: Option<u32>,
+        spawn_rate: Option<f64>,
+        rate: Option<f64>,
+        poisson: Option<bool>,
+        connections: Option<u32>,
+        duration: Option<Duration>,
+        warmup: Option<Duration>,
+    },
+    /// `[[scenario.stages]]`: all of users or all of rate.
+    Stages { stages: Vec<Stage>, open: bool, poisson: bool, connections: u32, warmup: Duration },
+}
+
+/// One `[[scenario.apps]]`.
+#[derive(Debug, Clone)]
+pub struct FileApp {
+    pub name: String,
+    /// `key`, or the value of `key_env`; `None`: the embedded stack's key
+    /// for the fixture app `fixture` (or `--api-key NAME=KEY`).
+    pub key: Option<String>,
+    pub fixture: String,
+    pub path: Option<http::uri::PathAndQuery>,
+    pub mode: Mode,
+    pub weight: u32,
+    pub inputs: Option<InputSet>,
+}
+
+impl ScenarioFile {
+    /// Reads `path` (and the input files it names, relative to its folder).
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FileError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string(), path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// `text` as the file `name`, whose relative paths are under `dir`.
+    pub fn parse(text: &str, name: &str, dir: &Path) -> Result<Self, FileError> {
+        let err = |line: Option<usize>, message: String| FileError { file: name.to_owned(), line, message };
+        let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            err(line, e.message().to_owned())
+        })?;
+        let mut thresholds = Vec::new();
+        for t in raw.thresholds {
+            thresholds.push(t.into_inner().0);
+        }
+        anyhow_free_check(!raw.scenario.is_empty(), || err(None, "no [[scenario]]: a scenario file needs at least one".into()))?;
+        let mut scenarios: Vec<FileScenario> = Vec::new();
+        for spanned in raw.scenario {
+            let line = line_of(text, spanned.span().start);
+            let s = spanned.into_inner();
+            let name = s.name.into_inner();
+            if scenarios.iter().any(|o| o.name == name) {
+                return Err(err(Some(line), format!("scenario `name`: {name:?} is used twice")));
+            }
+            if name == "all" {
+                return Err(err(Some(line), "scenario `name`: \"all\" is taken (it means every scenario)".into()));
+            }
+            if s.apps.is_empty() {
+                return Err(err(Some(line), format!("scenario {name:?} has no [[scenario.apps]]")));
+            }
+            let mut apps: Vec<FileApp> = Vec::new();
+            for app in s.apps {
+                let app_line = line_of(text, app.span().start);
+                let app = app.into_inner();
+                let app_name = app.name.unwrap_or_else(|| name.clone());
+                if apps.iter().any(|a| a.name == app_name) {
+                    return Err(err(Some(app_line), format!("app `name`: {app_name:?} is used twice in scenario {name:?}")));
+                }
+                let key = match (app.key, app.key_env) {
+                    (Some(_), Some(_)) => return Err(err(Some(app_line), format!("app {app_name:?}: give `key` or `key_env`, not both"))),
+                    (Some(key), None) => Some(key),
+                    (None, Some(var)) => Some(
+                        std::env::var(&var)
+                            .map_err(|_| err(Some(app_line), format!("app {app_name:?}: `key_env` names {var:?}, which is not set")))?,
+                    ),
+                    (None, None) => None,
+                };
+                if app.weight.as_ref().is_some_and(|w| *w.get_ref() == 0) {
+                    let w = app.weight.as_ref().expect("checked");
+                    return Err(err(at(w.span()), format!("app {app_name:?}: `weight` must be at least 1")));
+                }
+                let chat = app.path.as_ref().is_some_and(|p| p.get_ref().0.path().ends_with("/chat-messages"));
+                let order = app.inputs_order.unwrap_or(InputOrder::RoundRobin);
+                let rows = match (app.inputs, app.inputs_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(err(Some(app_line), format!("app {app_name:?}: give `inputs` or `inputs_file`, not both")));
+                    }
+                    (Some(list), None) => {
+                        let span = list.span();
+                        let rows = list
+                            .into_inner()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                row(v, chat).map_err(|m| err(at(span.clone()), format!("app {app_name:?}: `inputs` item {}: {m}", i + 1)))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if rows.is_empty() {
+                            return Err(err(at(span), format!("app {app_name:?}: `inputs` is empty")));
+                        }
+                        Some(rows)
+                    }
+                    (None, Some(file)) => {
+                        let span = file.span();
+                        let path = dir.join(file.into_inner());
+                        Some(read_rows(&path, chat).map_err(|e| match e {
+                            RowsError::Open(m) => err(at(span), format!("app {app_name:?}: `inputs_file`: {m}")),
+                            RowsError::Row(line, m) => FileError { file: path.display().to_string(), line: Some(line), message: m },
+                        })?)
+                    }
+                    (None, None) if chat => {
+                        return Err(err(
+                            Some(app_line),
+                            format!("app {app_name:?}: a chat app needs `inputs` or `inputs_file` with a `query` in each"),
+                        ));
+                    }
+                    (None, None) => None,
+                };
+                apps.push(FileApp {
+                    fixture: app.fixture.unwrap_or_else(|| app_name.clone()),
+                    name: app_name,
+                    key,
+                    path: app.path.map(|p| p.into_inner().0),
+                    mode: app.mode.unwrap_or(if name == "llm" { Mode::Streaming } else { Mode::Blocking }),
+                    weight: app.weight.map_or(1, Spanned::into_inner),
+                    inputs: rows.map(|rows| InputSet::new(&rows, order)),
+                });
+            }
+            let flat = [
+                ("users", s.users.is_some()),
+                ("spawn_rate", s.spawn_rate.is_some()),
+                ("rate", s.rate.is_some()),
+                ("duration", s.duration.is_some()),
+            ];
+            let load = if s.stages.is_empty() {
+                if s.users.is_some() && s.rate.is_some() {
+                    return Err(err(Some(line), format!("scenario {name:?}: `users` (closed) and `rate` (open) exclude each other")));
+                }
+                if s.rate.is_some() && s.think_time.is_some() {
+                    return Err(err(Some(line), format!("scenario {name:?}: `think_time` is for users; an open load has none")));
+                }
+                FileLoad::Flat {
+                    users: s.users,
+                    spawn_rate: s.spawn_rate.map(|r| r.0),
+                    rate: s.rate.map(|r| r.0),
+                    poisson: s.poisson,
+                    connections: s.connections,
+                    duration: s.duration.map(|d| d.0),
+                    warmup: s.warmup.map(|d| d.0),
+                }
+            } else {
+                if let Some((key, _)) = flat.iter().find(|(_, set)| *set) {
+                    return Err(err(Some(line), format!("scenario {name:?}: `{key}` and [[scenario.stages]] exclude each other")));
+                }
+                let mut stages = Vec::new();
+                let mut open = None;
+                for stage in s.stages {
+                    let stage_line = Some(line_of(text, stage.span().start));
+                    let st = stage.into_inner();
+                    let (target, is_open) = match (st.users, st.rate) {
+                        (Some(users), None) => (f64::from(users), false),
+                        (None, Some(rate)) => (rate.0, true),
+                        _ => return Err(err(stage_line, format!("scenario {name:?}: a stage needs `users` or `rate` (one of them)"))),
+                    };
+                    if open.is_some_and(|o| o != is_open) {
+                        return Err(err(stage_line, format!("scenario {name:?}: stages are all of `users` or all of `rate`")));
+                    }
+                    open = Some(is_open);
+                    stages.push(Stage { duration_s: st.duration.0.as_secs_f64(), target });
+                }
+                let open = open.unwrap_or(false);
+                let total: f64 = stages.iter().map(|s| s.duration_s).sum();
+                if total <= 0.0 {
+                    return Err(err(Some(line), format!("scenario {name:?}: the stages last no time")));
+                }
+                if stages.iter().all(|s| s.target <= 0.0) {
+                    return Err(err(Some(line), format!("scenario {name:?}: no stage has any {}", if open { "rate" } else { "users" })));
+                }
+                if open && s.think_time.is_some() {
+                    return Err(err(Some(line), format!("scenario {name:?}: `think_time` is for users; an open load has none")));
+                }
+                if !open && (s.poisson.is_some() || s.connections.is_some()) {
+                    return Err(err(Some(line), format!("scenario {name:?}: `poisson` and `connections` are for stages of `rate`")));
+                }
+                let warmup = s.warmup.map_or(Duration::ZERO, |d| d.0);
+                if warmup.as_secs_f64() >= total {
+                    return Err(err(
+                        Some(line),
+                        format!("scenario {name:?}: `warmup` is as long as the stages or longer; nothing would be measured"),
+                    ));
+                }
+                FileLoad::Stages { stages, open, poisson: s.poisson.unwrap_or(false), connections: s.connections.unwrap_or(256), warmup }
+            };
+            for t in s.thresholds {
+                let span = t.span();
+                let mut t = t.into_inner().0;
+                match &t.scenario {
+                    Some(other) if *other != name => {
+                        return Err(err(at(span), format!("threshold {:?} is scoped to {other:?} inside scenario {name:?}", t.text)));
+                    }
+                    _ => t.scenario = Some(name.clone()),
+                }
+                thresholds.push(t);
+            }
+            scenarios.push(FileScenario { name, apps, load, think_time: s.think_time.map_or_else(ThinkTime::default, |t| t.0), line });
+        }
+        for t in &thresholds {
+            if let Some(scope) = &t.scenario
+                && !scenarios.iter().any(|s| &s.name == scope)
+            {
+                return Err(err(None, format!("threshold {:?} names scenario {scope:?}, which the file does not have", t.text)));
+            }
+        }
+        Ok(Self {
+            scenarios,
+            // Canonical where it exists, so the report names it plainly.
+            mock_script: raw.mock_script.map(|p| {
+                let joined = dir.join(p);
+                joined.canonicalize().unwrap_or(joined)
+            }),
+            timeout: raw.timeout.map(|d| d.0),
+            seed: raw.seed,
+            thresholds,
+        })
+    }
+}
+
+fn anyhow_free_check(ok: bool, err: impl FnOnce() -> FileError) -> Result<(), FileError> {
+    if ok { Ok(()) } else { Err(err()) }
+}
+
+/// The 1-based line of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
+}
+
+/// An input row from JSON: an object of inputs; a chat app's `query` is
+/// taken out of it.
+fn row(value: Value, chat: bool) -> Result<Row, String> {
+    let Value::Object(mut inputs) = value else { return Err("must be an object of inputs".into()) };
+    let query = if chat {
+        match inputs.remove("query") {
+            Some(Value::String(q)) => Some(q),
+            Some(_) => return Err("`query` must be a string".into()),
+            None => return Err("a chat app's row needs a `query`".into()),
+        }
+    } else {
+        None
+    };
+    Ok(Row { inputs, query })
+}
+
+enum RowsError {
+    Open(String),
+    /// A bad row: its line in the input file.
+    Row(usize, String),
+}
+
+/// Rows from a `.jsonl` (an object per line) or `.csv` (a header row; each
+/// cell a string) file.
+fn read_rows(path: &Path, chat: bool) -> Result<Vec<Row>, RowsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RowsError::Open(format!("{}: {e}", path.display())))?;
+    let mut rows = Vec::new();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "ndjson") => {
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(line).map_err(|e| RowsError::Row(i + 1, format!("not JSON: {e}")))?;
+                rows.push(row(value, chat).map_err(|m| RowsError::Row(i + 1, m))?);
+            }
+        }
+        Some("csv") => {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let headers = reader.headers().map_err(|e| RowsError::Row(1, format!("the header row: {e}")))?.clone();
+            for record in reader.records() {
+                let record = record.map_err(|e| RowsError::Row(e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                let inputs = headers.iter().zip(record.iter()).map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect();
+                rows.push(row(Value::Object(inputs), chat).map_err(|m| RowsError::Row(line, m))?);
+            }
+        }
+        _ => return Err(RowsError::Open(format!("{}: must end in .jsonl or .csv", path.display()))),
+    }
+    if rows.is_empty() {
+        return Err(RowsError::Open(format!("{}: holds no row", path.display())));
+    }
+    Ok(rows)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    scenario: Vec<Spanned<RawScenario>>,
+    mock_script: Option<PathBuf>,
+    timeout: Option<Dur>,
+    seed: Option<u64>,
+    #[serde(default)]
+    thresholds: Vec<Spanned<ThresholdText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    apps: Vec<Spanned<RawApp>>,
+    users: Option<u32>,
+    spawn_rate: Option<Positive>,
+    rate: Option<Positive>,
+    poisson: Option<bool>,
+    connections: Option<u32>,
+    duration: Option<Dur>,
+    warmup: Option<Dur>,
+    #[serde(default)]
+    stages: Vec<Spanned<RawStage>>,
+    think_time: Option<Think>,
+    #[serde(default)]
+    thresholds: Vec<Spanned<ThresholdText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Option<String>,
+    key: Option<String>,
+    key_env: Option<String>,
+    fixture: Option<String>,
+    path: Option<Spanned<ApiPath>>,
+    mode: Option<Mode>,
+    weight: Option<Spanned<u32>>,
+    inputs: Option<Spanned<Vec<Value>>>,
+    inputs_file: Option<Spanned<PathBuf>>,
+    inputs_order: Option<InputOrder>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    duration: Dur,
+    users: Option<u32>,
+    rate: Option<NonNegative>,
+}
+
+/// `"5s"`, `"1m30s"`, `"250ms"` (humantime).
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Dur).map_err(|e| de::Error::custom(format!("{text:?} is not a duration (e.g. \"30s\"): {e}")))
+    }
+}
+
+/// A finite number above 0.
+struct Positive(f64);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v > 0.0 && v.is_finite() { Ok(Positive(v)) } else { Err(de::Error::custom(format!("{v} must be above 0"))) }
+    }
+}
+
+/// A finite number, 0 or more (a stage may ramp to 0).
+struct NonNegative(f64);
+
+impl<'de> Deserialize<'de> for NonNegative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v >= 0.0 && v.is_finite() { Ok(NonNegative(v)) } else { Err(de::Error::custom(format!("{v} must be 0 or more"))) }
+    }
+}
+
+/// `"1s"` (constant) or `["500ms", "1500ms"]` (uniform between).
+struct Think(ThinkTime);
+
+impl<'de> Deserialize<'de> for Think {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Think;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration ("1s") or two (["500ms", "1500ms"])"#)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Think, E> {
+                let d = humantime::parse_duration(text).map_err(|e| E::custom(format!("{text:?} is not a duration: {e}")))?;
+                Ok(Think(ThinkTime { min_s: d.as_secs_f64(), max_s: d.as_secs_f64() }))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Think, A::Error> {
+                let mut bound = |which| -> Result<f64, A::Error> {
+                    let text: String = seq.next_element()?.ok_or_else(|| de::Error::custom(format!("the {which} duration is missing")))?;
+                    humantime::parse_duration(&text)
+                        .map(|d| d.as_secs_f64())
+                        .map_err(|e| de::Error::custom(format!("{text:?} is not a duration: {e}")))
+                };
+                let (min_s, max_s) = (bound("first")?, bound("second")?);
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("two durations, no more"));
+                }
+                if min_s > max_s {
+                    return Err(de::Error::custom("the first duration is the shorter"));
+                }
+                Ok(Think(ThinkTime { min_s, max_s }))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A path under the Dify API root, e.g. `/v1/chat-messages`.
+struct ApiPath(http::uri::PathAndQuery);
+
+impl<'de> Deserialize<'de> for ApiPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with('/') {
+            return Err(de::Error::custom(format!("{text:?} must start with /")));
+        }
+        text.parse().map(ApiPath).map_err(|e| de::Error::custom(format!("{text:?} is not a URL path: {e}")))
+    }
+}
+
+/// A threshold as `--threshold` takes it.
+struct ThresholdText(Threshold);
+
+impl<'de> Deserialize<'de> for ThresholdText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(ThresholdText).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ScenarioFile, FileError> {
+        ScenarioFile::parse(text, "load.toml", Path::new("/nonexistent"))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("a bad file").to_string()
+    }
+
+    #[test]
+    fn a_full_file_reads_as_written() {
+        let file = parse(
+            r#"
+seed = 7
+timeout = "30s"
+thresholds = ["error_rate < 1%"]
+
+[[scenario]]
+name = "mixed"
+warmup = "2s"
+think_time = ["500ms", "1500ms"]
+thresholds = ["ttfe_p95 < 200ms"]
+
+[[scenario.apps]]
+name = "wf"
+key = "app-a"
+mode = "streaming"
+weight = 3
+inputs = [{ text = "one" }, { text = "two" }]
+inputs_order = "random"
+
+[[scenario.apps]]
+name = "chat"
+key = "app-b"
+path = "/v1/chat-messages"
+inputs = [{ query = "hi", lang = "en" }]
+
+[[scenario.stages]]
+duration = "10s"
+users = 20
+
+[[scenario.stages]]
+duration = "0s"
+users = 5
+"#,
+        )
+        .unwrap();
+        assert_eq!((file.seed, file.timeout), (Some(7), Some(Duration::from_secs(30))));
+        let s = &file.scenarios[0];
+        assert_eq!(s.think_time, ThinkTime { min_s: 0.5, max_s: 1.5 });
+        assert_eq!(
+            s.load,
+            FileLoad::Stages {
+                stages: vec![Stage { duration_s: 10.0, target: 20.0 }, Stage { duration_s: 0.0, target: 5.0 }],
+                open: false,
+                poisson: false,
+                connections: 256,
+                warmup: Duration::from_secs(2)
+            }
+        );
+        let (wf, chat) = (&s.apps[0], &s.apps[1]);
+        assert_eq!((wf.weight, wf.mode, wf.inputs.as_ref().map(InputSet::len)), (3, Mode::Streaming, Some(2)));
+        assert_eq!(wf.inputs.as_ref().unwrap().order, InputOrder::Random);
+        assert_eq!(chat.path.as_ref().map(|p| p.as_str()), Some("/v1/chat-messages"));
+        assert_eq!((chat.mode, chat.weight), (Mode::Blocking, 1));
+        let scopes: Vec<_> = file.thresholds.iter().map(|t| t.scenario.clone()).collect();
+        assert_eq!(scopes, [None, Some("mixed".to_owned())], "a scenario's own thresholds carry its name");
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[[scenario]]\nname = \"a\"\nuserz = 3\n", "load.toml line 3: unknown field `userz`"),
+            ("[[scenario]]\nname = \"a\"\nduration = \"ten\"\n", "load.toml line 3: \"ten\" is not a duration"),
+            (
+                "[[scenario]]\nname = \"a\"\n\n[[scenario.apps]]\nkey = \"k\"\nmode = \"stream\"\n",
+                "load.toml line 6: unknown variant `stream`",
+            ),
+            ("[[scenario]]\nname = \"a\"\nthresholds = [\"ttfe_p95 <\"]\n", "load.toml line 3:"),
+            ("[[scenario]]\nname = \"a\"\n", "load.toml line 1: scenario \"a\" has no [[scenario.apps]]"),
+            (
+                "[[scenario]]\nname = \"a\"\nusers = 2\nrate = 3.0\n[[scenario.apps]]\nkey = \"k\"\n",
+                "line 1: scenario \"a\": `users` (closed) and `rate` (open)",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n[[scenario.stages]]\nduration = \"1s\"\nusers = 2\n[[scenario.stages]]\nduration = \"1s\"\nrate = 2.0\n",
+                "load.toml line 8: scenario \"a\": stages are all of `users` or all of `rate`",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\nweight = 0\n",
+                "load.toml line 5: app \"a\": `weight` must be at least 1",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\ninputs = [1]\n",
+                "load.toml line 5: app \"a\": `inputs` item 1: must be an object",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\npath = \"/v1/chat-messages\"\ninputs = [{ text = \"x\" }]\n",
+                "a chat app's row needs a `query`",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\npath = \"v1/run\"\n",
+                "load.toml line 5: \"v1/run\" must start with /",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey_env = \"FLOWBENCH_TEST_NO_SUCH_VAR\"\n",
+                "load.toml line 3: app \"a\": `key_env` names",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nwarmup = \"5s\"\n[[scenario.apps]]\nkey = \"k\"\n[[scenario.stages]]\nduration = \"5s\"\nusers = 1\n",
+                "`warmup` is as long as the stages",
+            ),
+            (
+                "thresholds = [\"b:qps > 1\"]\n[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n",
+                "names scenario \"b\", which the file does not have",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nthink_time = [\"2s\", \"1s\"]\n[[scenario.apps]]\nkey = \"k\"\n",
+                "load.toml line 3: the first duration is the shorter",
+            ),
+            ("", "no [[scenario]]"),
+        ];
+        for (text, expected) in cases {
+            let got = error(text);
+            assert!(got.contains(expected), "{text:?}\n  got: {got}\n  want: {expected}");
+        }
+    }
+
+    #[test]
+    fn input_files_are_read_and_their_bad_rows_named_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rows.jsonl"), "{\"text\":\"a\"}\n\n{\"text\":\"b\",\"n\":2}\n").unwrap();
+        std::fs::write(dir.path().join("rows.csv"), "query,lang\nhello,en\n\"with, comma\",fr\n").unwrap();
+        std::fs::write(dir.path().join("bad.jsonl"), "{\"text\":\"a\"}\n{oops\n").unwrap();
+        std::fs::write(dir.path().join("bad.csv"), "query,lang\nhello,en\nhi\n").unwrap();
+        let file = |inputs: &str, path: &str| {
+            format!("[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\npath = \"{path}\"\ninputs_file = \"{inputs}\"\n")
+        };
+        let parse = |text: &str| ScenarioFile::parse(text, "load.toml", dir.path());
+        let jsonl = parse(&file("rows.jsonl", "/v1/workflows/run")).unwrap();
+        assert_eq!(jsonl.scenarios[0].apps[0].inputs.as_ref().map(InputSet::len), Some(2), "blank lines are skipped");
+        let csv = parse(&file("rows.csv", "/v1/chat-messages")).unwrap();
+        assert_eq!(csv.scenarios[0].apps[0].inputs.as_ref().map(InputSet::len), Some(2));
+        let bad = parse(&file("bad.jsonl", "/v1/workflows/run")).unwrap_err().to_string();
+        assert!(bad.ends_with("bad.jsonl line 2: not JSON: key must be a string at line 1 column 2"), "{bad}");
+        let bad = parse(&file("bad.csv", "/v1/chat-messages")).unwrap_err().to_string();
+        assert!(bad.contains("bad.csv line 3"), "{bad}");
+        let missing = parse(&file("nope.jsonl", "/v1/workflows/run")).unwrap_err().to_string();
+        assert!(missing.starts_with("load.toml line 6: app \"a\": `inputs_file`:"), "{missing}");
+    }
+
+    #[test]
+    fn the_fixture_scenarios_read() {
+        let dir = mock::workspace_root().join("fixtures/scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                ScenarioFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "the seed's scenarios and the profiles: {n}");
+    }
+}
