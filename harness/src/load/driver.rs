@@ -372,26 +372,38 @@ impl Ctx {
 }
 
 /// A worker's request bodies: each app's rows are serialized once; a body
-/// is a row's fields between this worker's fixed prefix and suffix.
+/// is a row's fields between this worker's fixed prefix and suffix, built
+/// ahead for small input sets (a request then clones a `Bytes`) and per
+/// request for large ones (a copy of the row, not a serialization).
 struct Bodies {
     /// Per app: `,"response_mode":"…","user":"user_N"}`.
     suffixes: Vec<Vec<u8>>,
+    /// Per app, every body whole, when the apps' rows are few.
+    built: Option<Vec<Vec<Bytes>>>,
     /// The direct path's OpenAI requests, whole.
     openai: Vec<Bytes>,
 }
+
+/// Rows (over all apps) up to which each worker builds its bodies ahead.
+const PREBUILT_ROWS: usize = 256;
 
 impl Bodies {
     fn new(spec: &RunSpec, worker: u32) -> Self {
         if spec.protocol == Protocol::OpenAi {
             let body = |q: &str| json!({"model": "gpt-3.5-turbo", "stream": true, "messages": [{"role": "user", "content": q}]});
-            return Self { suffixes: Vec::new(), openai: QUESTIONS.iter().map(|q| Bytes::from(body(q).to_string())).collect() };
+            let openai = QUESTIONS.iter().map(|q| Bytes::from(body(q).to_string())).collect();
+            return Self { suffixes: Vec::new(), built: None, openai };
         }
-        let suffixes = spec
+        let suffixes: Vec<Vec<u8>> = spec
             .apps
             .iter()
             .map(|app| format!(r#","response_mode":"{}","user":"user_{worker}"}}"#, app.mode.as_str()).into_bytes())
             .collect();
-        Self { suffixes, openai: Vec::new() }
+        let rows: usize = spec.apps.iter().map(|a| a.inputs.len()).sum();
+        let built = (rows <= PREBUILT_ROWS).then(|| {
+            spec.apps.iter().zip(&suffixes).map(|(app, suffix)| app.inputs.fields.iter().map(|f| join(f, suffix)).collect()).collect()
+        });
+        Self { suffixes, built, openai: Vec::new() }
     }
 
     fn next(&mut self, ctx: &Ctx, app: usize, rng: &mut impl Rng) -> Bytes {
@@ -404,14 +416,20 @@ impl Bodies {
             InputOrder::RoundRobin => (ctx.next_row[app].fetch_add(1, Ordering::Relaxed) % n as u64) as usize,
             InputOrder::Random => rng.random_range(0..n),
         };
-        let fields = set.fields.get(row).map_or(&b"\"inputs\":{}"[..], |f| &f[..]);
-        let suffix = &self.suffixes[app];
-        let mut body = Vec::with_capacity(1 + fields.len() + suffix.len());
-        body.push(b'{');
-        body.extend_from_slice(fields);
-        body.extend_from_slice(suffix);
-        Bytes::from(body)
+        if let Some(body) = self.built.as_ref().and_then(|b| b[app].get(row)) {
+            return body.clone();
+        }
+        join(set.fields.get(row).map_or(&b"\"inputs\":{}"[..], |f| &f[..]), &self.suffixes[app])
     }
+}
+
+/// `{` + a row's fields + a worker's suffix.
+fn join(fields: &[u8], suffix: &[u8]) -> Bytes {
+    let mut body = Vec::with_capacity(1 + fields.len() + suffix.len());
+    body.push(b'{');
+    body.extend_from_slice(fields);
+    body.extend_from_slice(suffix);
+    Bytes::from(body)
 }
 
 fn interrupted(intended: Instant, sent: Instant) -> Sample {

@@ -431,3 +431,17 @@ async fn a_think_time_spaces_each_users_requests() {
     assert!((2..=8).contains(&r.n_sent), "{}", r.n_sent);
     assert_eq!(r.n_ok, r.n_sent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_input_set_sends_each_row_once_per_round() {
+    // More rows than a worker builds ahead: each body is joined per request.
+    let (url, seen) = recording_server().await;
+    let rows: Vec<Row> = (0..300).map(|i| Row::inputs(json!({ "n": i }))).collect();
+    let app = App { inputs: InputSet::new(&rows, InputOrder::RoundRobin), ..App::single(Mode::Blocking, bearer("app-x").unwrap(), None) };
+    let spec = RunSpec { apps: vec![app], ..spec("app-x", Mode::Blocking, open(300.0, 4), Duration::from_secs(1)) };
+    let result = drive(&url, spec).await;
+    assert_eq!(result.recorder.n_ok, 300, "{:?}", result.recorder.errors);
+    let mut seen: Vec<i64> = seen.lock().unwrap().iter().map(|(_, b)| b["inputs"]["n"].as_i64().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+}
