@@ -392,6 +392,13 @@ impl RunArgs {
                 all.push((origin.clone(), s));
             }
         }
+        let mut known: Vec<String> = Vec::new();
+        for (_, s) in &all {
+            known.extend(s.apps.iter().map(|a| a.name.clone()));
+            if s.apps.len() == 1 {
+                known.push(s.name.clone());
+            }
+        }
         let chosen: Vec<(String, FileScenario, Protocol)> = match self.scenario.as_str() {
             "all" => all.into_iter().map(|(o, s)| (o, s, Protocol::Dify)).collect(),
             // The mock LLM straight, at the `llm` scenario's load.
@@ -416,7 +423,7 @@ impl RunArgs {
                 vec![(o, s, Protocol::Dify)]
             }
         };
-        let keys = self.keys(&chosen)?;
+        let keys = self.keys(&chosen, known)?;
         let seed = self.seed.or(seed).unwrap_or(1);
         let mut scenarios = Vec::new();
         for (origin, s, protocol) in chosen {
@@ -493,30 +500,36 @@ impl RunArgs {
             .collect()
     }
 
-    /// `--api-key`s by the app or scenario they name (`""`: the one app).
-    fn keys(&self, chosen: &[(String, FileScenario, Protocol)]) -> Result<std::collections::HashMap<String, String>, UsageError> {
-        let mut names: Vec<&str> = Vec::new();
+    /// `--api-key`s by the app or scenario they name (`""`: the one app
+    /// that runs). A name may be any app or one-app scenario of the files,
+    /// run or not, so one command line serves a file's scenarios one by one.
+    fn keys(
+        &self,
+        chosen: &[(String, FileScenario, Protocol)],
+        mut known: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, String>, UsageError> {
+        let mut running: Vec<&str> = Vec::new();
         for (_, s, _) in chosen {
-            names.extend(s.apps.iter().map(|a| a.name.as_str()));
+            running.extend(s.apps.iter().map(|a| a.name.as_str()));
             if s.apps.len() == 1 {
-                names.push(&s.name);
+                running.push(&s.name);
             }
         }
-        names.sort_unstable();
-        names.dedup();
+        running.sort_unstable();
+        running.dedup();
+        known.extend(running.iter().map(|n| (*n).to_owned()));
+        known.sort_unstable();
+        known.dedup();
         let n_apps: usize = chosen.iter().map(|(_, s, _)| s.apps.len()).sum();
         let mut keys = std::collections::HashMap::new();
         for given in &self.api_keys {
             match given.split_once('=') {
-                Some((name, key)) if names.contains(&name) => keys.insert(name.to_owned(), key.to_owned()),
+                Some((name, key)) if known.iter().any(|n| n == name) => keys.insert(name.to_owned(), key.to_owned()),
                 Some((other, _)) if !other.starts_with("app-") => {
-                    return Err(usage!(
-                        "--api-key {given:?}: {other:?} names no app or scenario that runs; there are: {}",
-                        names.join(", ")
-                    ));
+                    return Err(usage!("--api-key {given:?}: {other:?} names no app or scenario; there are: {}", known.join(", ")));
                 }
                 _ if n_apps == 1 => keys.insert(String::new(), given.clone()),
-                _ => return Err(usage!("--api-key {given:?}: several apps run; give NAME=KEY for each of: {}", names.join(", "))),
+                _ => return Err(usage!("--api-key {given:?}: several apps run; give NAME=KEY for each of: {}", running.join(", "))),
             };
         }
         Ok(keys)
@@ -846,5 +859,22 @@ mod tests {
             s.apps.iter().map(|a| (a.name.as_str(), a.weight, a.inputs.len())).collect::<Vec<_>>(),
             [("chat-like", 3, 8), ("lookup", 1, 1)]
         );
+    }
+
+    #[test]
+    fn keys_may_name_any_app_of_the_files_and_nothing_else() {
+        let file = mock::workspace_root().join("fixtures/scenarios/dify-real.toml");
+        let file = file.to_str().unwrap();
+        let base = ["--scenario-file", file, "--target", "http://127.0.0.1:9", "--scenario", "empty"];
+        let p = plan(&[&base[..], &["--api-key", "empty=app-a", "--api-key", "http=app-b"]].concat());
+        assert_eq!(p.scenarios.len(), 1);
+        assert_eq!(p.scenarios[0].apps[0].key.as_deref(), Some("app-a"));
+        let cli = Cli::try_parse_from([&["flowbench", "run"][..], &base[..], &["--api-key", "nope=app-c"]].concat()).unwrap();
+        let Command::Run(args) = cli.command else { unreachable!() };
+        let err = args.plan().unwrap_err().to_string();
+        assert!(err.contains("\"nope\" names no app or scenario; there are: empty, empty-streaming, http"), "{err}");
+        let cli = Cli::try_parse_from([&["flowbench", "run"][..], &base[..]].concat()).unwrap();
+        let Command::Run(args) = cli.command else { unreachable!() };
+        assert!(args.plan().unwrap_err().to_string().contains("--target needs an API key for app \"empty\""));
     }
 }
