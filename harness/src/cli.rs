@@ -2,7 +2,7 @@
 //! bad flag is clap's error naming it (exit 2) before anything runs. A
 //! command's flags become a validated plan here; `cmd/` only carries it out.
 
-use crate::load::driver::{InputOrder, InputSet, Mode, Protocol, Row};
+use crate::load::driver::{InputOrder, InputSet, Mode, Protocol};
 use crate::load::schedule::{LoadModel, Stage};
 use crate::report::ab::AbScenario;
 use crate::scenario::{FileLoad, FileScenario, ScenarioFile};
@@ -386,10 +386,15 @@ impl RunArgs {
             merge_once(&mut mock_script, file.mock_script, "mock_script", &origin)?;
             thresholds.extend(file.thresholds);
             for s in file.scenarios {
-                if all.iter().any(|(_, o)| o.name == s.name) {
-                    return Err(usage!("{origin}: scenario {:?} is in two files", s.name));
+                if let Some((first, _)) = all.iter().find(|(_, o)| o.name == s.name) {
+                    return Err(usage!("scenario {:?} is in {first} and in {origin}", s.name));
                 }
                 all.push((origin.clone(), s));
+            }
+        }
+        for (flag, d) in [("--duration", self.duration), ("--warmup", self.warmup), ("--timeout", self.timeout)] {
+            if d.is_some_and(|d| d > crate::scenario::MAX_DURATION) {
+                return Err(usage!("{flag}: over a year"));
             }
         }
         let mut known: Vec<String> = Vec::new();
@@ -424,19 +429,37 @@ impl RunArgs {
             }
         };
         let keys = self.keys(&chosen, known)?;
-        let seed = self.seed.or(seed).unwrap_or(1);
+        // A file's thresholds on a scenario that does not run are not
+        // judged (`--threshold`s are: the user named them for this run).
+        thresholds.retain(|t: &crate::report::thresholds::Threshold| {
+            t.scenario.as_ref().is_none_or(|scope| chosen.iter().any(|(_, s, _)| &s.name == scope))
+        });
+        let seed = self.seed.or(seed.map(|(s, _)| s)).unwrap_or(1);
         let mut scenarios = Vec::new();
         for (origin, s, protocol) in chosen {
             let (load, warmup, duration) = self.load(&origin, &s, seed)?;
             let single = s.apps.len() == 1;
             let mut apps = Vec::new();
             for app in s.apps {
-                let key = keys
-                    .get(app.name.as_str())
-                    .or_else(|| keys.get(s.name.as_str()).filter(|_| single))
-                    .or(keys.get(""))
-                    .cloned()
-                    .or(app.key);
+                let flag = keys.get(app.name.as_str()).or_else(|| keys.get(s.name.as_str()).filter(|_| single)).or(keys.get(""));
+                let key = match (flag, app.key, &app.key_env) {
+                    (Some(key), _, _) => Some(key.clone()),
+                    (None, Some(key), _) => Some(key),
+                    (None, None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                        usage!("{origin} line {}: app {:?}: `key_env` names {var:?}, which is not set", app.line, app.name)
+                    })?),
+                    (None, None, None) => None,
+                };
+                if self.target.is_none() && key.is_none() && !mock::fixtures::APPS.iter().any(|f| f.name == app.fixture) {
+                    let fixtures: Vec<&str> = mock::fixtures::APPS.iter().map(|f| f.name).collect();
+                    return Err(usage!(
+                        "{origin} line {}: app {:?} has no key, and the embedded stack has no fixture app {:?} (set `fixture` to one of: {})",
+                        app.line,
+                        app.name,
+                        app.fixture,
+                        fixtures.join(", ")
+                    ));
+                }
                 if self.target.is_some() && key.is_none() {
                     return Err(usage!(
                         "--target needs an API key for app {:?} of scenario {:?} (--api-key {}=app-...)",
@@ -445,14 +468,19 @@ impl RunArgs {
                         app.name
                     ));
                 }
-                let mode = match (self.mode, s.name.as_str()) {
-                    // A profile's llm scenario always streams.
-                    (_, "llm" | "direct") => app.mode,
-                    (Some(mode), _) => mode,
-                    (None, _) => app.mode,
+                // A profile's llm scenario always streams (the direct path too).
+                let profile_llm = self.scenario_files.is_empty() && matches!(s.name.as_str(), "llm" | "direct");
+                let mode = match self.mode {
+                    Some(mode) if !profile_llm => mode,
+                    _ => app.mode,
                 };
                 let inputs = match &self.inputs {
-                    Some(inputs) => InputSet::new(&[Row::inputs(inputs.clone())], InputOrder::RoundRobin),
+                    Some(inputs) => {
+                        let chat = app.path.as_ref().is_some_and(crate::scenario::is_chat);
+                        let row = crate::scenario::row(inputs.clone(), chat)
+                            .map_err(|m| usage!("--inputs for app {:?} of scenario {:?}: {m}", app.name, s.name))?;
+                        InputSet::new(&[row], InputOrder::RoundRobin)
+                    }
                     None => app.inputs.unwrap_or_else(InputSet::questions),
                 };
                 apps.push(PlannedApp { name: app.name, key, fixture: app.fixture, path: app.path, mode, weight: app.weight, inputs });
@@ -463,10 +491,10 @@ impl RunArgs {
         Ok(Plan {
             scenarios,
             window_s: self.window.as_secs(),
-            timeout: self.timeout.or(timeout).unwrap_or(Duration::from_secs(60)),
+            timeout: self.timeout.or(timeout.map(|(t, _)| t)).unwrap_or(Duration::from_secs(60)),
             seed,
             target: self.target.clone(),
-            mock_script: self.mock_script.clone().or(mock_script),
+            mock_script: self.mock_script.clone().or(mock_script.map(|(m, _)| m)),
             driver_threads: self.driver_threads,
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
@@ -523,14 +551,19 @@ impl RunArgs {
         let n_apps: usize = chosen.iter().map(|(_, s, _)| s.apps.len()).sum();
         let mut keys = std::collections::HashMap::new();
         for given in &self.api_keys {
-            match given.split_once('=') {
-                Some((name, key)) if known.iter().any(|n| n == name) => keys.insert(name.to_owned(), key.to_owned()),
+            let (name, key) = match given.split_once('=') {
+                Some((name, key)) if known.iter().any(|n| n == name) => (name.to_owned(), key.to_owned()),
                 Some((other, _)) if !other.starts_with("app-") => {
                     return Err(usage!("--api-key {given:?}: {other:?} names no app or scenario; there are: {}", known.join(", ")));
                 }
-                _ if n_apps == 1 => keys.insert(String::new(), given.clone()),
+                _ if n_apps == 1 => (String::new(), given.clone()),
                 _ => return Err(usage!("--api-key {given:?}: several apps run; give NAME=KEY for each of: {}", running.join(", "))),
             };
+            if keys.contains_key(&name) {
+                let shown = if name.is_empty() { "KEY" } else { name.as_str() };
+                return Err(usage!("--api-key {shown}: given twice"));
+            }
+            keys.insert(name, key);
         }
         Ok(keys)
     }
@@ -539,13 +572,28 @@ impl RunArgs {
     fn load(&self, origin: &str, s: &FileScenario, seed: u64) -> Result<(LoadModel, Duration, Duration), UsageError> {
         match &s.load {
             FileLoad::Flat { users, spawn_rate, rate, poisson, connections, duration, warmup } => {
+                // A flag wins over --quick, and --quick over the file.
                 let (duration, warmup) = if self.quick {
-                    QUICK
+                    (self.duration.unwrap_or(QUICK.0), self.warmup.unwrap_or(QUICK.1))
                 } else {
                     (self.duration.or(*duration).unwrap_or(DEFAULT_DURATION), self.warmup.or(*warmup).unwrap_or(DEFAULT_WARMUP))
                 };
+                if self.spawn_rate.is_some() && self.users.is_none() && rate.is_some() && self.rate.is_none() {
+                    return Err(usage!(
+                        "--spawn-rate: scenario {:?} ({origin} line {}) is open (`rate`); give --users too to make it closed",
+                        s.name,
+                        s.line
+                    ));
+                }
                 let closed_flags = self.users.is_some() || self.spawn_rate.is_some();
                 let rate = if closed_flags { None } else { self.rate.or(*rate) };
+                if rate.is_some() && !s.think_time.is_zero() {
+                    return Err(usage!(
+                        "--rate: scenario {:?} ({origin} line {}) has a `think_time`, which an open load cannot have",
+                        s.name,
+                        s.line
+                    ));
+                }
                 let load = match rate {
                     Some(rate) => LoadModel::Open {
                         rate,
@@ -556,8 +604,9 @@ impl RunArgs {
                     None => {
                         if self.poisson || self.connections.is_some() {
                             return Err(usage!(
-                                "--poisson and --connections are for an open load (--rate); scenario {:?} is closed",
-                                s.name
+                                "--poisson and --connections are for an open load (--rate); scenario {:?} ({origin} line {}) is closed",
+                                s.name,
+                                s.line
                             ));
                         }
                         let users = self.users.or(*users).unwrap_or(DEFAULT_USERS);
@@ -594,7 +643,11 @@ impl RunArgs {
                     ));
                 }
                 if !open && (self.poisson || self.connections.is_some()) {
-                    return Err(usage!("--poisson and --connections are for stages of rate; scenario {:?} has stages of users", s.name));
+                    return Err(usage!(
+                        "--poisson and --connections are for stages of rate; scenario {:?} ({origin} line {}) has stages of users",
+                        s.name,
+                        s.line
+                    ));
                 }
                 let mut stages = stages.clone();
                 let mut warmup = *warmup;
@@ -624,12 +677,20 @@ impl RunArgs {
     }
 }
 
-/// A top-level key that two files may both set, if to the same value.
-fn merge_once<T: PartialEq>(slot: &mut Option<T>, value: Option<T>, key: &str, origin: &str) -> Result<(), UsageError> {
+/// A top-level key that two files may both set, if to the same value;
+/// the slot keeps the file that set it first.
+fn merge_once<T: PartialEq + std::fmt::Debug>(
+    slot: &mut Option<(T, String)>,
+    value: Option<T>,
+    key: &str,
+    origin: &str,
+) -> Result<(), UsageError> {
     match (slot.as_ref(), value) {
-        (Some(old), Some(new)) if *old != new => Err(usage!("{origin}: `{key}` differs from an earlier file's")),
+        (Some((old, first)), Some(new)) if *old != new => {
+            Err(usage!("`{key}` is {old:?} in {first} and {new:?} in {origin}: give it in one file, or as a flag"))
+        }
         (None, Some(new)) => {
-            *slot = Some(new);
+            *slot = Some((new, origin.to_owned()));
             Ok(())
         }
         _ => Ok(()),
@@ -876,5 +937,62 @@ mod tests {
         let cli = Cli::try_parse_from([&["flowbench", "run"][..], &base[..]].concat()).unwrap();
         let Command::Run(args) = cli.command else { unreachable!() };
         assert!(args.plan().unwrap_err().to_string().contains("--target needs an API key for app \"empty\""));
+    }
+
+    fn plan_err(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from([&["flowbench", "run"], args].concat()).unwrap();
+        let Command::Run(args) = cli.command else { unreachable!() };
+        args.plan().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_file_is_checked_against_the_flags_where_they_meet() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let two = write(
+            "two.toml",
+            "[[scenario]]\nname = \"a\"\nthresholds = [\"qps > 1\"]\n[[scenario.apps]]\nfixture = \"empty\"\n\n\
+             [[scenario]]\nname = \"b\"\n[[scenario.apps]]\nkey_env = \"FLOWBENCH_TEST_NO_SUCH_VAR\"\n\n\
+             [[scenario]]\nname = \"c\"\n[[scenario.apps]]\nname = \"lookup\"\n",
+        );
+        // A file's thresholds on a scenario that does not run are left out.
+        let a = plan(&["--scenario-file", &two, "--scenario", "a"]);
+        assert_eq!(a.thresholds.len(), 1);
+        let b = plan(&["--scenario-file", &two, "--scenario", "b", "--api-key", "b=app-x"]);
+        assert!(b.thresholds.is_empty(), "{:?}", b.thresholds);
+        // key_env is read only for an app that runs without --api-key.
+        assert_eq!(b.scenarios[0].apps[0].key.as_deref(), Some("app-x"));
+        let err = plan_err(&["--scenario-file", &two, "--scenario", "b"]);
+        assert!(err.contains("two.toml line 9: app \"b\": `key_env` names \"FLOWBENCH_TEST_NO_SUCH_VAR\", which is not set"), "{err}");
+        // An app with no key on the embedded stack must be a fixture app.
+        let err = plan_err(&["--scenario-file", &two, "--scenario", "c"]);
+        assert!(err.contains("two.toml line 14: app \"lookup\" has no key, and the embedded stack has no fixture app \"lookup\""), "{err}");
+        assert!(plan_err(&["--scenario-file", &two, "--scenario", "a", "--api-key", "a=x", "--api-key", "a=y"]).contains("given twice"));
+        // A flag wins over --quick.
+        let quick = plan(&["--scenario-file", &two, "--scenario", "a", "--quick", "--duration", "2s"]);
+        assert_eq!((quick.scenarios[0].duration, quick.scenarios[0].warmup), (Duration::from_secs(2), QUICK.1));
+        assert!(plan_err(&["--scenario-file", &two, "--scenario", "a", "--duration", "400days"]).contains("--duration: over a year"));
+        // A chat app's --inputs must carry its query.
+        let chat = write(
+            "chat.toml",
+            "[[scenario]]\nname = \"c\"\n[[scenario.apps]]\nkey = \"k\"\npath = \"/v1/chat-messages\"\ninputs = [{ query = \"q\" }]\n",
+        );
+        let err = plan_err(&["--scenario-file", &chat, "--inputs", r#"{"lang":"en"}"#]);
+        assert!(err.contains("--inputs for app \"c\" of scenario \"c\": a chat app's row needs a `query`"), "{err}");
+        assert!(plan(&["--scenario-file", &chat, "--inputs", r#"{"query":"hi"}"#]).scenarios[0].apps[0].inputs.len() == 1);
+        // --rate cannot keep a file's think time; --spawn-rate alone cannot close an open load.
+        let think = write("think.toml", "[[scenario]]\nname = \"t\"\nthink_time = \"1s\"\n[[scenario.apps]]\nfixture = \"empty\"\n");
+        assert!(plan_err(&["--scenario-file", &think, "--rate", "5"]).contains("--rate: scenario \"t\" ("));
+        let open = write("open.toml", "[[scenario]]\nname = \"o\"\nrate = 5.0\n[[scenario.apps]]\nfixture = \"empty\"\n");
+        assert!(plan_err(&["--scenario-file", &open, "--spawn-rate", "5"]).contains("--spawn-rate: scenario \"o\" ("));
+        // --mode sets every app of a file, a scenario named llm too (only a profile's llm always streams).
+        let llm = write("llm.toml", "[[scenario]]\nname = \"llm\"\n[[scenario.apps]]\nfixture = \"llm\"\nmode = \"streaming\"\n");
+        assert_eq!(plan(&["--scenario-file", &llm, "--mode", "blocking"]).scenarios[0].apps[0].mode, Mode::Blocking);
+        let twice = plan_err(&["--scenario-file", &two, "--scenario-file", &two]);
+        assert!(twice.contains("scenario \"a\" is in ") && twice.contains("two.toml and in "), "{twice}");
     }
 }

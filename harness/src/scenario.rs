@@ -72,14 +72,19 @@ pub enum FileLoad {
 #[derive(Debug, Clone)]
 pub struct FileApp {
     pub name: String,
-    /// `key`, or the value of `key_env`; `None`: the embedded stack's key
-    /// for the fixture app `fixture` (or `--api-key NAME=KEY`).
+    /// The key as written; or the environment variable holding it, read
+    /// only when the app runs without `--api-key` (so a file for a real
+    /// target loads without it); neither: the embedded stack's key for the
+    /// fixture app `fixture`.
     pub key: Option<String>,
+    pub key_env: Option<String>,
     pub fixture: String,
     pub path: Option<http::uri::PathAndQuery>,
     pub mode: Mode,
     pub weight: u32,
     pub inputs: Option<InputSet>,
+    /// Where it starts in the file.
+    pub line: usize,
 }
 
 impl ScenarioFile {
@@ -102,20 +107,27 @@ impl ScenarioFile {
             err(line, e.message().to_owned())
         })?;
         let mut thresholds = Vec::new();
+        let mut file_scopes = Vec::new();
         for t in raw.thresholds {
-            thresholds.push(t.into_inner().0);
+            let line = line_of(text, t.span().start);
+            let t = t.into_inner().0;
+            file_scopes.push((t.scenario.clone(), t.text.clone(), line));
+            thresholds.push(t);
         }
-        anyhow_free_check(!raw.scenario.is_empty(), || err(None, "no [[scenario]]: a scenario file needs at least one".into()))?;
+        if raw.scenario.is_empty() {
+            return Err(err(None, "no [[scenario]]: a scenario file needs at least one".into()));
+        }
         let mut scenarios: Vec<FileScenario> = Vec::new();
         for spanned in raw.scenario {
             let line = line_of(text, spanned.span().start);
             let s = spanned.into_inner();
+            let name_line = at(s.name.span());
             let name = s.name.into_inner();
             if scenarios.iter().any(|o| o.name == name) {
-                return Err(err(Some(line), format!("scenario `name`: {name:?} is used twice")));
+                return Err(err(name_line, format!("scenario `name`: {name:?} is used twice")));
             }
             if name == "all" {
-                return Err(err(Some(line), "scenario `name`: \"all\" is taken (it means every scenario)".into()));
+                return Err(err(name_line, "scenario `name`: \"all\" is taken (it means every scenario)".into()));
             }
             if s.apps.is_empty() {
                 return Err(err(Some(line), format!("scenario {name:?} has no [[scenario.apps]]")));
@@ -128,20 +140,13 @@ impl ScenarioFile {
                 if apps.iter().any(|a| a.name == app_name) {
                     return Err(err(Some(app_line), format!("app `name`: {app_name:?} is used twice in scenario {name:?}")));
                 }
-                let key = match (app.key, app.key_env) {
-                    (Some(_), Some(_)) => return Err(err(Some(app_line), format!("app {app_name:?}: give `key` or `key_env`, not both"))),
-                    (Some(key), None) => Some(key),
-                    (None, Some(var)) => Some(
-                        std::env::var(&var)
-                            .map_err(|_| err(Some(app_line), format!("app {app_name:?}: `key_env` names {var:?}, which is not set")))?,
-                    ),
-                    (None, None) => None,
-                };
-                if app.weight.as_ref().is_some_and(|w| *w.get_ref() == 0) {
-                    let w = app.weight.as_ref().expect("checked");
+                if app.key.is_some() && app.key_env.is_some() {
+                    return Err(err(Some(app_line), format!("app {app_name:?}: give `key` or `key_env`, not both")));
+                }
+                if let Some(w) = app.weight.as_ref().filter(|w| *w.get_ref() == 0) {
                     return Err(err(at(w.span()), format!("app {app_name:?}: `weight` must be at least 1")));
                 }
-                let chat = app.path.as_ref().is_some_and(|p| p.get_ref().0.path().ends_with("/chat-messages"));
+                let chat = app.path.as_ref().is_some_and(|p| is_chat(&p.get_ref().0));
                 let order = app.inputs_order.unwrap_or(InputOrder::RoundRobin);
                 let rows = match (app.inputs, app.inputs_file) {
                     (Some(_), Some(_)) => {
@@ -149,14 +154,13 @@ impl ScenarioFile {
                     }
                     (Some(list), None) => {
                         let span = list.span();
-                        let rows = list
-                            .into_inner()
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, v)| {
-                                row(v, chat).map_err(|m| err(at(span.clone()), format!("app {app_name:?}: `inputs` item {}: {m}", i + 1)))
-                            })
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let mut rows = Vec::new();
+                        for (i, item) in list.into_inner().into_iter().enumerate() {
+                            let item_line = at(item.span());
+                            let row = row(item.into_inner(), chat)
+                                .map_err(|m| err(item_line, format!("app {app_name:?}: `inputs` item {}: {m}", i + 1)))?;
+                            rows.push(row);
+                        }
                         if rows.is_empty() {
                             return Err(err(at(span), format!("app {app_name:?}: `inputs` is empty")));
                         }
@@ -167,7 +171,7 @@ impl ScenarioFile {
                         let path = dir.join(file.into_inner());
                         Some(read_rows(&path, chat).map_err(|e| match e {
                             RowsError::Open(m) => err(at(span), format!("app {app_name:?}: `inputs_file`: {m}")),
-                            RowsError::Row(line, m) => FileError { file: path.display().to_string(), line: Some(line), message: m },
+                            RowsError::Row(line, m) => FileError { file: path.display().to_string(), line, message: m },
                         })?)
                     }
                     (None, None) if chat => {
@@ -181,38 +185,64 @@ impl ScenarioFile {
                 apps.push(FileApp {
                     fixture: app.fixture.unwrap_or_else(|| app_name.clone()),
                     name: app_name,
-                    key,
+                    key: app.key,
+                    key_env: app.key_env,
                     path: app.path.map(|p| p.into_inner().0),
                     mode: app.mode.unwrap_or(if name == "llm" { Mode::Streaming } else { Mode::Blocking }),
                     weight: app.weight.map_or(1, Spanned::into_inner),
                     inputs: rows.map(|rows| InputSet::new(&rows, order)),
+                    line: app_line,
                 });
             }
-            let flat = [
-                ("users", s.users.is_some()),
-                ("spawn_rate", s.spawn_rate.is_some()),
-                ("rate", s.rate.is_some()),
-                ("duration", s.duration.is_some()),
-            ];
+            // Each key's own line, for the errors that name it.
+            let key_line = |span: Option<std::ops::Range<usize>>| span.map(|s| line_of(text, s.start));
+            let users_at = key_line(s.users.as_ref().map(Spanned::span));
+            let rate_at = key_line(s.rate.as_ref().map(Spanned::span));
+            let think_at = key_line(s.think_time.as_ref().map(Spanned::span));
+            let poisson_at = key_line(s.poisson.as_ref().map(Spanned::span));
+            let connections_at = key_line(s.connections.as_ref().map(Spanned::span));
+            let spawn_at = key_line(s.spawn_rate.as_ref().map(Spanned::span));
+            let duration_at = key_line(s.duration.as_ref().map(Spanned::span));
+            let users = s.users.map(Spanned::into_inner);
+            let connections = s.connections.map(Spanned::into_inner);
+            if users == Some(0) {
+                return Err(err(users_at, format!("scenario {name:?}: `users` must be at least 1")));
+            }
+            if connections == Some(0) {
+                return Err(err(connections_at, format!("scenario {name:?}: `connections` must be at least 1")));
+            }
+            let think_time = s.think_time.map(|t| t.into_inner().0);
+            let warmup = s.warmup.map(|d| d.into_inner().0);
             let load = if s.stages.is_empty() {
-                if s.users.is_some() && s.rate.is_some() {
-                    return Err(err(Some(line), format!("scenario {name:?}: `users` (closed) and `rate` (open) exclude each other")));
+                let rate = s.rate.map(|r| r.into_inner().0);
+                if users.is_some() && rate.is_some() {
+                    return Err(err(rate_at, format!("scenario {name:?}: `users` (closed) and `rate` (open) exclude each other")));
                 }
-                if s.rate.is_some() && s.think_time.is_some() {
-                    return Err(err(Some(line), format!("scenario {name:?}: `think_time` is for users; an open load has none")));
+                if rate.is_some() && think_time.is_some() {
+                    return Err(err(think_at, format!("scenario {name:?}: `think_time` is for users; an open load (`rate`) has none")));
+                }
+                if rate.is_some() && spawn_at.is_some() {
+                    return Err(err(spawn_at, format!("scenario {name:?}: `spawn_rate` is for users; an open load (`rate`) has none")));
+                }
+                if rate.is_none() && (poisson_at.is_some() || connections_at.is_some()) {
+                    return Err(err(
+                        poisson_at.or(connections_at),
+                        format!("scenario {name:?}: `poisson` and `connections` are for an open load (`rate`)"),
+                    ));
                 }
                 FileLoad::Flat {
-                    users: s.users,
-                    spawn_rate: s.spawn_rate.map(|r| r.0),
-                    rate: s.rate.map(|r| r.0),
-                    poisson: s.poisson,
-                    connections: s.connections,
-                    duration: s.duration.map(|d| d.0),
-                    warmup: s.warmup.map(|d| d.0),
+                    users,
+                    spawn_rate: s.spawn_rate.map(|r| r.into_inner().0),
+                    rate,
+                    poisson: s.poisson.map(Spanned::into_inner),
+                    connections,
+                    duration: s.duration.map(|d| d.into_inner().0),
+                    warmup,
                 }
             } else {
-                if let Some((key, _)) = flat.iter().find(|(_, set)| *set) {
-                    return Err(err(Some(line), format!("scenario {name:?}: `{key}` and [[scenario.stages]] exclude each other")));
+                let flat = [("users", users_at), ("spawn_rate", spawn_at), ("rate", rate_at), ("duration", duration_at)];
+                if let Some((key, key_at)) = flat.iter().find(|(_, at)| at.is_some()) {
+                    return Err(err(*key_at, format!("scenario {name:?}: `{key}` and [[scenario.stages]] exclude each other")));
                 }
                 let mut stages = Vec::new();
                 let mut open = None;
@@ -235,42 +265,54 @@ impl ScenarioFile {
                 if total <= 0.0 {
                     return Err(err(Some(line), format!("scenario {name:?}: the stages last no time")));
                 }
+                if total > MAX_DURATION.as_secs_f64() {
+                    return Err(err(Some(line), format!("scenario {name:?}: the stages last over a year")));
+                }
                 if stages.iter().all(|s| s.target <= 0.0) {
                     return Err(err(Some(line), format!("scenario {name:?}: no stage has any {}", if open { "rate" } else { "users" })));
                 }
-                if open && s.think_time.is_some() {
-                    return Err(err(Some(line), format!("scenario {name:?}: `think_time` is for users; an open load has none")));
+                if open && think_time.is_some() {
+                    return Err(err(think_at, format!("scenario {name:?}: `think_time` is for users; stages of `rate` have none")));
                 }
-                if !open && (s.poisson.is_some() || s.connections.is_some()) {
-                    return Err(err(Some(line), format!("scenario {name:?}: `poisson` and `connections` are for stages of `rate`")));
+                if !open && (poisson_at.is_some() || connections_at.is_some()) {
+                    return Err(err(
+                        poisson_at.or(connections_at),
+                        format!("scenario {name:?}: `poisson` and `connections` are for stages of `rate`"),
+                    ));
                 }
-                let warmup = s.warmup.map_or(Duration::ZERO, |d| d.0);
+                let warmup = warmup.unwrap_or(Duration::ZERO);
                 if warmup.as_secs_f64() >= total {
                     return Err(err(
                         Some(line),
                         format!("scenario {name:?}: `warmup` is as long as the stages or longer; nothing would be measured"),
                     ));
                 }
-                FileLoad::Stages { stages, open, poisson: s.poisson.unwrap_or(false), connections: s.connections.unwrap_or(256), warmup }
+                FileLoad::Stages {
+                    stages,
+                    open,
+                    poisson: s.poisson.is_some_and(Spanned::into_inner),
+                    connections: connections.unwrap_or(256),
+                    warmup,
+                }
             };
             for t in s.thresholds {
-                let span = t.span();
+                let t_line = at(t.span());
                 let mut t = t.into_inner().0;
                 match &t.scenario {
                     Some(other) if *other != name => {
-                        return Err(err(at(span), format!("threshold {:?} is scoped to {other:?} inside scenario {name:?}", t.text)));
+                        return Err(err(t_line, format!("threshold {:?} is scoped to {other:?} inside scenario {name:?}", t.text)));
                     }
                     _ => t.scenario = Some(name.clone()),
                 }
                 thresholds.push(t);
             }
-            scenarios.push(FileScenario { name, apps, load, think_time: s.think_time.map_or_else(ThinkTime::default, |t| t.0), line });
+            scenarios.push(FileScenario { name, apps, load, think_time: think_time.unwrap_or_default(), line });
         }
-        for t in &thresholds {
-            if let Some(scope) = &t.scenario
-                && !scenarios.iter().any(|s| &s.name == scope)
+        for (scope, text, line) in file_scopes {
+            if let Some(scope) = scope
+                && !scenarios.iter().any(|s| s.name == scope)
             {
-                return Err(err(None, format!("threshold {:?} names scenario {scope:?}, which the file does not have", t.text)));
+                return Err(err(Some(line), format!("threshold {text:?} names scenario {scope:?}, which the file does not have")));
             }
         }
         Ok(Self {
@@ -287,8 +329,12 @@ impl ScenarioFile {
     }
 }
 
-fn anyhow_free_check(ok: bool, err: impl FnOnce() -> FileError) -> Result<(), FileError> {
-    if ok { Ok(()) } else { Err(err()) }
+/// The longest a file's durations may be (an `Instant` plus it must not overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// A chat app's path: each request carries a `query`.
+pub fn is_chat(path: &http::uri::PathAndQuery) -> bool {
+    path.path().ends_with("/chat-messages")
 }
 
 /// The 1-based line of byte `offset`.
@@ -298,7 +344,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// An input row from JSON: an object of inputs; a chat app's `query` is
 /// taken out of it.
-fn row(value: Value, chat: bool) -> Result<Row, String> {
+pub fn row(value: Value, chat: bool) -> Result<Row, String> {
     let Value::Object(mut inputs) = value else { return Err("must be an object of inputs".into()) };
     let query = if chat {
         match inputs.remove("query") {
@@ -314,8 +360,8 @@ fn row(value: Value, chat: bool) -> Result<Row, String> {
 
 enum RowsError {
     Open(String),
-    /// A bad row: its line in the input file.
-    Row(usize, String),
+    /// A bad row: its line in the input file, when known.
+    Row(Option<usize>, String),
 }
 
 /// Rows from a `.jsonl` (an object per line) or `.csv` (a header row; each
@@ -329,16 +375,16 @@ fn read_rows(path: &Path, chat: bool) -> Result<Vec<Row>, RowsError> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value: Value = serde_json::from_str(line).map_err(|e| RowsError::Row(i + 1, format!("not JSON: {e}")))?;
-                rows.push(row(value, chat).map_err(|m| RowsError::Row(i + 1, m))?);
+                let value: Value = serde_json::from_str(line).map_err(|e| RowsError::Row(Some(i + 1), format!("not JSON: {e}")))?;
+                rows.push(row(value, chat).map_err(|m| RowsError::Row(Some(i + 1), m))?);
             }
         }
         Some("csv") => {
             let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let headers = reader.headers().map_err(|e| RowsError::Row(1, format!("the header row: {e}")))?.clone();
+            let headers = reader.headers().map_err(|e| RowsError::Row(Some(1), format!("the header row: {e}")))?.clone();
             for record in reader.records() {
-                let record = record.map_err(|e| RowsError::Row(e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
-                let line = record.position().map_or(0, |p| p.line() as usize);
+                let record = record.map_err(|e| RowsError::Row(e.position().map(|p| p.line() as usize), e.to_string()))?;
+                let line = record.position().map(|p| p.line() as usize);
                 let inputs = headers.iter().zip(record.iter()).map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect();
                 rows.push(row(Value::Object(inputs), chat).map_err(|m| RowsError::Row(line, m))?);
             }
@@ -369,16 +415,16 @@ struct RawScenario {
     name: Spanned<String>,
     #[serde(default)]
     apps: Vec<Spanned<RawApp>>,
-    users: Option<u32>,
-    spawn_rate: Option<Positive>,
-    rate: Option<Positive>,
-    poisson: Option<bool>,
-    connections: Option<u32>,
-    duration: Option<Dur>,
-    warmup: Option<Dur>,
+    users: Option<Spanned<u32>>,
+    spawn_rate: Option<Spanned<Positive>>,
+    rate: Option<Spanned<Positive>>,
+    poisson: Option<Spanned<bool>>,
+    connections: Option<Spanned<u32>>,
+    duration: Option<Spanned<Dur>>,
+    warmup: Option<Spanned<Dur>>,
     #[serde(default)]
     stages: Vec<Spanned<RawStage>>,
-    think_time: Option<Think>,
+    think_time: Option<Spanned<Think>>,
     #[serde(default)]
     thresholds: Vec<Spanned<ThresholdText>>,
 }
@@ -393,7 +439,7 @@ struct RawApp {
     path: Option<Spanned<ApiPath>>,
     mode: Option<Mode>,
     weight: Option<Spanned<u32>>,
-    inputs: Option<Spanned<Vec<Value>>>,
+    inputs: Option<Spanned<Vec<Spanned<Value>>>>,
     inputs_file: Option<Spanned<PathBuf>>,
     inputs_order: Option<InputOrder>,
 }
@@ -412,7 +458,11 @@ struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Dur).map_err(|e| de::Error::custom(format!("{text:?} is not a duration (e.g. \"30s\"): {e}")))
+        match humantime::parse_duration(&text) {
+            Ok(d) if d > MAX_DURATION => Err(de::Error::custom(format!("{text:?} is over a year"))),
+            Ok(d) => Ok(Dur(d)),
+            Err(e) => Err(de::Error::custom(format!("{text:?} is not a duration (e.g. \"30s\"): {e}"))),
+        }
     }
 }
 
@@ -580,7 +630,7 @@ users = 5
             ("[[scenario]]\nname = \"a\"\n", "load.toml line 1: scenario \"a\" has no [[scenario.apps]]"),
             (
                 "[[scenario]]\nname = \"a\"\nusers = 2\nrate = 3.0\n[[scenario.apps]]\nkey = \"k\"\n",
-                "line 1: scenario \"a\": `users` (closed) and `rate` (open)",
+                "load.toml line 4: scenario \"a\": `users` (closed) and `rate` (open)",
             ),
             (
                 "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n[[scenario.stages]]\nduration = \"1s\"\nusers = 2\n[[scenario.stages]]\nduration = \"1s\"\nrate = 2.0\n",
@@ -603,8 +653,21 @@ users = 5
                 "load.toml line 5: \"v1/run\" must start with /",
             ),
             (
-                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey_env = \"FLOWBENCH_TEST_NO_SUCH_VAR\"\n",
-                "load.toml line 3: app \"a\": `key_env` names",
+                "[[scenario]]\nname = \"a\"\nusers = 0\n[[scenario.apps]]\nkey = \"k\"\n",
+                "load.toml line 3: scenario \"a\": `users` must be at least 1",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nusers = 2\nconnections = 4\n[[scenario.apps]]\nkey = \"k\"\n",
+                "load.toml line 4: scenario \"a\": `poisson` and `connections` are for an open load",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nrate = 2.0\nspawn_rate = 4\n[[scenario.apps]]\nkey = \"k\"\n",
+                "load.toml line 4: scenario \"a\": `spawn_rate` is for users",
+            ),
+            ("[[scenario]]\nname = \"a\"\nduration = \"400days\"\n", "load.toml line 3: \"400days\" is over a year"),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\ninputs = [{ text = \"x\" },\n  7]\n",
+                "load.toml line 6: app \"a\": `inputs` item 2: must be an object",
             ),
             (
                 "[[scenario]]\nname = \"a\"\nwarmup = \"5s\"\n[[scenario.apps]]\nkey = \"k\"\n[[scenario.stages]]\nduration = \"5s\"\nusers = 1\n",
@@ -612,7 +675,7 @@ users = 5
             ),
             (
                 "thresholds = [\"b:qps > 1\"]\n[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n",
-                "names scenario \"b\", which the file does not have",
+                "load.toml line 1: threshold \"b:qps > 1\" names scenario \"b\", which the file does not have",
             ),
             (
                 "[[scenario]]\nname = \"a\"\nthink_time = [\"2s\", \"1s\"]\n[[scenario.apps]]\nkey = \"k\"\n",

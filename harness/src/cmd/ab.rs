@@ -32,7 +32,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
     let mut sides = Vec::new();
     for (label, url) in [('a', &args.a), ('b', &args.b)] {
         let target = Target::resolve_with(url, &args.target_options()).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
-        preflight(&target, name, &args.api_key).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
+        preflight(&target, Protocol::Dify, name, &args.api_key).await.map_err(|e| PreflightError(format!("side {label}: {e:#}")))?;
         let owners = crate::load::health::local_pids_listening_on(target.addr);
         let cpu = if owners.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(owners) };
         sides.push((target, cpu));

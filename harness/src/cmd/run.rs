@@ -52,8 +52,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
     for (scenario, apps) in plan.scenarios.iter().zip(&apps) {
         for (app, key) in scenario.apps.iter().zip(apps) {
             if checked.insert(key.1.clone()) {
-                let label = if scenario.protocol == Protocol::OpenAi { "direct".to_owned() } else { app.name.clone() };
-                preflight(&target, &label, &key.1).await?;
+                preflight(&target, scenario.protocol, &app.name, &key.1).await?;
             }
         }
     }

@@ -33,7 +33,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let pid = stack.child.id();
     let target = Target::resolve(&stack.info.server_url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
     let key = stack.info.api_key("llm")?.to_owned();
-    preflight(&target, "llm", &key).await?;
+    preflight(&target, Protocol::Dify, "llm", &key).await?;
     let (cancel, signal) = cancel_on_ctrl_c("flowbench soak: interrupted; writing what was measured");
     let live = Arc::new(Live::default());
     let samples = Arc::new(Mutex::new(Vec::new()));

@@ -367,11 +367,11 @@ pub enum SendError {
 pub struct PreflightError(pub String);
 
 /// Checks the target answers and accepts the key before any load.
-pub async fn preflight(target: &Target, scenario: &str, key: &str) -> anyhow::Result<()> {
+pub async fn preflight(target: &Target, protocol: super::driver::Protocol, scenario: &str, key: &str) -> anyhow::Result<()> {
     let header = bearer(key).map_err(|_| PreflightError(format!("{scenario}: the API key is not a valid header value")))?;
     let mut conn = Conn::new();
     // The direct path is an OpenAI base URL; the rest are Dify servers.
-    let (path, request) = if scenario == "direct" {
+    let (path, request) = if protocol == super::driver::Protocol::OpenAi {
         ("/models", target.openai_get("/models", &header))
     } else {
         ("/v1/parameters", target.get("/v1/parameters", &header))

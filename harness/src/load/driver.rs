@@ -242,6 +242,8 @@ struct Pending {
 
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
 pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: CancellationToken) -> RunResult {
+    // Plans are checked for both; a spec built by hand must hold them too.
+    assert!(spec.apps.iter().any(|a| a.weight > 0), "a run needs an app of weight 1 or more");
     let start = Instant::now();
     let measure_start = start + spec.warmup;
     let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration);

@@ -110,16 +110,6 @@ impl LoadModel {
         }
     }
 
-    /// The stages' total time; `None` for the models that run as long as asked.
-    pub fn staged_duration(&self) -> Option<Duration> {
-        match self {
-            LoadModel::RampingUsers { stages, .. } | LoadModel::RampingRate { stages, .. } => {
-                Some(Duration::from_secs_f64(stages.iter().map(|s| s.duration_s).sum()))
-            }
-            _ => None,
-        }
-    }
-
     /// The level over time: users, or arrivals per second.
     fn level(&self) -> Level {
         match self {
@@ -188,7 +178,8 @@ impl Level {
             // Where the ramp crosses i.
             let cross = s.t0 + (i - s.v0) / (s.v1 - s.v0) * (s.t1 - s.t0);
             if s.v1 > s.v0 {
-                if s.v1 >= i && cross < s.t1 {
+                // Reaching exactly i at the ramp's end is not running.
+                if s.v1 > i {
                     return Some(from.max(cross));
                 }
             } else if s.v0 > i && from < cross {
@@ -250,7 +241,8 @@ impl Schedule {
             poisson,
             level: model.level(),
             start,
-            end: start + duration,
+            // Plans are checked to last under a year; a longer one is capped, not an overflow.
+            end: start + duration.min(Duration::from_secs(100 * 365 * 86_400)),
             next_arrival: AtomicU64::new(0),
             poisson_state: Mutex::new((rand::rngs::SmallRng::seed_from_u64(seed), 0.0)),
         }
@@ -267,16 +259,19 @@ impl Schedule {
     /// The next intended send time for `worker`, after waiting for it; `None`
     /// once the run's time is up. `first` marks a worker's first request.
     pub async fn next(&self, worker: u32, first: bool) -> Option<Instant> {
-        let at = |secs: f64| self.start + Duration::from_secs_f64(secs);
+        // A time past the end is no time: checked before it is an Instant,
+        // so an arrival centuries away (a rate of 1e-20) cannot overflow.
+        let span = (self.end - self.start).as_secs_f64();
+        let at = |secs: f64| (secs < span).then(|| self.start + Duration::from_secs_f64(secs));
         let intended = if !self.open {
             let now = Instant::now();
             let since = if first { 0.0 } else { now.saturating_duration_since(self.start).as_secs_f64() };
             let from = self.level.user_runs_from(f64::from(worker), since)?;
             // A user that may go on goes now, not at a time rounded to f64.
-            if !first && from <= since { now } else { at(from) }
+            if !first && from <= since { now } else { at(from)? }
         } else if !self.poisson {
             let k = self.next_arrival.fetch_add(1, Ordering::Relaxed);
-            at(self.level.time_of_area(k as f64)?)
+            at(self.level.time_of_area(k as f64)?)?
         } else {
             let mut state = self.poisson_state.lock().unwrap_or_else(|e| e.into_inner());
             let (rng, area) = &mut *state;
@@ -284,7 +279,7 @@ impl Schedule {
             // process at the level's rate, ramps included.
             let u: f64 = rng.random_range(f64::EPSILON..1.0);
             *area += -u.ln();
-            at(self.level.time_of_area(*area)?)
+            at(self.level.time_of_area(*area)?)?
         };
         if intended >= self.end {
             return None;
@@ -356,7 +351,6 @@ mod tests {
             think_time: ThinkTime::default(),
         };
         assert_eq!(model.n_workers(), 4);
-        assert_eq!(model.staged_duration(), Some(Duration::from_secs(14)));
         let schedule = Schedule::new(&model, start, Duration::from_secs(14));
         for worker in 0..4 {
             let t = schedule.next(worker, true).await.unwrap();
@@ -407,6 +401,17 @@ mod tests {
         }
         // 10,000 expected (the ramp's area); a Poisson count's SD is 100.
         assert!((9_500..10_500).contains(&n), "{n}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_arrival_beyond_the_end_is_none_however_far() {
+        let start = Instant::now();
+        let model = LoadModel::Open { rate: 1e-20, poisson: false, connections: 1, seed: 1 };
+        let schedule = Schedule::new(&model, start, Duration::from_secs(1));
+        assert_eq!(schedule.next(0, true).await, Some(start));
+        assert_eq!(schedule.next(0, false).await, None, "the next is 1e20 s away");
+        let slow = Schedule::new(&LoadModel::Closed { users: 10, spawn_rate: 1e-19 }, start, Duration::from_secs(1));
+        assert_eq!(slow.next(9, true).await, None);
     }
 
     #[test]

@@ -227,7 +227,7 @@ async fn the_bare_yardstick_answers_blocking_runs() {
     let (addr, task) = mock::bare::serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{addr}");
     let target = Target::resolve(&url).await.unwrap();
-    harness::load::client::preflight(&target, "empty", "app-any").await.unwrap();
+    harness::load::client::preflight(&target, Protocol::Dify, "empty", "app-any").await.unwrap();
     let result = drive(&url, spec("app-any", Mode::Blocking, open(100.0, 4), Duration::from_secs(1))).await;
     assert_eq!((result.recorder.n_sent, result.recorder.n_ok), (100, 100), "errors: {:?}", result.recorder.errors);
     task.abort();

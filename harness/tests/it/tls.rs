@@ -62,7 +62,7 @@ async fn https_targets_are_driven_through_rustls() {
         TargetOptions { insecure: true, ..TargetOptions::default() },
     ] {
         let target = Target::resolve_with(&url, &options).await.unwrap();
-        preflight(&target, "llm", key).await.unwrap();
+        preflight(&target, harness::load::driver::Protocol::Dify, "llm", key).await.unwrap();
         let result = driver::run(spec(key), target, Arc::new(Live::default()), CancellationToken::new()).await;
         let r = &result.recorder;
         assert!(r.n_ok > 0, "{options:?}: no run succeeded");
@@ -79,7 +79,7 @@ async fn https_targets_are_driven_through_rustls() {
     assert!(ab.status.success(), "{}\n{}", String::from_utf8_lossy(&ab.stdout), String::from_utf8_lossy(&ab.stderr));
     // Without the certificate, the Mozilla roots refuse it, and say TLS.
     let target = Target::resolve_with(&url, &TargetOptions::default()).await.unwrap();
-    let refused = preflight(&target, "llm", key).await.unwrap_err().to_string();
+    let refused = preflight(&target, harness::load::driver::Protocol::Dify, "llm", key).await.unwrap_err().to_string();
     assert!(refused.contains("TLS handshake"), "{refused}");
     std::fs::remove_dir_all(&dir).unwrap();
     stack.shutdown().await.unwrap();
