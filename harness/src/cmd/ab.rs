@@ -82,6 +82,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
                 stamped: false,
                 abort_after_chunks: None,
                 after_terminal: args.after_terminal.into(),
+                arrival_phase: 0.0,
             };
             let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());
             // Evenly spaced arrivals: the side joined second starts half a

@@ -57,6 +57,14 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         }
     }
     let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
+    if let Some(at) = plan.start_at {
+        // Every shard's load starts at the same instant.
+        let wait = at.duration_since(std::time::SystemTime::now()).map_err(|_| anyhow::anyhow!("--start-at is in the past"))?;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
     let mut report = Report {
         schema: SCHEMA.to_owned(),
         schema_version: SCHEMA_VERSION,
@@ -71,6 +79,8 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         machine: Machine::here(),
         scenarios: Vec::new(),
         thresholds: Vec::new(),
+        shard: plan.shard,
+        shards: Vec::new(),
     };
     for (scenario, apps) in plan.scenarios.iter().zip(apps) {
         if cancel.is_cancelled() {
@@ -87,6 +97,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             stamped: plan.stamped,
             abort_after_chunks: plan.abort_after_chunks,
             after_terminal: plan.after_terminal,
+            arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
@@ -106,6 +117,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         };
         let mut built = ScenarioReport::build(&scenario.name, run_apps[0].mode, load, &result, health);
         built.apps = AppReport::of(&run_apps, &result.recorder);
+        built.measure_start_unix_ms = Some(unix_ms_of(result.measure_start));
         report.scenarios.push(built);
         report.interrupted |= result.interrupted;
     }
@@ -139,6 +151,16 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
     Ok(code)
 }
 
+/// An instant of this process's clock, in ms since the Unix epoch.
+fn unix_ms_of(at: tokio::time::Instant) -> u64 {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = tokio::time::Instant::now();
+    match now.checked_duration_since(at) {
+        Some(ago) => now_ms.saturating_sub(ago.as_millis() as u64),
+        None => now_ms + (at - now).as_millis() as u64,
+    }
+}
+
 /// Each planned scenario's apps for the driver, with each key as text.
 fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<String>) -> anyhow::Result<Vec<Vec<(App, String)>>> {
     plan.scenarios
@@ -165,7 +187,7 @@ fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<String>) -> any
 
 /// Interrupted, else INVALID when any scenario's driver was the bottleneck
 /// (so CI cannot take a lying run for a pass), else OK.
-fn exit_code(report: &Report) -> i32 {
+pub(crate) fn exit_code(report: &Report) -> i32 {
     if report.interrupted {
         exit::INTERRUPTED
     } else if report.scenarios.iter().any(|s| s.health.verdict == Verdict::Invalid) {

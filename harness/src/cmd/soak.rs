@@ -51,6 +51,7 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         stamped: false,
         abort_after_chunks: None,
         after_terminal: Default::default(),
+        arrival_phase: 0.0,
     };
     let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver_threads);
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;

@@ -188,6 +188,8 @@ pub struct RunSpec {
     /// Leave each stream after this many text chunks (outcome `aborted`).
     pub abort_after_chunks: Option<u32>,
     pub after_terminal: AfterTerminal,
+    /// Evenly spaced arrivals shifted by this part of a period (a shard's, `--shard`).
+    pub arrival_phase: f64,
 }
 
 /// Live totals, for the progress line.
@@ -207,6 +209,9 @@ pub struct RunResult {
     pub measured: Duration,
     pub peak_connections: i64,
     pub avg_connections: f64,
+    /// Each measured second's time-weighted mean and peak of in-flight requests.
+    pub connections_per_s: Vec<f64>,
+    pub peak_connections_per_s: Vec<i64>,
     pub interrupted: bool,
 }
 
@@ -246,7 +251,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     assert!(spec.apps.iter().any(|a| a.weight > 0), "a run needs an app of weight 1 or more");
     let start = Instant::now();
     let measure_start = start + spec.warmup;
-    let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration);
+    let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration).with_phase(spec.arrival_phase);
     let n_shards = (spec.load.n_workers() as usize).clamp(1, RECORDER_SHARDS);
     let n_apps = spec.apps.len();
     let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps))).collect();
@@ -294,13 +299,15 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     }
     let interrupted = ctx.cancel.is_cancelled();
     closer.abort();
-    let (peak_connections, avg_connections, end) = ctx.gauge.finish();
+    let (gauge, end) = ctx.gauge.finish();
     RunResult {
         recorder,
         measure_start,
         measured: end.saturating_duration_since(measure_start),
-        peak_connections,
-        avg_connections,
+        peak_connections: gauge.peak,
+        avg_connections: gauge.mean,
+        connections_per_s: gauge.mean_per_second,
+        peak_connections_per_s: gauge.peak_per_second,
         interrupted,
     }
 }

@@ -88,6 +88,47 @@ impl ThinkTime {
 }
 
 impl LoadModel {
+    /// Shard `index` (from 1) of `count` equal parts: users, rate and
+    /// connections divided (global user k runs in shard k mod count), the
+    /// arrivals' seed distinct; an error when a part would be empty.
+    pub fn share(&self, index: u32, count: u32) -> Result<LoadModel, String> {
+        let n = f64::from(count);
+        let c = f64::from(index - 1);
+        // Whole things (users, connections) dealt out as cards: k to k mod count.
+        let split = |total: u32, what: &str| -> Result<u32, String> {
+            let part = total / count + u32::from(index - 1 < total % count);
+            if part == 0 { Err(format!("{total} {what} cannot be split {count} ways")) } else { Ok(part) }
+        };
+        Ok(match self {
+            LoadModel::Closed { users, spawn_rate } => {
+                let part = split(*users, "users")?;
+                LoadModel::Closed { users: part, spawn_rate: spawn_rate * f64::from(part) / f64::from(*users) }
+            }
+            LoadModel::Open { rate, poisson, connections, seed } => LoadModel::Open {
+                rate: rate / n,
+                poisson: *poisson,
+                connections: split(*connections, "connections")?,
+                seed: seed.wrapping_add(u64::from(index - 1)),
+            },
+            LoadModel::RampingUsers { stages, think_time } => {
+                // User j of this shard is global user j·count + c: it runs while
+                // the level exceeds that, i.e. while (level − c) / count > j.
+                let mut part = vec![Stage { duration_s: 0.0, target: -c / n }];
+                part.extend(stages.iter().map(|s| Stage { duration_s: s.duration_s, target: (s.target - c) / n }));
+                if part.iter().all(|s| s.target <= 0.0) {
+                    return Err(format!("the stages' users cannot be split {count} ways"));
+                }
+                LoadModel::RampingUsers { stages: part, think_time: *think_time }
+            }
+            LoadModel::RampingRate { stages, poisson, connections, seed } => LoadModel::RampingRate {
+                stages: stages.iter().map(|s| Stage { duration_s: s.duration_s, target: s.target / n }).collect(),
+                poisson: *poisson,
+                connections: split(*connections, "connections")?,
+                seed: seed.wrapping_add(u64::from(index - 1)),
+            },
+        })
+    }
+
     /// Workers the driver runs: one per user (the most any stage reaches),
     /// or one per connection.
     pub fn n_workers(&self) -> u32 {
@@ -225,6 +266,9 @@ pub struct Schedule {
     start: Instant,
     end: Instant,
     next_arrival: AtomicU64,
+    /// Evenly spaced arrivals fall where the integral reaches k + phase: a
+    /// shard's share of a load sent between the other shards' (0 ≤ phase < 1).
+    phase: f64,
     /// The Poisson arrivals' generator and the last arrival's cumulative count.
     poisson_state: Mutex<(rand::rngs::SmallRng, f64)>,
 }
@@ -244,8 +288,15 @@ impl Schedule {
             // Plans are checked to last under a year; a longer one is capped, not an overflow.
             end: start + duration.min(Duration::from_secs(100 * 365 * 86_400)),
             next_arrival: AtomicU64::new(0),
+            phase: 0.0,
             poisson_state: Mutex::new((rand::rngs::SmallRng::seed_from_u64(seed), 0.0)),
         }
+    }
+
+    /// This schedule's evenly spaced arrivals, shifted by `phase` of a period.
+    pub fn with_phase(mut self, phase: f64) -> Self {
+        self.phase = phase;
+        self
     }
 
     pub fn start(&self) -> Instant {
@@ -271,7 +322,7 @@ impl Schedule {
             if !first && from <= since { now } else { at(from)? }
         } else if !self.poisson {
             let k = self.next_arrival.fetch_add(1, Ordering::Relaxed);
-            at(self.level.time_of_area(k as f64)?)?
+            at(self.level.time_of_area(k as f64 + self.phase)?)?
         } else {
             let mut state = self.poisson_state.lock().unwrap_or_else(|e| e.into_inner());
             let (rng, area) = &mut *state;
@@ -412,6 +463,36 @@ mod tests {
         assert_eq!(schedule.next(0, false).await, None, "the next is 1e20 s away");
         let slow = Schedule::new(&LoadModel::Closed { users: 10, spawn_rate: 1e-19 }, start, Duration::from_secs(1));
         assert_eq!(slow.next(9, true).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shards_are_equal_parts_that_add_up_to_the_load() {
+        let start = Instant::now();
+        // Users: 10 over 3 shards is 4 + 3 + 3, each user once.
+        let closed = LoadModel::Closed { users: 10, spawn_rate: 5.0 };
+        let parts: Vec<_> = (1..=3).map(|i| closed.share(i, 3).unwrap()).collect();
+        assert_eq!(parts.iter().map(LoadModel::n_workers).sum::<u32>(), 10);
+        assert!(LoadModel::Closed { users: 2, spawn_rate: 1.0 }.share(3, 3).unwrap_err().contains("2 users cannot be split 3 ways"));
+        // Stages of users: at every moment the shards run as many users as the whole.
+        let ramp = LoadModel::RampingUsers { stages: stages(&[(10.0, 10.0), (5.0, 10.0)]), think_time: ThinkTime::default() };
+        let parts: Vec<_> = (1..=3).map(|i| ramp.share(i, 3).unwrap()).collect();
+        for t in [0.5, 2.0, 3.3, 7.9, 12.0] {
+            let running = |m: &LoadModel| (0..m.n_workers()).filter(|&u| m.level().user_runs_from(f64::from(u), t) == Some(t)).count();
+            assert_eq!(parts.iter().map(running).sum::<usize>(), running(&ramp), "at {t} s");
+        }
+        // Evenly spaced arrivals: 3 shards of 300/s, phased, are the whole's 300 arrivals, interleaved.
+        let open = LoadModel::Open { rate: 300.0, poisson: false, connections: 6, seed: 1 };
+        let mut all = Vec::new();
+        for i in 1..=3 {
+            let part = open.share(i, 3).unwrap();
+            let schedule = Schedule::new(&part, start, Duration::from_secs(1)).with_phase(f64::from(i - 1) / 3.0);
+            while let Some(t) = schedule.next(0, false).await {
+                all.push((t - start).as_secs_f64());
+            }
+        }
+        all.sort_by(f64::total_cmp);
+        assert_eq!(all.len(), 300);
+        assert!(all.windows(2).all(|w| (w[1] - w[0] - 1.0 / 300.0).abs() < 1e-9), "evenly spaced as one schedule");
     }
 
     #[test]

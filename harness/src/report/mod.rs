@@ -6,6 +6,7 @@
 //! through these same types.
 
 pub mod ab;
+pub mod merge;
 pub mod sample;
 pub mod soak;
 pub mod text;
@@ -38,6 +39,46 @@ pub struct Report {
     /// Each `--threshold` on each scenario it applies to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<thresholds::ThresholdResult>,
+    /// The part of a load this run was (`--shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// A merged report's parts (`flowbench merge`), each with its health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSummary>,
+}
+
+/// Shard `index` (from 1) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N`, 1 ≤ I ≤ N.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (i, n) = text.split_once('/').ok_or_else(|| format!("{text:?} is not I/N (e.g. 1/3)"))?;
+        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("{text:?} is not I/N (e.g. 1/3)"));
+        let (index, count) = (parse(i)?, parse(n)?);
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("{text:?}: I runs from 1 to N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// One part of a merged report, as it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// The report file it was read from.
+    pub file: String,
+    pub shard: Option<Shard>,
+    pub machine: Machine,
+    /// By scenario.
+    pub health: BTreeMap<String, HealthReport>,
+    pub target_cpu_us_per_request: BTreeMap<String, Option<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +121,10 @@ pub struct ScenarioReport {
     /// Each app's share, when a scenario file's scenario mixes several.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppReport>,
+    /// When the measured phase began, in ms since the Unix epoch: where
+    /// `flowbench merge` aligns the shards' per-second series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure_start_unix_ms: Option<u64>,
 }
 
 /// One app of a scenario that mixes several: its measured requests.
@@ -92,6 +137,11 @@ pub struct AppReport {
     pub errors: u64,
     pub duration_ms: Summary,
     pub ttfe_ms: Summary,
+    /// The two distributions as histograms (as `histograms`), for merges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_histogram: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfe_histogram: Option<String>,
 }
 
 impl AppReport {
@@ -107,6 +157,8 @@ impl AppReport {
                 errors: tally.n_errors,
                 duration_ms: Summary::of(&tally.duration),
                 ttfe_ms: Summary::of(&tally.ttfe),
+                duration_histogram: Some(encode_histogram(&tally.duration)),
+                ttfe_histogram: Some(encode_histogram(&tally.ttfe)),
             })
             .collect()
     }
@@ -196,6 +248,11 @@ pub struct PerSecond {
     pub events: Vec<u64>,
     pub ok: Vec<u64>,
     pub errors: Vec<u64>,
+    /// In-flight requests: each second's time-weighted mean and peak.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peak_connections: Vec<i64>,
 }
 
 impl PerSecond {
@@ -236,7 +293,13 @@ impl ScenarioReport {
             v.resize(n_seconds, 0);
             v
         };
-        let per_second = PerSecond { events: cut(&r.events_per_s), ok: cut(&r.ok_per_s), errors: cut(&r.errors_per_s) };
+        let per_second = PerSecond {
+            events: cut(&r.events_per_s),
+            ok: cut(&r.ok_per_s),
+            errors: cut(&r.errors_per_s),
+            connections: result.connections_per_s.clone(),
+            peak_connections: result.peak_connections_per_s.clone(),
+        };
         let histograms = Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(r.histogram(m)))).collect();
         let latency = Metric::ALL
             .into_iter()
@@ -272,6 +335,7 @@ impl ScenarioReport {
             health,
             histograms,
             apps: Vec::new(),
+            measure_start_unix_ms: None,
         }
     }
 }

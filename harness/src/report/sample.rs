@@ -2,7 +2,7 @@
 //! for the renderings' snapshots, the gate's test of what it reads, and the
 //! README's check of the report's shape.
 
-use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
+use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
 use crate::load::health::{HealthReport, Machine, Verdict};
 use crate::load::metrics::{ErrorClass, Recorder, Sample, Summary};
@@ -12,11 +12,25 @@ use std::time::Duration;
 /// A scenario report from a fixed set of samples: the same figures on
 /// every machine, for the renderings' snapshots.
 pub fn sample_scenario(name: &str) -> ScenarioReport {
+    let connections = Conns { peak: 4, avg: 2.5, per_s: vec![2.0, 3.0, 2.5], peak_per_s: vec![3, 4, 4] };
+    scenario_of(name, |_| true, connections, LoadModel::Closed { users: 4, spawn_rate: 2.0 })
+}
+
+/// What the connection gauge saw, given rather than measured.
+struct Conns {
+    peak: i64,
+    avg: f64,
+    per_s: Vec<f64>,
+    peak_per_s: Vec<i64>,
+}
+
+/// The scenario report of the samples `keep` takes (by their number).
+fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: LoadModel) -> ScenarioReport {
     let t0 = tokio::time::Instant::now();
     let measure_start = t0 + Duration::from_secs(1);
     let mut recorder = Recorder::new(measure_start);
     let ms = Duration::from_millis;
-    for i in 0..40u64 {
+    for i in (0..40u64).filter(|i| keep(*i)) {
         let intended = t0 + ms(100 * i);
         let sent = intended + ms(i % 3);
         let mut sample = Sample::new(intended, sent, if i % 13 == 12 { Err(ErrorClass::Http5xx) } else { Ok(()) });
@@ -38,8 +52,10 @@ pub fn sample_scenario(name: &str) -> ScenarioReport {
         recorder,
         measure_start,
         measured: Duration::from_secs(3),
-        peak_connections: 4,
-        avg_connections: 2.5,
+        peak_connections: conns.peak,
+        avg_connections: conns.avg,
+        connections_per_s: conns.per_s,
+        peak_connections_per_s: conns.peak_per_s,
         interrupted: false,
     };
     let health = HealthReport {
@@ -55,17 +71,34 @@ pub fn sample_scenario(name: &str) -> ScenarioReport {
         machine_cores: 2,
         span_s: 4.0,
     };
-    let load = LoadParams {
-        model: LoadModel::Closed { users: 4, spawn_rate: 2.0 },
-        warmup_s: 1.0,
-        duration_s: 3.0,
-        measured_s: 0.0,
-        window_s: 1,
-        timeout_s: 60.0,
-        seed: 1,
-    };
+    let load = LoadParams { model, warmup_s: 1.0, duration_s: 3.0, measured_s: 0.0, window_s: 1, timeout_s: 60.0, seed: 1 };
     let mode = if name == "llm" { Mode::Streaming } else { Mode::Blocking };
-    ScenarioReport::build(name, mode, load, &result, health)
+    let mut report = ScenarioReport::build(name, mode, load, &result, health);
+    report.measure_start_unix_ms = Some(1_764_000_001_000);
+    report
+}
+
+/// The sample report's load as `n` shards' reports: shard k (from 0) ran
+/// the samples whose number is k mod n, and a share of the connections
+/// that adds up to the whole's.
+pub fn sample_shards(n: u32) -> Vec<Report> {
+    (0..n)
+        .map(|k| {
+            let peak_per_s: Vec<i64> = [3i64, 4, 4].iter().map(|p| p / i64::from(n) + i64::from(i64::from(k) < p % i64::from(n))).collect();
+            let conns = || Conns {
+                peak: peak_per_s.iter().copied().max().unwrap_or(0),
+                avg: 2.5 / f64::from(n),
+                per_s: [2.0, 3.0, 2.5].iter().map(|v| v / f64::from(n)).collect(),
+                peak_per_s: peak_per_s.clone(),
+            };
+            let keep = move |i: u64| i % u64::from(n) == u64::from(k);
+            let model = LoadModel::Closed { users: 4, spawn_rate: 2.0 };
+            let mut report = sample_report();
+            report.scenarios = vec![scenario_of("empty", keep, conns(), model.clone()), scenario_of("llm", keep, conns(), model)];
+            report.shard = Some(Shard { index: k + 1, count: n });
+            report
+        })
+        .collect()
 }
 
 /// A whole report of both scenarios, on a machine described the same everywhere.
@@ -80,5 +113,7 @@ pub fn sample_report() -> Report {
         machine: Machine { cpu_model: "Test CPU".to_owned(), cores: 2, kernel: "6.0.0".to_owned(), memory_gib: 4.0 },
         scenarios: vec![sample_scenario("empty"), sample_scenario("llm")],
         thresholds: Vec::new(),
+        shard: None,
+        shards: Vec::new(),
     }
 }

@@ -138,7 +138,12 @@ impl Report {
                 let of = s.health.target_cpu_of.as_deref().map_or(String::new(), |of| format!(" ({of})"));
                 let _ = writeln!(out, "Target CPU: {per_request:.2} µs per request{per_event}{of}");
             } else {
-                let _ = writeln!(out, "Target CPU: not measured (remote)");
+                let why = if self.shards.is_empty() {
+                    "not measured (remote)"
+                } else {
+                    "not attributed (merged shards; each shard's is in the JSON)"
+                };
+                let _ = writeln!(out, "Target CPU: {why}");
             }
             let h = &s.health;
             let _ = writeln!(
@@ -166,6 +171,21 @@ impl Report {
                 let _ = writeln!(out, "  {} {}: {} ({value})", if t.passed { "PASS" } else { "FAIL" }, t.scenario, t.threshold);
             }
             out.push('\n');
+        }
+        if !self.shards.is_empty() {
+            let _ = writeln!(out, "Merged from {} reports:", self.shards.len());
+            for shard in &self.shards {
+                let part = shard.shard.map_or(String::new(), |s| format!(" (shard {}/{})", s.index, s.count));
+                let verdicts: Vec<String> = shard.health.iter().map(|(name, h)| format!("{name} {:?}", h.verdict)).collect();
+                let _ = writeln!(
+                    out,
+                    "  {}{part}: {} on {} cores; {}",
+                    shard.file,
+                    shard.machine.cpu_model,
+                    shard.machine.cores,
+                    verdicts.join(", ")
+                );
+            }
         }
         let m = &self.machine;
         let _ = writeln!(out, "Target: {}{}", self.target.url, if self.target.embedded { " (embedded mocked stack)" } else { "" });

