@@ -97,3 +97,50 @@ fn the_manifests_are_the_seeds_topology() {
         assert!(command.contains(&format!("{}={}", app.name, app.api_key)), "the driver's key for {}", app.name);
     }
 }
+
+/// What the manifests run is real: the ConfigMap's server config serves the
+/// fixture apps (with the image's fixture paths pointed at this checkout),
+/// and the mock's and the driver's command lines are ones flowbench takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifests_command_lines_and_config_work() {
+    use clap::Parser;
+    use harness::cli::{Cli, Command as Cmd};
+    use std::io::{Read, Write};
+    let dir = root().join("deploy/kubernetes");
+    let config = &documents(&dir.join("server-config.yaml"))[0];
+    let text =
+        config["data"]["server.toml"].as_str().unwrap().replace("/opt/flowbench/fixtures", &root().join("fixtures").display().to_string());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let mut config = server::config::Config::from_file(file.path()).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let running = server::Running::start(&config).unwrap();
+    let addr = running.url.trim_start_matches("http://").to_owned();
+    let get = move |path: &str, key: &str| {
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        write!(tcp, "GET {path} HTTP/1.0\r\nAuthorization: Bearer {key}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let (health, parameters) =
+        tokio::task::spawn_blocking(move || (get("/health", ""), get("/v1/parameters", "app-flowbench-llm"))).await.unwrap();
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    assert!(parameters.starts_with("HTTP/1.0 200"), "{parameters}");
+    running.shutdown().await.unwrap();
+
+    let mock = &documents(&dir.join("mock.yaml"))[0]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = mock["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    Cli::try_parse_from([&["flowbench"][..], &args].concat()).unwrap();
+    let driver = &documents(&dir.join("driver.yaml"))[0]["spec"]["template"]["spec"]["containers"][0];
+    // The shell's expansions as pod 0 without START_AT sees them.
+    let line = driver["args"][0]
+        .as_str()
+        .unwrap()
+        .replace("\"$((JOB_COMPLETION_INDEX + 1))/3\"", "1/3")
+        .replace("${START_AT:+--start-at \"$START_AT\"}", "");
+    let words: Vec<&str> = line.split(" >&2").next().unwrap().split_whitespace().collect();
+    let Cmd::Run(run) = Cli::try_parse_from(&words).unwrap().command else { panic!("{words:?}") };
+    let plan = run.plan().unwrap();
+    assert_eq!(plan.shard, Some(harness::report::Shard { index: 1, count: 3 }));
+}
