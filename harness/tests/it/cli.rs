@@ -116,12 +116,17 @@ fn a_target_that_is_down_exits_2_before_any_load() {
     assert!(stderr.contains("is down or refused the connection"), "{stderr}");
 }
 
-#[test]
-fn a_wrong_key_exits_2_and_bad_flags_are_named() {
+/// `flowbench up` as a child, and its line (URLs, keys); SIGTERM it when done.
+fn flowbench_up() -> (std::process::Child, serde_json::Value) {
     let mut up = flowbench().arg("up").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(up.stdout.take().unwrap()), &mut line).unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    (up, serde_json::from_str(&line).unwrap())
+}
+
+#[test]
+fn a_wrong_key_exits_2_and_bad_flags_are_named() {
+    let (mut up, info) = flowbench_up();
     let url = info["server_url"].as_str().unwrap();
     let output = flowbench().args(["run", "--scenario", "empty", "--target", url, "--api-key", "app-wrong"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -361,10 +366,7 @@ fn a_bad_scenario_file_is_named_by_line_and_key() {
 /// shard's health is kept, and a merge of two of the three is refused.
 #[test]
 fn three_shards_run_together_and_merge_into_one_report() {
-    let mut up = flowbench().arg("up").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(up.stdout.take().unwrap()), &mut line).unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (mut up, info) = flowbench_up();
     let url = info["server_url"].as_str().unwrap().to_owned();
     let key = info["apps"]["empty"]["api_key"].as_str().unwrap().to_owned();
     let dir = std::env::temp_dir().join(format!("flowbench-shards-{}", std::process::id()));
