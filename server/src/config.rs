@@ -49,6 +49,8 @@ pub enum ConfigError {
     Limits(String),
     #[error("busy_poll_window must be above zero")]
     BusyPollWindow,
+    #[error("the run store: {0}")]
+    Store(String),
 }
 
 /// The whole server configuration.
@@ -63,6 +65,10 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Where run records live: `memory` (the default; per process) or a
+    /// `postgres://` URL (shared by replicas, durable).
+    #[serde(default)]
+    pub store: Option<String>,
     /// While runs are live and their upstreams sending, the workers poll
     /// instead of sleeping: less latency per relayed event, a worker's CPU
     /// spent meanwhile (`busy_poll.rs`). Off by default.
@@ -207,6 +213,7 @@ impl Default for Config {
             provider: ProviderConfig::default(),
             limits: Limits::default(),
             apps: Vec::new(),
+            store: None,
             busy_poll: false,
             busy_poll_window: default_busy_poll_window(),
         }

@@ -9,6 +9,7 @@
 mod busy_poll;
 pub mod config;
 pub mod http;
+pub mod pg_store;
 pub mod pyjson;
 pub mod sse;
 pub mod state;

@@ -53,6 +53,10 @@ struct Cli {
     /// Gate self-test only: CPU to spin per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     inject_busy_per_event: Option<std::time::Duration>,
+    /// Where run records live: `memory` (per process) or a `postgres://`
+    /// URL (shared by replicas: GET and stop work on any of them).
+    #[arg(long, env = "FLOWBENCH_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Share the listen address with other flowbench-server processes
     /// (SO_REUSEPORT): the kernel spreads connections over them. Each
     /// process keeps its own run records, so `GET /v1/workflows/run/{id}`
@@ -140,13 +144,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.limits.stream_tail = d;
     }
     anyhow::ensure!(!config.apps.is_empty(), "no apps configured: give --app API_KEY=DSL_FILE or a --config file with [[apps]]");
-    let state = AppState::new(&config)?;
+    if let Some(store) = cli.store {
+        config.store = Some(store);
+    }
+    // Apps and limits are checked before the runtime starts; the store is
+    // opened on it.
+    config.validate()?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.worker_threads {
         runtime.worker_threads(usize::from(n));
     }
     let runtime = runtime.enable_all().build().context("starting the tokio runtime")?;
     runtime.block_on(async {
+        let state = AppState::open(&config).await?;
         let listener =
             server::http::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");

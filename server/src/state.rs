@@ -29,7 +29,7 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub provider: Provider,
     pub store: Arc<dyn RunStore>,
-    pub tasks: TaskRegistry,
+    pub tasks: Arc<TaskRegistry>,
     pub stats: Stats,
     /// Every streaming run (a token held by its execution, wherever it is
     /// polled); drained on shutdown.
@@ -110,8 +110,37 @@ pub struct StatsSnapshot {
 }
 
 impl AppState {
-    /// Loads every app's workflow and builds the state; errors name the file.
+    /// Loads every app's workflow and builds the state with the in-memory
+    /// run store; errors name the file. (A `store` URL needs `open`.)
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        if config.store.is_some() {
+            return Err(ConfigError::Store("a database store is opened with AppState::open".into()));
+        }
+        let limits = &config.limits;
+        let store = Arc::new(MemoryStore::new(limits.max_stored_runs, limits.max_stored_bytes));
+        Self::build(config, store, Arc::new(TaskRegistry::default()))
+    }
+
+    /// As `new`, with the run store `config.store` names: memory (none), or
+    /// `postgres://…`, connected and its table created before this returns.
+    pub async fn open(config: &Config) -> Result<Self, ConfigError> {
+        match config.store.as_deref() {
+            None | Some("memory") => {
+                let limits = &config.limits;
+                let store = Arc::new(MemoryStore::new(limits.max_stored_runs, limits.max_stored_bytes));
+                Self::build(config, store, Arc::new(TaskRegistry::default()))
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                config.validate()?;
+                let tasks = Arc::new(TaskRegistry::default());
+                let store = crate::pg_store::PgStore::open(url, tasks.clone()).await.map_err(|e| ConfigError::Store(e.to_string()))?;
+                Self::build(config, Arc::new(store), tasks)
+            }
+            Some(other) => Err(ConfigError::Store(format!("store {other:?}: give memory or a postgres:// URL"))),
+        }
+    }
+
+    fn build(config: &Config, store: Arc<dyn RunStore>, tasks: Arc<TaskRegistry>) -> Result<Self, ConfigError> {
         config.validate()?;
         let limits = config.limits.clone();
         let provider = Provider::new(ProviderSettings {
@@ -148,10 +177,10 @@ impl AppState {
         }
         let shared = Shared {
             apps,
-            store: Arc::new(MemoryStore::new(limits.max_stored_runs, limits.max_stored_bytes)),
+            store,
             limits,
             provider,
-            tasks: TaskRegistry::default(),
+            tasks,
             stats: Stats::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),

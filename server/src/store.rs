@@ -1,8 +1,8 @@
 //! Run records and running tasks.
 //!
-//! `RunStore` is the small trait a durable store can implement later;
-//! `MemoryStore` is bounded (oldest runs evicted first) and sharded so no
-//! request takes a global lock. `TaskRegistry` maps a streaming run's task id
+//! `RunStore` is what a store implements: `MemoryStore` here, bounded
+//! (oldest runs evicted first) and sharded so no request takes a global
+//! lock, and `pg_store::PgStore`, shared by replicas. `TaskRegistry` maps a streaming run's task id
 //! to its stop token, so `POST /v1/workflows/tasks/{id}/stop` reaches it.
 
 use crate::workflow::events::RunTotals;
@@ -58,7 +58,7 @@ impl RunRecord {
         Self { totals: parts.totals, text, ends: [inputs_end, user_end, outputs_end], has_error: parts.error.is_some() }
     }
 
-    fn inputs_json(&self) -> &str {
+    pub(crate) fn inputs_json(&self) -> &str {
         &self.text[..self.ends[0]]
     }
 
@@ -66,7 +66,7 @@ impl RunRecord {
         &self.text[self.ends[0]..self.ends[1]]
     }
 
-    fn outputs_json(&self) -> &str {
+    pub(crate) fn outputs_json(&self) -> &str {
         &self.text[self.ends[1]..self.ends[2]]
     }
 
@@ -91,6 +91,22 @@ impl RunRecord {
     }
 }
 
+/// When a `put` is durable: at once (memory: it is as durable as it will
+/// be), or when its batch commits (a database).
+pub enum Committed {
+    Now,
+    Later(tokio::sync::oneshot::Receiver<()>),
+}
+
+impl Committed {
+    /// Resolves once the record is committed (or its store has stopped).
+    pub async fn wait(self) {
+        if let Committed::Later(done) = self {
+            let _ = done.await;
+        }
+    }
+}
+
 /// Storage of run records.
 pub trait RunStore: Send + Sync + 'static {
     /// A new run's id, a random-looking v4 UUID. A store may choose it so
@@ -98,11 +114,15 @@ pub trait RunStore: Send + Sync + 'static {
     fn new_run_id(&self, _app_id: Uuid) -> Uuid {
         Uuid::new_v4()
     }
-    /// Inserts or replaces the run `run_id` of `app_id` with `record`.
-    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord);
+    /// Inserts or replaces the run `run_id` of `app_id` with `record`;
+    /// `get` sees it at once, and it is durable when the result resolves.
+    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) -> Committed;
     /// The record of `run_id` (as a client spelled it: only the canonical
     /// lowercase, hyphenated form names a run) if it belongs to `app_id`.
-    fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord>;
+    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Option<RunRecord>>;
+    /// A stop for a task this process does not run: a store shared by
+    /// replicas passes it to the one that does.
+    fn forward_stop(&self, _task_id: &str, _app_id: &str, _user: &str) {}
     fn len(&self) -> usize;
     /// Bytes the records hold beyond their slots.
     fn bytes(&self) -> usize;
@@ -278,6 +298,17 @@ fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+impl MemoryStore {
+    /// The record of `run_id`, as `RunStore::get`, without a future.
+    pub fn get_now(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord> {
+        let (id, app_id) = (id_bits(run_id)?, app_id.as_u128());
+        let (shard, seq) = self.locate(id);
+        let mut ring = self.lock(shard);
+        let slot = ring.slot_mut(seq, self.per_shard)?;
+        if slot.id == id && slot.app_id == app_id { slot.record.clone() } else { None }
+    }
+}
+
 impl RunStore for MemoryStore {
     fn new_run_id(&self, app_id: Uuid) -> Uuid {
         let random = Uuid::new_v4().as_u128();
@@ -315,7 +346,7 @@ impl RunStore for MemoryStore {
         Uuid::from_u128(id)
     }
 
-    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) {
+    fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) -> Committed {
         let (id, app_id) = (run_id.as_u128(), app_id.as_u128());
         let (shard, seq) = self.locate(id);
         let (replaced, dropped) = {
@@ -336,14 +367,12 @@ impl RunStore for MemoryStore {
         };
         // What is freed is freed outside the lock.
         drop((replaced, dropped));
+        Committed::Now
     }
 
-    fn get(&self, app_id: Uuid, run_id: &str) -> Option<RunRecord> {
-        let (id, app_id) = (id_bits(run_id)?, app_id.as_u128());
-        let (shard, seq) = self.locate(id);
-        let mut ring = self.lock(shard);
-        let slot = ring.slot_mut(seq, self.per_shard)?;
-        if slot.id == id && slot.app_id == app_id { slot.record.clone() } else { None }
+    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Option<RunRecord>> {
+        let record = self.get_now(app_id, run_id);
+        Box::pin(std::future::ready(record))
     }
 
     fn bytes(&self) -> usize {
@@ -446,10 +475,10 @@ mod tests {
         let uuid = store.new_run_id(APP);
         let id = uuid.to_string();
         // Reserved, not yet stored.
-        assert!(store.get(APP, &id).is_none());
+        assert!(store.get_now(APP, &id).is_none());
         store.put(APP, uuid, record(RunStatus::Running, &id));
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Running);
-        assert!(store.get(OTHER_APP, &id).is_none());
+        assert_eq!(store.get_now(APP, &id).unwrap().totals.status, RunStatus::Running);
+        assert!(store.get_now(OTHER_APP, &id).is_none());
         // Every spelling PostgreSQL reads as this UUID names it, as in Dify.
         let plain = id.replace('-', "");
         let spellings = [
@@ -460,7 +489,7 @@ mod tests {
             format!("{{{}-{}}}", &plain[..8], &plain[8..]),
         ];
         for spelling in &spellings {
-            assert!(store.get(APP, spelling).is_some(), "{spelling}");
+            assert!(store.get_now(APP, spelling).is_some(), "{spelling}");
         }
         // And nothing PostgreSQL refuses.
         let refused = [
@@ -481,10 +510,10 @@ mod tests {
         // Put again (a run that finished): replaced, not added.
         store.put(APP, uuid, record(RunStatus::Succeeded, &id));
         assert_eq!(store.len(), 1);
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
+        assert_eq!(store.get_now(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
         // Another app cannot overwrite it either.
         store.put(OTHER_APP, uuid, record(RunStatus::Failed, &id));
-        assert_eq!(store.get(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
+        assert_eq!(store.get_now(APP, &id).unwrap().totals.status, RunStatus::Succeeded);
     }
 
     #[test]
@@ -506,7 +535,7 @@ mod tests {
             let bits = id.as_u128();
             for forged in [bits ^ 1, bits ^ (1 << 70), bits ^ (1 << 4), Uuid::new_v4().as_u128()] {
                 let forged = Uuid::from_u128(forged).to_string();
-                assert!(store.get(APP, &forged).is_none(), "{i}: {forged}");
+                assert!(store.get_now(APP, &forged).is_none(), "{i}: {forged}");
             }
         }
         assert_eq!(store.len(), 1000);
@@ -527,9 +556,9 @@ mod tests {
         // a ring that has wrapped around ten times; the older ones are gone.
         let (gone, kept) = ids.split_at(ids.len() - N_SHARDS * 4);
         for id in kept {
-            assert_eq!(store.get(APP, id).expect("a recent run is kept").user_id(), id);
+            assert_eq!(store.get_now(APP, id).expect("a recent run is kept").user_id(), id);
         }
-        assert!(gone.iter().all(|id| store.get(APP, id).is_none()));
+        assert!(gone.iter().all(|id| store.get_now(APP, id).is_none()));
     }
 
     #[test]
@@ -542,7 +571,7 @@ mod tests {
             store.put(APP, id, record(RunStatus::Succeeded, "short"));
         }
         store.put(APP, long, record(RunStatus::Succeeded, "long"));
-        assert!(store.get(APP, &long.to_string()).is_none());
+        assert!(store.get_now(APP, &long.to_string()).is_none());
         assert_eq!(store.len(), N_SHARDS);
     }
 
@@ -562,8 +591,8 @@ mod tests {
         assert!(store.bytes() <= N_SHARDS * (2 * BIG + BIG / 2), "{} bytes held", store.bytes());
         assert_eq!(store.len(), N_SHARDS * 2);
         let (gone, kept) = ids.split_at(ids.len() - N_SHARDS * 2);
-        assert!(kept.iter().all(|id| store.get(APP, id).is_some()), "the newest runs are kept");
-        assert!(gone.iter().all(|id| store.get(APP, id).is_none()), "the oldest went first");
+        assert!(kept.iter().all(|id| store.get_now(APP, id).is_some()), "the newest runs are kept");
+        assert!(gone.iter().all(|id| store.get_now(APP, id).is_none()), "the oldest went first");
         // A running record dropped for bytes is not put back when it ends.
         let long = store.new_run_id(APP);
         store.put(APP, long, record(RunStatus::Running, "long"));
@@ -572,11 +601,11 @@ mod tests {
             store.put(APP, id, record(RunStatus::Succeeded, &big));
         }
         store.put(APP, long, record(RunStatus::Succeeded, "long"));
-        assert!(store.get(APP, &long.to_string()).is_none());
+        assert!(store.get_now(APP, &long.to_string()).is_none());
         // A record larger than a shard's share is not kept at all.
         let huge = store.new_run_id(APP);
         store.put(APP, huge, record(RunStatus::Succeeded, &"h".repeat(3 * BIG)));
-        assert!(store.get(APP, &huge.to_string()).is_none());
+        assert!(store.get_now(APP, &huge.to_string()).is_none());
         assert!(store.bytes() <= N_SHARDS * (2 * BIG + BIG / 2));
     }
 }

@@ -35,6 +35,9 @@ pub(super) struct OutboxSink {
     pub(super) outbox: Arc<Mutex<Outbox>>,
     pub(super) max_events: usize,
     pub(super) busy_per_event: Duration,
+    /// The terminal frame, held until the run's record is stored: a client
+    /// that has `workflow_finished` finds the run finished, on any replica.
+    pub(super) terminal: Option<Vec<u8>>,
 }
 
 impl Sink for OutboxSink {
@@ -66,6 +69,11 @@ impl Sink for OutboxSink {
             Poll::Ready(Ok(()))
         })
         .await
+    }
+
+    async fn send_terminal(&mut self, frame: Vec<u8>) -> Result<(), ClientGone> {
+        self.terminal = Some(frame);
+        Ok(())
     }
 
     async fn gone(&self) {

@@ -18,7 +18,7 @@ pub mod serve;
 use crate::pyjson;
 use crate::state::{App, AppState};
 use crate::store::{RecordParts, RunRecord};
-use crate::workflow::engine::{self, Run};
+use crate::workflow::engine::{self, Run, Sink};
 use crate::workflow::events;
 use crate::workflow::events::RunTotals;
 use axum::Router;
@@ -102,7 +102,8 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     let outcome = Box::pin(engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown)).await;
     let body = events::BlockingResponse::new(run.ids(), &run.app.workflow_id, &outcome.totals, &outcome.outputs, outcome.error.as_deref())
         .to_python_json();
-    store_run(&state.shared, &run, Some(&outcome));
+    // Answered once the record holds (at once, in memory).
+    store_run(&state.shared, &run, Some(&outcome)).wait().await;
     drop(live);
     response(StatusCode::OK, Body::from(body), BLOCKING_TYPE)
 }
@@ -117,6 +118,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         outbox: outbox.clone(),
         max_events: shared.limits.stream_buffer_events,
         busy_per_event: shared.limits.inject_busy_per_event,
+        terminal: None,
     };
     // Counted by the tracker until it ends, wherever it is polled.
     let tracked = shared.tracker.token();
@@ -128,7 +130,11 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
             shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
         }
-        store_run(shared, &run, Some(&outcome));
+        store_run(shared, &run, Some(&outcome)).wait().await;
+        // The terminal event goes once the record holds.
+        if let Some(frame) = sink.terminal.take() {
+            let _ = sink.send(frame).await;
+        }
         drop(live);
         drop(tracked);
     };
@@ -138,7 +144,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
 
 /// Stores what `GET /v1/workflows/run/{id}` will answer for `run`: running
 /// (no outcome yet) or finished. Packed, not rendered (see `RunRecord`).
-fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) {
+fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) -> crate::store::Committed {
     let no_outputs = serde_json::Map::new();
     let totals = outcome.map_or_else(|| RunTotals::running(run.created_at), |o| o.totals);
     let record = RunRecord::pack(&RecordParts {
@@ -148,7 +154,7 @@ fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::
         outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
         error: outcome.and_then(|o| o.error.as_deref()),
     });
-    shared.store.put(run.app.app_uuid, run.id, record);
+    shared.store.put(run.app.app_uuid, run.id, record)
 }
 
 /// The body of `GET /v1/workflows/run/{id}` for `record`, a run of `app`.
@@ -183,7 +189,7 @@ async fn get_run(
     // Any spelling PostgreSQL reads as the id finds the run; the answer
     // names it in the canonical form, as Dify's does (read back from there).
     let run_id = crate::store::parse_run_id(&path_id(run_id)).ok_or_else(ApiError::run_not_found)?.to_string();
-    let record = state.shared.store.get(app.app_uuid, &run_id).ok_or_else(ApiError::run_not_found)?;
+    let record = state.shared.store.get(app.app_uuid, &run_id).await.ok_or_else(ApiError::run_not_found)?;
     Ok(json_response(render_record(&app, &run_id, &record)))
 }
 
@@ -200,7 +206,10 @@ async fn stop_task(
     let body = read_body_in_time(json_body(request, &state)?, &state).await?;
     let user = request::decode_stop(&body)?;
     // Like Dify, the answer is the same whether or not a run was stopped.
-    state.shared.tasks.stop(&task_id, &app.app_id, &user);
+    if !state.shared.tasks.stop(&task_id, &app.app_id, &user) {
+        // Maybe another replica runs it.
+        state.shared.store.forward_stop(&task_id, &app.app_id, &user);
+    }
     Ok(json_response(Bytes::from_static(b"{\"result\":\"success\"}\n")))
 }
 

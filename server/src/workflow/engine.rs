@@ -35,6 +35,11 @@ pub trait Sink: Send {
     }
     /// Resolves when the client is gone (never, for a blocking run).
     fn gone(&self) -> impl Future<Output = ()> + Send;
+    /// Delivers the run's terminal frame (`workflow_finished`); a sink may
+    /// hold it until the run's record is stored.
+    fn send_terminal(&mut self, frame: Vec<u8>) -> impl Future<Output = Result<(), ClientGone>> + Send {
+        self.send(frame)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +172,7 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
             created_by,
         );
         // The client may leave right now; the outcome stands either way.
-        let _ = exec.sink.send(events::frame("workflow_finished", &run.ids(), finished)).await;
+        let _ = exec.sink.send_terminal(events::frame("workflow_finished", &run.ids(), finished)).await;
     }
     outcome
 }
