@@ -160,7 +160,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let listener =
             server::http::conn::listen_with(config.listen, cli.reuse_port).with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
-        server::serve(listener, state, shutdown_signal()).await.context("serving")?;
+        server::serve(listener, state.clone(), shutdown_signal()).await.context("serving")?;
+        // What the runs stored on the way out is committed before exit.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), state.flush_store()).await.is_err() {
+            tracing::error!("the run store did not commit within 5 s of shutdown");
+        }
         tracing::info!("drained; bye");
         Ok(())
     })

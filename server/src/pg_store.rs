@@ -13,7 +13,7 @@
 //!   it runs it.
 //! - The schema is created at start (`CREATE TABLE IF NOT EXISTS`).
 
-use crate::store::{Committed, RecordParts, RunRecord, RunStore, TaskRegistry};
+use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, TaskRegistry};
 use crate::workflow::events::{RunStatus, RunTotals};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -46,27 +46,43 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flowbench_runs (
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
-    #[error("connecting to the run store {url}: {source}")]
+    #[error("connecting to the run store {url}")]
     Connect { url: String, source: tokio_postgres::Error },
-    #[error("creating the run store's table: {0}")]
-    Schema(tokio_postgres::Error),
+    #[error("creating the run store's table")]
+    Schema(#[source] tokio_postgres::Error),
+    #[error("listening for stops on the run store")]
+    Listen(#[source] tokio_postgres::Error),
 }
 
 struct Write {
     app_id: Uuid,
     run_id: Uuid,
     record: RunRecord,
-    done: oneshot::Sender<()>,
+    /// This run's write number: a commit clears `pending` only of its own.
+    seq: u64,
+    done: oneshot::Sender<bool>,
 }
 
-pub struct PgStore {
-    writes: mpsc::UnboundedSender<Write>,
-    reads: Arc<tokio_postgres::Client>,
-    /// Kept for its connection, which carries the `LISTEN`.
-    _listener: tokio_postgres::Client,
-    /// Records sent to the writer and not yet committed, by run id.
-    pending: Arc<Mutex<HashMap<Uuid, (Uuid, RunRecord)>>>,
+enum Message {
+    Write(Write),
+    /// Answered once everything sent before it is committed.
+    Flush(oneshot::Sender<()>),
 }
+
+type Pending = Arc<Mutex<HashMap<Uuid, (Uuid, RunRecord, u64)>>>;
+
+pub struct PgStore {
+    url: String,
+    writes: mpsc::UnboundedSender<Message>,
+    reads: tokio::sync::RwLock<Arc<tokio_postgres::Client>>,
+    /// Records sent to the writer and not yet committed, by run id.
+    pending: Pending,
+    next_seq: std::sync::atomic::AtomicU64,
+}
+
+/// A batch's records may hold this many bytes of text (PostgreSQL takes a
+/// message of up to 1 GB; a batch of large records is split below that).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// The URL without its password, for errors and logs.
 fn shown(url: &str) -> String {
@@ -83,10 +99,41 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, PgStoreError> {
         tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|source| PgStoreError::Connect { url: shown(url), source })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::error!("run store connection: {e}");
+            tracing::error!("run store connection: {}", Why(&e));
         }
     });
     Ok(client)
+}
+
+/// An error with its causes (`tokio_postgres` shows only "db error" for
+/// what PostgreSQL said).
+pub struct Why<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+/// Connects again until it works: after a PostgreSQL restart or failover.
+async fn reconnect(url: &str) -> tokio_postgres::Client {
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match connect(url).await {
+            Ok(client) => return client,
+            Err(e) => {
+                tracing::error!("{}; retrying in {wait:?}", Why(&e));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 impl PgStore {
@@ -96,23 +143,36 @@ impl PgStore {
         let writer = connect(url).await?;
         writer.batch_execute(SCHEMA).await.map_err(PgStoreError::Schema)?;
         let reads = Arc::new(connect(url).await?);
-        let listener = listen(url, tasks).await?;
+        let listener = connect_listener(url, &tasks).await?;
+        tokio::spawn(listen(url.to_owned(), tasks, listener));
         let (writes, queue) = mpsc::unbounded_channel();
-        let pending = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(write_batches(writer, queue, pending.clone()));
-        Ok(Self { writes, reads, _listener: listener, pending })
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(write_batches(url.to_owned(), writer, queue, pending.clone()));
+        Ok(Self { url: url.to_owned(), writes, reads: tokio::sync::RwLock::new(reads), pending, next_seq: 0.into() })
     }
 }
 
-/// A dedicated connection that `LISTEN`s for stops and applies them here.
-async fn listen(url: &str, tasks: Arc<TaskRegistry>) -> Result<tokio_postgres::Client, PgStoreError> {
+/// A connection that has run `LISTEN`, its notifications going to `tasks`;
+/// resolves (the connection gone) in the task it returns.
+async fn connect_listener(url: &str, tasks: &Arc<TaskRegistry>) -> Result<tokio::task::JoinHandle<()>, PgStoreError> {
     let (client, mut connection) =
         tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|source| PgStoreError::Connect { url: shown(url), source })?;
+    let tasks = tasks.clone();
     let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    tokio::spawn(async move {
+    let (client_tx, client_rx) = oneshot::channel::<tokio_postgres::Client>();
+    let task = tokio::spawn(async move {
         use futures_util::StreamExt;
         let mut messages = std::pin::pin!(messages);
+        // The client lives as long as its connection is read.
+        let mut client_rx = Some(client_rx);
+        let mut _client = None;
         while let Some(message) = messages.next().await {
+            if let Some(rx) = client_rx.as_mut()
+                && let Ok(c) = rx.try_recv()
+            {
+                _client = Some(c);
+                client_rx = None;
+            }
             match message {
                 Ok(tokio_postgres::AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
                     let mut parts = n.payload().splitn(3, '\n');
@@ -122,71 +182,158 @@ async fn listen(url: &str, tasks: Arc<TaskRegistry>) -> Result<tokio_postgres::C
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!("run store listener: {e}");
+                    tracing::error!("run store listener: {}", Why(&e));
                     break;
                 }
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(PgStoreError::Schema)?;
-    Ok(client)
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(PgStoreError::Listen)?;
+    let _ = client_tx.send(client);
+    Ok(task)
 }
 
-/// The writer: each round takes every write waiting (up to `MAX_BATCH`),
-/// commits them as one upsert, then tells each one. A failed commit is
-/// retried; nothing is acknowledged before it holds.
-async fn write_batches(
-    client: tokio_postgres::Client,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-    pending: Arc<Mutex<HashMap<Uuid, (Uuid, RunRecord)>>>,
-) {
-    let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+/// Keeps a listener up: when its connection goes, a new one listens.
+async fn listen(url: String, tasks: Arc<TaskRegistry>, mut current: tokio::task::JoinHandle<()>) {
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        let _ = current.await;
+        current = loop {
+            tokio::time::sleep(wait).await;
+            match connect_listener(&url, &tasks).await {
+                Ok(task) => break task,
+                Err(e) => {
+                    tracing::error!("{}; retrying in {wait:?}", Why(&e));
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        };
+        wait = std::time::Duration::from_millis(50);
+    }
+}
+
+/// PostgreSQL's text holds no NUL: a record's text keeps everything else.
+fn no_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "")) } else { std::borrow::Cow::Borrowed(text) }
+}
+
+/// The writer: each round takes every write waiting (up to `MAX_BATCH`
+/// records and `MAX_BATCH_BYTES`), commits them as one upsert, then tells
+/// each one. A lost connection is made again and the batch retried; a batch
+/// PostgreSQL refuses is retried row by row, and a row it still refuses is
+/// failed alone (its run answered as not stored). Nothing is acknowledged
+/// before it holds.
+async fn write_batches(url: String, mut client: tokio_postgres::Client, mut queue: mpsc::UnboundedReceiver<Message>, pending: Pending) {
+    let mut messages: Vec<Message> = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut messages, MAX_BATCH).await > 0 {
+        let mut writes = Vec::with_capacity(messages.len());
+        let mut flushes = Vec::new();
+        for m in messages.drain(..) {
+            match m {
+                Message::Write(w) => writes.push(w),
+                Message::Flush(f) => flushes.push(f),
+            }
+        }
         // One row per run: a later write of a run replaces an earlier one.
-        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
-        for (i, w) in batch.iter().enumerate() {
+        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(writes.len());
+        for (i, w) in writes.iter().enumerate() {
             last.insert(w.run_id, i);
         }
-        let rows: Vec<&Write> = batch.iter().enumerate().filter(|(i, w)| last[&w.run_id] == *i).map(|(_, w)| w).collect();
-        let statement = upsert(rows.len());
-        let values: Vec<Row<'_>> = rows.iter().map(|w| Row::of(w)).collect();
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(rows.len() * COLUMNS);
-        for v in &values {
-            params.extend_from_slice(&[
-                &v.id,
-                &v.app_id,
-                &v.status,
-                &v.tokens,
-                &v.steps,
-                &v.elapsed,
-                &v.created,
-                &v.finished,
-                &v.inputs,
-                &v.user,
-                &v.outputs,
-                &v.error,
-            ]);
-        }
-        loop {
-            match client.execute(statement.as_str(), &params).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!("run store: committing {} records failed, retrying: {e}", rows.len());
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let rows: Vec<&Write> = writes.iter().enumerate().filter(|(i, w)| last[&w.run_id] == *i).map(|(_, w)| w).collect();
+        let mut failed: Vec<Uuid> = Vec::new();
+        for chunk in by_bytes(&rows) {
+            if let Err(e) = commit(&url, &mut client, chunk).await {
+                tracing::error!("run store: a batch of {} records was refused ({}); trying each alone", chunk.len(), Why(&e));
+                for row in chunk {
+                    if let Err(e) = commit(&url, &mut client, std::slice::from_ref(row)).await {
+                        tracing::error!("run store: run {} not stored: {}", row.run_id, Why(&e));
+                        failed.push(row.run_id);
+                    }
                 }
             }
         }
         {
             let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
             for w in &rows {
-                pending.remove(&w.run_id);
+                if pending.get(&w.run_id).is_some_and(|(_, _, seq)| *seq == w.seq) {
+                    pending.remove(&w.run_id);
+                }
             }
         }
-        drop(params);
-        drop(values);
-        for w in batch.drain(..) {
-            let _ = w.done.send(());
+        for w in writes {
+            let _ = w.done.send(!failed.contains(&w.run_id));
         }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+/// `rows` in runs of at most `MAX_BATCH_BYTES` of text (one at least).
+fn by_bytes<'a, 'b>(rows: &'b [&'a Write]) -> Vec<&'b [&'a Write]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, w) in rows.iter().enumerate() {
+        let size = w.record.heap_bytes();
+        if i > start && bytes + size > MAX_BATCH_BYTES {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
+/// Commits `rows` as one upsert; `Err` is PostgreSQL refusing them (a lost
+/// connection is made again and the rows sent again, until it holds).
+async fn commit(url: &str, client: &mut tokio_postgres::Client, rows: &[&Write]) -> Result<(), tokio_postgres::Error> {
+    let statement = upsert(rows.len());
+    let values: Vec<Row<'_>> = rows.iter().map(|w| Row::of(w)).collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(rows.len() * COLUMNS);
+    for v in &values {
+        params.extend_from_slice(&[
+            &v.id,
+            &v.app_id,
+            &v.status,
+            &v.tokens,
+            &v.steps,
+            &v.elapsed,
+            &v.created,
+            &v.finished,
+            &v.inputs,
+            &v.user,
+            &v.outputs,
+            &v.error,
+        ]);
+    }
+    loop {
+        match client.execute(statement.as_str(), &params).await {
+            Ok(_) => return Ok(()),
+            Err(e) if connection_lost(&e) => {
+                tracing::error!("run store: {}; connecting again", Why(&e));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                *client = reconnect(url).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` means the connection is gone (closed, an I/O error, or the
+/// server shutting down or not yet accepting: SQLSTATE classes 57 and 08)
+/// rather than PostgreSQL refusing the statement.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        // Anything else that is not PostgreSQL's answer (a parameter that
+        // will not encode) is a refusal: retrying it would never end.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+        Some(db) => matches!(db.code().code().get(..2), Some("57" | "08")),
     }
 }
 
@@ -200,10 +347,10 @@ struct Row<'a> {
     elapsed: f64,
     created: i64,
     finished: Option<i64>,
-    inputs: &'a str,
-    user: &'a str,
-    outputs: &'a str,
-    error: Option<&'a str>,
+    inputs: std::borrow::Cow<'a, str>,
+    user: std::borrow::Cow<'a, str>,
+    outputs: std::borrow::Cow<'a, str>,
+    error: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'a> Row<'a> {
@@ -218,10 +365,10 @@ impl<'a> Row<'a> {
             elapsed: t.elapsed_time,
             created: t.created_at,
             finished: t.finished_at,
-            inputs: r.inputs_json(),
-            user: r.user_id(),
-            outputs: r.outputs_json(),
-            error: r.error(),
+            inputs: no_nul(r.inputs_json()),
+            user: no_nul(r.user_id()),
+            outputs: no_nul(r.outputs_json()),
+            error: r.error().map(no_nul),
         }
     }
 }
@@ -262,54 +409,80 @@ fn status(text: &str) -> RunStatus {
 impl RunStore for PgStore {
     fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) -> Committed {
         let (done, committed) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id, (app_id, record.clone()));
-        if self.writes.send(Write { app_id, run_id, record, done }).is_err() {
+        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id, (app_id, record.clone(), seq));
+        if self.writes.send(Message::Write(Write { app_id, run_id, record, seq, done })).is_err() {
             tracing::error!("run store: the writer has stopped; run {run_id} is not stored");
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
         }
         Committed::Later(committed)
     }
 
-    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> BoxFuture<'a, Option<RunRecord>> {
+    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
         Box::pin(async move {
-            let id = Uuid::parse_str(run_id).ok()?;
-            if let Some((app, record)) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&id)
+            let Ok(id) = Uuid::parse_str(run_id) else { return Ok(None) };
+            if let Some((app, record, _)) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&id)
                 && *app == app_id
             {
-                return Some(record.clone());
+                return Ok(Some(record.clone()));
             }
-            let row = self
-                .reads
-                .query_opt(
-                    "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error \
-                     FROM flowbench_runs WHERE id = $1 AND app_id = $2",
-                    &[&id, &app_id],
-                )
-                .await
-                .map_err(|e| tracing::error!("run store: reading {run_id}: {e}"))
-                .ok()??;
+            let query = "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error \
+                         FROM flowbench_runs WHERE id = $1 AND app_id = $2";
+            let unavailable = |e: &(dyn std::error::Error + 'static)| StoreError(format!("reading run {run_id}: {}", Why(e)));
+            let client = self.reads.read().await.clone();
+            let row = match client.query_opt(query, &[&id, &app_id]).await {
+                Ok(row) => row,
+                Err(e) if connection_lost(&e) => {
+                    // The connection went (a PostgreSQL restart): connect
+                    // again, once for every reader that saw it go, and ask again.
+                    let fresh = {
+                        let mut reads = self.reads.write().await;
+                        if Arc::ptr_eq(&reads, &client) {
+                            *reads = Arc::new(connect(&self.url).await.map_err(|e| unavailable(&e))?);
+                        }
+                        reads.clone()
+                    };
+                    fresh.query_opt(query, &[&id, &app_id]).await.map_err(|e| unavailable(&e))?
+                }
+                Err(e) => return Err(unavailable(&e)),
+            };
+            let Some(row) = row else { return Ok(None) };
+            let bad = |e: tokio_postgres::Error| StoreError(format!("run {run_id}: a row this server cannot read: {e}"));
             let totals = RunTotals {
-                status: status(row.get::<_, &str>(0)),
-                total_tokens: row.get::<_, i64>(1) as u64,
-                total_steps: row.get::<_, i32>(2) as u32,
-                elapsed_time: row.get(3),
-                created_at: row.get(4),
-                finished_at: row.get(5),
+                status: status(row.try_get::<_, &str>(0).map_err(bad)?),
+                total_tokens: row.try_get::<_, i64>(1).map_err(bad)? as u64,
+                total_steps: row.try_get::<_, i32>(2).map_err(bad)? as u32,
+                elapsed_time: row.try_get(3).map_err(bad)?,
+                created_at: row.try_get(4).map_err(bad)?,
+                finished_at: row.try_get(5).map_err(bad)?,
             };
             let map = |text: &str| serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
-            let (inputs, outputs) = (map(row.get(6)), map(row.get(8)));
-            let error: Option<&str> = row.get(9);
-            Some(RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: row.get(7), outputs: &outputs, error }))
+            let (inputs, outputs) = (map(row.try_get(6).map_err(bad)?), map(row.try_get(8).map_err(bad)?));
+            let error: Option<&str> = row.try_get(9).map_err(bad)?;
+            let user: &str = row.try_get(7).map_err(bad)?;
+            Ok(Some(RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: user, outputs: &outputs, error })))
         })
     }
 
     fn forward_stop(&self, task_id: &str, app_id: &str, user: &str) {
         let payload = format!("{task_id}\n{app_id}\n{user}");
-        let reads = self.reads.clone();
+        let reads = self.reads.try_read().map(|c| c.clone());
         tokio::spawn(async move {
-            if let Err(e) = reads.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await {
-                tracing::error!("run store: passing a stop on: {e}");
+            let Ok(client) = reads else { return tracing::error!("run store: passing a stop on: reconnecting") };
+            if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await {
+                tracing::error!("run store: passing a stop on: {}", Why(&e));
             }
         });
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        let (done, flushed) = oneshot::channel();
+        let sent = self.writes.send(Message::Flush(done)).is_ok();
+        Box::pin(async move {
+            if sent {
+                let _ = flushed.await;
+            }
+        })
     }
 
     /// Records not yet committed (the table holds the rest).
@@ -319,6 +492,6 @@ impl RunStore for PgStore {
 
     /// What this process holds: the records not yet committed.
     fn bytes(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(_, r)| r.heap_bytes()).sum()
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(_, r, _)| r.heap_bytes()).sum()
     }
 }

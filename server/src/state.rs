@@ -133,7 +133,9 @@ impl AppState {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 config.validate()?;
                 let tasks = Arc::new(TaskRegistry::default());
-                let store = crate::pg_store::PgStore::open(url, tasks.clone()).await.map_err(|e| ConfigError::Store(e.to_string()))?;
+                let store = crate::pg_store::PgStore::open(url, tasks.clone())
+                    .await
+                    .map_err(|e| ConfigError::Store(crate::pg_store::Why(&e).to_string()))?;
                 Self::build(config, Arc::new(store), tasks)
             }
             Some(other) => Err(ConfigError::Store(format!("store {other:?}: give memory or a postgres:// URL"))),
@@ -187,6 +189,11 @@ impl AppState {
             busy_poll,
         };
         Ok(Self { shared: Arc::new(shared) })
+    }
+
+    /// Resolves once every run record put so far is committed.
+    pub async fn flush_store(&self) {
+        self.shared.store.flush().await;
     }
 
     /// The app served under `api_key`.

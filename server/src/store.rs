@@ -95,17 +95,25 @@ impl RunRecord {
 /// be), or when its batch commits (a database).
 pub enum Committed {
     Now,
-    Later(tokio::sync::oneshot::Receiver<()>),
+    /// `true` once committed; `false` (or dropped) if the record could not be.
+    Later(tokio::sync::oneshot::Receiver<bool>),
 }
 
 impl Committed {
-    /// Resolves once the record is committed (or its store has stopped).
-    pub async fn wait(self) {
-        if let Committed::Later(done) = self {
-            let _ = done.await;
+    /// Whether the record is stored: resolves once it is committed, or
+    /// with `false` if it cannot be (the store failed it, or stopped).
+    pub async fn wait(self) -> bool {
+        match self {
+            Committed::Now => true,
+            Committed::Later(done) => done.await.unwrap_or(false),
         }
     }
 }
+
+/// A store that could not answer (a database gone): not "no such run".
+#[derive(Debug, thiserror::Error)]
+#[error("the run store: {0}")]
+pub struct StoreError(pub String);
 
 /// Storage of run records.
 pub trait RunStore: Send + Sync + 'static {
@@ -119,10 +127,14 @@ pub trait RunStore: Send + Sync + 'static {
     fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) -> Committed;
     /// The record of `run_id` (as a client spelled it: only the canonical
     /// lowercase, hyphenated form names a run) if it belongs to `app_id`.
-    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Option<RunRecord>>;
+    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Result<Option<RunRecord>, StoreError>>;
     /// A stop for a task this process does not run: a store shared by
     /// replicas passes it to the one that does.
     fn forward_stop(&self, _task_id: &str, _app_id: &str, _user: &str) {}
+    /// Resolves once every record put so far is committed (at shutdown).
+    fn flush(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
     fn len(&self) -> usize;
     /// Bytes the records hold beyond their slots.
     fn bytes(&self) -> usize;
@@ -370,9 +382,9 @@ impl RunStore for MemoryStore {
         Committed::Now
     }
 
-    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Option<RunRecord>> {
+    fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
         let record = self.get_now(app_id, run_id);
-        Box::pin(std::future::ready(record))
+        Box::pin(std::future::ready(Ok(record)))
     }
 
     fn bytes(&self) -> usize {

@@ -65,6 +65,8 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
             () = cancel.cancelled() => {}
         }
     }
+    // Ctrl-C before the load began: nothing ran, and the report says so.
+    let stopped_before_start = cancel.is_cancelled();
     let mut report = Report {
         schema: SCHEMA.to_owned(),
         schema_version: SCHEMA_VERSION,
@@ -82,6 +84,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         shard: plan.shard,
         shards: Vec::new(),
     };
+    report.interrupted |= stopped_before_start;
     for (scenario, apps) in plan.scenarios.iter().zip(apps) {
         if cancel.is_cancelled() {
             break;

@@ -188,7 +188,7 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
     Ok(ScenarioReport {
         name: first.name.clone(),
         mode: first.mode,
-        load: LoadParams { model: combine(parts.iter().map(|p| &p.load.model))?, measured_s, ..first.load.clone() },
+        load: LoadParams { model: whole(combine(parts.iter().map(|p| &p.load.model))?, parts.len()), measured_s, ..first.load.clone() },
         interrupted: parts.iter().any(|p| p.interrupted),
         counts,
         event_throughput: rates(&per_second.events, first.load.window_s, measured_s),
@@ -238,6 +238,25 @@ fn combine<'a>(mut models: impl Iterator<Item = &'a LoadModel>) -> anyhow::Resul
         };
     }
     Ok(total)
+}
+
+/// The sum of `n` shards' stages of users is the whole's less the shards'
+/// offsets (`LoadModel::share`: shard c ran (level − c) / n, after a step
+/// to −c / n): add them back, and drop the step.
+fn whole(model: LoadModel, n: usize) -> LoadModel {
+    match model {
+        LoadModel::RampingUsers { mut stages, think_time }
+            if n > 1 && stages.first().is_some_and(|s| s.duration_s == 0.0 && s.target < 0.0) =>
+        {
+            stages.remove(0);
+            let offsets = (n as f64 - 1.0) / 2.0;
+            for stage in &mut stages {
+                stage.target += offsets;
+            }
+            LoadModel::RampingUsers { stages, think_time }
+        }
+        other => other,
+    }
 }
 
 fn add_stages(a: &[Stage], b: &[Stage]) -> anyhow::Result<Vec<Stage>> {
@@ -333,6 +352,19 @@ mod tests {
         }
         assert_eq!(merged.seed_tables(), whole.seed_tables());
         assert_eq!(merged.shards.len(), 3);
+    }
+
+    #[test]
+    fn shards_of_a_ramp_merge_into_the_whole_ramp() {
+        let ramp = LoadModel::RampingUsers {
+            stages: vec![Stage { duration_s: 10.0, target: 10.0 }, Stage { duration_s: 5.0, target: 4.0 }],
+            think_time: Default::default(),
+        };
+        let parts: Vec<LoadModel> = (1..=3).map(|i| ramp.share(i, 3).unwrap()).collect();
+        let merged = whole(combine(parts.iter()).unwrap(), 3);
+        let LoadModel::RampingUsers { stages, .. } = &merged else { panic!("{merged:?}") };
+        let targets: Vec<f64> = stages.iter().map(|s| (s.target * 1e9).round() / 1e9).collect();
+        assert_eq!(targets, [10.0, 4.0]);
     }
 
     #[test]

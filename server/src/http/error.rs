@@ -83,6 +83,11 @@ impl ApiError {
         )
     }
 
+    /// The run store failed: the run is not recorded, or cannot be read.
+    pub fn store_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "The run store is unavailable; the run is not recorded.")
+    }
+
     pub fn too_many_requests() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests. Please try again later.")
     }

@@ -102,9 +102,13 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     let outcome = Box::pin(engine::execute(&state.shared.provider, &run, &mut engine::NoEvents, &state.shared.shutdown)).await;
     let body = events::BlockingResponse::new(run.ids(), &run.app.workflow_id, &outcome.totals, &outcome.outputs, outcome.error.as_deref())
         .to_python_json();
-    // Answered once the record holds (at once, in memory).
-    store_run(&state.shared, &run, Some(&outcome)).wait().await;
+    // Answered once the record holds (at once, in memory); a record the
+    // store could not keep is not answered as a success.
+    let stored = store_run(&state.shared, &run, Some(&outcome)).wait().await;
     drop(live);
+    if !stored {
+        return ApiError::store_unavailable().into_response();
+    }
     response(StatusCode::OK, Body::from(body), BLOCKING_TYPE)
 }
 
@@ -130,9 +134,10 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
             shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
         }
-        store_run(shared, &run, Some(&outcome)).wait().await;
-        // The terminal event goes once the record holds.
-        if let Some(frame) = sink.terminal.take() {
+        let stored = store_run(shared, &run, Some(&outcome)).wait().await;
+        // The terminal event goes once the record holds; without a record,
+        // none goes, and the client sees a stream that ended unfinished.
+        if let Some(frame) = sink.terminal.take().filter(|_| stored) {
             let _ = sink.send(frame).await;
         }
         drop(live);
@@ -189,7 +194,11 @@ async fn get_run(
     // Any spelling PostgreSQL reads as the id finds the run; the answer
     // names it in the canonical form, as Dify's does (read back from there).
     let run_id = crate::store::parse_run_id(&path_id(run_id)).ok_or_else(ApiError::run_not_found)?.to_string();
-    let record = state.shared.store.get(app.app_uuid, &run_id).await.ok_or_else(ApiError::run_not_found)?;
+    let record = state.shared.store.get(app.app_uuid, &run_id).await.map_err(|e| {
+        tracing::error!("{e}");
+        ApiError::store_unavailable()
+    })?;
+    let record = record.ok_or_else(ApiError::run_not_found)?;
     Ok(json_response(render_record(&app, &run_id, &record)))
 }
 

@@ -70,6 +70,21 @@ impl Postgres {
         assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
         Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin }
     }
+
+    /// Restarts the server (every connection to it drops) with the options
+    /// it was started with. Its log goes to the file, not to a pipe this
+    /// process would wait on for as long as the server lives.
+    fn restart(&self) {
+        let out = as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-m", "fast", "-w", "restart"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 impl Drop for Postgres {
@@ -163,6 +178,16 @@ async fn three_replicas_answer_get_and_stop_for_each_others_runs() {
     // The record says so on the second.
     let got = clients[1].send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await;
     assert_eq!(got.json()["status"], "stopped", "{}", got.text());
+    // A NUL, which PostgreSQL's text cannot hold, is left out of the
+    // record, and the store goes on storing.
+    let nul =
+        clients[0].run(key("empty"), &json!({"inputs": {"question": "a\u{0}b"}, "response_mode": "blocking", "user": "u\u{0}x"})).await;
+    assert_eq!(nul.status, 200, "{}", nul.text());
+    let after = clients[0].run(key("empty"), &json!({"inputs": {"question": "next"}, "response_mode": "blocking", "user": "u3"})).await;
+    let id = after.json()["workflow_run_id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {}", key("empty"));
+    let got = clients[2].send("GET", &format!("/v1/workflows/run/{id}"), &[("authorization", &auth)], "").await;
+    assert_eq!(got.json()["status"], "succeeded", "{}", got.text());
     mock.shutdown().await;
 }
 
@@ -230,5 +255,28 @@ async fn a_killed_server_loses_no_run_a_client_had_its_answer_for() {
         acknowledged.len(),
         &missing[..missing.len().min(3)]
     );
+    mock.shutdown().await;
+}
+
+/// PostgreSQL restarts under a replica: the replica connects again, and a
+/// run after the restart is stored and read as one before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_connects_again_after_postgresql_restarts() {
+    let pg = Postgres::start();
+    let mock = MockLlm::start(Script::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let replica = Replica::start(&pg.url, &mock).await;
+    let client = TestClient::new(&replica.url);
+    let body = json!({"inputs": {"question": "hi"}, "response_mode": "blocking", "user": "u"});
+    assert_eq!(client.run(key("empty"), &body).await.status, 200);
+    pg.restart();
+    // The first run after the restart waits for the writer to connect again.
+    let after = client.run(key("empty"), &body).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    let id = after.json()["workflow_run_id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {}", key("empty"));
+    // The reader finds its connection gone, connects again and answers.
+    let got = client.send("GET", &format!("/v1/workflows/run/{id}"), &[("authorization", &auth)], "").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["status"], "succeeded");
     mock.shutdown().await;
 }
