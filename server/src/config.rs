@@ -65,8 +65,9 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
-    /// Where run records live: `memory` (the default; per process) or a
-    /// `postgres://` URL (shared by replicas, durable).
+    /// Where run records live: `memory` (the default; per process),
+    /// `sqlite:PATH` (durable, one machine) or a `postgres://` URL (shared
+    /// by replicas, durable).
     #[serde(default)]
     pub store: Option<String>,
     /// While runs are live and their upstreams sending, the workers poll
@@ -321,6 +322,19 @@ mod tests {
         let error = Config::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("server.toml"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The README's sample config is one this server takes, key for key.
+    #[test]
+    fn the_readmes_sample_config_is_accepted() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").expect("README has a Configuration section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").expect("the block ends")];
+        let config: Config = toml::from_str(block).unwrap_or_else(|e| panic!("README's config: {e}"));
+        assert_eq!(config.store.as_deref(), Some("memory"));
+        assert!(!config.apps.is_empty());
+        config.validate().unwrap();
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! workflow. The LLM node relays an OpenAI-compatible stream as Dify
 //! `text_chunk` events, one per upstream delta, as soon as it arrives.
 
+mod batch;
 mod busy_poll;
 pub mod config;
 pub mod http;
 pub mod pg_store;
 pub mod pyjson;
+pub mod sqlite_store;
 pub mod sse;
 pub mod state;
 pub mod store;
@@ -56,6 +58,9 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// How long a shutdown waits for the run store to commit what it holds.
+pub const STORE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a server could not start: its config, or its address.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -81,10 +86,27 @@ impl Running {
         Ok(Self { url, state, stop, task })
     }
 
-    /// Shuts down gracefully (in-flight runs get `shutdown_grace`) and waits.
+    /// As `start`, with the run store `config.store` names (opened first),
+    /// on an address other processes may share when `reuse_port`.
+    pub async fn open(config: &Config, reuse_port: bool) -> Result<Self, StartError> {
+        let state = AppState::open(config).await?;
+        let listen = |source| StartError::Listen { addr: config.listen, source };
+        let listener = http::conn::listen_with(config.listen, reuse_port).map_err(listen)?;
+        let url = format!("http://{}", listener.local_addr().map_err(listen)?);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(serve(listener, state.clone(), stop.clone().cancelled_owned()));
+        Ok(Self { url, state, stop, task })
+    }
+
+    /// Shuts down gracefully (in-flight runs get `shutdown_grace`), waits,
+    /// and commits what the store still holds (up to `STORE_FLUSH`).
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.stop.cancel();
-        self.task.await.map_err(std::io::Error::other)?
+        let served = self.task.await.map_err(std::io::Error::other)?;
+        if tokio::time::timeout(STORE_FLUSH, self.state.flush_store()).await.is_err() {
+            tracing::error!("the run store did not commit within {STORE_FLUSH:?} of shutdown");
+        }
+        served
     }
 }
 

@@ -53,7 +53,8 @@ struct Cli {
     /// Gate self-test only: CPU to spin per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     inject_busy_per_event: Option<std::time::Duration>,
-    /// Where run records live: `memory` (per process) or a `postgres://`
+    /// Where run records live: `memory` (per process), `sqlite:PATH` (a
+    /// durable file, shared by processes on one machine) or a `postgres://`
     /// URL (shared by replicas: GET and stop work on any of them).
     #[arg(long, env = "FLOWBENCH_STORE", hide_env_values = true)]
     store: Option<String>,
@@ -162,8 +163,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, apps = config.apps.len(), "flowbench-server listening");
         server::serve(listener, state.clone(), shutdown_signal()).await.context("serving")?;
         // What the runs stored on the way out is committed before exit.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), state.flush_store()).await.is_err() {
-            tracing::error!("the run store did not commit within 5 s of shutdown");
+        if tokio::time::timeout(server::STORE_FLUSH, state.flush_store()).await.is_err() {
+            tracing::error!("the run store did not commit within {:?} of shutdown", server::STORE_FLUSH);
         }
         tracing::info!("drained; bye");
         Ok(())

@@ -121,8 +121,9 @@ impl AppState {
         Self::build(config, store, Arc::new(TaskRegistry::default()))
     }
 
-    /// As `new`, with the run store `config.store` names: memory (none), or
-    /// `postgres://…`, connected and its table created before this returns.
+    /// As `new`, with the run store `config.store` names: memory (none),
+    /// `sqlite:PATH` or `postgres://…`, opened and its tables created
+    /// before this returns.
     pub async fn open(config: &Config) -> Result<Self, ConfigError> {
         match config.store.as_deref() {
             None | Some("memory") => {
@@ -135,10 +136,22 @@ impl AppState {
                 let tasks = Arc::new(TaskRegistry::default());
                 let store = crate::pg_store::PgStore::open(url, tasks.clone())
                     .await
-                    .map_err(|e| ConfigError::Store(crate::pg_store::Why(&e).to_string()))?;
+                    .map_err(|e| ConfigError::Store(crate::store::Why(&e).to_string()))?;
                 Self::build(config, Arc::new(store), tasks)
             }
-            Some(other) => Err(ConfigError::Store(format!("store {other:?}: give memory or a postgres:// URL"))),
+            Some(path) if path.starts_with("sqlite:") => {
+                config.validate()?;
+                let path = path.trim_start_matches("sqlite:");
+                let path = path.strip_prefix("//").unwrap_or(path);
+                if path.is_empty() {
+                    return Err(ConfigError::Store("store \"sqlite:\": name the file, as sqlite:PATH".into()));
+                }
+                let tasks = Arc::new(TaskRegistry::default());
+                let store = crate::sqlite_store::SqliteStore::open(std::path::Path::new(path), tasks.clone())
+                    .map_err(|e| ConfigError::Store(crate::store::Why(&e).to_string()))?;
+                Self::build(config, Arc::new(store), tasks)
+            }
+            Some(other) => Err(ConfigError::Store(format!("store {other:?}: give memory, sqlite:PATH or a postgres:// URL"))),
         }
     }
 

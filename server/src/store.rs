@@ -2,8 +2,10 @@
 //!
 //! `RunStore` is what a store implements: `MemoryStore` here, bounded
 //! (oldest runs evicted first) and sharded so no request takes a global
-//! lock, and `pg_store::PgStore`, shared by replicas. `TaskRegistry` maps a streaming run's task id
-//! to its stop token, so `POST /v1/workflows/tasks/{id}/stop` reaches it.
+//! lock; `sqlite_store::SqliteStore`, durable in one file; and
+//! `pg_store::PgStore`, shared by replicas. `TaskRegistry` maps a streaming
+//! run's task id to its stop token, so `POST /v1/workflows/tasks/{id}/stop`
+//! reaches it.
 
 use crate::workflow::events::RunTotals;
 use serde_json::{Map, Value};
@@ -114,6 +116,22 @@ impl Committed {
 #[derive(Debug, thiserror::Error)]
 #[error("the run store: {0}")]
 pub struct StoreError(pub String);
+
+/// An error with its causes (`tokio_postgres`, for one, shows only "db
+/// error" for what PostgreSQL said).
+pub struct Why<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
 
 /// Storage of run records.
 pub trait RunStore: Send + Sync + 'static {

@@ -1,9 +1,9 @@
-//! The PostgreSQL run store against a real PostgreSQL: a cluster this test
-//! makes and starts (Debian's `postgresql` package; `.ci/run` installs it),
-//! three `flowbench-server` processes on it answering GET and stop for each
-//! other's runs, and a server killed with SIGKILL under load losing no run
-//! whose answer a client received. Without PostgreSQL these tests fail and
-//! say so: they never pass by skipping.
+//! The durable run stores, each for real: PostgreSQL in a cluster these
+//! tests make and start (Debian's `postgresql` package; `.ci/run` installs
+//! it), SQLite in a file. On each, three `flowbench-server` processes answer
+//! GET and stop for each other's runs, and a server killed with SIGKILL
+//! under load loses no run whose answer a client received. Without
+//! PostgreSQL its tests fail and say so: they never pass by skipping.
 
 use crate::support::{TestClient, read_until};
 use mock::fixtures::APPS;
@@ -131,14 +131,28 @@ fn key(name: &str) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_answer_get_and_stop_for_each_others_runs() {
+async fn three_replicas_on_postgresql_answer_get_and_stop_for_each_others_runs() {
     let pg = Postgres::start();
+    three_replicas_answer_get_and_stop_for_each_others_runs(&pg.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_one_sqlite_file_answer_get_and_stop_for_each_others_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    three_replicas_answer_get_and_stop_for_each_others_runs(&sqlite(&dir)).await;
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> String {
+    format!("sqlite:{}", dir.path().join("runs.db").display())
+}
+
+async fn three_replicas_answer_get_and_stop_for_each_others_runs(store: &str) {
     // Streams long enough to stop: 200 tokens, 20 ms apart.
     let script = Script { reply: Reply::Tokens(200), inter_token_delay: Duration::from_millis(20), ..Script::default() };
     let mock = MockLlm::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&pg.url, &mock).await);
+        replicas.push(Replica::start(store, &mock).await);
     }
     let clients: Vec<TestClient> = replicas.iter().map(|r| TestClient::new(&r.url)).collect();
     // A blocking run on the first, read from the others.
@@ -174,12 +188,12 @@ async fn three_replicas_answer_get_and_stop_for_each_others_runs() {
     let latency = asked.elapsed();
     assert_eq!(end.last().unwrap()["data"]["status"], "stopped", "stopped through another replica");
     // Printed, not asserted: the machine is shared.
-    println!("stop through another replica: {latency:?} from the request to workflow_finished");
+    println!("{}: stop through another replica: {latency:?} from the request to workflow_finished", store.split(':').next().unwrap());
     // The record says so on the second.
     let got = clients[1].send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await;
     assert_eq!(got.json()["status"], "stopped", "{}", got.text());
     // A NUL, which PostgreSQL's text cannot hold, is left out of the
-    // record, and the store goes on storing.
+    // record, and the store goes on storing (the same in SQLite).
     let nul =
         clients[0].run(key("empty"), &json!({"inputs": {"question": "a\u{0}b"}, "response_mode": "blocking", "user": "u\u{0}x"})).await;
     assert_eq!(nul.status, 200, "{}", nul.text());
@@ -194,11 +208,21 @@ async fn three_replicas_answer_get_and_stop_for_each_others_runs() {
 /// SIGKILL under load: every run whose answer (blocking) or terminal event
 /// (streaming) a client received is in the store after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_loses_no_run_a_client_had_its_answer_for() {
+async fn a_killed_server_on_postgresql_loses_no_run_a_client_had_its_answer_for() {
     let pg = Postgres::start();
+    a_killed_server_loses_no_run_a_client_had_its_answer_for(&pg.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_on_sqlite_loses_no_run_a_client_had_its_answer_for() {
+    let dir = tempfile::tempdir().unwrap();
+    a_killed_server_loses_no_run_a_client_had_its_answer_for(&sqlite(&dir)).await;
+}
+
+async fn a_killed_server_loses_no_run_a_client_had_its_answer_for(store: &str) {
     let script = Script { reply: Reply::Tokens(5), inter_token_delay: Duration::from_millis(1), ..Script::default() };
     let mock = MockLlm::start(script, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let mut replica = Replica::start(&pg.url, &mock).await;
+    let mut replica = Replica::start(store, &mock).await;
     let url = replica.url.clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
@@ -238,7 +262,7 @@ async fn a_killed_server_loses_no_run_a_client_had_its_answer_for() {
         acknowledged.extend(done.unwrap());
     }
     assert!(acknowledged.len() > 20, "load was flowing: {} answers", acknowledged.len());
-    let restarted = Replica::start(&pg.url, &mock).await;
+    let restarted = Replica::start(store, &mock).await;
     let client = TestClient::new(&restarted.url);
     let mut missing = Vec::new();
     for (id, app) in &acknowledged {
@@ -247,7 +271,11 @@ async fn a_killed_server_loses_no_run_a_client_had_its_answer_for() {
             missing.push((id.clone(), got.status, got.text().to_owned()));
         }
     }
-    println!("{} acknowledged runs before SIGKILL, all read back after the restart", acknowledged.len());
+    println!(
+        "{}: {} acknowledged runs before SIGKILL, all read back after the restart",
+        store.split(':').next().unwrap(),
+        acknowledged.len()
+    );
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged runs lost: {:?}",
@@ -279,4 +307,25 @@ async fn a_replica_connects_again_after_postgresql_restarts() {
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.json()["status"], "succeeded");
     mock.shutdown().await;
+}
+
+/// A store that cannot be opened stops the server at start, naming it.
+#[test]
+fn a_store_that_cannot_be_opened_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("runs.db");
+    for (store, says) in [
+        (format!("sqlite:{}", missing.display()), missing.display().to_string()),
+        ("sqlite:".to_owned(), "name the file".to_owned()),
+        ("redis://localhost".to_owned(), "give memory, sqlite:PATH or a postgres:// URL".to_owned()),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowbench-server"));
+        command.args(["--listen", "127.0.0.1:0", "--store", &store]);
+        let app = &APPS[0];
+        command.arg("--app").arg(format!("{}={}", app.api_key, mock::workspace_root().join(app.workflow).display()));
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{store}: started");
+        assert!(stderr.contains(&says), "{store}: {stderr}");
+    }
 }
