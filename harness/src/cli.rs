@@ -61,6 +61,9 @@ pub enum Command {
     Bare(BareArgs),
     /// Run the OpenAI-compatible mock LLM alone.
     Mock(MockArgs),
+    /// One server replica of `flowbench up --replicas N` (started by it).
+    #[command(hide = true)]
+    Replica(Box<ReplicaArgs>),
     /// Merge the JSON reports of a load's shards (`run --shard I/N`) into the report one driver would print.
     Merge(MergeArgs),
 }
@@ -93,12 +96,57 @@ pub struct UpArgs {
     /// Run records the server keeps for GET /v1/workflows/run/{id}; the oldest go first.
     #[arg(long, value_parser = at_least_one_usize)]
     pub max_stored_runs: Option<usize>,
+    /// Where the server keeps its runs: memory (per process), sqlite:PATH
+    /// (a durable file) or postgres://… (shared by replicas).
+    #[arg(long, default_value = "memory")]
+    pub store: String,
+    /// Server processes sharing the server address (SO_REUSEPORT), as the
+    /// seed's three replicas; more than one needs a shared store.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub replicas: u16,
+    #[command(flatten)]
+    pub inject: InjectArgs,
+}
+
+impl UpArgs {
+    /// Flags that are each valid but wrong together.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.replicas > 1 && self.store == "memory" {
+            return Err(usage!(
+                "--replicas {} with --store memory: each replica would hold only its own runs, and GET and stop would miss on the others; give --store sqlite:PATH or postgres://…",
+                self.replicas
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Gate self-test only: CPU the server spins, to prove the gate sees it.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct InjectArgs {
     /// Gate self-test only: CPU the server spins per run request, e.g. 3us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_REQUEST", value_parser = humantime::parse_duration)]
     pub inject_busy_per_request: Option<Duration>,
     /// Gate self-test only: CPU the server spins per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     pub inject_busy_per_event: Option<Duration>,
+}
+
+/// `flowbench replica`: one server process of `up --replicas N`.
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// The address the replicas share.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The mock LLM's base URL.
+    #[arg(long)]
+    pub provider_base_url: String,
+    #[arg(long)]
+    pub store: String,
+    #[arg(long, value_parser = at_least_one_usize)]
+    pub max_stored_runs: Option<usize>,
+    #[command(flatten)]
+    pub inject: InjectArgs,
 }
 
 /// `flowbench bare`.

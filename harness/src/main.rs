@@ -64,7 +64,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             (false, true) => exit::OK,
             (false, false) => exit::FAILED,
         }),
-        Command::Up(args) => cmd::up::execute(&args).await,
+        Command::Up(args) => {
+            if let Err(e) = args.check() {
+                Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
+            }
+            cmd::up::execute(&args).await
+        }
+        Command::Replica(args) => cmd::up::replica(&args).await,
         Command::Bare(args) => cmd::bare::execute(&args).await,
         Command::Mock(args) => cmd::mock::execute(&args).await,
         Command::Merge(args) => cmd::merge::execute(&args),

@@ -27,6 +27,8 @@ pub struct StackOptions {
     pub max_concurrent_runs: Option<usize>,
     /// The server's `busy_poll` (server/src/busy_poll.rs).
     pub busy_poll: bool,
+    /// The server's run store: `None` is memory; `sqlite:PATH`, `postgres://…`.
+    pub store: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -39,6 +41,7 @@ impl Default for StackOptions {
             limits: Limits::default(),
             max_concurrent_runs: None,
             busy_poll: false,
+            store: None,
         }
     }
 }
@@ -49,6 +52,10 @@ pub struct StackInfo {
     pub server_url: String,
     pub mock_llm_url: String,
     pub apps: BTreeMap<String, StackApp>,
+    /// The server processes (`flowbench up --replicas N`); empty when the
+    /// server runs in the `up` process itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_pids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +76,34 @@ impl StackInfo {
     }
 }
 
+/// The server's config for the fixture apps on `options`, its provider the
+/// mock at `mock_base_url`.
+pub fn server_config(options: &StackOptions, mock_base_url: &str) -> Config {
+    let root = mock::workspace_root();
+    let mut config = Config {
+        listen: options.server_addr,
+        limits: options.limits.clone(),
+        busy_poll: options.busy_poll,
+        store: options.store.clone(),
+        ..Config::default()
+    };
+    config.provider.base_url = mock_base_url.to_owned();
+    config.provider.api_key = "sk-flowbench-mock".to_owned();
+    for app in APPS {
+        config.apps.push(AppConfig {
+            api_key: app.api_key.to_owned(),
+            workflow: root.join(app.workflow),
+            max_concurrent_runs: options.max_concurrent_runs,
+        });
+    }
+    config
+}
+
+/// The fixture apps, by name, as `StackInfo` lists them.
+pub fn apps() -> BTreeMap<String, StackApp> {
+    APPS.iter().map(|app| (app.name.to_owned(), StackApp { api_key: app.api_key.to_owned(), workflow: app.workflow.to_owned() })).collect()
+}
+
 /// A running stack.
 pub struct Stack {
     pub info: StackInfo,
@@ -78,22 +113,10 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
-        let mock = MockLlm::start(options.script, options.mock_addr).await?;
-        let root = mock::workspace_root();
-        let mut config = Config { listen: options.server_addr, limits: options.limits, busy_poll: options.busy_poll, ..Config::default() };
-        config.provider.base_url = mock.base_url();
-        config.provider.api_key = "sk-flowbench-mock".to_owned();
-        let mut apps = BTreeMap::new();
-        for app in APPS {
-            config.apps.push(AppConfig {
-                api_key: app.api_key.to_owned(),
-                workflow: root.join(app.workflow),
-                max_concurrent_runs: options.max_concurrent_runs,
-            });
-            apps.insert(app.name.to_owned(), StackApp { api_key: app.api_key.to_owned(), workflow: app.workflow.to_owned() });
-        }
-        let server = Running::start(&config).context("starting the server")?;
-        let info = StackInfo { server_url: server.url.clone(), mock_llm_url: mock.base_url(), apps };
+        let mock = MockLlm::start(options.script.clone(), options.mock_addr).await?;
+        let config = server_config(&options, &mock.base_url());
+        let server = Running::open(&config, false).await.context("starting the server")?;
+        let info = StackInfo { server_url: server.url.clone(), mock_llm_url: mock.base_url(), apps: apps(), server_pids: Vec::new() };
         Ok(Self { info, mock, server })
     }
 

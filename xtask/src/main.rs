@@ -196,7 +196,7 @@ const GUNGRAUN_RUNNER: &str = "0.20.0";
 /// `--test`; `auth` times its 2,000 tries either way): every `[[bench]]` of
 /// benches/Cargo.toml but the instruction counts (a test keeps the two
 /// lists the same).
-const CRITERION_BENCHES: [&str; 6] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth"];
+const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth", "stores"];
 
 /// The tests, then every criterion bench once (`--test`) so none rots, then
 /// the instruction counts under valgrind (installing gungraun-runner first

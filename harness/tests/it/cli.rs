@@ -118,7 +118,11 @@ fn a_target_that_is_down_exits_2_before_any_load() {
 
 /// `flowbench up` as a child, and its line (URLs, keys); SIGTERM it when done.
 fn flowbench_up() -> (std::process::Child, serde_json::Value) {
-    let mut up = flowbench().arg("up").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    flowbench_up_with(&[])
+}
+
+fn flowbench_up_with(extra: &[&str]) -> (std::process::Child, serde_json::Value) {
+    let mut up = flowbench().arg("up").args(extra).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(up.stdout.take().unwrap()), &mut line).unwrap();
     (up, serde_json::from_str(&line).unwrap())
@@ -361,16 +365,35 @@ fn a_bad_scenario_file_is_named_by_line_and_key() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Three shards of one load, started together against one stack, then
-/// merged: every request of every shard is in the merged report, each
-/// shard's health is kept, and a merge of two of the three is refused.
+/// `GET path` on a new connection (HTTP/1.0): its status and body.
+fn get(server_url: &str, path: &str, key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(server_url.trim_start_matches("http://")).unwrap();
+    write!(tcp, "GET {path} HTTP/1.0\r\nAuthorization: Bearer {key}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// The seed's setup on one machine: three server processes on one address
+/// and one SQLite store (`flowbench up --replicas 3`), three shards of one
+/// load started together against them, then merged: every request of every
+/// shard is in the merged report, each shard's health is kept, a merge of
+/// two of the three is refused, and a run is read through new connections,
+/// whichever replica each reaches.
 #[test]
-fn three_shards_run_together_and_merge_into_one_report() {
-    let (mut up, info) = flowbench_up();
-    let url = info["server_url"].as_str().unwrap().to_owned();
-    let key = info["apps"]["empty"]["api_key"].as_str().unwrap().to_owned();
+fn three_shards_run_together_against_three_replicas_and_merge_into_one_report() {
+    assert_usage_error(&["up", "--replicas", "3"], "--replicas 3 with --store memory");
     let dir = std::env::temp_dir().join(format!("flowbench-shards-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let (mut up, info) = flowbench_up_with(&["--replicas", "3", "--store", &store]);
+    let url = info["server_url"].as_str().unwrap().to_owned();
+    let key = info["apps"]["empty"]["api_key"].as_str().unwrap().to_owned();
+    let pids: Vec<u64> = info["server_pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 3, "{info}");
+    assert!(pids.iter().all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()), "every replica runs");
     let start_at =
         (std::time::SystemTime::now() + std::time::Duration::from_secs(3)).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let shards: Vec<_> = (1..=3)
@@ -424,7 +447,23 @@ fn three_shards_run_together_and_merge_into_one_report() {
     let partial = flowbench().arg("merge").args(&files[..2]).output().unwrap();
     assert_eq!(partial.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&partial.stderr).contains("shards 3/3 are missing"));
+    // One run, read on twelve new connections: the kernel deals them over
+    // the replicas, and each answers from the shared store.
+    let run = Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{url}/v1/workflows/run"), "-H", &format!("Authorization: Bearer {key}")])
+        .args(["-H", "Content-Type: application/json", "-d", r#"{"inputs":{"question":"q"},"response_mode":"blocking","user":"u"}"#])
+        .output()
+        .unwrap();
+    let run: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let id = run["workflow_run_id"].as_str().unwrap();
+    for _ in 0..12 {
+        let (status, body) = get(&url, &format!("/v1/workflows/run/{id}"), &key);
+        assert_eq!(status, 200, "{body}");
+    }
     Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     up.wait().unwrap();
+    for p in &pids {
+        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists(), "replica {p} stopped with the stack");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -82,6 +82,23 @@ fn the_manifests_are_the_seeds_topology() {
         assert_eq!(container[probe]["httpGet"]["path"], "/health", "{probe}");
     }
     assert!(server.iter().any(|d| d["kind"] == "Service"));
+    // The replicas share their runs in the PostgreSQL the StatefulSet runs.
+    let postgres = documents(&dir.join("postgres.yaml"));
+    let set = postgres.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    let service = postgres.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
+    let secret = postgres.iter().find(|d| d["kind"] == "Secret").unwrap();
+    let env = container["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "FLOWBENCH_STORE").expect("the server's store");
+    let from = &env["valueFrom"]["secretKeyRef"];
+    assert_eq!(from["name"], secret["metadata"]["name"]);
+    let url = secret["stringData"][from["key"].as_str().unwrap()].as_str().unwrap();
+    let host = format!("@{}:5432/", service["metadata"]["name"].as_str().unwrap());
+    assert!(url.starts_with("postgres://") && url.contains(&host), "{url}");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for file in manifests() {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(kustomization.contains(&format!("- {name}")), "kustomization.yaml leaves out {name}");
+    }
     let job = &documents(&dir.join("driver.yaml"))[0];
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["parallelism"], job["spec"]["completions"]);

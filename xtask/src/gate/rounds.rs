@@ -340,7 +340,6 @@ mod tests {
     use harness::load::metrics::Metric as Figure;
     use harness::report::ab::{SCHEMA, SCHEMA_VERSION};
     use harness::report::sample::sample_scenario;
-    use harness::stack::StackApp;
 
     /// The phase's report as `flowbench ab` builds it, slice `i`'s side b
     /// through `b(i, report)`.
@@ -502,14 +501,11 @@ mod tests {
     /// the arguments the gate has always passed.
     #[test]
     fn phases_take_their_app_keys_from_the_stack_line() {
-        let apps = mock::fixtures::APPS
-            .iter()
-            .map(|app| (app.name.to_owned(), StackApp { api_key: app.api_key.to_owned(), workflow: app.workflow.to_owned() }))
-            .collect();
         let line = serde_json::to_string(&StackInfo {
             server_url: "http://127.0.0.1:5001".into(),
             mock_llm_url: "http://127.0.0.1:5002".into(),
-            apps,
+            apps: harness::stack::apps(),
+            server_pids: Vec::new(),
         })
         .unwrap();
         let info = StackInfo::parse(&format!("{line}\n")).unwrap();
