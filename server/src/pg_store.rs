@@ -13,22 +13,23 @@
 //!   it runs it.
 //! - The schema is created at start (`CREATE TABLE IF NOT EXISTS`).
 
-use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, TaskRegistry};
-use crate::workflow::events::{RunStatus, RunTotals};
+use crate::batch::{Batch, Message, Outbox, Write, no_nul, status};
+use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, TaskRegistry, Why};
+use crate::workflow::events::RunTotals;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-/// Records one batch may hold (one statement's parameters stay well under
-/// PostgreSQL's 65,535).
-const MAX_BATCH: usize = 1024;
+/// Records one batch may hold.
+const MAX_BATCH: usize = 4096;
 const COLUMNS: usize = 12;
 const CHANNEL: &str = "flowbench_stop";
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flowbench_runs (
+/// Replicas that start together take a lock first: two `CREATE TABLE IF
+/// NOT EXISTS` at once can both try to create it, and one fails.
+const SCHEMA: &str = "BEGIN; SELECT pg_advisory_xact_lock(7156323571); CREATE TABLE IF NOT EXISTS flowbench_runs (
     id uuid PRIMARY KEY,
     app_id uuid NOT NULL,
     status text NOT NULL,
@@ -42,7 +43,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS flowbench_runs (
     outputs text NOT NULL,
     error text,
     updated_at timestamptz NOT NULL DEFAULT now()
-)";
+); COMMIT;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
@@ -50,34 +51,16 @@ pub enum PgStoreError {
     Connect { url: String, source: tokio_postgres::Error },
     #[error("creating the run store's table")]
     Schema(#[source] tokio_postgres::Error),
+    #[error("preparing the run store's upsert")]
+    Prepare(#[source] tokio_postgres::Error),
     #[error("listening for stops on the run store")]
     Listen(#[source] tokio_postgres::Error),
 }
 
-struct Write {
-    app_id: Uuid,
-    run_id: Uuid,
-    record: RunRecord,
-    /// This run's write number: a commit clears `pending` only of its own.
-    seq: u64,
-    done: oneshot::Sender<bool>,
-}
-
-enum Message {
-    Write(Write),
-    /// Answered once everything sent before it is committed.
-    Flush(oneshot::Sender<()>),
-}
-
-type Pending = Arc<Mutex<HashMap<Uuid, (Uuid, RunRecord, u64)>>>;
-
 pub struct PgStore {
     url: String,
-    writes: mpsc::UnboundedSender<Message>,
+    outbox: Arc<Outbox>,
     reads: tokio::sync::RwLock<Arc<tokio_postgres::Client>>,
-    /// Records sent to the writer and not yet committed, by run id.
-    pending: Pending,
-    next_seq: std::sync::atomic::AtomicU64,
 }
 
 /// A batch's records may hold this many bytes of text (PostgreSQL takes a
@@ -105,50 +88,19 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, PgStoreError> {
     Ok(client)
 }
 
-/// An error with its causes (`tokio_postgres` shows only "db error" for
-/// what PostgreSQL said).
-pub struct Why<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Why<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
-    }
-}
-
-/// Connects again until it works: after a PostgreSQL restart or failover.
-async fn reconnect(url: &str) -> tokio_postgres::Client {
-    let mut wait = std::time::Duration::from_millis(50);
-    loop {
-        match connect(url).await {
-            Ok(client) => return client,
-            Err(e) => {
-                tracing::error!("{}; retrying in {wait:?}", Why(&e));
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(2));
-            }
-        }
-    }
-}
-
 impl PgStore {
     /// Connects (a writer, a reader and a listener), creates the table, and
     /// starts passing stops between replicas through `tasks`.
     pub async fn open(url: &str, tasks: Arc<TaskRegistry>) -> Result<Self, PgStoreError> {
-        let writer = connect(url).await?;
-        writer.batch_execute(SCHEMA).await.map_err(PgStoreError::Schema)?;
+        connect(url).await?.batch_execute(SCHEMA).await.map_err(PgStoreError::Schema)?;
+        let writer = Writer::open(url).await?;
         let reads = Arc::new(connect(url).await?);
         let listener = connect_listener(url, &tasks).await?;
         tokio::spawn(listen(url.to_owned(), tasks, listener));
-        let (writes, queue) = mpsc::unbounded_channel();
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(write_batches(url.to_owned(), writer, queue, pending.clone()));
-        Ok(Self { url: url.to_owned(), writes, reads: tokio::sync::RwLock::new(reads), pending, next_seq: 0.into() })
+        let (outbox, queue) = Outbox::new();
+        let outbox = Arc::new(outbox);
+        tokio::spawn(write_batches(url.to_owned(), writer, queue, outbox.clone()));
+        Ok(Self { url: url.to_owned(), outbox, reads: tokio::sync::RwLock::new(reads) })
     }
 }
 
@@ -212,60 +164,31 @@ async fn listen(url: String, tasks: Arc<TaskRegistry>, mut current: tokio::task:
     }
 }
 
-/// PostgreSQL's text holds no NUL: a record's text keeps everything else.
-fn no_nul(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "")) } else { std::borrow::Cow::Borrowed(text) }
-}
-
 /// The writer: each round takes every write waiting (up to `MAX_BATCH`
 /// records and `MAX_BATCH_BYTES`), commits them as one upsert, then tells
 /// each one. A lost connection is made again and the batch retried; a batch
 /// PostgreSQL refuses is retried row by row, and a row it still refuses is
 /// failed alone (its run answered as not stored). Nothing is acknowledged
 /// before it holds.
-async fn write_batches(url: String, mut client: tokio_postgres::Client, mut queue: mpsc::UnboundedReceiver<Message>, pending: Pending) {
+async fn write_batches(url: String, mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Message>, outbox: Arc<Outbox>) {
     let mut messages: Vec<Message> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut messages, MAX_BATCH).await > 0 {
-        let mut writes = Vec::with_capacity(messages.len());
-        let mut flushes = Vec::new();
-        for m in messages.drain(..) {
-            match m {
-                Message::Write(w) => writes.push(w),
-                Message::Flush(f) => flushes.push(f),
-            }
-        }
-        // One row per run: a later write of a run replaces an earlier one.
-        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(writes.len());
-        for (i, w) in writes.iter().enumerate() {
-            last.insert(w.run_id, i);
-        }
-        let rows: Vec<&Write> = writes.iter().enumerate().filter(|(i, w)| last[&w.run_id] == *i).map(|(_, w)| w).collect();
+        let batch = Batch::of(messages.drain(..));
+        let rows = batch.rows();
         let mut failed: Vec<Uuid> = Vec::new();
         for chunk in by_bytes(&rows) {
-            if let Err(e) = commit(&url, &mut client, chunk).await {
+            if let Err(e) = commit(&url, &mut writer, chunk).await {
                 tracing::error!("run store: a batch of {} records was refused ({}); trying each alone", chunk.len(), Why(&e));
                 for row in chunk {
-                    if let Err(e) = commit(&url, &mut client, std::slice::from_ref(row)).await {
+                    if let Err(e) = commit(&url, &mut writer, std::slice::from_ref(row)).await {
                         tracing::error!("run store: run {} not stored: {}", row.run_id, Why(&e));
                         failed.push(row.run_id);
                     }
                 }
             }
         }
-        {
-            let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-            for w in &rows {
-                if pending.get(&w.run_id).is_some_and(|(_, _, seq)| *seq == w.seq) {
-                    pending.remove(&w.run_id);
-                }
-            }
-        }
-        for w in writes {
-            let _ = w.done.send(!failed.contains(&w.run_id));
-        }
-        for f in flushes {
-            let _ = f.send(());
-        }
+        drop(rows);
+        outbox.settle(batch, &failed);
     }
 }
 
@@ -289,37 +212,38 @@ fn by_bytes<'a, 'b>(rows: &'b [&'a Write]) -> Vec<&'b [&'a Write]> {
 
 /// Commits `rows` as one upsert; `Err` is PostgreSQL refusing them (a lost
 /// connection is made again and the rows sent again, until it holds).
-async fn commit(url: &str, client: &mut tokio_postgres::Client, rows: &[&Write]) -> Result<(), tokio_postgres::Error> {
-    let statement = upsert(rows.len());
-    let values: Vec<Row<'_>> = rows.iter().map(|w| Row::of(w)).collect();
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(rows.len() * COLUMNS);
-    for v in &values {
-        params.extend_from_slice(&[
-            &v.id,
-            &v.app_id,
-            &v.status,
-            &v.tokens,
-            &v.steps,
-            &v.elapsed,
-            &v.created,
-            &v.finished,
-            &v.inputs,
-            &v.user,
-            &v.outputs,
-            &v.error,
-        ]);
-    }
+async fn commit(url: &str, writer: &mut Writer, rows: &[&Write]) -> Result<(), tokio_postgres::Error> {
+    let texts = |f: fn(&RunRecord) -> &str| rows.iter().map(|w| no_nul(f(&w.record))).collect::<Vec<_>>();
+    let (inputs, users, outputs) = (texts(RunRecord::inputs_json), texts(RunRecord::user_id), texts(|r| r.outputs_json()));
+    let errors: Vec<Option<std::borrow::Cow<'_, str>>> = rows.iter().map(|w| w.record.error().map(no_nul)).collect();
+    let (inputs, users, outputs) = (strs(&inputs), strs(&users), strs(&outputs));
+    let errors: Vec<Option<&str>> = errors.iter().map(|e| e.as_deref()).collect();
+    let totals = |w: &&Write| w.record.totals;
+    let ids: Vec<Uuid> = rows.iter().map(|w| w.run_id).collect();
+    let apps: Vec<Uuid> = rows.iter().map(|w| w.app_id).collect();
+    let status: Vec<&str> = rows.iter().map(|w| totals(w).status.as_str()).collect();
+    let tokens: Vec<i64> = rows.iter().map(|w| totals(w).total_tokens as i64).collect();
+    let steps: Vec<i32> = rows.iter().map(|w| totals(w).total_steps as i32).collect();
+    let elapsed: Vec<f64> = rows.iter().map(|w| totals(w).elapsed_time).collect();
+    let created: Vec<i64> = rows.iter().map(|w| totals(w).created_at).collect();
+    let finished: Vec<Option<i64>> = rows.iter().map(|w| totals(w).finished_at).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); COLUMNS] =
+        [&ids, &apps, &status, &tokens, &steps, &elapsed, &created, &finished, &inputs, &users, &outputs, &errors];
     loop {
-        match client.execute(statement.as_str(), &params).await {
+        match writer.client.execute(&writer.upsert, &params).await {
             Ok(_) => return Ok(()),
             Err(e) if connection_lost(&e) => {
                 tracing::error!("run store: {}; connecting again", Why(&e));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                *client = reconnect(url).await;
+                *writer = Writer::reopen(url).await;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+fn strs<'a>(v: &'a [std::borrow::Cow<'_, str>]) -> Vec<&'a str> {
+    v.iter().map(|c| c.as_ref()).collect()
 }
 
 /// Whether `e` means the connection is gone (closed, an I/O error, or the
@@ -337,94 +261,55 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// One row's values, in the table's column order.
-struct Row<'a> {
-    id: Uuid,
-    app_id: Uuid,
-    status: &'static str,
-    tokens: i64,
-    steps: i32,
-    elapsed: f64,
-    created: i64,
-    finished: Option<i64>,
-    inputs: std::borrow::Cow<'a, str>,
-    user: std::borrow::Cow<'a, str>,
-    outputs: std::borrow::Cow<'a, str>,
-    error: Option<std::borrow::Cow<'a, str>>,
+/// Every batch, whatever its size, as one statement with one array per
+/// column: prepared once per connection, so a commit is one round trip
+/// with no parsing or planning, where a `VALUES` list per batch size was a
+/// new statement (parse, plan) for each size.
+const UPSERT: &str = "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error) \
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::float8[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, total_tokens = EXCLUDED.total_tokens, \
+     total_steps = EXCLUDED.total_steps, elapsed_time = EXCLUDED.elapsed_time, finished_at = EXCLUDED.finished_at, \
+     outputs = EXCLUDED.outputs, error = EXCLUDED.error, updated_at = now()";
+
+/// The writer's connection and its prepared upsert.
+struct Writer {
+    client: tokio_postgres::Client,
+    upsert: tokio_postgres::Statement,
 }
 
-impl<'a> Row<'a> {
-    fn of(w: &'a Write) -> Self {
-        let (r, t) = (&w.record, &w.record.totals);
-        Self {
-            id: w.run_id,
-            app_id: w.app_id,
-            status: t.status.as_str(),
-            tokens: t.total_tokens as i64,
-            steps: t.total_steps as i32,
-            elapsed: t.elapsed_time,
-            created: t.created_at,
-            finished: t.finished_at,
-            inputs: no_nul(r.inputs_json()),
-            user: no_nul(r.user_id()),
-            outputs: no_nul(r.outputs_json()),
-            error: r.error().map(no_nul),
-        }
+impl Writer {
+    async fn open(url: &str) -> Result<Self, PgStoreError> {
+        let client = connect(url).await?;
+        let upsert = client.prepare(UPSERT).await.map_err(PgStoreError::Prepare)?;
+        Ok(Self { client, upsert })
     }
-}
 
-/// `INSERT … VALUES ($1…$12), … ON CONFLICT (id) DO UPDATE` for `n` rows.
-fn upsert(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error) VALUES ",
-    );
-    for row in 0..n {
-        sql.push_str(if row == 0 { "(" } else { ",(" });
-        for col in 0..COLUMNS {
-            if col > 0 {
-                sql.push(',');
+    /// Connects again until it works: after a PostgreSQL restart or failover.
+    async fn reopen(url: &str) -> Self {
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match Self::open(url).await {
+                Ok(writer) => return writer,
+                Err(e) => {
+                    tracing::error!("{}; retrying in {wait:?}", Why(&e));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
             }
-            sql.push('$');
-            sql.push_str(&(row * COLUMNS + col + 1).to_string());
         }
-        sql.push(')');
-    }
-    sql.push_str(
-        " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, total_tokens = EXCLUDED.total_tokens, \
-         total_steps = EXCLUDED.total_steps, elapsed_time = EXCLUDED.elapsed_time, finished_at = EXCLUDED.finished_at, \
-         outputs = EXCLUDED.outputs, error = EXCLUDED.error, updated_at = now()",
-    );
-    sql
-}
-
-fn status(text: &str) -> RunStatus {
-    match text {
-        "succeeded" => RunStatus::Succeeded,
-        "failed" => RunStatus::Failed,
-        "stopped" => RunStatus::Stopped,
-        _ => RunStatus::Running,
     }
 }
 
 impl RunStore for PgStore {
     fn put(&self, app_id: Uuid, run_id: Uuid, record: RunRecord) -> Committed {
-        let (done, committed) = oneshot::channel();
-        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id, (app_id, record.clone(), seq));
-        if self.writes.send(Message::Write(Write { app_id, run_id, record, seq, done })).is_err() {
-            tracing::error!("run store: the writer has stopped; run {run_id} is not stored");
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
-        }
-        Committed::Later(committed)
+        self.outbox.put(app_id, run_id, record)
     }
 
     fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
         Box::pin(async move {
             let Ok(id) = Uuid::parse_str(run_id) else { return Ok(None) };
-            if let Some((app, record, _)) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&id)
-                && *app == app_id
-            {
-                return Ok(Some(record.clone()));
+            if let Some(record) = self.outbox.get(app_id, id) {
+                return Ok(Some(record));
             }
             let query = "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error \
                          FROM flowbench_runs WHERE id = $1 AND app_id = $2";
@@ -476,22 +361,16 @@ impl RunStore for PgStore {
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {
-        let (done, flushed) = oneshot::channel();
-        let sent = self.writes.send(Message::Flush(done)).is_ok();
-        Box::pin(async move {
-            if sent {
-                let _ = flushed.await;
-            }
-        })
+        self.outbox.flush()
     }
 
     /// Records not yet committed (the table holds the rest).
     fn len(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.outbox.len()
     }
 
     /// What this process holds: the records not yet committed.
     fn bytes(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(_, r, _)| r.heap_bytes()).sum()
+        self.outbox.bytes()
     }
 }
