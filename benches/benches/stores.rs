@@ -1,5 +1,5 @@
 //! Start→End with each run store, in one run: the memory store, a SQLite
-//! file (WAL, `synchronous = FULL`, group commit) and, when
+//! file (WAL, group commit; `synchronous` FULL and NORMAL) and, when
 //! `FLOWBENCH_BENCH_POSTGRES` names a PostgreSQL URL, PostgreSQL. Each
 //! iteration is one blocking run with 32 or 256 runs in flight (a durable
 //! store commits what is waiting together, so one at a time would measure
@@ -16,7 +16,9 @@ const IN_FLIGHT: [u64; 2] = [32, 256];
 fn stores(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let mut stores = vec![("memory", None), ("sqlite", Some(format!("sqlite:{}", dir.path().join("runs.db").display())))];
+    let sqlite = |name: &str, query: &str| Some(format!("sqlite:{}{query}", dir.path().join(name).display()));
+    let mut stores =
+        vec![("memory", None), ("sqlite", sqlite("full.db", "")), ("sqlite_normal", sqlite("normal.db", "?synchronous=normal"))];
     match std::env::var("FLOWBENCH_BENCH_POSTGRES") {
         Ok(url) => stores.push(("postgres", Some(url))),
         Err(_) => eprintln!("stores/postgres: not measured (set FLOWBENCH_BENCH_POSTGRES=postgres://…)"),

@@ -4,8 +4,10 @@
 //! - One writer thread commits whatever is waiting as one transaction
 //!   (group commit: a run costs a share of one `fsync`, not one). The file
 //!   is in WAL mode with `synchronous = FULL`, so a committed run survives
-//!   the process being killed and the machine losing power. `put` resolves
-//!   once its transaction commits; the server answers only after that.
+//!   the process being killed and the machine losing power
+//!   (`sqlite:PATH?synchronous=normal`: the process being killed only).
+//!   `put` resolves once its transaction commits; the server answers only
+//!   after that.
 //! - Until its batch commits a record is also kept in memory, so `GET` sees
 //!   it at once.
 //! - Several processes may share the file (`--reuse-port` replicas): a stop
@@ -82,7 +84,7 @@ pub struct SqliteStore {
 
 /// A connection to `path` as every one of ours is set up: WAL, full sync,
 /// waiting for other writers rather than failing.
-fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+fn open(path: &Path, sync: Sync) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // `journal_mode` answers with the mode it set.
@@ -90,8 +92,45 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!("run store {}: SQLite kept journal mode {mode} (WAL not possible here)", path.display());
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     Ok(conn)
+}
+
+/// When a commit is durable: `Full` (the default) syncs the WAL at each
+/// commit, so a run the server acknowledged survives a power loss;
+/// `Normal` syncs only at checkpoints, so it survives the process being
+/// killed but a power loss may take the last commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    Full,
+    Normal,
+}
+
+impl Sync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        }
+    }
+}
+
+/// `PATH` or `PATH?synchronous=full|normal` (after `sqlite:`).
+pub fn parse(spec: &str) -> Result<(PathBuf, Sync), String> {
+    let (path, query) = spec.split_once('?').unwrap_or((spec, ""));
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path.is_empty() {
+        return Err("store \"sqlite:\": name the file, as sqlite:PATH".into());
+    }
+    let mut sync = Sync::Full;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        sync = match pair.to_ascii_lowercase().as_str() {
+            "synchronous=full" => Sync::Full,
+            "synchronous=normal" => Sync::Normal,
+            other => return Err(format!("store sqlite:{spec}: {other:?} is not an option; give synchronous=full or synchronous=normal")),
+        };
+    }
+    Ok((PathBuf::from(path), sync))
 }
 
 fn now_ms() -> i64 {
@@ -101,13 +140,13 @@ fn now_ms() -> i64 {
 impl SqliteStore {
     /// Opens (or creates) the file and its tables, starts the writer
     /// thread, and starts reading stops for `tasks`.
-    pub fn open(path: &Path, tasks: Arc<TaskRegistry>) -> Result<Self, SqliteStoreError> {
+    pub fn open(path: &Path, sync: Sync, tasks: Arc<TaskRegistry>) -> Result<Self, SqliteStoreError> {
         let failed = |source| SqliteStoreError::Open { path: path.to_owned(), source };
-        let writer = open(path).map_err(failed)?;
+        let writer = open(path, sync).map_err(failed)?;
         writer.execute_batch(SCHEMA).map_err(failed)?;
-        let reads = open(path).map_err(failed)?;
-        let stops = open(path).map_err(failed)?;
-        let poller = open(path).map_err(failed)?;
+        let reads = open(path, sync).map_err(failed)?;
+        let stops = open(path, sync).map_err(failed)?;
+        let poller = open(path, sync).map_err(failed)?;
         // Only stops passed on from now on concern this process.
         let last: i64 = poller.query_row("SELECT coalesce(max(seq), 0) FROM flowbench_stops", [], |r| r.get(0)).map_err(failed)?;
         let (outbox, queue) = Outbox::new();
@@ -285,5 +324,19 @@ impl RunStore for SqliteStore {
     /// What this process holds: the records not yet committed.
     fn bytes(&self) -> usize {
         self.outbox.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_spec_names_its_file_and_durability() {
+        assert_eq!(parse("/var/runs.db").unwrap(), (PathBuf::from("/var/runs.db"), Sync::Full));
+        assert_eq!(parse("///var/runs.db").unwrap(), (PathBuf::from("/var/runs.db"), Sync::Full));
+        assert_eq!(parse("runs.db?synchronous=NORMAL").unwrap(), (PathBuf::from("runs.db"), Sync::Normal));
+        assert!(parse("").unwrap_err().contains("name the file"));
+        assert!(parse("runs.db?synchronous=off").unwrap_err().contains("\"synchronous=off\" is not an option"));
     }
 }

@@ -141,13 +141,9 @@ impl AppState {
             }
             Some(path) if path.starts_with("sqlite:") => {
                 config.validate()?;
-                let path = path.trim_start_matches("sqlite:");
-                let path = path.strip_prefix("//").unwrap_or(path);
-                if path.is_empty() {
-                    return Err(ConfigError::Store("store \"sqlite:\": name the file, as sqlite:PATH".into()));
-                }
+                let (path, sync) = crate::sqlite_store::parse(path.trim_start_matches("sqlite:")).map_err(ConfigError::Store)?;
                 let tasks = Arc::new(TaskRegistry::default());
-                let store = crate::sqlite_store::SqliteStore::open(std::path::Path::new(path), tasks.clone())
+                let store = crate::sqlite_store::SqliteStore::open(&path, sync, tasks.clone())
                     .map_err(|e| ConfigError::Store(crate::store::Why(&e).to_string()))?;
                 Self::build(config, Arc::new(store), tasks)
             }

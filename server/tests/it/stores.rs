@@ -317,6 +317,7 @@ fn a_store_that_cannot_be_opened_is_named() {
     for (store, says) in [
         (format!("sqlite:{}", missing.display()), missing.display().to_string()),
         ("sqlite:".to_owned(), "name the file".to_owned()),
+        ("sqlite:runs.db?sync=off".to_owned(), "\"sync=off\" is not an option; give synchronous=full or synchronous=normal".to_owned()),
         ("redis://localhost".to_owned(), "give memory, sqlite:PATH or a postgres:// URL".to_owned()),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flowbench-server"));
