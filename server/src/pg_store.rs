@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 /// Records one batch may hold.
 const MAX_BATCH: usize = 4096;
-const COLUMNS: usize = 12;
+const COLUMNS: usize = 13;
 const CHANNEL: &str = "flowbench_stop";
 
 /// Replicas that start together take a lock first: two `CREATE TABLE IF
@@ -43,7 +43,7 @@ const SCHEMA: &str = "BEGIN; SELECT pg_advisory_xact_lock(7156323571); CREATE TA
     outputs text NOT NULL,
     error text,
     updated_at timestamptz NOT NULL DEFAULT now()
-); COMMIT;";
+); ALTER TABLE flowbench_runs ADD COLUMN IF NOT EXISTS node_executions text NOT NULL DEFAULT '[]'; COMMIT;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
@@ -215,8 +215,9 @@ fn by_bytes<'a, 'b>(rows: &'b [&'a Write]) -> Vec<&'b [&'a Write]> {
 async fn commit(url: &str, writer: &mut Writer, rows: &[&Write]) -> Result<(), tokio_postgres::Error> {
     let texts = |f: fn(&RunRecord) -> &str| rows.iter().map(|w| no_nul(f(&w.record))).collect::<Vec<_>>();
     let (inputs, users, outputs) = (texts(RunRecord::inputs_json), texts(RunRecord::user_id), texts(|r| r.outputs_json()));
+    let nodes = texts(|r| if r.nodes_json().is_empty() { "[]" } else { r.nodes_json() });
     let errors: Vec<Option<std::borrow::Cow<'_, str>>> = rows.iter().map(|w| w.record.error().map(no_nul)).collect();
-    let (inputs, users, outputs) = (strs(&inputs), strs(&users), strs(&outputs));
+    let (inputs, users, outputs, nodes) = (strs(&inputs), strs(&users), strs(&outputs), strs(&nodes));
     let errors: Vec<Option<&str>> = errors.iter().map(|e| e.as_deref()).collect();
     let totals = |w: &&Write| w.record.totals;
     let ids: Vec<Uuid> = rows.iter().map(|w| w.run_id).collect();
@@ -228,7 +229,7 @@ async fn commit(url: &str, writer: &mut Writer, rows: &[&Write]) -> Result<(), t
     let created: Vec<i64> = rows.iter().map(|w| totals(w).created_at).collect();
     let finished: Vec<Option<i64>> = rows.iter().map(|w| totals(w).finished_at).collect();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); COLUMNS] =
-        [&ids, &apps, &status, &tokens, &steps, &elapsed, &created, &finished, &inputs, &users, &outputs, &errors];
+        [&ids, &apps, &status, &tokens, &steps, &elapsed, &created, &finished, &inputs, &users, &outputs, &errors, &nodes];
     loop {
         match writer.client.execute(&writer.upsert, &params).await {
             Ok(_) => return Ok(()),
@@ -265,11 +266,11 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
 /// column: prepared once per connection, so a commit is one round trip
 /// with no parsing or planning, where a `VALUES` list per batch size was a
 /// new statement (parse, plan) for each size.
-const UPSERT: &str = "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error) \
-     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::float8[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+const UPSERT: &str = "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error, node_executions) \
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::float8[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) \
      ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, total_tokens = EXCLUDED.total_tokens, \
      total_steps = EXCLUDED.total_steps, elapsed_time = EXCLUDED.elapsed_time, finished_at = EXCLUDED.finished_at, \
-     outputs = EXCLUDED.outputs, error = EXCLUDED.error, updated_at = now()";
+     outputs = EXCLUDED.outputs, error = EXCLUDED.error, node_executions = EXCLUDED.node_executions, updated_at = now()";
 
 /// The writer's connection and its prepared upsert.
 struct Writer {
@@ -311,7 +312,7 @@ impl RunStore for PgStore {
             if let Some(record) = self.outbox.get(app_id, id) {
                 return Ok(Some(record));
             }
-            let query = "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error \
+            let query = "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error, node_executions \
                          FROM flowbench_runs WHERE id = $1 AND app_id = $2";
             let unavailable = |e: &(dyn std::error::Error + 'static)| StoreError(format!("reading run {run_id}: {}", Why(e)));
             let client = self.reads.read().await.clone();
@@ -345,8 +346,13 @@ impl RunStore for PgStore {
             let (inputs, outputs) = (map(row.try_get(6).map_err(bad)?), map(row.try_get(8).map_err(bad)?));
             let error: Option<&str> = row.try_get(9).map_err(bad)?;
             let user: &str = row.try_get(7).map_err(bad)?;
-            Ok(Some(RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: user, outputs: &outputs, error })))
+            let nodes_json: &str = row.try_get(10).map_err(bad)?;
+            Ok(Some(RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: user, outputs: &outputs, error, nodes_json })))
         })
+    }
+
+    fn keeps_nodes(&self) -> bool {
+        true
     }
 
     fn forward_stop(&self, task_id: &str, app_id: &str, user: &str) {

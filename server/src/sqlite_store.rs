@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS flowbench_runs (
     user_id text NOT NULL,
     outputs text NOT NULL,
     error text,
-    updated_at integer NOT NULL DEFAULT (unixepoch())
+    updated_at integer NOT NULL DEFAULT (unixepoch()),
+    node_executions text NOT NULL DEFAULT '[]'
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flowbench_stops (
     seq integer PRIMARY KEY AUTOINCREMENT,
@@ -61,11 +62,11 @@ CREATE TABLE IF NOT EXISTS flowbench_stops (
     at_ms integer NOT NULL
 );";
 
-const UPSERT: &str = "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+const UPSERT: &str = "INSERT INTO flowbench_runs (id, app_id, status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error, node_executions) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
      ON CONFLICT (id) DO UPDATE SET status = excluded.status, total_tokens = excluded.total_tokens, \
      total_steps = excluded.total_steps, elapsed_time = excluded.elapsed_time, finished_at = excluded.finished_at, \
-     outputs = excluded.outputs, error = excluded.error, updated_at = unixepoch()";
+     outputs = excluded.outputs, error = excluded.error, node_executions = excluded.node_executions, updated_at = unixepoch()";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteStoreError {
@@ -144,6 +145,16 @@ impl SqliteStore {
         let failed = |source| SqliteStoreError::Open { path: path.to_owned(), source };
         let writer = open(path, sync).map_err(failed)?;
         writer.execute_batch(SCHEMA).map_err(failed)?;
+        // A file made before runs kept their node executions gains the column.
+        let has_nodes: bool = writer
+            .query_row("SELECT count(*) FROM pragma_table_info('flowbench_runs') WHERE name = 'node_executions'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(failed)?
+            > 0;
+        if !has_nodes {
+            writer.execute_batch("ALTER TABLE flowbench_runs ADD COLUMN node_executions text NOT NULL DEFAULT '[]'").map_err(failed)?;
+        }
         let reads = open(path, sync).map_err(failed)?;
         let stops = open(path, sync).map_err(failed)?;
         let poller = open(path, sync).map_err(failed)?;
@@ -214,6 +225,7 @@ fn commit(conn: &mut Connection, rows: &[&Write]) -> Result<(), rusqlite::Error>
                 no_nul(r.user_id()),
                 no_nul(r.outputs_json()),
                 r.error().map(no_nul),
+                if r.nodes_json().is_empty() { "[]" } else { r.nodes_json() },
             ])?;
         }
     }
@@ -264,7 +276,7 @@ impl RunStore for SqliteStore {
             let read = tokio::task::spawn_blocking(move || {
                 let conn = reads.lock().unwrap_or_else(|e| e.into_inner());
                 let mut query = conn.prepare_cached(
-                    "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error \
+                    "SELECT status, total_tokens, total_steps, elapsed_time, created_at, finished_at, inputs, user_id, outputs, error, node_executions \
                      FROM flowbench_runs WHERE id = ?1 AND app_id = ?2",
                 )?;
                 query
@@ -279,13 +291,14 @@ impl RunStore for SqliteStore {
                         };
                         let map = |text: String| serde_json::from_str::<Map<String, Value>>(&text).unwrap_or_default();
                         let (inputs, outputs) = (map(row.get(6)?), map(row.get(8)?));
-                        let (user, error): (String, Option<String>) = (row.get(7)?, row.get(9)?);
+                        let (user, error, nodes): (String, Option<String>, String) = (row.get(7)?, row.get(9)?, row.get(10)?);
                         Ok(RunRecord::pack(&RecordParts {
                             totals,
                             inputs: &inputs,
                             user_id: &user,
                             outputs: &outputs,
                             error: error.as_deref(),
+                            nodes_json: &nodes,
                         }))
                     })
                     .optional()
@@ -297,6 +310,10 @@ impl RunStore for SqliteStore {
                 Err(e) => Err(StoreError(format!("reading run {run_id}: {e}"))),
             }
         })
+    }
+
+    fn keeps_nodes(&self) -> bool {
+        true
     }
 
     fn forward_stop(&self, task_id: &str, app_id: &str, user: &str) {

@@ -28,10 +28,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     pub totals: RunTotals,
-    /// `inputs JSON | user id | outputs JSON | error`, split at `ends`. Not
-    /// shrunk to fit: that was a `realloc` per run.
+    /// `inputs JSON | user id | outputs JSON | node executions JSON | error`,
+    /// split at `ends`. Not shrunk to fit: that was a `realloc` per run.
     text: String,
-    ends: [usize; 3],
+    ends: [usize; 4],
     has_error: bool,
 }
 
@@ -42,12 +42,15 @@ pub struct RecordParts<'a> {
     pub user_id: &'a str,
     pub outputs: &'a Map<String, Value>,
     pub error: Option<&'a str>,
+    /// The node executions as a JSON array, or empty when the store does
+    /// not keep them.
+    pub nodes_json: &'a str,
 }
 
 impl RunRecord {
     pub fn pack(parts: &RecordParts<'_>) -> Self {
         let error = parts.error.unwrap_or("");
-        let mut text = Vec::with_capacity(128 + parts.user_id.len() + error.len());
+        let mut text = Vec::with_capacity(128 + parts.user_id.len() + error.len() + parts.nodes_json.len());
         // Maps of JSON values always serialize.
         serde_json::to_writer(&mut text, parts.inputs).expect("serialize to Vec");
         let inputs_end = text.len();
@@ -55,9 +58,11 @@ impl RunRecord {
         let user_end = text.len();
         serde_json::to_writer(&mut text, parts.outputs).expect("serialize to Vec");
         let outputs_end = text.len();
+        text.extend_from_slice(parts.nodes_json.as_bytes());
+        let nodes_end = text.len();
         text.extend_from_slice(error.as_bytes());
         let text = String::from_utf8(text).expect("JSON and &str are UTF-8");
-        Self { totals: parts.totals, text, ends: [inputs_end, user_end, outputs_end], has_error: parts.error.is_some() }
+        Self { totals: parts.totals, text, ends: [inputs_end, user_end, outputs_end, nodes_end], has_error: parts.error.is_some() }
     }
 
     pub(crate) fn inputs_json(&self) -> &str {
@@ -72,8 +77,13 @@ impl RunRecord {
         &self.text[self.ends[1]..self.ends[2]]
     }
 
+    /// The node executions (a JSON array), or empty when not kept.
+    pub fn nodes_json(&self) -> &str {
+        &self.text[self.ends[2]..self.ends[3]]
+    }
+
     pub fn error(&self) -> Option<&str> {
-        self.has_error.then(|| &self.text[self.ends[2]..])
+        self.has_error.then(|| &self.text[self.ends[3]..])
     }
 
     /// What the record holds beyond its slot: its text's allocation.
@@ -146,6 +156,11 @@ pub trait RunStore: Send + Sync + 'static {
     /// The record of `run_id` (as a client spelled it: only the canonical
     /// lowercase, hyphenated form names a run) if it belongs to `app_id`.
     fn get<'a>(&'a self, app_id: Uuid, run_id: &'a str) -> futures_util::future::BoxFuture<'a, Result<Option<RunRecord>, StoreError>>;
+    /// Whether records should carry their node executions (a database
+    /// store, which writes them as Dify writes `workflow_node_executions`).
+    fn keeps_nodes(&self) -> bool {
+        false
+    }
     /// A stop for a task this process does not run: a store shared by
     /// replicas passes it to the one that does.
     fn forward_stop(&self, _task_id: &str, _app_id: &str, _user: &str) {}
@@ -472,7 +487,7 @@ mod tests {
     fn record(status: RunStatus, user: &str) -> RunRecord {
         let map = Map::new();
         let totals = RunTotals { status, ..RunTotals::running(0) };
-        RunRecord::pack(&RecordParts { totals, inputs: &map, user_id: user, outputs: &map, error: None })
+        RunRecord::pack(&RecordParts { totals, inputs: &map, user_id: user, outputs: &map, error: None, nodes_json: "" })
     }
 
     #[test]
@@ -488,13 +503,15 @@ mod tests {
                 finished_at: Some(2),
                 elapsed_time: 0.25,
             };
-            let r = RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: "usér/1", outputs: &outputs, error });
+            let r =
+                RunRecord::pack(&RecordParts { totals, inputs: &inputs, user_id: "usér/1", outputs: &outputs, error, nodes_json: "[]" });
             assert_eq!(r.inputs(), inputs);
             // Key order is kept.
             assert_eq!(r.inputs().keys().collect::<Vec<_>>(), ["q", "n", "z"]);
             assert_eq!(r.user_id(), "usér/1");
             assert_eq!(r.outputs(), outputs);
             assert_eq!(r.error(), error);
+            assert_eq!(r.nodes_json(), "[]");
             assert_eq!((r.totals.total_steps, r.totals.total_tokens, r.totals.finished_at), (3, 42, Some(2)));
         }
     }

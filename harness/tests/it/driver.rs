@@ -314,7 +314,12 @@ async fn drained_streams_report_the_tail_apart_from_the_duration() {
     assert_eq!(r.n_errors(), 0, "errors: {:?}", r.errors);
     let tails = r.histogram(Metric::StreamTail);
     assert_eq!(tails.len(), r.n_ok, "every stream's tail is recorded");
-    assert!(tails.min() >= 1_000_000, "each tail holds the server's 1 s: min {} µs", tails.min());
+    // The server holds its body 1 s from handing over the terminal frame;
+    // the client times from reading that frame to reading the end, so a
+    // terminal frame read later than the end (by the client's scheduling)
+    // shortens the tail by that much. 10 ms allows for it on a busy host
+    // and still tells a held tail from none.
+    assert!(tails.min() >= 990_000, "each tail holds the server's 1 s: min {} µs", tails.min());
     let longest = Duration::from_micros(r.histogram(Metric::Duration).max());
     assert!(longest < Duration::from_millis(900), "the duration {longest:?} ends at the terminal event");
     stack.shutdown().await.unwrap();

@@ -88,7 +88,8 @@ async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Respons
         None => None,
     };
     let run_id = shared.store.new_run_id(app.app_uuid);
-    let run = Run::with_id(app, payload.user, payload.inputs, run_id);
+    let mut run = Run::with_id(app, payload.user, payload.inputs, run_id);
+    run.keep_nodes = state.shared.store.keeps_nodes();
     busy_for(shared.limits.inject_busy_per_request);
     let live = LiveRun::new(&state, permit);
     match payload.response_mode {
@@ -152,14 +153,40 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
 fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) -> crate::store::Committed {
     let no_outputs = serde_json::Map::new();
     let totals = outcome.map_or_else(|| RunTotals::running(run.created_at), |o| o.totals);
+    let nodes = if run.keep_nodes { nodes_json(run, outcome.map_or(&[], |o| &o.nodes)) } else { String::new() };
     let record = RunRecord::pack(&RecordParts {
         totals,
         inputs: &run.inputs,
         user_id: &run.user_id,
         outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
         error: outcome.and_then(|o| o.error.as_deref()),
+        nodes_json: &nodes,
     });
     shared.store.put(run.app.app_uuid, run.id, record)
+}
+
+/// A run's node executions as a store keeps them: a JSON array, one object
+/// per node that ran, with what Dify's `workflow_node_executions` row holds
+/// for our node types.
+fn nodes_json(run: &Run, nodes: &[engine::NodeExecution]) -> String {
+    let rows: Vec<serde_json::Value> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let node = run.app.workflow.nodes.get(n.node)?;
+            Some(serde_json::json!({
+                "index": i + 1,
+                "node_id": node.id,
+                "node_type": node.kind.type_name(),
+                "title": node.title,
+                "status": n.status.as_str(),
+                "elapsed_time": n.elapsed_time,
+                "created_at": n.created_at,
+                "finished_at": n.finished_at,
+            }))
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// The body of `GET /v1/workflows/run/{id}` for `record`, a run of `app`.

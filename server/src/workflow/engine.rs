@@ -75,6 +75,9 @@ pub struct Run {
     pub inputs: Map<String, Value>,
     pub created_at: i64,
     pub started: Instant,
+    /// Whether the outcome lists each node's execution (`RunOutcome::nodes`):
+    /// for a store that keeps them, as Dify's `workflow_node_executions`.
+    pub keep_nodes: bool,
     /// The wall clock at `started`, since the Unix epoch: `finished_at` is
     /// this plus the run's elapsed time, one clock read fewer per run.
     started_wall: std::time::Duration,
@@ -98,6 +101,7 @@ impl Run {
             inputs,
             created_at,
             started: Instant::now(),
+            keep_nodes: false,
             started_wall,
             app,
             id: run_id,
@@ -136,12 +140,29 @@ pub struct RunOutcome {
     pub totals: RunTotals,
     pub outputs: Map<String, Value>,
     pub error: Option<String>,
+    /// Each node that ran, in order (only when `Run::keep_nodes`).
+    pub nodes: Vec<NodeExecution>,
+}
+
+/// One node's execution, as a store keeps it: the node (its position in
+/// the workflow), how it ended, and when. A blocking run's Start and End
+/// nodes read no clock (see `Exec::walk`): their times are the run's
+/// start and their elapsed time 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeExecution {
+    pub node: usize,
+    pub status: RunStatus,
+    pub elapsed_time: f64,
+    pub created_at: i64,
+    pub finished_at: i64,
 }
 
 /// Executes `run` to its end, sending its events to `sink`; `stop` ends it
 /// early with status `stopped`.
 pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop: &CancellationToken) -> RunOutcome {
-    let mut exec = Exec { provider, run, sink, stop, done: Vec::new(), llm_outputs: Vec::new(), plan_pos: 0, total_tokens: 0, steps: 0 };
+    let nodes = if run.keep_nodes { Vec::with_capacity(run.app.workflow.nodes.len()) } else { Vec::new() };
+    let mut exec =
+        Exec { provider, run, sink, stop, done: Vec::new(), llm_outputs: Vec::new(), plan_pos: 0, total_tokens: 0, steps: 0, nodes };
     let result = exec.walk().await;
     let elapsed = run.started.elapsed();
     let client_gone = matches!(result, Err(End::Gone));
@@ -159,7 +180,7 @@ pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop
         created_at: run.created_at,
         finished_at: Some((run.started_wall + elapsed).as_secs() as i64),
     };
-    let outcome = RunOutcome { totals, outputs, error };
+    let outcome = RunOutcome { totals, outputs, error, nodes: std::mem::take(&mut exec.nodes) };
     if !client_gone && exec.sink.wants_events() {
         let end_user_id = run.end_user_id();
         let created_by = events::CreatedBy { id: &end_user_id, user: &run.user_id };
@@ -239,6 +260,7 @@ struct Exec<'a, S> {
     plan_pos: usize,
     total_tokens: u64,
     steps: u32,
+    nodes: Vec<NodeExecution>,
 }
 
 impl<'a, S: Sink> Exec<'a, S> {
@@ -256,7 +278,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             self.sink.send(events::frame("workflow_started", &ids, started)).await?;
         }
         let mut workflow_outputs = Map::new();
-        for node in &run.app.workflow.nodes {
+        for (position, node) in run.app.workflow.nodes.iter().enumerate() {
             // A blocking run's Start and End nodes wait on nothing and take
             // microseconds: they read no clock (only the LLM node's latency,
             // in its outputs, needs one) and check for no stop, since
@@ -291,27 +313,44 @@ impl<'a, S: Sink> Exec<'a, S> {
                 self.sink.send(events::frame("node_started", &ids, started)).await?;
             }
             let finish = NodeDone { exec_id: &exec_id, node, created_at, started: node_started_at };
-            match &node.kind {
-                NodeKind::Start { .. } => {
-                    self.done.push(&node.id);
-                    self.flush_plan(None).await?;
-                    let view = || InputsView { user: &run.inputs, sys: run.sys(), with_timestamp: true };
-                    self.node_finished(&finish, view(), EmptyObject, view(), None::<()>, None).await?;
-                }
-                // Boxed: the LLM node's state is most of a run's future, and a
-                // Start→End run should not carry (and allocate) it.
-                NodeKind::Llm(llm) => Box::pin(self.run_llm(&finish, llm)).await?,
-                NodeKind::End { outputs } => {
-                    for (var, sel) in outputs {
-                        workflow_outputs.insert(var.clone(), self.lookup(sel).unwrap_or(Value::Null));
-                    }
-                    self.done.push(&node.id);
-                    self.flush_plan(None).await?;
-                    self.node_finished(&finish, &workflow_outputs, EmptyObject, &workflow_outputs, None::<()>, None).await?;
-                }
+            let ran = self.run_node(&finish, &mut workflow_outputs).await;
+            if run.keep_nodes {
+                let status = match &ran {
+                    Ok(()) => RunStatus::Succeeded,
+                    Err(End::Failed(_)) => RunStatus::Failed,
+                    Err(End::Stopped | End::Gone) => RunStatus::Stopped,
+                };
+                let elapsed = if timed { node_started_at.elapsed() } else { std::time::Duration::ZERO };
+                let finished_at = created_at + elapsed.as_secs() as i64;
+                self.nodes.push(NodeExecution { node: position, status, elapsed_time: seconds(elapsed), created_at, finished_at });
             }
+            ran?;
         }
         Ok(workflow_outputs)
+    }
+
+    async fn run_node(&mut self, finish: &NodeDone<'_, 'a>, workflow_outputs: &mut Map<String, Value>) -> Result<(), End> {
+        let (run, node) = (self.run, finish.node);
+        match &node.kind {
+            NodeKind::Start { .. } => {
+                self.done.push(&node.id);
+                self.flush_plan(None).await?;
+                let view = || InputsView { user: &run.inputs, sys: run.sys(), with_timestamp: true };
+                self.node_finished(finish, view(), EmptyObject, view(), None::<()>, None).await?;
+            }
+            // Boxed: the LLM node's state is most of a run's future, and a
+            // Start→End run should not carry (and allocate) it.
+            NodeKind::Llm(llm) => Box::pin(self.run_llm(finish, llm)).await?,
+            NodeKind::End { outputs } => {
+                for (var, sel) in outputs {
+                    workflow_outputs.insert(var.clone(), self.lookup(sel).unwrap_or(Value::Null));
+                }
+                self.done.push(&node.id);
+                self.flush_plan(None).await?;
+                self.node_finished(finish, &*workflow_outputs, EmptyObject, &*workflow_outputs, None::<()>, None).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn run_llm(&mut self, finish: &NodeDone<'_, 'a>, llm: &'a LlmNode) -> Result<(), End> {

@@ -142,6 +142,20 @@ async fn three_processes_on_one_sqlite_file_answer_get_and_stop_for_each_others_
     three_replicas_answer_get_and_stop_for_each_others_runs(&sqlite(&dir)).await;
 }
 
+/// A run's node executions, read from the store's table itself.
+async fn node_executions(store: &str, run_id: &str) -> Value {
+    let text: String = if let Some(path) = store.strip_prefix("sqlite:") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT node_executions FROM flowbench_runs WHERE id = ?1", [run_id], |r| r.get(0)).unwrap()
+    } else {
+        let (client, connection) = tokio_postgres::connect(store, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let id = uuid::Uuid::parse_str(run_id).unwrap();
+        client.query_one("SELECT node_executions FROM flowbench_runs WHERE id = $1", &[&id]).await.unwrap().get(0)
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
 fn sqlite(dir: &tempfile::TempDir) -> String {
     format!("sqlite:{}", dir.path().join("runs.db").display())
 }
@@ -165,6 +179,15 @@ async fn three_replicas_answer_get_and_stop_for_each_others_runs(store: &str) {
         assert_eq!(got.status, 200, "{}", got.text());
         assert_eq!(got.json()["status"], "succeeded");
         assert_eq!(got.json()["id"], id.as_str());
+    }
+    // Its record holds its node executions, as Dify's workflow_node_executions.
+    let nodes = node_executions(store, &id).await;
+    let types: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["node_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["start", "end"], "{nodes}");
+    for (i, node) in nodes.as_array().unwrap().iter().enumerate() {
+        assert_eq!(node["index"], i + 1);
+        assert_eq!(node["status"], "succeeded", "{node}");
+        assert!(node["created_at"].as_i64().unwrap() > 0 && node["finished_at"].as_i64() >= node["created_at"].as_i64());
     }
     // A stream on the first, stopped through the third.
     let mut stream =
@@ -192,6 +215,10 @@ async fn three_replicas_answer_get_and_stop_for_each_others_runs(store: &str) {
     // The record says so on the second.
     let got = clients[1].send("GET", &format!("/v1/workflows/run/{run_id}"), &[("authorization", &auth)], "").await;
     assert_eq!(got.json()["status"], "stopped", "{}", got.text());
+    let nodes = node_executions(store, &run_id).await;
+    let last = nodes.as_array().unwrap().last().unwrap();
+    assert_eq!((last["node_type"].as_str(), last["status"].as_str()), (Some("llm"), Some("stopped")), "{nodes}");
+    assert!(last["elapsed_time"].as_f64().unwrap() > 0.0, "the LLM node is timed: {last}");
     // A NUL, which PostgreSQL's text cannot hold, is left out of the
     // record, and the store goes on storing (the same in SQLite).
     let nul =
