@@ -61,6 +61,8 @@ pub enum Command {
     Bare(BareArgs),
     /// Run the OpenAI-compatible mock LLM alone.
     Mock(MockArgs),
+    /// Saved reports read again: one printed, or each later one against the first, figure by figure.
+    Report(ReportArgs),
     /// One server replica of `flowbench up --replicas N` (started by it).
     #[command(hide = true)]
     Replica(Box<ReplicaArgs>),
@@ -80,6 +82,26 @@ pub struct MergeArgs {
     /// Write the merged Markdown tables here.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Write the merged figures as Bencher Metric Format JSON here.
+    #[arg(long)]
+    pub bmf: Option<PathBuf>,
+    /// Write the merged report as one self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+/// `flowbench report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// `flowbench run --json` (or `merge --json`) reports; the first is the baseline.
+    #[arg(required = true, num_args = 1.., value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Write what is printed (Markdown) here too.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write one HTML page with every report's tables and plots, overlaid.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// `flowbench up`.
@@ -292,6 +314,14 @@ pub struct RunArgs {
     /// Write the Markdown tables here (for a pull-request comment).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Write each scenario's figures as Bencher Metric Format JSON here
+    /// (for Bencher or a dashboard of one's own).
+    #[arg(long)]
+    pub bmf: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page here: the tables,
+    /// latency distributions and per-second plots (no script, no network).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// A Dify-compatible server, `http://` or `https://`, with or without a
     /// trailing `/v1`; without it, flowbench starts its embedded stack.
     #[arg(long)]

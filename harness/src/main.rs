@@ -56,7 +56,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => {
             // Flags that are wrong together: clap's error, exit 2, as for one bad flag.
             let plan = args.plan().unwrap_or_else(|e| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit());
-            cmd::run::execute(plan, args.json.clone(), args.markdown.clone()).await
+            cmd::run::execute(
+                plan,
+                cmd::run::Outputs {
+                    json: args.json.clone(),
+                    markdown: args.markdown.clone(),
+                    bmf: args.bmf.clone(),
+                    html: args.html.clone(),
+                },
+            )
+            .await
         }
         Command::Ab(args) => cmd::ab::execute(&args).await.map(|r| if r.interrupted { exit::INTERRUPTED } else { exit::OK }),
         Command::Soak(args) => cmd::soak::execute(&args).await.map(|r| match (r.interrupted, r.pass) {
@@ -74,5 +83,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bare(args) => cmd::bare::execute(&args).await,
         Command::Mock(args) => cmd::mock::execute(&args).await,
         Command::Merge(args) => cmd::merge::execute(&args),
+        Command::Report(args) => cmd::report::execute(&args),
     }
 }

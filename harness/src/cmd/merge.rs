@@ -2,7 +2,6 @@
 //! written; the exit code as `run`'s (INVALID if any shard was, 4 for a
 //! crossed threshold).
 
-use super::write_file;
 use crate::cli::{MergeArgs, exit};
 use crate::report::Report;
 use anyhow::Context;
@@ -23,11 +22,8 @@ pub fn execute(args: &MergeArgs) -> anyhow::Result<i32> {
         }
     };
     print!("{}", merged.to_text());
-    if let Some(path) = &args.json {
-        write_file(path, serde_json::to_vec_pretty(&merged)?)?;
-    }
-    if let Some(path) = &args.markdown {
-        write_file(path, merged.to_markdown())?;
-    }
+    let outputs =
+        super::run::Outputs { json: args.json.clone(), markdown: args.markdown.clone(), bmf: args.bmf.clone(), html: args.html.clone() };
+    super::run::write_outputs(&merged, &outputs)?;
     Ok(super::run::exit_code(&merged))
 }

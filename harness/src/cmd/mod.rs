@@ -5,6 +5,7 @@ pub mod ab;
 pub mod bare;
 pub mod merge;
 pub mod mock;
+pub mod report;
 pub mod run;
 pub mod soak;
 pub mod up;

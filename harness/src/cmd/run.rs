@@ -17,7 +17,15 @@ use std::sync::Arc;
 /// Runs the plan and writes the report; prints the text report on stdout.
 /// Runs the plan, prints the text report and writes the files; returns the
 /// exit code: INVALID when any scenario's driver was the bottleneck.
-pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf>) -> anyhow::Result<i32> {
+/// Where a run's report goes besides the terminal.
+pub struct Outputs {
+    pub json: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    pub bmf: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+}
+
+pub async fn execute(plan: Plan, outputs: Outputs) -> anyhow::Result<i32> {
     let mut embedded = None;
     // Each scenario's apps, their keys resolved (the embedded stack's for
     // the fixture apps named).
@@ -138,12 +146,7 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         report.thresholds.extend(judged);
     }
     print!("{}", report.to_text());
-    if let Some(path) = json {
-        write_file(&path, serde_json::to_vec_pretty(&report)?)?;
-    }
-    if let Some(path) = markdown {
-        write_file(&path, report.to_markdown())?;
-    }
+    write_outputs(&report, &outputs)?;
     let code = exit_code(&report);
     if code == exit::INVALID {
         eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
@@ -152,6 +155,24 @@ pub async fn execute(plan: Plan, json: Option<PathBuf>, markdown: Option<PathBuf
         eprintln!("flowbench: a threshold was crossed (see Thresholds)");
     }
     Ok(code)
+}
+
+/// The report as JSON, Markdown and BMF, where `outputs` names files.
+pub fn write_outputs(report: &Report, outputs: &Outputs) -> anyhow::Result<()> {
+    if let Some(path) = &outputs.json {
+        write_file(path, serde_json::to_vec_pretty(report)?)?;
+    }
+    if let Some(path) = &outputs.markdown {
+        write_file(path, report.to_markdown())?;
+    }
+    if let Some(path) = &outputs.bmf {
+        write_file(path, serde_json::to_vec_pretty(&report.to_bmf())?)?;
+    }
+    if let Some(path) = &outputs.html {
+        let name = outputs.json.as_ref().map_or_else(|| "this run".to_owned(), |p| p.display().to_string());
+        write_file(path, crate::report::html::render(&[(name, report.clone())])?)?;
+    }
+    Ok(())
 }
 
 /// An instant of this process's clock, in ms since the Unix epoch.

@@ -6,6 +6,9 @@
 //! through these same types.
 
 pub mod ab;
+pub mod bmf;
+pub mod compare;
+pub mod html;
 pub mod merge;
 pub mod sample;
 pub mod soak;

@@ -211,7 +211,7 @@ impl Report {
     }
 }
 
-fn describe_load(load: &LoadParams) -> String {
+pub(crate) fn describe_load(load: &LoadParams) -> String {
     let arrivals = |poisson: bool| if poisson { "Poisson" } else { "constant" };
     let model = match &load.model {
         LoadModel::Closed { users, spawn_rate } => format!("closed, {users} users spawned at {spawn_rate}/s, no think time"),

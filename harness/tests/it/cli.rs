@@ -43,12 +43,17 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
     let md = dir.join("report.md");
+    let bmf = dir.join("bmf.json");
     let output = flowbench()
         // The seed's two scenarios, from their files (the dify profile's).
         .args(["run", "--quick", "--duration", "2s", "--warmup", "1s", "--window", "1s", "--json"])
         .arg(&json)
         .arg("--markdown")
         .arg(&md)
+        .arg("--bmf")
+        .arg(&bmf)
+        .arg("--html")
+        .arg(dir.join("report.html"))
         .args(["--scenario-file", "../fixtures/scenarios/seed-empty.toml", "--scenario-file", "../fixtures/scenarios/seed-llm.toml"])
         .output()
         .unwrap();
@@ -73,6 +78,34 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
         assert_eq!(ttfe.len(), c["ok"].as_u64().unwrap());
     }
     assert!(std::fs::read_to_string(&md).unwrap().contains("| Max QPS | Avg QPS | Avg Duration (ms) |"));
+    // Read again: one report as run printed it; two side by side.
+    let again = flowbench().arg("report").arg(&json).output().unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Empty Workflow QPS"));
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.matches("<svg ").count() >= 8, "a page of plots");
+    let pair = flowbench().arg("report").arg(&json).arg(&json).arg("--html").arg(dir.join("pair.html")).output().unwrap();
+    let text = String::from_utf8_lossy(&pair.stdout);
+    assert_eq!(pair.status.code(), Some(0), "{}", String::from_utf8_lossy(&pair.stderr));
+    assert!(text.contains("| Avg QPS (requests/s) |") && text.contains("One pair of runs cannot tell"), "{text}");
+    let pair_page = std::fs::read_to_string(dir.join("pair.html")).unwrap();
+    assert!(pair_page.contains("against") && pair_page.contains("One pair of runs cannot tell"));
+    let missing = flowbench().args(["report", "no-such-report.json"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-report.json"));
+    // The BMF file carries the same figures as the JSON report.
+    let bmf: serde_json::Value = serde_json::from_slice(&std::fs::read(&bmf).unwrap()).unwrap();
+    for s in scenarios {
+        let b = &bmf[s["name"].as_str().unwrap()];
+        assert_eq!(b["requests_per_s"]["value"], s["qps"]["avg"], "{b}");
+        // A metric with no value (TTFE of a blocking run) is left out.
+        if s["ttfe_ms"]["n"].as_u64().unwrap() > 0 {
+            assert_eq!(b["ttfe_p50_ms"]["value"], s["ttfe_ms"]["p50"], "{b}");
+        } else {
+            assert!(b.get("ttfe_p50_ms").is_none(), "{b}");
+        }
+        assert_eq!(b["duration_p99_ms"]["value"], s["duration_ms"]["p99"], "{b}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

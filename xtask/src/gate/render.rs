@@ -4,8 +4,8 @@
 
 use super::GateArgs;
 use super::verdict::MetricVerdict;
-use crate::bmf::{Bmf, Measure};
 use crate::verdict::Verdict;
+use harness::report::bmf::{Bmf, Measure};
 use std::fmt::Write;
 use std::time::Duration;
 
