@@ -9,11 +9,14 @@
 //! - `soak`: builds the harness in release and runs `flowbench soak` in its
 //!   place (RSS and live runs each second under many streams).
 //! - `gate --base REV`: the pre-merge performance gate (see `gate/`).
+//! - `history DIR [--rev A..B]`: change points per metric over saved
+//!   results, one per commit (see `history.rs`).
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
 
 mod compare;
 mod gate;
+mod history;
 mod stats;
 mod verdict;
 
@@ -79,6 +82,28 @@ enum Task {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
         time: std::time::Duration,
     },
+    /// When did main get slower: change points per metric over results saved one per commit.
+    History {
+        /// A folder of results, each named by its commit (`<sha>.json`, `report-<sha>.json`):
+        /// `flowbench run --json` reports or BMF files (run --bmf, the gate's, bench-compare's).
+        dir: PathBuf,
+        /// First run `flowbench run --quick` at each commit of this range (e.g. HEAD~10..HEAD) that
+        /// has no result in DIR yet, and save its report there as <sha>.json.
+        #[arg(long)]
+        rev: Option<String>,
+        /// A change point is kept when its permutation p-value is below this.
+        #[arg(long, default_value_t = 0.01)]
+        alpha: f64,
+        /// Permutations per candidate change point.
+        #[arg(long, default_value_t = 199)]
+        permutations: usize,
+        /// Write the change points as Markdown here too.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the change points as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run the test suite (what the README and CI run).
     Test,
     /// Run everything CI runs: cargo fmt --check, clippy -D warnings, tests.
@@ -127,6 +152,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             exec(command).context("running flowbench up").map(|()| 0)
         }
         Task::Fuzz { target, time } => fuzz(&root, &target, time),
+        Task::History { dir, rev, alpha, permutations, markdown, json } => {
+            if let Some(range) = rev {
+                run_history(&root, &dir, &range)?;
+            }
+            let settings = history::Settings { alpha, permutations, ..history::Settings::default() };
+            let points = history::read_series(&root, &dir)?;
+            if points.len() < 2 * settings.min_segment {
+                bail!("{} results in {}: a change point needs {} at least", points.len(), dir.display(), 2 * settings.min_segment);
+            }
+            let found = history::analyse(&points, &settings);
+            let table = history::markdown(&points, &found, &settings);
+            print!("{table}");
+            if let Some(path) = markdown {
+                std::fs::write(path, &table)?;
+            }
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_vec_pretty(&found)?)?;
+            }
+            Ok(0)
+        }
         Task::Test => test(&root).map(|()| 0),
         Task::Ci => {
             cargo(&root, &["fmt", "--all", "--check"])?;
@@ -142,6 +187,50 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
     let mut command = Command::new(root.join("target/release/flowbench"));
     command.current_dir(root);
     Ok(command)
+}
+
+/// `flowbench run --quick` at each commit of `range` without a result in
+/// `dir`: each built in a worktree of its own (one target folder for all,
+/// so dependencies build once), its report saved as `<sha>.json`.
+fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let out = Command::new("git").args(["rev-list", "--reverse", range]).current_dir(root).output()?;
+    if !out.status.success() {
+        bail!("git rev-list {range}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    let target = root.join("target/history");
+    for (i, sha) in commits.iter().enumerate() {
+        let report = dir.join(format!("{sha}.json"));
+        let short = &sha[..sha.len().min(9)];
+        if report.exists() {
+            eprintln!("history: {}/{} {short}: already in {}", i + 1, commits.len(), dir.display());
+            continue;
+        }
+        let tree = std::env::temp_dir().join(format!("flowbench-history-{short}"));
+        let _ = std::fs::remove_dir_all(&tree);
+        let status = Command::new("git").args(["worktree", "add", "--detach", "--quiet"]).arg(&tree).arg(sha).current_dir(root).status()?;
+        if !status.success() {
+            bail!("git worktree add for {short} failed");
+        }
+        eprintln!("history: {}/{} {short}: building", i + 1, commits.len());
+        let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&tree)
+            .status();
+        let ran = built.as_ref().is_ok_and(|s| s.success()).then(|| {
+            eprintln!("history: {}/{} {short}: running flowbench run --quick", i + 1, commits.len());
+            Command::new(target.join("release/flowbench")).args(["run", "--quick", "--json"]).arg(&report).current_dir(&tree).status()
+        });
+        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&tree).current_dir(root).status();
+        match ran {
+            Some(Ok(s)) if report.exists() => eprintln!("history: {}/{} {short}: done ({s})", i + 1, commits.len()),
+            _ => eprintln!("history: {}/{} {short}: no result (the build or the run failed); left out", i + 1, commits.len()),
+        }
+    }
+    Ok(())
 }
 
 /// The fuzz targets in `fuzz/` (its own workspace: cargo-fuzz needs nightly).

@@ -84,6 +84,8 @@ fn the_ci_workflow_passes_actionlint_and_runs_the_gate_on_pull_requests() {
     let env = jobs["gate"]["steps"].as_sequence().unwrap().iter().find_map(|s| s["env"]["BASE"].as_str()).unwrap();
     assert_eq!(env, "${{ github.base_ref }}");
     assert!(runs("main").contains("--bmf report-bmf.json"));
+    assert_eq!(jobs["history"]["if"], "github.event_name == 'push'");
+    assert!(runs("history").contains("cargo xtask history results --rev"), "{}", runs("history"));
 }
 
 /// The seed's deployment: 3 replicas × 1 CPU / 2 GiB, requested and

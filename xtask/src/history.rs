@@ -1,0 +1,365 @@
+//! `cargo xtask history DIR`: when did main get slower? A series of saved
+//! results (`flowbench run --json`, or BMF from `run --bmf`, the gate or
+//! bench-compare), one file per commit, ordered by commit time; per metric,
+//! change points found by E-divisive means with a permutation test, as
+//! Apache Otava (Hunter) and MongoDB's performance CI find them.
+//!
+//! E-divisive (Matteson and James, 2014): for a series x₁…xₙ, the split τ
+//! that maximizes
+//!   Q(τ) = τ(n−τ)/n · [2/(τ(n−τ)) Σᵢ≤τ<ⱼ |xᵢ−xⱼ| − C(τ,2)⁻¹ Σᵢ<ₖ≤τ |xᵢ−xₖ| − C(n−τ,2)⁻¹ Στ<ⱼ<ₗ |xⱼ−xₗ|]
+//! is a candidate; it is kept when the series' own values, shuffled, reach
+//! that Q in fewer than `alpha` of the permutations; then each side is
+//! searched the same way.
+
+use anyhow::{Context, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// How the search decides.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A change point is kept when its permutation p-value is below this.
+    pub alpha: f64,
+    pub permutations: usize,
+    /// The fewest points on either side of a change.
+    pub min_segment: usize,
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { alpha: 0.01, permutations: 199, min_segment: 3, seed: 1 }
+    }
+}
+
+/// The best split of `x` (its index: the first point after the change)
+/// and its Q, or none when `x` is too short to split. O(n²): the sums
+/// within each side grow (and shrink) by one point's distances per split,
+/// and the sum between the sides is what the whole's sum leaves.
+fn best_split(x: &[f64], min_segment: usize) -> Option<(usize, f64)> {
+    let n = x.len();
+    let min = min_segment.max(2);
+    if n < 2 * min {
+        return None;
+    }
+    // left[t] = Σ |xᵢ − xⱼ| over i < j < t; right[t] the same over t ≤ i < j.
+    let mut left = vec![0.0; n + 1];
+    for t in 1..=n {
+        left[t] = left[t - 1] + x[..t - 1].iter().map(|a| (a - x[t - 1]).abs()).sum::<f64>();
+    }
+    let mut right = vec![0.0; n + 1];
+    for t in (0..n).rev() {
+        right[t] = right[t + 1] + x[t + 1..].iter().map(|a| (a - x[t]).abs()).sum::<f64>();
+    }
+    let total = left[n];
+    let pairs = |len: f64| len * (len - 1.0) / 2.0;
+    let mut best: Option<(usize, f64)> = None;
+    for tau in min..=n - min {
+        let (m, k) = (tau as f64, (n - tau) as f64);
+        let between = total - left[tau] - right[tau];
+        let q = m * k / n as f64 * (2.0 * between / (m * k) - left[tau] / pairs(m) - right[tau] / pairs(k));
+        if best.is_none_or(|(_, b)| q > b) {
+            best = Some((tau, q));
+        }
+    }
+    best
+}
+
+/// A change point of one series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChangePoint {
+    /// The first point after the change.
+    pub index: usize,
+    pub p_value: f64,
+    pub mean_before: f64,
+    pub mean_after: f64,
+}
+
+impl ChangePoint {
+    pub fn change_pct(&self) -> f64 {
+        if self.mean_before == 0.0 { 0.0 } else { (self.mean_after - self.mean_before) / self.mean_before * 100.0 }
+    }
+}
+
+/// Every change point of `x`, in order.
+pub fn change_points(x: &[f64], settings: &Settings) -> Vec<ChangePoint> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(settings.seed);
+    let mut found: Vec<usize> = Vec::new();
+    let mut segments = vec![(0, x.len())];
+    while let Some((start, end)) = segments.pop() {
+        let segment = &x[start..end];
+        let Some((tau, q)) = best_split(segment, settings.min_segment) else { continue };
+        let mut shuffled = segment.to_vec();
+        let mut reached = 0;
+        for _ in 0..settings.permutations {
+            shuffled.shuffle(&mut rng);
+            if best_split(&shuffled, settings.min_segment).is_some_and(|(_, qp)| qp >= q) {
+                reached += 1;
+            }
+        }
+        let p = (reached as f64 + 1.0) / (settings.permutations as f64 + 1.0);
+        if p < settings.alpha {
+            found.push(start + tau);
+            segments.push((start, start + tau));
+            segments.push((start + tau, end));
+        }
+    }
+    found.sort_unstable();
+    // Levels between neighbouring change points; p-values recomputed for
+    // the report on each point's own two neighbouring segments.
+    let mut bounds = vec![0];
+    bounds.extend(&found);
+    bounds.push(x.len());
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, &index)| {
+            let (before, after) = (&x[bounds[i]..index], &x[index..bounds[i + 2]]);
+            let joined = &x[bounds[i]..bounds[i + 2]];
+            let q = best_split(joined, settings.min_segment).map_or(0.0, |(_, q)| q);
+            let mut shuffled = joined.to_vec();
+            let reached = (0..settings.permutations)
+                .filter(|_| {
+                    shuffled.shuffle(&mut rng);
+                    best_split(&shuffled, settings.min_segment).is_some_and(|(_, qp)| qp >= q)
+                })
+                .count();
+            ChangePoint {
+                index,
+                p_value: (reached as f64 + 1.0) / (settings.permutations as f64 + 1.0),
+                mean_before: mean(before),
+                mean_after: mean(after),
+            }
+        })
+        .collect()
+}
+
+/// One result file: its commit and its figures, `benchmark/measure` → value.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub commit: String,
+    /// Its place in the repository's history.
+    pub position: usize,
+    pub figures: BTreeMap<String, f64>,
+}
+
+/// A file's figures: a `flowbench run --json` report (through its BMF), or
+/// a BMF document (`{"bench": {"measure": {"value": …}}}`).
+fn figures(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let bmf = if value.get("schema").and_then(|s| s.as_str()) == Some(harness::report::SCHEMA) {
+        let report: harness::report::Report =
+            serde_json::from_value(value).with_context(|| format!("{} is not a readable flowbench report", path.display()))?;
+        serde_json::to_value(report.to_bmf())?
+    } else {
+        value
+    };
+    let mut out = BTreeMap::new();
+    let Some(benches) = bmf.as_object() else { bail!("{}: neither a flowbench report nor BMF", path.display()) };
+    for (bench, measures) in benches {
+        for (measure, m) in measures.as_object().into_iter().flatten() {
+            if let Some(v) = m.get("value").and_then(|v| v.as_f64()) {
+                out.insert(format!("{bench}/{measure}"), v);
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: neither a flowbench report nor BMF (no figures in it)", path.display());
+    }
+    Ok(out)
+}
+
+/// The commit a file is of: the name, or its last `-`/`_`-separated part,
+/// must be a revision this repository knows (`<sha>.json`, `report-<sha>.json`).
+fn commit_of(root: &Path, path: &Path) -> anyhow::Result<String> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let candidates = [stem, stem.rsplit(['-', '_']).next().unwrap_or(stem)];
+    for rev in candidates {
+        let out = Command::new("git").args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).current_dir(root).output()?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+    }
+    bail!("{}: its name names no commit of this repository (name it <sha>.json or <anything>-<sha>.json)", path.display())
+}
+
+/// The series in `dir`, in the order of the repository's history (oldest
+/// first; commits made in the same second keep their parents first).
+pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
+    let out = Command::new("git").args(["rev-list", "--all", "--topo-order", "--reverse"]).current_dir(root).output()?;
+    if !out.status.success() {
+        bail!("git rev-list: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let order: std::collections::HashMap<String, usize> =
+        String::from_utf8_lossy(&out.stdout).lines().enumerate().map(|(i, sha)| (sha.to_owned(), i)).collect();
+    let mut points = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let commit = commit_of(root, &path)?;
+        let Some(&position) = order.get(&commit) else { bail!("{}: commit {commit} is on no branch here", path.display()) };
+        points.push(Point { commit, position, figures: figures(&path)? });
+    }
+    points.sort_by_key(|p| p.position);
+    Ok(points)
+}
+
+/// A change point of one metric, with the commit it came in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub metric: String,
+    pub commit: String,
+    #[serde(flatten)]
+    pub point: ChangePoint,
+}
+
+/// Every metric's change points over `points` (metrics missing from some
+/// files are read over the files that have them).
+pub fn analyse(points: &[Point], settings: &Settings) -> Vec<Found> {
+    let metrics: std::collections::BTreeSet<&String> = points.iter().flat_map(|p| p.figures.keys()).collect();
+    let mut out = Vec::new();
+    for metric in metrics {
+        let series: Vec<(&str, f64)> = points.iter().filter_map(|p| p.figures.get(metric).map(|&v| (p.commit.as_str(), v))).collect();
+        let values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
+        for point in change_points(&values, settings) {
+            out.push(Found { metric: metric.clone(), commit: series[point.index].0.to_owned(), point });
+        }
+    }
+    out
+}
+
+pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> String {
+    let mut out = format!(
+        "# Change points over {} results ({} … {})\n\nE-divisive means, permutation test ({} permutations, kept at p < {}, segments of {} or more).\n\n",
+        points.len(),
+        points.first().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
+        points.last().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
+        settings.permutations,
+        settings.alpha,
+        settings.min_segment
+    );
+    if found.is_empty() {
+        out.push_str("No change point.\n");
+        return out;
+    }
+    out.push_str("| metric | commit | before | after | change | p |\n|---|---|---|---|---|---|\n");
+    for f in found {
+        out.push_str(&format!(
+            "| {} | `{}` | {:.3} | {:.3} | {:+.1}% | {:.3} |\n",
+            f.metric,
+            &f.commit[..f.commit.len().min(9)],
+            f.point.mean_before,
+            f.point.mean_after,
+            f.point.change_pct(),
+            f.point.p_value
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// `n` points of level 100 in Gaussian-like noise of `noise_pct` (a sum
+    /// of uniforms), stepping by `step_pct` at `at`.
+    fn series(rng: &mut rand::rngs::SmallRng, n: usize, at: usize, step_pct: f64, noise_pct: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let level = if i >= at { 100.0 * (1.0 + step_pct / 100.0) } else { 100.0 };
+                // Twelve uniforms less six: mean 0, SD 1.
+                let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+                level * (1.0 + noise_pct / 100.0 * z)
+            })
+            .collect()
+    }
+
+    /// Detection and false positives on 40-point series, a step at 20 in 2%
+    /// noise: the rates are asserted loosely and printed (docs/reports.md).
+    #[test]
+    fn finds_known_steps_in_noise() {
+        let settings = Settings::default();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let trials = 100;
+        let mut rates = Vec::new();
+        for step in [0.0, 3.0, 5.0, 10.0] {
+            let (mut detected, mut false_points) = (0, 0);
+            for trial in 0..trials {
+                let x = series(&mut rng, 40, 20, step, 2.0);
+                let found = change_points(&x, &Settings { seed: trial, ..settings });
+                let near = |p: &ChangePoint| p.index.abs_diff(20) <= 2;
+                if step > 0.0 && found.iter().any(near) {
+                    detected += 1;
+                }
+                false_points += found.iter().filter(|p| step == 0.0 || !near(p)).count();
+            }
+            println!("step {step}%: detected {detected}/{trials}, false change points {false_points} in {trials} series");
+            rates.push((step, detected as f64 / trials as f64, false_points as f64 / trials as f64));
+        }
+        let rate = |s: f64| rates.iter().find(|r| r.0 == s).unwrap();
+        assert!(rate(10.0).1 >= 0.95, "{rates:?}");
+        assert!(rate(5.0).1 >= 0.8, "{rates:?}");
+        assert!(rate(0.0).2 <= 0.1, "a flat series should rarely show a change: {rates:?}");
+        for r in &rates {
+            assert!(r.2 <= 0.2, "false change points per series: {rates:?}");
+        }
+    }
+
+    #[test]
+    fn two_steps_are_two_change_points_with_their_levels() {
+        let mut x = vec![100.0, 101.0, 99.0, 100.5, 99.5, 100.0, 100.2, 99.8];
+        x.extend([110.0, 111.0, 109.0, 110.5, 109.5, 110.0, 110.2, 109.8]);
+        x.extend([90.0, 91.0, 89.0, 90.5, 89.5, 90.0, 90.2, 89.8]);
+        let found = change_points(&x, &Settings::default());
+        assert_eq!(found.iter().map(|p| p.index).collect::<Vec<_>>(), [8, 16], "{found:?}");
+        assert!((found[0].change_pct() - 10.0).abs() < 0.5, "{found:?}");
+        assert!(found.iter().all(|p| p.p_value < 0.01));
+    }
+
+    /// Results named by eight of this repository's own commits, a step of
+    /// 10% in one metric from the fifth: found at the fifth's commit, read
+    /// in history order whatever the files' order on disk.
+    #[test]
+    fn a_folder_of_results_named_by_commits_is_read_in_history_order() {
+        let root = crate::workspace_root();
+        let out = Command::new("git").args(["rev-list", "--first-parent", "--max-count=8", "HEAD"]).current_dir(&root).output().unwrap();
+        let mut commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        commits.reverse();
+        assert_eq!(commits.len(), 8, "the test needs 8 commits of history");
+        let dir = std::env::temp_dir().join(format!("flowbench-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, sha) in commits.iter().enumerate() {
+            let qps = if i >= 4 { 1100.0 } else { 1000.0 } + (i % 2) as f64;
+            let doc = serde_json::json!({"empty": {"requests_per_s": {"value": qps}, "errors": {"value": 0.0}}});
+            // Named in two ways, neither in history order.
+            let name = if i % 2 == 0 { format!("{sha}.json") } else { format!("report-{}.json", &sha[..12]) };
+            std::fs::write(dir.join(name), serde_json::to_vec(&doc).unwrap()).unwrap();
+        }
+        let points = read_series(&root, &dir).unwrap();
+        assert_eq!(points.iter().map(|p| p.commit.clone()).collect::<Vec<_>>(), commits);
+        let settings = Settings { min_segment: 2, alpha: 0.05, ..Settings::default() };
+        let found = analyse(&points, &settings);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].metric.as_str(), found[0].commit.as_str()), ("empty/requests_per_s", commits[4].as_str()));
+        assert!(markdown(&points, &found, &settings).contains("| empty/requests_per_s |"));
+        std::fs::write(dir.join("nothing.json"), "{}").unwrap();
+        let error = read_series(&root, &dir).unwrap_err().to_string();
+        assert!(error.contains("nothing.json") && error.contains("names no commit"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_short_or_flat_series_has_none() {
+        assert!(change_points(&[1.0, 2.0, 3.0], &Settings::default()).is_empty());
+        assert!(change_points(&[5.0; 30], &Settings::default()).is_empty());
+    }
+}
