@@ -181,7 +181,8 @@ fn commit_of(root: &Path, path: &Path) -> anyhow::Result<String> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let candidates = [stem, stem.rsplit(['-', '_']).next().unwrap_or(stem)];
     for rev in candidates {
-        let out = Command::new("git").args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).current_dir(root).output()?;
+        let out =
+            Command::new("git").args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).current_dir(root).output()?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }

@@ -222,7 +222,13 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
             .status();
         let ran = built.as_ref().is_ok_and(|s| s.success()).then(|| {
             eprintln!("history: {}/{} {short}: running flowbench run --quick", i + 1, commits.len());
-            Command::new(target.join("release/flowbench")).args(["run", "--quick", "--json"]).arg(&report).current_dir(&tree).status()
+            // The report goes to its file; the terminal gets a line per step.
+            Command::new(target.join("release/flowbench"))
+                .args(["run", "--quick", "--json"])
+                .arg(&report)
+                .current_dir(&tree)
+                .stdout(std::process::Stdio::null())
+                .status()
         });
         let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&tree).current_dir(root).status();
         match ran {
