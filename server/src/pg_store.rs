@@ -248,7 +248,7 @@ fn strs<'a>(v: &'a [std::borrow::Cow<'_, str>]) -> Vec<&'a str> {
 }
 
 /// Whether `e` means the connection is gone (closed, an I/O error, or the
-/// server shutting down or not yet accepting: SQLSTATE classes 57 and 08)
+/// server shutting down or not yet accepting: SQLSTATE 57P01-57P03, class 08)
 /// rather than PostgreSQL refusing the statement.
 fn connection_lost(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
@@ -258,7 +258,10 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
         // Anything else that is not PostgreSQL's answer (a parameter that
         // will not encode) is a refusal: retrying it would never end.
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
-        Some(db) => matches!(db.code().code().get(..2), Some("57" | "08")),
+        // Shutdown, crash, still starting (57P01-57P03) and connection
+        // failures (class 08); not 57014, a cancelled statement, which
+        // would be retried for ever.
+        Some(db) => matches!(db.code().code(), "57P01" | "57P02" | "57P03") || db.code().code().starts_with("08"),
     }
 }
 

@@ -153,7 +153,11 @@ impl SqliteStore {
             .map_err(failed)?
             > 0;
         if !has_nodes {
-            writer.execute_batch("ALTER TABLE flowbench_runs ADD COLUMN node_executions text NOT NULL DEFAULT '[]'").map_err(failed)?;
+            // Another process opening the file at once may add it first.
+            match writer.execute_batch("ALTER TABLE flowbench_runs ADD COLUMN node_executions text NOT NULL DEFAULT '[]'") {
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                other => other.map_err(failed)?,
+            }
         }
         let reads = open(path, sync).map_err(failed)?;
         let stops = open(path, sync).map_err(failed)?;

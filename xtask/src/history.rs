@@ -88,7 +88,8 @@ impl ChangePoint {
 /// Every change point of `x`, in order.
 pub fn change_points(x: &[f64], settings: &Settings) -> Vec<ChangePoint> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(settings.seed);
-    let mut found: Vec<usize> = Vec::new();
+    // Each kept change point with the p-value that kept it.
+    let mut found: Vec<(usize, f64)> = Vec::new();
     let mut segments = vec![(0, x.len())];
     while let Some((start, end)) = segments.pop() {
         let segment = &x[start..end];
@@ -103,38 +104,25 @@ pub fn change_points(x: &[f64], settings: &Settings) -> Vec<ChangePoint> {
         }
         let p = (reached as f64 + 1.0) / (settings.permutations as f64 + 1.0);
         if p < settings.alpha {
-            found.push(start + tau);
+            found.push((start + tau, p));
             segments.push((start, start + tau));
             segments.push((start + tau, end));
         }
     }
-    found.sort_unstable();
-    // Levels between neighbouring change points; p-values recomputed for
-    // the report on each point's own two neighbouring segments.
+    found.sort_by_key(|&(index, _)| index);
+    // The levels between neighbouring change points.
     let mut bounds = vec![0];
-    bounds.extend(&found);
+    bounds.extend(found.iter().map(|&(index, _)| index));
     bounds.push(x.len());
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     found
         .iter()
         .enumerate()
-        .map(|(i, &index)| {
-            let (before, after) = (&x[bounds[i]..index], &x[index..bounds[i + 2]]);
-            let joined = &x[bounds[i]..bounds[i + 2]];
-            let q = best_split(joined, settings.min_segment).map_or(0.0, |(_, q)| q);
-            let mut shuffled = joined.to_vec();
-            let reached = (0..settings.permutations)
-                .filter(|_| {
-                    shuffled.shuffle(&mut rng);
-                    best_split(&shuffled, settings.min_segment).is_some_and(|(_, qp)| qp >= q)
-                })
-                .count();
-            ChangePoint {
-                index,
-                p_value: (reached as f64 + 1.0) / (settings.permutations as f64 + 1.0),
-                mean_before: mean(before),
-                mean_after: mean(after),
-            }
+        .map(|(i, &(index, p_value))| ChangePoint {
+            index,
+            p_value,
+            mean_before: mean(&x[bounds[i]..index]),
+            mean_after: mean(&x[index..bounds[i + 2]]),
         })
         .collect()
 }
@@ -200,6 +188,7 @@ pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
     let order: std::collections::HashMap<String, usize> =
         String::from_utf8_lossy(&out.stdout).lines().enumerate().map(|(i, sha)| (sha.to_owned(), i)).collect();
     let mut points = Vec::new();
+    let mut seen: Vec<(String, std::path::PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -207,6 +196,10 @@ pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
         }
         let commit = commit_of(root, &path)?;
         let Some(&position) = order.get(&commit) else { bail!("{}: commit {commit} is on no branch here", path.display()) };
+        if let Some((_, other)) = seen.iter().find(|(c, _)| *c == commit) {
+            bail!("{} and {} are both of commit {commit}: keep one", other.display(), path.display());
+        }
+        seen.push((commit.clone(), path.clone()));
         points.push(Point { commit, position, figures: figures(&path)? });
     }
     points.sort_by_key(|p| p.position);
@@ -223,9 +216,11 @@ pub struct Found {
 }
 
 /// Every metric's change points over `points` (metrics missing from some
-/// files are read over the files that have them).
-pub fn analyse(points: &[Point], settings: &Settings) -> Vec<Found> {
-    let metrics: std::collections::BTreeSet<&String> = points.iter().flat_map(|p| p.figures.keys()).collect();
+/// files are read over the files that have them); only those named in
+/// `only`, when it names any.
+pub fn analyse(points: &[Point], settings: &Settings, only: &[String]) -> Vec<Found> {
+    let metrics: std::collections::BTreeSet<&String> =
+        points.iter().flat_map(|p| p.figures.keys()).filter(|m| only.is_empty() || only.iter().any(|o| o == *m)).collect();
     let mut out = Vec::new();
     for metric in metrics {
         let series: Vec<(&str, f64)> = points.iter().filter_map(|p| p.figures.get(metric).map(|&v| (p.commit.as_str(), v))).collect();
@@ -264,6 +259,17 @@ pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> Strin
         ));
     }
     out
+}
+
+/// The commits `dir` already holds a result of.
+pub fn commits_in(root: &Path, dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| commit_of(root, &p).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -348,10 +354,15 @@ mod tests {
         let points = read_series(&root, &dir).unwrap();
         assert_eq!(points.iter().map(|p| p.commit.clone()).collect::<Vec<_>>(), commits);
         let settings = Settings { min_segment: 2, alpha: 0.05, ..Settings::default() };
-        let found = analyse(&points, &settings);
+        let found = analyse(&points, &settings, &[]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].metric.as_str(), found[0].commit.as_str()), ("empty/requests_per_s", commits[4].as_str()));
         assert!(markdown(&points, &found, &settings).contains("| empty/requests_per_s |"));
+        assert!(analyse(&points, &settings, &["empty/errors".to_owned()]).is_empty(), "only the metric named");
+        std::fs::write(dir.join(format!("again-{}.json", &commits[0][..10])), "{}").unwrap();
+        let error = read_series(&root, &dir).unwrap_err().to_string();
+        assert!(error.contains("are both of commit"), "{error}");
+        std::fs::remove_file(dir.join(format!("again-{}.json", &commits[0][..10]))).unwrap();
         std::fs::write(dir.join("nothing.json"), "{}").unwrap();
         let error = read_series(&root, &dir).unwrap_err().to_string();
         assert!(error.contains("nothing.json") && error.contains("names no commit"), "{error}");

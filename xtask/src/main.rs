@@ -97,6 +97,10 @@ enum Task {
         /// Permutations per candidate change point.
         #[arg(long, default_value_t = 199)]
         permutations: usize,
+        /// Only this metric (`scenario/measure`, e.g. empty/requests_per_s); repeatable.
+        /// Each metric searched is a chance of a false change point.
+        #[arg(long = "metric")]
+        metrics: Vec<String>,
         /// Write the change points as Markdown here too.
         #[arg(long)]
         markdown: Option<PathBuf>,
@@ -152,7 +156,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             exec(command).context("running flowbench up").map(|()| 0)
         }
         Task::Fuzz { target, time } => fuzz(&root, &target, time),
-        Task::History { dir, rev, alpha, permutations, markdown, json } => {
+        Task::History { dir, rev, alpha, permutations, metrics, markdown, json } => {
+            if 1.0 / (permutations as f64 + 1.0) >= alpha {
+                bail!(
+                    "--permutations {permutations} cannot reach a p-value below --alpha {alpha}: give at least {} permutations",
+                    (1.0 / alpha).ceil() as usize
+                );
+            }
             if let Some(range) = rev {
                 run_history(&root, &dir, &range)?;
             }
@@ -161,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if points.len() < 2 * settings.min_segment {
                 bail!("{} results in {}: a change point needs {} at least", points.len(), dir.display(), 2 * settings.min_segment);
             }
-            let found = history::analyse(&points, &settings);
+            let found = history::analyse(&points, &settings, &metrics);
             let table = history::markdown(&points, &found, &settings);
             print!("{table}");
             if let Some(path) = markdown {
@@ -195,16 +205,18 @@ fn flowbench(root: &Path) -> anyhow::Result<Command> {
 fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
-    let out = Command::new("git").args(["rev-list", "--reverse", range]).current_dir(root).output()?;
+    // Main's own commits: a merged branch's commits are not main's history.
+    let out = Command::new("git").args(["rev-list", "--reverse", "--first-parent", range]).current_dir(root).output()?;
     if !out.status.success() {
         bail!("git rev-list {range}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let target = root.join("target/history");
+    let held = history::commits_in(root, &dir);
     for (i, sha) in commits.iter().enumerate() {
         let report = dir.join(format!("{sha}.json"));
         let short = &sha[..sha.len().min(9)];
-        if report.exists() {
+        if held.contains(sha) {
             eprintln!("history: {}/{} {short}: already in {}", i + 1, commits.len(), dir.display());
             continue;
         }

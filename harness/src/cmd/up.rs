@@ -76,7 +76,8 @@ async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
     let mock = mock::MockLlm::start(options.script.clone(), options.mock_addr).await?;
     // The address is held (bound with SO_REUSEPORT, never listening, so it
     // takes no connection) until every replica listens on it.
-    let holder = tokio::net::TcpSocket::new_v4().context("a socket for the replicas' address")?;
+    let holder = if options.server_addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }
+        .context("a socket for the replicas' address")?;
     holder.set_reuseport(true)?;
     holder.bind(options.server_addr).with_context(|| format!("binding {}", options.server_addr))?;
     let addr: SocketAddr = holder.local_addr()?;

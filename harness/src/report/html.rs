@@ -215,6 +215,9 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
             for (b_name, b) in rest {
                 let c = compare(a_name, a, b_name, b);
                 let Some(sc) = c.scenarios.iter().find(|s| s.name == scenario) else { continue };
+                for w in &c.warnings {
+                    let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(w));
+                }
                 let _ = write!(
                     out,
                     "<table><caption>{} against {}</caption><tr><th>figure</th><th>{}</th><th>{}</th><th>change</th></tr>",

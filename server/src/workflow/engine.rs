@@ -321,7 +321,7 @@ impl<'a, S: Sink> Exec<'a, S> {
                     Err(End::Stopped | End::Gone) => RunStatus::Stopped,
                 };
                 let elapsed = if timed { node_started_at.elapsed() } else { std::time::Duration::ZERO };
-                let finished_at = created_at + elapsed.as_secs() as i64;
+                let finished_at = if timed { unix_now() } else { created_at };
                 self.nodes.push(NodeExecution { node: position, status, elapsed_time: seconds(elapsed), created_at, finished_at });
             }
             ran?;
