@@ -254,7 +254,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration).with_phase(spec.arrival_phase);
     let n_shards = (spec.load.n_workers() as usize).clamp(1, RECORDER_SHARDS);
     let n_apps = spec.apps.len();
-    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps))).collect();
+    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps).warming_from(start))).collect();
     let uris = spec.apps.iter().map(|app| app.path.as_ref().map_or_else(|| target.run_uri().clone(), |p| target.dify_uri(p))).collect();
     let next_row = spec.apps.iter().map(|_| AtomicU64::new(0)).collect();
     let weights = spec
@@ -293,7 +293,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
             tracing::error!("a driver worker failed: {e}");
         }
     }
-    let mut recorder = Recorder::with_apps(measure_start, n_apps);
+    let mut recorder = Recorder::with_apps(measure_start, n_apps).warming_from(start);
     for shard in &ctx.shards {
         recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
     }

@@ -57,6 +57,46 @@ pub struct HealthReport {
     pub machine_cores: usize,
     /// Wall time the CPU figures cover (warm-up and drain included).
     pub span_s: f64,
+    /// The same CPU figures second by second over that span, for the HTML
+    /// report's plot; left out of `flowbench ab`'s slices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_second: Vec<HealthSecond>,
+}
+
+/// One second of the run's CPU, in cores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HealthSecond {
+    /// The end of this second, in seconds since the monitor started (the
+    /// load's start: its warm-up comes first).
+    pub t_s: f64,
+    pub driver: f64,
+    pub target: Option<f64>,
+    pub others: f64,
+    pub steal: f64,
+}
+
+/// The CPU used between two snapshots, in cores.
+struct Usage {
+    seconds: f64,
+    driver: f64,
+    target: Option<f64>,
+    others: f64,
+    steal: f64,
+}
+
+impl Usage {
+    fn between(a: &CpuSnapshot, b: &CpuSnapshot) -> Self {
+        let seconds = (b.at - a.at).as_secs_f64().max(1e-9);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
+        let ns = |x: Option<u64>, y: Option<u64>| Some(y?.saturating_sub(x?) as f64 / 1e9 / seconds);
+        let driver = cores(b.self_ticks.saturating_sub(a.self_ticks));
+        let target = ns(a.target_ns, b.target_ns);
+        let sibling = ns(a.sibling_ns, b.sibling_ns).unwrap_or(0.0);
+        let machine = cores(b.machine_busy_ticks.saturating_sub(a.machine_busy_ticks));
+        let steal = cores(b.steal_ticks.saturating_sub(a.steal_ticks));
+        let others = (machine - driver - target.unwrap_or(0.0) - sibling).max(0.0);
+        Self { seconds, driver, target, others, steal }
+    }
 }
 
 /// Where the target's CPU is read: a set of processes with all their
@@ -169,8 +209,10 @@ pub struct HealthMonitor {
     sibling: TargetCpu,
     driver_threads: usize,
     lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    seconds: Arc<Mutex<Vec<HealthSecond>>>,
     stop: CancellationToken,
     probe: tokio::task::JoinHandle<()>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl HealthMonitor {
@@ -186,27 +228,19 @@ impl HealthMonitor {
         let lag = Arc::new(Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
-        Self { start: snapshot(&target, &sibling), target, sibling, driver_threads, lag, stop, probe }
+        let start = snapshot(&target, &sibling);
+        let seconds = Arc::new(Mutex::new(Vec::new()));
+        let sampler = tokio::spawn(sample_each_second(start, target.clone(), sibling.clone(), seconds.clone(), stop.clone()));
+        Self { start, target, sibling, driver_threads, lag, seconds, stop, probe, sampler }
     }
 
     pub async fn finish(self) -> HealthReport {
         self.stop.cancel();
         let _ = self.probe.await;
+        let _ = self.sampler.await;
         let end = snapshot(&self.target, &self.sibling);
-        let seconds = (end.at - self.start.at).as_secs_f64().max(1e-9);
-        let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
-        let driver = cores(end.self_ticks.saturating_sub(self.start.self_ticks));
-        let target = match (self.start.target_ns, end.target_ns) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / seconds),
-            _ => None,
-        };
-        let sibling = match (self.start.sibling_ns, end.sibling_ns) {
-            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9 / seconds,
-            _ => 0.0,
-        };
-        let machine = cores(end.machine_busy_ticks.saturating_sub(self.start.machine_busy_ticks));
-        let steal = cores(end.steal_ticks.saturating_sub(self.start.steal_ticks));
-        let other = (machine - driver - target.unwrap_or(0.0) - sibling).max(0.0);
+        let Usage { seconds, driver, target, others, steal } = Usage::between(&self.start, &end);
+        let per_second = std::mem::take(&mut *self.seconds.lock().unwrap_or_else(|e| e.into_inner()));
         let lag = Summary::of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = HealthReport {
@@ -217,10 +251,11 @@ impl HealthMonitor {
             driver_threads: self.driver_threads,
             target_cpu_cores: target,
             target_cpu_of: Some(self.target.describe()),
-            other_cpu_cores: other,
+            other_cpu_cores: others,
             steal_cores: steal,
             machine_cores,
             span_s: seconds,
+            per_second,
         };
         report.judge(self.sibling == TargetCpu::Remote);
         report
@@ -267,6 +302,38 @@ async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: Cancella
         }
         let late = before.elapsed().saturating_sub(PROBE_INTERVAL);
         lag.lock().unwrap_or_else(|e| e.into_inner()).saturating_record((late.as_micros() as u64).max(1));
+    }
+}
+
+/// Each second, the CPU used since the last: read off the runtime's
+/// threads (walking `/proc` blocks), so the lag probe does not see it.
+async fn sample_each_second(
+    start: CpuSnapshot,
+    target: TargetCpu,
+    sibling: TargetCpu,
+    seconds: Arc<Mutex<Vec<HealthSecond>>>,
+    stop: CancellationToken,
+) {
+    let mut last = start;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let (t, s) = (target.clone(), sibling.clone());
+        let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&t, &s)).await else { return };
+        let used = Usage::between(&last, &now);
+        let second = HealthSecond {
+            t_s: (now.at - start.at).as_secs_f64(),
+            driver: used.driver,
+            target: used.target,
+            others: used.others,
+            steal: used.steal,
+        };
+        seconds.lock().unwrap_or_else(|e| e.into_inner()).push(second);
+        last = now;
     }
 }
 
@@ -487,6 +554,30 @@ mod tests {
         let _ = shell.wait();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn cpu_is_kept_second_by_second_and_the_seconds_add_up_to_the_whole() {
+        // A target that spins for the whole watch.
+        let mut spinner = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        let monitor = HealthMonitor::start(TargetCpu::Processes(vec![spinner.id()]), 1);
+        tokio::time::sleep(Duration::from_millis(3300)).await;
+        let report = monitor.finish().await;
+        spinner.kill().unwrap();
+        let _ = spinner.wait();
+        let seconds = &report.per_second;
+        assert!((1..=3).contains(&seconds.len()), "a sample per whole second watched: {seconds:?}");
+        assert!(seconds.windows(2).all(|w| w[1].t_s > w[0].t_s), "in order: {seconds:?}");
+        assert!(seconds.last().unwrap().t_s <= report.span_s, "inside the span: {seconds:?}");
+        // The spinner's CPU, second by second, is part of the whole run's.
+        let mut t = 0.0;
+        let mut busy = 0.0;
+        for s in seconds {
+            busy += s.target.expect("a local target is measured") * (s.t_s - t);
+            t = s.t_s;
+        }
+        let whole = report.target_cpu_cores.unwrap() * report.span_s;
+        assert!(busy > 0.0 && busy <= whole + 0.02, "seconds {busy:.3} core-s of the whole {whole:.3}");
+    }
+
     #[test]
     fn verdicts() {
         let mut report = HealthReport {
@@ -501,6 +592,7 @@ mod tests {
             steal_cores: 0.0,
             machine_cores: 2,
             span_s: 1.0,
+            per_second: Vec::new(),
         };
         let mut beside = report.clone();
         report.judge(true);

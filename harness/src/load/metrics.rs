@@ -249,6 +249,8 @@ impl Sample {
 /// A worker's metrics; merge them for the run's.
 pub struct Recorder {
     measure_start: Instant,
+    /// The load's start (`warming_from`): the warm-up's seconds count from it.
+    run_start: Instant,
     pub n_sent: u64,
     /// Requests intended before the measured phase: counted, not in figures.
     pub n_warmup: u64,
@@ -264,6 +266,11 @@ pub struct Recorder {
     pub events_per_s: Vec<u64>,
     pub ok_per_s: Vec<u64>,
     pub errors_per_s: Vec<u64>,
+    /// Per second of the warm-up, from the load's start: events received
+    /// and requests finished before the measured phase (none are in figures).
+    pub warmup_events_per_s: Vec<u64>,
+    pub warmup_ok_per_s: Vec<u64>,
+    pub warmup_errors_per_s: Vec<u64>,
     /// Per app, when a run has more than one (empty otherwise).
     pub apps: Vec<AppTally>,
 }
@@ -298,6 +305,7 @@ impl Recorder {
         };
         Self {
             measure_start,
+            run_start: measure_start,
             n_sent: 0,
             n_warmup: 0,
             n_ok: 0,
@@ -309,8 +317,17 @@ impl Recorder {
             events_per_s: Vec::new(),
             ok_per_s: Vec::new(),
             errors_per_s: Vec::new(),
+            warmup_events_per_s: Vec::new(),
+            warmup_ok_per_s: Vec::new(),
+            warmup_errors_per_s: Vec::new(),
             apps,
         }
+    }
+
+    /// The load started at `start`: the warm-up's seconds are kept from it.
+    pub fn warming_from(mut self, start: Instant) -> Self {
+        self.run_start = start.min(self.measure_start);
+        self
     }
 
     /// The histogram of `metric`.
@@ -323,10 +340,17 @@ impl Recorder {
         at.checked_duration_since(self.measure_start).map(|d| d.as_secs() as usize)
     }
 
+    /// The warm-up second `at` falls in, if it is in the warm-up.
+    fn warmup_second(&self, at: Instant) -> Option<usize> {
+        (at < self.measure_start).then(|| at.checked_duration_since(self.run_start).map(|d| d.as_secs() as usize))?
+    }
+
     /// Counts `n` events received at `at` (throughput is by receipt time).
     pub fn events_at(&mut self, at: Instant, n: u64) {
         if let Some(s) = self.second(at) {
             bump(&mut self.events_per_s, s, n);
+        } else if let Some(s) = self.warmup_second(at) {
+            bump(&mut self.warmup_events_per_s, s, n);
         }
     }
 
@@ -349,6 +373,9 @@ impl Recorder {
         self.n_events_all += sample.n_events;
         if sample.intended < self.measure_start {
             self.n_warmup += 1;
+            if let Some(s) = self.warmup_second(sample.done) {
+                bump(if sample.outcome.is_ok() { &mut self.warmup_ok_per_s } else { &mut self.warmup_errors_per_s }, s, 1);
+            }
             return;
         }
         match sample.outcome {
@@ -411,6 +438,9 @@ impl Recorder {
             (&mut self.events_per_s, &other.events_per_s),
             (&mut self.ok_per_s, &other.ok_per_s),
             (&mut self.errors_per_s, &other.errors_per_s),
+            (&mut self.warmup_events_per_s, &other.warmup_events_per_s),
+            (&mut self.warmup_ok_per_s, &other.warmup_ok_per_s),
+            (&mut self.warmup_errors_per_s, &other.warmup_errors_per_s),
         ] {
             for (s, n) in theirs.iter().enumerate() {
                 bump(mine, s, *n);
@@ -661,6 +691,30 @@ mod tests {
         assert_eq!(a.histogram(Metric::Duration).len(), 2);
         assert_eq!(a.ok_per_s, [1]);
         assert_eq!(a.errors_per_s, [0, 1]);
+        assert!(a.warmup_ok_per_s.is_empty(), "no warm-up seconds kept unless asked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_warmup_is_kept_second_by_second_apart_from_the_figures() {
+        let t0 = Instant::now();
+        let measure = t0 + Duration::from_millis(2500);
+        let ms = Duration::from_millis;
+        let mut a = Recorder::new(measure).warming_from(t0);
+        let mut b = Recorder::new(measure).warming_from(t0);
+        a.record(&sample(t0, 5, Ok(())));
+        a.events_at(t0 + ms(5), 3);
+        b.record(&sample(t0 + ms(1200), 5, Err(ErrorClass::Timeout)));
+        b.record(&sample(t0 + ms(2000), 5, Ok(())));
+        b.events_at(t0 + ms(2005), 2);
+        // Sent in the warm-up, finished in the measured phase: in neither series.
+        a.record(&sample(t0 + ms(2400), 200, Ok(())));
+        a.events_at(measure + ms(100), 4);
+        a.merge(&b);
+        assert_eq!((a.n_warmup, a.n_ok), (4, 0));
+        assert_eq!(a.warmup_ok_per_s, [1, 0, 1]);
+        assert_eq!(a.warmup_errors_per_s, [0, 1]);
+        assert_eq!(a.warmup_events_per_s, [3, 0, 2]);
+        assert_eq!(a.events_per_s, [4]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@
 
 use super::compare::compare;
 use super::{Report, ScenarioReport};
+use crate::load::health::HealthSecond;
 use crate::load::metrics::{Metric, decode_histogram};
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -18,7 +19,8 @@ const PLOT: (u32, u32) = (720, 300);
 const NINES: f64 = 4.0;
 const STEP: f64 = 0.02;
 
-fn esc(text: &str) -> String {
+/// `text` safe inside HTML.
+pub fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -27,48 +29,150 @@ fn colour(i: usize) -> RGBAColor {
     Palette99::pick(i).to_rgba()
 }
 
-/// A line plot of `series` (a name and its points each) as SVG text.
-fn line_plot(
-    caption: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[(String, Vec<(f64, f64)>)],
-    x_labels: &dyn Fn(&f64) -> String,
-    whole_x: bool,
-) -> anyhow::Result<String> {
+/// One plot of lines: `series` (a name and its points each) with, behind
+/// them, `shaded` spans of x (the warm-up) and `marks` (change points).
+pub struct Lines<'a> {
+    pub caption: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    pub x_labels: &'a dyn Fn(&f64) -> String,
+    /// Ticks on whole numbers of x (nines, seconds, commits).
+    pub whole_x: bool,
+    /// Spans of x drawn grey behind the lines, each with its label.
+    pub shaded: Vec<(f64, f64, String)>,
+    /// Values of x marked with a vertical line.
+    pub marks: Vec<f64>,
+}
+
+impl Lines<'_> {
+    /// The plot as SVG text.
+    pub fn svg(&self) -> anyhow::Result<String> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, PLOT).into_drawing_area();
+            root.fill(&WHITE)?;
+            let points = self.series.iter().flat_map(|(_, p)| p.iter());
+            let spans = self.shaded.iter().flat_map(|(a, b, _)| [*a, *b]).chain(self.marks.iter().copied());
+            let x_all = points.clone().map(|p| p.0).chain(spans);
+            let (x_min, x_max) = x_all.fold((0.0f64, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            let y_max = points.fold(0.0f64, |y, p| y.max(p.1));
+            let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+            let (x_min, x_max) = if self.whole_x { (x_min.floor(), x_max.ceil()) } else { (x_min, x_max) };
+            let x_ticks = if self.whole_x { ((x_max - x_min) as usize + 1).min(11) } else { 10 };
+            let mut chart = ChartBuilder::on(&root)
+                .caption(self.caption, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x_min..x_max, 0f64..y_max)?;
+            chart.configure_mesh().x_desc(self.x_desc).y_desc(self.y_desc).x_labels(x_ticks).x_label_formatter(self.x_labels).draw()?;
+            for (a, b, label) in &self.shaded {
+                chart.draw_series(std::iter::once(Rectangle::new([(*a, 0.0), (*b, y_max)], BLACK.mix(0.08).filled())))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (*a, y_max * 0.08),
+                    ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+                )))?;
+            }
+            for x in &self.marks {
+                chart.draw_series(std::iter::once(PathElement::new(vec![(*x, 0.0), (*x, y_max)], RED.mix(0.7).stroke_width(1))))?;
+            }
+            for (i, (name, points)) in self.series.iter().enumerate() {
+                let c = colour(i);
+                chart
+                    .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+        }
+        Ok(svg)
+    }
+}
+
+/// A plot of intervals: per label, a point (`value`) and its whisker
+/// (`low`..`high`), with horizontal lines at `levels` (floors, zero).
+pub fn interval_plot(caption: &str, y_desc: &str, rows: &[(String, f64, f64, f64)], levels: &[f64]) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, PLOT).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (PLOT.0, PLOT.1 + 60)).into_drawing_area();
         root.fill(&WHITE)?;
-        let points = series.iter().flat_map(|(_, p)| p.iter());
-        let (x_max, y_max) = points.fold((1.0f64, 0.0f64), |(x, y), &(px, py)| (x.max(px), y.max(py)));
-        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
-        // Ticks on whole numbers of the x axis (nines, seconds), ten at most.
-        let x_max = if whole_x { x_max.ceil() } else { x_max };
-        let x_ticks = if whole_x { (x_max as usize + 1).min(11) } else { 10 };
+        let ys = rows.iter().flat_map(|r| [r.1, r.2, r.3]).chain(levels.iter().copied()).filter(|v| v.is_finite());
+        let (lo, hi) = ys.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let pad = ((hi - lo) * 0.1).max(0.5);
+        let n = rows.len().max(1) as f64;
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let label_of = move |x: &f64| labels.get(x.round() as usize).filter(|_| (x - x.round()).abs() < 1e-6).cloned().unwrap_or_default();
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 16))
             .margin(12)
-            .x_label_area_size(40)
+            .x_label_area_size(100)
             .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).x_labels(x_ticks).x_label_formatter(x_labels).draw()?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-        }
+            .build_cartesian_2d(-0.5f64..n - 0.5, (lo - pad)..(hi + pad))?;
         chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
+            .configure_mesh()
+            .y_desc(y_desc)
+            .x_labels(rows.len() * 2 + 1)
+            .x_label_formatter(&label_of)
+            .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+            .disable_x_mesh()
             .draw()?;
+        for level in levels {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(-0.5, *level), (n - 0.5, *level)], BLACK.mix(0.4).stroke_width(1))))?;
+        }
+        for (i, (_, value, low, high)) in rows.iter().enumerate() {
+            let x = i as f64;
+            let c = colour(0);
+            if low.is_finite() && high.is_finite() {
+                chart.draw_series(std::iter::once(PathElement::new(vec![(x, *low), (x, *high)], c.stroke_width(2))))?;
+                for end in [low, high] {
+                    chart.draw_series(std::iter::once(PathElement::new(vec![(x - 0.15, *end), (x + 0.15, *end)], c.stroke_width(2))))?;
+                }
+            }
+            if value.is_finite() {
+                chart.draw_series(std::iter::once(Circle::new((x, *value), 4, c.filled())))?;
+            }
+        }
         root.present()?;
     }
     Ok(svg)
+}
+
+/// A whole page: `title`, then `body` (HTML).
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
+         body{{font-family:sans-serif;margin:24px;color:#222;max-width:1500px}}table{{border-collapse:collapse;margin:8px 16px 16px 0;display:inline-table;vertical-align:top}}\
+         caption{{font-weight:bold;text-align:left;padding:4px 0}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}\
+         .plots svg{{margin:4px;border:1px solid #ddd}}.note{{color:#555;font-size:90%}}</style></head><body>\n<h1>{t}</h1>\n{body}</body></html>\n",
+        t = esc(title)
+    )
+}
+
+/// An HTML table: `caption`, a header row, rows of cells (already HTML).
+pub fn table(caption: &str, head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("<table><caption>{}</caption><tr>", esc(caption));
+    for h in head {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr>");
+    for row in rows {
+        out.push_str("<tr>");
+        for c in row {
+            let _ = write!(out, "<td>{c}</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>\n");
+    out
 }
 
 /// `−log10(1 − q)` back to a percentile's label.
@@ -100,11 +204,8 @@ fn percentile_curve(s: &ScenarioReport, metric: Metric) -> Option<Vec<(f64, f64)
 /// A scenario's per-second series, as numbers.
 type Series = fn(&ScenarioReport) -> Vec<f64>;
 
-fn second_series(values: &[f64]) -> Vec<(f64, f64)> {
-    values.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)).collect()
-}
-
-fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
+/// The seed's four tables and the health table, a row per report.
+pub fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
     let table = |out: &mut String, title: &str, head: &[&str], cells: &dyn Fn(&ScenarioReport) -> Vec<String>| {
         let _ = write!(out, "<table><caption>{}</caption><tr><th>report</th>", esc(title));
         for h in head {
@@ -147,14 +248,101 @@ fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
     });
 }
 
+/// The plots of one scenario as each report measured it: percentile
+/// distributions, then second by second from the load's start (the warm-up
+/// shaded), then the health figures over the same seconds.
+pub fn scenario_plots(rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<String> {
+    let mut out = String::from("<div class=\"plots\">\n");
+    for metric in [Metric::Ttfe, Metric::Ttfb, Metric::Duration, Metric::EventGap] {
+        let series: Vec<(String, Vec<(f64, f64)>)> =
+            rows.iter().filter_map(|(n, s)| percentile_curve(s, metric).map(|c| ((*n).to_owned(), c))).collect();
+        if series.is_empty() {
+            continue;
+        }
+        let caption = format!("{} by percentile", metric.label());
+        out.push_str(&lines(&caption, "percentile", "ms", series, &percentile_label, Vec::new()).svg()?);
+    }
+    let warmups: Vec<(f64, f64, String)> = rows
+        .iter()
+        .filter(|(_, s)| s.load.warmup_s > 0.0)
+        .map(|(n, s)| (0.0, s.load.warmup_s, if rows.len() > 1 { format!("warm-up ({n})") } else { "warm-up".to_owned() }))
+        .collect();
+    let per_second: [(&str, &str, Series, Series); 4] = [
+        ("Events per second", "events/s", |s| counts(&s.per_second.events), |s| counts(&s.per_second.warmup.events)),
+        ("Requests per second", "requests/s", |s| counts(&s.per_second.ok), |s| counts(&s.per_second.warmup.ok)),
+        ("Errors per second", "errors/s", |s| counts(&s.per_second.errors), |s| counts(&s.per_second.warmup.errors)),
+        ("Active connections", "in flight", |s| s.per_second.connections.clone(), |_| Vec::new()),
+    ];
+    for (caption, unit, measured, warmup) in per_second {
+        let series: Vec<(String, Vec<(f64, f64)>)> = rows
+            .iter()
+            .map(|(n, s)| ((*n).to_owned(), from_the_start(s.load.warmup_s, &warmup(s), &measured(s))))
+            .filter(|(_, points)| !points.is_empty())
+            .collect();
+        // A blocking run sends no events: no plot of zeros for it.
+        let all_zero = series.iter().all(|(_, p)| p.iter().all(|&(_, y)| y == 0.0));
+        if series.is_empty() || (caption == "Events per second" && all_zero) {
+            continue;
+        }
+        out.push_str(&lines(caption, "seconds since the load started", unit, series, &|x| format!("{x:.0}"), warmups.clone()).svg()?);
+    }
+    let health: [(&str, fn(&HealthSecond) -> Option<f64>); 4] =
+        [("driver", |h| Some(h.driver)), ("target", |h| h.target), ("others", |h| Some(h.others)), ("steal", |h| Some(h.steal))];
+    let mut series = Vec::new();
+    for (n, s) in rows {
+        for (figure, value) in health {
+            let points: Vec<(f64, f64)> = s.health.per_second.iter().filter_map(|h| Some((h.t_s, value(h)?))).collect();
+            if !points.is_empty() {
+                series.push((if rows.len() > 1 { format!("{figure} ({n})") } else { figure.to_owned() }, points));
+            }
+        }
+    }
+    if !series.is_empty() {
+        out.push_str(&lines("Health: CPU used", "seconds since the load started", "cores", series, &|x| format!("{x:.0}"), warmups).svg()?);
+    }
+    out.push_str(
+        "</div>\n<p class=\"note\">Seconds count from the load's start; the warm-up, shaded, is in no figure. \
+         Active connections are kept for the measured phase only. Health is each second's CPU in cores: \
+         the driver, the target (where it is a local process or cgroup), every other process, and the time the host held back this machine's CPUs (steal).</p>\n",
+    );
+    Ok(out)
+}
+
+fn counts(v: &[u64]) -> Vec<f64> {
+    v.iter().map(|&n| n as f64).collect()
+}
+
+/// A line plot with whole-number ticks.
+fn lines<'a>(
+    caption: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    x_labels: &'a dyn Fn(&f64) -> String,
+    shaded: Vec<(f64, f64, String)>,
+) -> Lines<'a> {
+    Lines { caption, x_desc, y_desc, series, x_labels, whole_x: true, shaded, marks: Vec::new() }
+}
+
+/// A scenario's seconds, warm-up then measured, each at its end in seconds
+/// since the load's start, as a rate (the warm-up's last second may be part
+/// of one).
+fn from_the_start(warmup_s: f64, warmup: &[f64], measured: &[f64]) -> Vec<(f64, f64)> {
+    let mut points: Vec<(f64, f64)> = warmup
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &v)| {
+            let (from, to) = (i as f64, (i as f64 + 1.0).min(warmup_s));
+            (to > from).then(|| (to, v / (to - from)))
+        })
+        .collect();
+    points.extend(measured.iter().enumerate().map(|(j, &v)| (warmup_s + j as f64 + 1.0, v)));
+    points
+}
+
 /// The page for `reports` (a name each, shown in legends and tables).
 pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
-    let mut out = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>flowbench report</title>\n<style>\
-         body{font-family:sans-serif;margin:24px;color:#222;max-width:1500px}table{border-collapse:collapse;margin:8px 16px 16px 0;display:inline-table;vertical-align:top}\
-         caption{font-weight:bold;text-align:left;padding:4px 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}\
-         .plots svg{margin:4px;border:1px solid #ddd}.note{color:#555;font-size:90%}</style></head><body>\n<h1>flowbench report</h1>\n<ul>\n",
-    );
+    let mut out = String::from("<ul>\n");
     for (name, r) in reports {
         let _ = writeln!(
             out,
@@ -182,35 +370,7 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
             reports.iter().filter_map(|(n, r)| r.scenarios.iter().find(|s| s.name == scenario).map(|s| (n.as_str(), s))).collect();
         let _ = writeln!(out, "<h2>{}</h2>", esc(scenario));
         seed_tables(&mut out, &rows);
-        out.push_str("<div class=\"plots\">\n");
-        for metric in [Metric::Ttfe, Metric::Ttfb, Metric::Duration, Metric::EventGap] {
-            let series: Vec<(String, Vec<(f64, f64)>)> =
-                rows.iter().filter_map(|(n, s)| percentile_curve(s, metric).map(|c| ((*n).to_owned(), c))).collect();
-            if series.is_empty() {
-                continue;
-            }
-            out.push_str(&line_plot(&format!("{} by percentile", metric.label()), "percentile", "ms", &series, &percentile_label, true)?);
-        }
-        let per_second: [(&str, &str, Series); 4] = [
-            ("Events per second", "events/s", |s| s.per_second.events.iter().map(|&v| v as f64).collect()),
-            ("Requests per second", "requests/s", |s| s.per_second.ok.iter().map(|&v| v as f64).collect()),
-            ("Errors per second", "errors/s", |s| s.per_second.errors.iter().map(|&v| v as f64).collect()),
-            ("Active connections", "in flight", |s| s.per_second.connections.clone()),
-        ];
-        for (caption, unit, values) in per_second {
-            let series: Vec<(String, Vec<(f64, f64)>)> =
-                rows.iter().map(|(n, s)| ((*n).to_owned(), second_series(&values(s)))).filter(|(_, points)| !points.is_empty()).collect();
-            // A blocking run sends no events: no plot of zeros for it.
-            let all_zero = series.iter().all(|(_, p)| p.iter().all(|&(_, y)| y == 0.0));
-            if series.is_empty() || (caption == "Events per second" && all_zero) {
-                continue;
-            }
-            out.push_str(&line_plot(caption, "second of the measured phase", unit, &series, &|x| format!("{x:.0}"), true)?);
-        }
-        out.push_str(
-            "</div>\n<p class=\"note\">Seconds are the measured phase's (the warm-up is not kept second by second). \
-             Health is a figure per run: the reports do not keep it second by second.</p>\n",
-        );
+        out.push_str(&scenario_plots(&rows)?);
         if let [(a_name, a), rest @ ..] = reports {
             for (b_name, b) in rest {
                 let c = compare(a_name, a, b_name, b);
@@ -218,21 +378,13 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
                 for w in &c.warnings {
                     let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(w));
                 }
-                let _ = write!(
-                    out,
-                    "<table><caption>{} against {}</caption><tr><th>figure</th><th>{}</th><th>{}</th><th>change</th></tr>",
-                    esc(b_name),
-                    esc(a_name),
-                    esc(a_name),
-                    esc(b_name)
-                );
-                for r in &sc.rows {
-                    let cell = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.3}"));
-                    let change = r.change_pct().map_or("—".to_owned(), |p| format!("{p:+.1}%"));
-                    let _ =
-                        write!(out, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{change}</td></tr>", esc(&r.figure), cell(r.a), cell(r.b));
-                }
-                out.push_str("</table>\n");
+                let cell = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.3}"));
+                let changes: Vec<Vec<String>> = sc
+                    .rows
+                    .iter()
+                    .map(|r| vec![esc(&r.figure), cell(r.a), cell(r.b), r.change_pct().map_or("—".to_owned(), |p| format!("{p:+.1}%"))])
+                    .collect();
+                out.push_str(&table(&format!("{b_name} against {a_name}"), &["figure", a_name, b_name, "change"], &changes));
                 for w in &sc.warnings {
                     let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(w));
                 }
@@ -242,8 +394,7 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
     if reports.len() > 1 {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(super::compare::CAVEAT));
     }
-    out.push_str("</body></html>\n");
-    Ok(out)
+    Ok(page("flowbench report", &out))
 }
 
 #[cfg(test)]

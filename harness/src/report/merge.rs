@@ -157,6 +157,10 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         add_shifted(&mut per_second.errors, &p.errors, *offset);
         add_shifted(&mut per_second.connections, &p.connections, *offset);
         add_shifted(&mut per_second.peak_connections, &p.peak_connections, *offset);
+        // Every shard warms up for the same time from the same --start-at.
+        add_shifted(&mut per_second.warmup.events, &p.warmup.events, 0);
+        add_shifted(&mut per_second.warmup.ok, &p.warmup.ok, 0);
+        add_shifted(&mut per_second.warmup.errors, &p.warmup.errors, 0);
     }
     let measured_s = parts.iter().zip(&offsets).map(|(p, o)| *o as f64 + p.load.measured_s).fold(0.0, f64::max);
     let mut counts = Counts { sent: 0, warmup: 0, ok: 0, errors: 0, errors_by_class: BTreeMap::new() };
@@ -290,6 +294,8 @@ fn merged_health(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> Hea
         steal_cores: parts.iter().map(|p| p.health.steal_cores).fold(0.0, f64::max),
         machine_cores: worst_part.health.machine_cores,
         span_s: parts.iter().map(|p| p.health.span_s).fold(0.0, f64::max),
+        // The shards' machines differ: each keeps its own seconds in `shards`.
+        per_second: Vec::new(),
     }
 }
 

@@ -256,6 +256,24 @@ pub struct PerSecond {
     pub connections: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peak_connections: Vec<i64>,
+    /// The warm-up's seconds, from the load's start (the last may be part
+    /// of one): what was received and finished before the measured phase.
+    /// In no figure; the HTML report draws them, shaded.
+    #[serde(default, skip_serializing_if = "WarmupSeconds::is_empty")]
+    pub warmup: WarmupSeconds,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WarmupSeconds {
+    pub events: Vec<u64>,
+    pub ok: Vec<u64>,
+    pub errors: Vec<u64>,
+}
+
+impl WarmupSeconds {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty()
+    }
 }
 
 impl PerSecond {
@@ -283,6 +301,7 @@ impl ScenarioReport {
     pub fn slim(mut self) -> Self {
         self.histograms.clear();
         self.per_second = PerSecond::default();
+        self.health.per_second.clear();
         self
     }
 
@@ -296,12 +315,23 @@ impl ScenarioReport {
             v.resize(n_seconds, 0);
             v
         };
+        let n_warmup = load.warmup_s.ceil() as usize;
+        let warmup = |v: &Vec<u64>| -> Vec<u64> {
+            let mut v = v.clone();
+            v.resize(n_warmup, 0);
+            v
+        };
         let per_second = PerSecond {
             events: cut(&r.events_per_s),
             ok: cut(&r.ok_per_s),
             errors: cut(&r.errors_per_s),
             connections: result.connections_per_s.clone(),
             peak_connections: result.peak_connections_per_s.clone(),
+            warmup: WarmupSeconds {
+                events: warmup(&r.warmup_events_per_s),
+                ok: warmup(&r.warmup_ok_per_s),
+                errors: warmup(&r.warmup_errors_per_s),
+            },
         };
         let histograms = Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(r.histogram(m)))).collect();
         let latency = Metric::ALL

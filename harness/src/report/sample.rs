@@ -4,7 +4,7 @@
 
 use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
-use crate::load::health::{HealthReport, Machine, Verdict};
+use crate::load::health::{HealthReport, HealthSecond, Machine, Verdict};
 use crate::load::metrics::{ErrorClass, Recorder, Sample, Summary};
 use crate::load::schedule::LoadModel;
 use std::time::Duration;
@@ -28,7 +28,7 @@ struct Conns {
 fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: LoadModel) -> ScenarioReport {
     let t0 = tokio::time::Instant::now();
     let measure_start = t0 + Duration::from_secs(1);
-    let mut recorder = Recorder::new(measure_start);
+    let mut recorder = Recorder::new(measure_start).warming_from(t0);
     let ms = Duration::from_millis;
     for i in (0..40u64).filter(|i| keep(*i)) {
         let intended = t0 + ms(100 * i);
@@ -70,6 +70,15 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
         steal_cores: 0.0,
         machine_cores: 2,
         span_s: 4.0,
+        per_second: (1..=4)
+            .map(|t| HealthSecond {
+                t_s: f64::from(t),
+                driver: 0.1 + 0.01 * f64::from(t),
+                target: Some(0.5),
+                others: 0.01,
+                steal: if t == 2 { 0.05 } else { 0.0 },
+            })
+            .collect(),
     };
     let load = LoadParams { model, warmup_s: 1.0, duration_s: 3.0, measured_s: 0.0, window_s: 1, timeout_s: 60.0, seed: 1 };
     let mode = if name == "llm" { Mode::Streaming } else { Mode::Blocking };
