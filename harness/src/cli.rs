@@ -871,6 +871,10 @@ pub struct AbArgs {
     /// Write every slice's figures here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML page of the slices here: each figure on
+    /// both sides slice by slice, B's change, and the health of each slice.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// A header sent with every request to both sides; repeatable.
     #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -917,6 +921,10 @@ pub struct SoakArgs {
     /// Write the samples and the verdict here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML page here: RSS, live runs and the load
+    /// over time, then the run's distributions and health.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Threads of the driver's runtime.
     #[arg(long, default_value_t = 1, value_parser = at_least_one_usize)]
     pub driver_threads: usize,

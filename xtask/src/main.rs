@@ -213,11 +213,12 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
     let commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let target = root.join("target/history");
     let held = history::commits_in(root, &dir);
-    for (i, sha) in commits.iter().enumerate() {
+    let steps = harness::cmd::Steps::new("history", commits.len() as u64);
+    for sha in &commits {
         let report = dir.join(format!("{sha}.json"));
         let short = &sha[..sha.len().min(9)];
         if held.contains(sha) {
-            eprintln!("history: {}/{} {short}: already in {}", i + 1, commits.len(), dir.display());
+            steps.step(&format!("{short}: already in {}", dir.display()));
             continue;
         }
         let tree = std::env::temp_dir().join(format!("flowbench-history-{short}"));
@@ -226,28 +227,50 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
         if !status.success() {
             bail!("git worktree add for {short} failed");
         }
-        eprintln!("history: {}/{} {short}: building", i + 1, commits.len());
+        steps.doing(&format!("{short}: building"));
+        // Each child's output is kept apart from the progress, and shown
+        // when it fails.
         let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&tree)
-            .status();
-        let ran = built.as_ref().is_ok_and(|s| s.success()).then(|| {
-            eprintln!("history: {}/{} {short}: running flowbench run --quick", i + 1, commits.len());
-            // The report goes to its file; the terminal gets a line per step.
-            Command::new(target.join("release/flowbench"))
-                .args(["run", "--quick", "--json"])
-                .arg(&report)
-                .current_dir(&tree)
-                .stdout(std::process::Stdio::null())
-                .status()
-        });
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let ran = match &built {
+            Ok(out) if out.status.success() => {
+                steps.doing(&format!("{short}: running flowbench run --quick"));
+                Some(
+                    Command::new(target.join("release/flowbench"))
+                        .args(["run", "--quick", "--json"])
+                        .arg(&report)
+                        .current_dir(&tree)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .output(),
+                )
+            }
+            _ => None,
+        };
         let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&tree).current_dir(root).status();
-        match ran {
-            Some(Ok(s)) if report.exists() => eprintln!("history: {}/{} {short}: done ({s})", i + 1, commits.len()),
-            _ => eprintln!("history: {}/{} {short}: no result (the build or the run failed); left out", i + 1, commits.len()),
+        let said = |out: &std::io::Result<std::process::Output>| match out {
+            Ok(out) => String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" | "),
+            Err(e) => e.to_string(),
+        };
+        match &ran {
+            Some(Ok(out)) if report.exists() => steps.step(&format!("{short}: done ({})", out.status)),
+            Some(out) => steps.step(&format!("{short}: no result, the run failed; left out: {}", said(out))),
+            None => steps.step(&format!("{short}: no result, the build failed; left out: {}", said(&built))),
         }
     }
+    steps.finish();
     Ok(())
 }
 

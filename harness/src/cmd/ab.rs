@@ -9,7 +9,7 @@
 //! scenario report's, without histograms; `cargo xtask gate` reads them and
 //! takes each slice's log ratio ln(B/A) as one paired observation.
 
-use super::{cancel_on_ctrl_c, write_file};
+use super::{Steps, cancel_on_ctrl_c, write_file};
 use crate::cli::AbArgs;
 use crate::load::client::{PreflightError, Target, bearer, preflight};
 use crate::load::driver::{self, App, Live, Mode, Protocol, RunSpec};
@@ -65,10 +65,12 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
         timeout_s: args.timeout.as_secs_f64(),
         seed: args.seed,
     };
+    let steps = Steps::new("flowbench ab", u64::from(args.slices));
     for index in 0..args.slices {
         if cancel.is_cancelled() {
             break;
         }
+        steps.doing("measuring both sides");
         let side = |(target, pid): &(Target, TargetCpu), sibling: TargetCpu, offset: u64| {
             let seed = args.seed.wrapping_add(u64::from(index) * 2 + offset);
             let spec = RunSpec {
@@ -113,13 +115,17 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
             report.interrupted = true;
             break;
         }
+        steps.step(&format!("slice done: req/s A {:.1} B {:.1}", a.qps.avg, b.qps.avg));
         report.slices.push(Slice { a: a.slim(), b: b.slim() });
-        eprintln!("flowbench ab: slice {}/{} done", index + 1, args.slices);
     }
+    steps.finish();
     signal.abort();
     print!("{}", report.to_text());
     if let Some(path) = &args.json {
         write_file(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.html {
+        write_file(path, crate::report::html::render_ab(&report)?)?;
     }
     Ok(report)
 }

@@ -47,16 +47,50 @@ pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The live progress line on stderr, when it is a terminal.
+/// The live progress of one timed run on stderr: a bar with the driver's
+/// counters on a terminal; otherwise a line when it starts, one every
+/// `every` (when given) and one when it ends, so a CI log shows it too.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     task: Option<tokio::task::JoinHandle<()>>,
+    lines: Option<(String, Arc<Live>, tokio::time::Instant)>,
+}
+
+fn counters(live: &Live) -> String {
+    format!(
+        "sent {} done {} errors {} events {}",
+        live.sent.load(Ordering::Relaxed),
+        live.done.load(Ordering::Relaxed),
+        live.errors.load(Ordering::Relaxed),
+        live.events.load(Ordering::Relaxed)
+    )
 }
 
 impl Progress {
     pub fn start(name: &str, total: Duration, live: Arc<Live>) -> Self {
+        Self::start_every(name, total, live, None)
+    }
+
+    pub fn start_every(name: &str, total: Duration, live: Arc<Live>, every: Option<Duration>) -> Self {
+        let start = tokio::time::Instant::now();
         if !std::io::stderr().is_terminal() {
-            return Self { bar: None, task: None };
+            eprintln!("flowbench: {name}: started, {} of load", humantime::format_duration(total));
+            let task = every.map(|every| {
+                let (name, live) = (name.to_owned(), live.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval_at(start + every, every);
+                    loop {
+                        tick.tick().await;
+                        eprintln!(
+                            "flowbench: {name}: {:.0} s of {:.0} s: {}",
+                            start.elapsed().as_secs_f64(),
+                            total.as_secs_f64(),
+                            counters(&live)
+                        );
+                    }
+                })
+            });
+            return Self { bar: None, task, lines: Some((name.to_owned(), live, start)) };
         }
         let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
         bar.set_style(
@@ -67,20 +101,13 @@ impl Progress {
         bar.set_prefix(name.to_owned());
         let ticker = bar.clone();
         let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 ticker.set_position(start.elapsed().as_millis() as u64);
-                ticker.set_message(format!(
-                    "sent {} done {} errors {} events {}",
-                    live.sent.load(Ordering::Relaxed),
-                    live.done.load(Ordering::Relaxed),
-                    live.errors.load(Ordering::Relaxed),
-                    live.events.load(Ordering::Relaxed)
-                ));
+                ticker.set_message(counters(&live));
             }
         });
-        Self { bar: Some(bar), task: Some(task) }
+        Self { bar: Some(bar), task: Some(task), lines: None }
     }
 
     pub fn finish(self) {
@@ -88,6 +115,73 @@ impl Progress {
             task.abort();
         }
         if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        if let Some((name, live, start)) = self.lines {
+            eprintln!("flowbench: {name}: ended after {:.1} s: {}", start.elapsed().as_secs_f64(), counters(&live));
+        }
+    }
+}
+
+/// Progress through counted steps (slices, rounds, commits) on stderr: a
+/// bar with the step in hand on a terminal, a line per step otherwise.
+pub struct Steps {
+    label: String,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Steps {
+    pub fn new(label: &str, total: u64) -> Self {
+        Self::shown(label, total, std::io::stderr().is_terminal())
+    }
+
+    fn shown(label: &str, total: u64, terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Self { label: label.to_owned(), total, done: Default::default(), bar }
+    }
+
+    /// What is under way now (the bar's message; a line otherwise).
+    pub fn doing(&self, what: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(what.to_owned()),
+            None => eprintln!("{}: {}/{} {what}", self.label, self.done.load(Ordering::Relaxed) + 1, self.total),
+        }
+    }
+
+    /// A step ended: `what` says how.
+    pub fn step(&self, what: &str) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.println(format!("{}: {done}/{} {what}", self.label, self.total));
+            }
+            None => eprintln!("{}: {done}/{} {what}", self.label, self.total),
+        }
+    }
+
+    /// Says something between steps without breaking the bar.
+    pub fn note(&self, what: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {what}", self.label)),
+            None => eprintln!("{}: {what}", self.label),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }

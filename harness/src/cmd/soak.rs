@@ -12,7 +12,7 @@
 //! errors, and live runs back to zero once the load stops.
 //! Exit codes: 0 pass, 1 fail, 2 the stack did not come up, 130 interrupted.
 
-use super::{cancel_on_ctrl_c, write_file};
+use super::{Progress, cancel_on_ctrl_c, write_file};
 use crate::cli::SoakArgs;
 use crate::load::client::{Conn, PreflightError, Target, bearer, preflight};
 use crate::load::driver::{self, App, Live, Mode, Protocol, RunSpec};
@@ -54,7 +54,10 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         arrival_phase: 0.0,
     };
     let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver_threads);
+    // A soak is long: off a terminal, a line each minute.
+    let progress = Progress::start_every("soak", args.warmup + args.duration, live.clone(), Some(Duration::from_secs(60)));
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
+    progress.finish();
     let health = health.finish().await;
     // Runs end within moments of their streams; give them a few seconds.
     let mut live_runs_after = None;
@@ -132,6 +135,9 @@ pub async fn execute(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     );
     if let Some(path) = &args.json {
         write_file(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.html {
+        write_file(path, crate::report::html::render_soak(&report)?)?;
     }
     Ok(report)
 }

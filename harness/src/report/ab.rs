@@ -60,6 +60,16 @@ pub const FIGURES: [(&str, Figure); 8] = [
     ("target CPU µs/event", |s| s.target_cpu_us_per_event),
 ];
 
+/// One figure of [`AbReport::summary`].
+pub struct SummaryRow {
+    pub figure: &'static str,
+    pub a_mean: f64,
+    pub b_mean: f64,
+    pub change_pct: f64,
+    /// NaN with one slice.
+    pub slice_sd_pct: f64,
+}
+
 /// The figure called `name` in [`FIGURES`].
 pub fn figure(name: &str) -> Option<Figure> {
     FIGURES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
@@ -83,6 +93,23 @@ impl AbReport {
             self.b
         );
         let _ = writeln!(out, "{:<24} {:>12} {:>12} {:>10} {:>14}", "", "A mean", "B mean", "B/A", "slice SD");
+        for row in self.summary() {
+            let _ = writeln!(
+                out,
+                "{:<24} {:>12.3} {:>12.3} {:>+9.2}% {:>13.2}%",
+                row.figure, row.a_mean, row.b_mean, row.change_pct, row.slice_sd_pct
+            );
+        }
+        if self.interrupted {
+            out.push_str("(interrupted: only the slices above were measured)\n");
+        }
+        out
+    }
+
+    /// Per figure measured on both sides: each side's mean over the slices,
+    /// B's change (from the mean log ratio) and the slices' SD of it.
+    pub fn summary(&self) -> Vec<SummaryRow> {
+        let mut rows = Vec::new();
         for (label, figure) in FIGURES {
             let ratios = self.log_ratios(figure);
             if ratios.is_empty() {
@@ -95,19 +122,15 @@ impl AbReport {
             let n = ratios.len() as f64;
             let mean = ratios.iter().sum::<f64>() / n;
             let sd = if ratios.len() > 1 { (ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { f64::NAN };
-            let _ = writeln!(
-                out,
-                "{label:<24} {:>12.3} {:>12.3} {:>+9.2}% {:>13.2}%",
-                side_mean(|s| &s.a),
-                side_mean(|s| &s.b),
-                (mean.exp() - 1.0) * 100.0,
-                sd * 100.0
-            );
+            rows.push(SummaryRow {
+                figure: label,
+                a_mean: side_mean(|s| &s.a),
+                b_mean: side_mean(|s| &s.b),
+                change_pct: (mean.exp() - 1.0) * 100.0,
+                slice_sd_pct: sd * 100.0,
+            });
         }
-        if self.interrupted {
-            out.push_str("(interrupted: only the slices above were measured)\n");
-        }
-        out
+        rows
     }
 
     /// ln(B/A) per slice; slices where either figure is missing or not

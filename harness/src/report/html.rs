@@ -6,7 +6,9 @@
 //! the measured phase second by second, the health figures, and with two
 //! reports or more each later one's changes against the first.
 
+use super::ab::{AbReport, FIGURES, Slice};
 use super::compare::compare;
+use super::soak::{SoakReport, SoakSample};
 use super::{Report, ScenarioReport};
 use crate::load::health::HealthSecond;
 use crate::load::metrics::{Metric, decode_histogram};
@@ -397,6 +399,164 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
     Ok(page("flowbench report", &out))
 }
 
+/// `flowbench ab --html`: per figure, both sides slice by slice; B's
+/// change per slice; each slice's health.
+pub fn render_ab(report: &AbReport) -> anyhow::Result<String> {
+    let mut out = format!(
+        "<ul><li><b>A</b>: {}</li><li><b>B</b>: {}</li><li>{:?} ({}), {} slices of {} s after {} s settling, {}, both sides at once{}</li></ul>\n",
+        esc(&report.a),
+        esc(&report.b),
+        report.scenario,
+        report.mode.as_str(),
+        report.slices.len(),
+        report.slice_s,
+        report.settle_s,
+        match report.rate {
+            Some(rate) => format!("{rate} requests/s over {} connections a side", report.users),
+            None => format!("{} users a side", report.users),
+        },
+        if report.interrupted { "; interrupted: only the slices below were measured" } else { "" }
+    );
+    let f = |v: f64| if v.is_finite() { format!("{v:.3}") } else { "—".to_owned() };
+    let rows: Vec<Vec<String>> = report
+        .summary()
+        .iter()
+        .map(|r| vec![esc(r.figure), f(r.a_mean), f(r.b_mean), format!("{:+.2}%", r.change_pct), format!("{}%", f(r.slice_sd_pct))])
+        .collect();
+    out.push_str(&table("B against A (mean log ratio over the slices)", &["figure", "A mean", "B mean", "B/A", "slice SD"], &rows));
+    out.push_str("<div class=\"plots\">\n");
+    let slice_no = |x: &f64| format!("{x:.0}");
+    let mut changes = Vec::new();
+    for (label, figure) in FIGURES {
+        let side = |pick: fn(&Slice) -> &ScenarioReport| -> Vec<(f64, f64)> {
+            report.slices.iter().enumerate().filter_map(|(i, s)| Some((i as f64 + 1.0, figure(pick(s))?))).collect()
+        };
+        let (a, b) = (side(|s| &s.a), side(|s| &s.b));
+        if a.is_empty() && b.is_empty() {
+            continue;
+        }
+        let change: Vec<(f64, f64)> = report
+            .slices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let (a, b) = (figure(&s.a).filter(|v| *v > 0.0)?, figure(&s.b).filter(|v| *v > 0.0)?);
+                Some((i as f64 + 1.0, (b / a - 1.0) * 100.0))
+            })
+            .collect();
+        if !change.is_empty() {
+            changes.push((label, change));
+        }
+        let caption = format!("{label} by slice");
+        out.push_str(&lines(&caption, "slice", label, vec![("A".to_owned(), a), ("B".to_owned(), b)], &slice_no, Vec::new()).svg()?);
+    }
+    // Changes go below zero: one interval per figure, its whisker the slices' range.
+    let spread: Vec<(String, f64, f64, f64)> = changes
+        .iter()
+        .map(|(label, c)| {
+            let values = c.iter().map(|p| p.1);
+            let mean = values.clone().sum::<f64>() / c.len() as f64;
+            (label.to_string(), mean, values.clone().fold(f64::INFINITY, f64::min), values.fold(f64::NEG_INFINITY, f64::max))
+        })
+        .collect();
+    if !spread.is_empty() {
+        out.push_str(&interval_plot("B against A: mean change per slice and the slices' range", "% change", &spread, &[0.0])?);
+    }
+    let health: [(&str, fn(&Slice) -> Option<f64>); 5] = [
+        ("driver (both sides)", |s| Some(s.a.health.driver_cpu_cores)),
+        ("target A", |s| s.a.health.target_cpu_cores),
+        ("target B", |s| s.b.health.target_cpu_cores),
+        ("others", |s| Some(s.a.health.other_cpu_cores.max(s.b.health.other_cpu_cores))),
+        ("steal", |s| Some(s.a.health.steal_cores.max(s.b.health.steal_cores))),
+    ];
+    let series: Vec<(String, Vec<(f64, f64)>)> = health
+        .iter()
+        .map(|(name, value)| {
+            ((*name).to_owned(), report.slices.iter().enumerate().filter_map(|(i, s)| Some((i as f64 + 1.0, value(s)?))).collect())
+        })
+        .filter(|(_, p): &(String, Vec<(f64, f64)>)| !p.is_empty())
+        .collect();
+    if !series.is_empty() {
+        out.push_str(&lines("Health by slice: CPU used", "slice", "cores", series, &slice_no, Vec::new()).svg()?);
+    }
+    out.push_str(
+        "</div>\n<p class=\"note\">Each slice measures both sides over the same seconds, so they share the machine's drift; \
+         <code>cargo xtask gate</code> turns the slices' log ratios into a verdict.</p>\n",
+    );
+    Ok(page("flowbench ab", &out))
+}
+
+/// `flowbench soak --html`: the stack's RSS, its live runs and the load
+/// each second (the warm-up shaded), then the run's tables and plots.
+pub fn render_soak(report: &SoakReport) -> anyhow::Result<String> {
+    let mut out = format!(
+        "<p><b>{}</b>: {} streams, {} s after a {} s warm-up; RSS {} → {} KiB ({:+.1}%, limit {}%); live runs after the load: {}{}</p>\n",
+        if report.pass { "PASS" } else { "FAIL" },
+        report.streams,
+        report.duration_s,
+        report.warmup_s,
+        report.rss_start_kib,
+        report.rss_end_kib,
+        report.rss_growth_pct,
+        report.max_growth_pct,
+        report.live_runs_after.map_or_else(|| "not read".to_owned(), |n| n.to_string()),
+        if report.interrupted { "; interrupted" } else { "" }
+    );
+    for reason in &report.reasons {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(reason));
+    }
+    out.push_str("<div class=\"plots\">\n");
+    let warmup = vec![(0.0, report.warmup_s, "warm-up".to_owned())];
+    let seconds = |x: &f64| format!("{x:.0}");
+    let samples = &report.samples;
+    let rss: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s, s.rss_kib as f64 / 1024.0)).collect();
+    out.push_str(
+        &lines("Stack RSS", "seconds since the load started", "MiB", vec![("RSS".to_owned(), rss)], &seconds, warmup.clone()).svg()?,
+    );
+    let live: Vec<(f64, f64)> = samples.iter().filter_map(|s| Some((s.t_s, s.live_runs? as f64))).collect();
+    if !live.is_empty() {
+        out.push_str(
+            &lines(
+                "Live runs on the server",
+                "seconds since the load started",
+                "runs",
+                vec![("live runs".to_owned(), live)],
+                &seconds,
+                warmup.clone(),
+            )
+            .svg()?,
+        );
+    }
+    // Rates from the driver's running totals, sample to sample.
+    let rate = |pick: fn(&SoakSample) -> u64| -> Vec<(f64, f64)> {
+        samples
+            .windows(2)
+            .filter(|w| w[1].t_s > w[0].t_s)
+            .map(|w| (w[1].t_s, pick(&w[1]).saturating_sub(pick(&w[0])) as f64 / (w[1].t_s - w[0].t_s)))
+            .collect()
+    };
+    out.push_str(
+        &lines(
+            "Events per second",
+            "seconds since the load started",
+            "events/s",
+            vec![("events".to_owned(), rate(|s| s.events))],
+            &seconds,
+            warmup.clone(),
+        )
+        .svg()?,
+    );
+    let load = vec![("finished".to_owned(), rate(|s| s.done)), ("errors".to_owned(), rate(|s| s.errors))];
+    out.push_str(
+        &lines("Streams finished and failed per second", "seconds since the load started", "per second", load, &seconds, warmup).svg()?,
+    );
+    out.push_str("</div>\n");
+    let rows = [("soak", &report.scenario)];
+    seed_tables(&mut out, &rows);
+    out.push_str(&scenario_plots(&rows)?);
+    Ok(page("flowbench soak", &out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +610,93 @@ mod tests {
         }
         assert!(page.contains("head.json against base.json") && page.contains("+10.0%"));
         assert!(page.contains("One pair of runs cannot tell"));
+    }
+
+    fn self_contained(page: &str) {
+        assert!(page.starts_with("<!doctype html>") && page.ends_with("</html>\n"));
+        assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "nothing to fetch, nothing to run");
+    }
+
+    #[test]
+    fn an_ab_page_draws_both_sides_slice_by_slice_and_the_change() {
+        use crate::report::ab::{AbScenario, SCHEMA, SCHEMA_VERSION};
+        let side = |qps: f64| {
+            let mut s = crate::report::sample::sample_scenario("empty").slim();
+            s.qps.avg = qps;
+            s
+        };
+        let report = AbReport {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            scenario: AbScenario::Empty,
+            mode: crate::load::driver::Mode::Blocking,
+            a: "http://127.0.0.1:1".into(),
+            b: "http://127.0.0.1:2".into(),
+            users: 4,
+            rate: None,
+            slice_s: 2.0,
+            settle_s: 0.3,
+            interrupted: false,
+            slices: vec![Slice { a: side(100.0), b: side(90.0) }, Slice { a: side(200.0), b: side(180.0) }],
+        };
+        let page = render_ab(&report).unwrap();
+        self_contained(&page);
+        assert!(page.contains("req/s by slice") && page.contains("Health by slice"), "{page}");
+        assert!(page.contains("<td>req/s</td><td>150.000</td><td>135.000</td><td>-10.00%</td>"), "the summary row");
+        let plots = structure(&page);
+        assert!(plots.lines().all(|l| l.contains("slice") || l.contains("change")), "{plots}");
+        assert!(plots.contains("B against A") && plots.contains("req/s"), "{plots}");
+    }
+
+    #[test]
+    fn a_soak_page_draws_memory_and_load_over_time_then_the_run() {
+        use crate::report::soak::{SCHEMA, SCHEMA_VERSION};
+        let samples = (1..=6u64)
+            .map(|t| SoakSample {
+                t_s: t as f64,
+                rss_kib: 10_000 + 10 * t,
+                live_runs: Some(4),
+                sent: 100 * t,
+                done: 98 * t,
+                errors: 0,
+                events: 1000 * t,
+            })
+            .collect();
+        let report = SoakReport {
+            schema: SCHEMA.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            streams: 4,
+            warmup_s: 2.0,
+            duration_s: 4.0,
+            interrupted: false,
+            samples,
+            rss_start_kib: 10_030,
+            rss_end_kib: 10_060,
+            rss_growth_pct: 0.3,
+            max_growth_pct: 5.0,
+            live_runs_after: Some(0),
+            pass: true,
+            reasons: Vec::new(),
+            scenario: sample_scenario_llm(),
+        };
+        let page = render_soak(&report).unwrap();
+        self_contained(&page);
+        let plots = structure(&page);
+        for caption in [
+            "Stack RSS",
+            "Live runs on the server",
+            "Events per second",
+            "Streams finished and failed per second",
+            "TTFE (first event) by percentile",
+            "Health: CPU used",
+        ] {
+            assert!(plots.contains(caption), "{caption}: {plots}");
+        }
+        assert!(plots.lines().next().unwrap().contains("warm-up"), "the warm-up is shaded: {plots}");
+        assert!(page.contains("<b>PASS</b>"));
+    }
+
+    fn sample_scenario_llm() -> ScenarioReport {
+        crate::report::sample::sample_scenario("llm")
     }
 }

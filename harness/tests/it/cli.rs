@@ -76,6 +76,17 @@ fn a_quick_run_prints_the_seed_tables_and_writes_json() {
         assert!(s["target_cpu_us_per_request"].as_f64().is_some_and(|us| us > 0.0), "{s}");
         let ttfe = harness::load::metrics::decode_histogram(s["histograms"]["duration"].as_str().unwrap()).unwrap();
         assert_eq!(ttfe.len(), c["ok"].as_u64().unwrap());
+        // The warm-up's second and the health's, kept for the plots.
+        assert_eq!(s["per_second"]["warmup"]["ok"].as_array().unwrap().len(), 1, "{s}");
+        assert!(!s["health"]["per_second"].as_array().unwrap().is_empty(), "{s}");
+    }
+    // Not a terminal: a line when each scenario starts and ends.
+    let said = String::from_utf8_lossy(&output.stderr);
+    for name in ["empty", "llm"] {
+        assert!(
+            said.contains(&format!("flowbench: {name}: started")) && said.contains(&format!("flowbench: {name}: ended after")),
+            "{said}"
+        );
     }
     assert!(std::fs::read_to_string(&md).unwrap().contains("| Max QPS | Avg QPS | Avg Duration (ms) |"));
     // Read again: one report as run printed it; two side by side.
@@ -229,11 +240,18 @@ fn ab_drives_both_sides_at_once_and_sees_a_known_cost() {
         .args(["ab", "--a", &a_url, "--b", &b_url, "--scenario", "empty", "--api-key", "app-flowbench-empty"])
         .args(["--users", "4", "--slices", "2", "--slice", "500ms", "--settle", "100ms", "--json"])
         .arg(&json)
+        .arg("--html")
+        .arg(json.with_extension("html"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.contains("target CPU µs/request"), "{text}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("flowbench ab: 1/2 slice done") && said.contains("flowbench ab: 2/2 slice done"), "a line per slice: {said}");
+    let page = std::fs::read_to_string(json.with_extension("html")).unwrap();
+    assert!(page.contains("req/s by slice") && page.contains("Health by slice"), "the ab page");
+    std::fs::remove_file(json.with_extension("html")).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["schema"], "flowbench.ab");
     let slices = report["slices"].as_array().unwrap();
@@ -269,6 +287,8 @@ fn a_short_soak_samples_rss_and_live_runs_each_second() {
     let output = flowbench()
         .args(["soak", "--duration", "4s", "--warmup", "2s", "--streams", "50", "--max-growth", "50", "--json"])
         .arg(&json)
+        .arg("--html")
+        .arg(json.with_extension("html"))
         .args(["--mock-script", concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/mock/fast.toml")])
         .output()
         .unwrap();
@@ -286,6 +306,11 @@ fn a_short_soak_samples_rss_and_live_runs_each_second() {
     assert_eq!(c["errors"], 0);
     assert!(c["ok"].as_u64().unwrap() > 50);
     assert_eq!(c["sent"].as_u64().unwrap(), c["warmup"].as_u64().unwrap() + c["ok"].as_u64().unwrap() + c["errors"].as_u64().unwrap());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("flowbench: soak: started") && said.contains("flowbench: soak: ended after"), "{said}");
+    let page = std::fs::read_to_string(json.with_extension("html")).unwrap();
+    assert!(page.contains("Stack RSS") && page.contains("Live runs on the server") && page.contains("<b>PASS</b>"), "the soak page");
+    std::fs::remove_file(json.with_extension("html")).unwrap();
     std::fs::remove_file(&json).unwrap();
 }
 

@@ -204,8 +204,10 @@ pub(super) fn measure(
 ) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
+    let steps = harness::cmd::Steps::new("gate", n as u64);
     for index in 0..n {
         for attempt in 0..2 {
+            steps.doing(&format!("round {}, attempt {}: fresh stacks, {} phases", index + 1, attempt + 1, phases.len()));
             let measured = round(root, args, a, b, driver, index, phases)?;
             match &measured.disturbed {
                 None => {
@@ -213,15 +215,16 @@ pub(super) fn measure(
                     break;
                 }
                 Some(why) => {
-                    eprintln!("gate: round {} attempt {} disturbed: {why}", index + 1, attempt + 1);
+                    steps.note(&format!("round {} attempt {} disturbed: {why}", index + 1, attempt + 1));
                     if attempt == 1 {
                         disturbed.push(format!("round {}: {why}", index + 1));
                     }
                 }
             }
         }
-        eprintln!("gate: round {}/{n} done", index + 1);
+        steps.step("round done");
     }
+    steps.finish();
     if disturbed.len() * 4 > n {
         return Ok(Err(format!("{} of {n} rounds were disturbed: {}", disturbed.len(), disturbed.join(" | "))));
     }
@@ -307,7 +310,7 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
     for &phase in phases {
         let json = root.join(format!("target/gate/ab-{}-{}.json", std::process::id(), phase.name()));
         let api_key = phase.api_key(&a_stack.info, &b_stack.info)?;
-        let status = pinned(driver, 0)
+        let out = pinned(driver, 0)
             .args(["ab", "--a", &a_stack.info.server_url, "--b", &b_stack.info.server_url])
             .args(phase.ab_args(args, api_key))
             .args(["--slices", &args.slices.to_string()])
@@ -318,9 +321,13 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
             .arg("--json")
             .arg(&json)
             .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            failure = Some(format!("the driver failed on the {} phase ({status})", phase.name()));
+            // Kept apart from the gate's progress; shown when the driver fails.
+            .stderr(Stdio::piped())
+            .output()?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = said.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            failure = Some(format!("the driver failed on the {} phase ({}): {}", phase.name(), out.status, tail.join(" | ")));
             break;
         }
         reports.push((phase, read_phase(&json)?));
