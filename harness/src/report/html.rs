@@ -58,8 +58,16 @@ impl Lines<'_> {
             let spans = self.shaded.iter().flat_map(|(a, b, _)| [*a, *b]).chain(self.marks.iter().copied());
             let x_all = points.clone().map(|p| p.0).chain(spans);
             let (x_min, x_max) = x_all.fold((0.0f64, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
-            let y_max = points.fold(0.0f64, |y, p| y.max(p.1));
-            let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+            // From zero, or below it where a series goes (changes in %).
+            let (y_min, y_max) = points.fold((0.0f64, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+            let y_max = if y_max > 0.0 {
+                y_max * 1.1
+            } else if y_min < 0.0 {
+                0.0
+            } else {
+                1.0
+            };
+            let y_min = y_min * 1.1;
             let (x_min, x_max) = if self.whole_x { (x_min.floor(), x_max.ceil()) } else { (x_min, x_max) };
             let x_ticks = if self.whole_x { ((x_max - x_min) as usize + 1).min(11) } else { 10 };
             let mut chart = ChartBuilder::on(&root)
@@ -67,10 +75,10 @@ impl Lines<'_> {
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(64)
-                .build_cartesian_2d(x_min..x_max, 0f64..y_max)?;
+                .build_cartesian_2d(x_min..x_max, y_min..y_max)?;
             chart.configure_mesh().x_desc(self.x_desc).y_desc(self.y_desc).x_labels(x_ticks).x_label_formatter(self.x_labels).draw()?;
             for (a, b, label) in &self.shaded {
-                chart.draw_series(std::iter::once(Rectangle::new([(*a, 0.0), (*b, y_max)], BLACK.mix(0.08).filled())))?;
+                chart.draw_series(std::iter::once(Rectangle::new([(*a, y_min), (*b, y_max)], BLACK.mix(0.08).filled())))?;
                 chart.draw_series(std::iter::once(Text::new(
                     label.clone(),
                     (*a, y_max * 0.08),
@@ -78,7 +86,7 @@ impl Lines<'_> {
                 )))?;
             }
             for x in &self.marks {
-                chart.draw_series(std::iter::once(PathElement::new(vec![(*x, 0.0), (*x, y_max)], RED.mix(0.7).stroke_width(1))))?;
+                chart.draw_series(std::iter::once(PathElement::new(vec![(*x, y_min), (*x, y_max)], RED.mix(0.7).stroke_width(1))))?;
             }
             for (i, (name, points)) in self.series.iter().enumerate() {
                 let c = colour(i);

@@ -72,6 +72,10 @@ pub struct GateArgs {
     /// Bencher Metric Format JSON of the head's figures.
     #[arg(long)]
     pub bmf: Option<PathBuf>,
+    /// A self-contained HTML page: the verdicts, each metric's change with
+    /// its interval, and each round's change.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Measure the gate itself: A/A false alarms and power at +5% and +10% injected cost.
     #[arg(long)]
     pub self_test: bool,
@@ -112,6 +116,6 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     let label = format!("{} → {}", args.base.as_deref().unwrap_or("?"), args.head.as_deref().unwrap_or("working tree"));
     let markdown = render::markdown(&label, &verdicts, rounds.len(), args, &summary, started.elapsed());
     print!("{markdown}");
-    render::write_outputs(args, &verdicts, &markdown, &summary)?;
+    render::write_outputs(args, &verdicts, &rounds, &markdown, &summary)?;
     Ok(if regressed.is_empty() { 0 } else { 1 })
 }

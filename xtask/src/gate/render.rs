@@ -3,7 +3,8 @@
 //! and Bencher Metric Format of the head's figures (`--bmf`).
 
 use super::GateArgs;
-use super::verdict::MetricVerdict;
+use super::rounds::Round;
+use super::verdict::{METRICS, MetricVerdict};
 use crate::verdict::Verdict;
 use harness::report::bmf::{Bmf, Measure};
 use std::fmt::Write;
@@ -51,8 +52,17 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
     out
 }
 
-/// `--markdown`, `--json` and `--bmf`, those given.
-pub(super) fn write_outputs(args: &GateArgs, verdicts: &[MetricVerdict], markdown: &str, summary: &str) -> anyhow::Result<()> {
+/// `--markdown`, `--json`, `--bmf` and `--html`, those given.
+pub(super) fn write_outputs(
+    args: &GateArgs,
+    verdicts: &[MetricVerdict],
+    rounds: &[Round],
+    markdown: &str,
+    summary: &str,
+) -> anyhow::Result<()> {
+    if let Some(path) = &args.html {
+        std::fs::write(path, html(verdicts, rounds, markdown, summary)?)?;
+    }
     if let Some(path) = &args.markdown {
         std::fs::write(path, markdown)?;
     }
@@ -63,6 +73,66 @@ pub(super) fn write_outputs(args: &GateArgs, verdicts: &[MetricVerdict], markdow
         bmf(verdicts).write(path)?;
     }
     Ok(())
+}
+
+/// The gate's page: the verdict, the table, each metric's change with its
+/// interval, and each round's change per metric.
+fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &str) -> anyhow::Result<String> {
+    use harness::report::html::{Lines, esc, interval_plot, page, table};
+    let mut body = format!("<p><b>{}</b></p>\n", esc(summary));
+    let rows: Vec<Vec<String>> = verdicts
+        .iter()
+        .map(|v| {
+            let verdict = if v.advisory { format!("advisory: {}", v.verdict) } else { v.verdict.to_string() };
+            vec![
+                esc(v.metric),
+                format!("{:.3}", v.base_mean),
+                format!("{:.3}", v.head_mean),
+                format!("{:+.2}%", v.change_pct),
+                format!("[{:+.2}%, {:+.2}%]", v.ci_low_pct, v.ci_high_pct),
+                format!("{:.1}%", v.mde_pct),
+                format!("{}%", v.floor_pct),
+                esc(&verdict),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        "Head against base",
+        &["metric", "base", "head", "change", "95% CI", "MDE (90% power)", "floor", "verdict"],
+        &rows,
+    ));
+    body.push_str("<div class=\"plots\">\n");
+    let intervals: Vec<(String, f64, f64, f64)> =
+        verdicts.iter().map(|v| (v.metric.to_owned(), v.change_pct, v.ci_low_pct, v.ci_high_pct)).collect();
+    body.push_str(&interval_plot("Change per metric, with its 95% interval", "% change, head against base", &intervals, &[0.0])?);
+    let by_round: Vec<(String, Vec<(f64, f64)>)> = METRICS
+        .iter()
+        .enumerate()
+        .map(|(m, metric)| {
+            let points = rounds.iter().enumerate().filter_map(|(r, round)| {
+                let ratio = *round.log_ratios.get(m)?;
+                ratio.is_finite().then(|| (r as f64 + 1.0, (ratio.exp() - 1.0) * 100.0))
+            });
+            (metric.name.to_owned(), points.collect::<Vec<_>>())
+        })
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    let round_no = |x: &f64| format!("{x:.0}");
+    let lines = Lines {
+        caption: "Each round's change per metric",
+        x_desc: "round",
+        y_desc: "% change",
+        series: by_round,
+        x_labels: &round_no,
+        whole_x: true,
+        shaded: Vec::new(),
+        marks: Vec::new(),
+    };
+    body.push_str(&lines.svg()?);
+    body.push_str("</div>\n");
+    let how = markdown.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let _ = writeln!(body, "<p class=\"note\">{}</p>", esc(how));
+    Ok(page("flowbench gate", &body))
 }
 
 /// `gate/<metric>`: the head's mean, with the interval applied to the
@@ -122,5 +192,29 @@ mod tests {
         assert!(json.get("gate/TTFE_p99").is_some());
         assert_eq!(summary(&[], &[]), "PASS: no metric regressed past its floor");
         assert_eq!(summary(&[], &["TTFE p50"]), "NO REGRESSION DETECTED; inconclusive (too noisy for the floor): TTFE p50");
+    }
+
+    #[test]
+    fn the_page_draws_each_metric_with_its_interval_and_each_round() {
+        let verdicts = [verdict("empty CPU µs/request", Verdict::Regressed, false), verdict("TTFE p50", Verdict::Pass, false)];
+        let rounds: Vec<Round> = (0..3)
+            .map(|r| Round {
+                log_ratios: METRICS.iter().enumerate().map(|(m, _)| 0.01 * (m as f64 - 3.0) + 0.002 * f64::from(r)).collect(),
+                base: vec![1.0; METRICS.len()],
+                head: vec![1.0; METRICS.len()],
+                disturbed: None,
+            })
+            .collect();
+        let page = html(&verdicts, &rounds, "| table |\n\nhow it measured.\n", "REGRESSED: empty CPU µs/request").unwrap();
+        assert!(page.starts_with("<!doctype html>") && !page.contains("<script"));
+        assert!(page.contains("<p><b>REGRESSED: empty CPU µs/request</b></p>") && page.contains("how it measured."));
+        assert!(page.contains("<td>+10.00%</td><td>[+0.00%, +25.00%]</td>"), "{page}");
+        assert_eq!(page.matches("<svg ").count(), 2);
+        // Every metric's line, changes below zero included.
+        for m in &METRICS {
+            assert!(page.contains(&harness::report::html::esc(m.name)), "{}", m.name);
+        }
+        let caption = page.split("<text").find(|t| t.contains("Each round")).expect("the rounds' plot has its caption");
+        assert!(caption.contains("change per metric"), "{caption}");
     }
 }

@@ -530,6 +530,7 @@ mod tests {
             markdown: None,
             json: None,
             bmf: None,
+            html: None,
             self_test: false,
             self_test_rounds: 16,
         };
