@@ -187,8 +187,9 @@ pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
     }
     let order: std::collections::HashMap<String, usize> =
         String::from_utf8_lossy(&out.stdout).lines().enumerate().map(|(i, sha)| (sha.to_owned(), i)).collect();
-    let mut points = Vec::new();
-    let mut seen: Vec<(String, std::path::PathBuf)> = Vec::new();
+    // Every file's commit first, so two files of one commit are named as
+    // such whatever order the folder lists them in.
+    let mut seen: Vec<(String, usize, std::path::PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -196,10 +197,13 @@ pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
         }
         let commit = commit_of(root, &path)?;
         let Some(&position) = order.get(&commit) else { bail!("{}: commit {commit} is on no branch here", path.display()) };
-        if let Some((_, other)) = seen.iter().find(|(c, _)| *c == commit) {
+        if let Some((_, _, other)) = seen.iter().find(|(c, _, _)| *c == commit) {
             bail!("{} and {} are both of commit {commit}: keep one", other.display(), path.display());
         }
-        seen.push((commit.clone(), path.clone()));
+        seen.push((commit, position, path));
+    }
+    let mut points = Vec::new();
+    for (commit, position, path) in seen {
         points.push(Point { commit, position, figures: figures(&path)? });
     }
     points.sort_by_key(|p| p.position);
@@ -259,6 +263,82 @@ pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> Strin
         ));
     }
     out
+}
+
+/// The page of `cargo xtask history --html`: per metric searched, its value
+/// at each commit, the level between change points, and each change point
+/// marked at its commit.
+pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[String]) -> anyhow::Result<String> {
+    use harness::report::html::{Lines, esc, page, table};
+    let short = |c: &str| c[..c.len().min(9)].to_owned();
+    let mut body = markdown_intro(points, settings);
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|f| {
+            vec![
+                esc(&f.metric),
+                format!("<code>{}</code>", short(&f.commit)),
+                format!("{:.3}", f.point.mean_before),
+                format!("{:.3}", f.point.mean_after),
+                format!("{:+.1}%", f.point.change_pct()),
+                format!("{:.3}", f.point.p_value),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        body.push_str("<p><b>No change point.</b></p>\n");
+    } else {
+        body.push_str(&table("Change points", &["metric", "commit", "before", "after", "change", "p"], &rows));
+    }
+    body.push_str("<div class=\"plots\">\n");
+    let metrics: std::collections::BTreeSet<&String> =
+        points.iter().flat_map(|p| p.figures.keys()).filter(|m| only.is_empty() || only.iter().any(|o| o == *m)).collect();
+    for metric in metrics {
+        let series: Vec<(&str, f64)> = points.iter().filter_map(|p| p.figures.get(metric).map(|&v| (p.commit.as_str(), v))).collect();
+        let commits: Vec<String> = series.iter().map(|(c, _)| short(c)).collect();
+        let label = move |x: &f64| commits.get(x.round() as usize).filter(|_| (x - x.round()).abs() < 1e-6).cloned().unwrap_or_default();
+        let values: Vec<(f64, f64)> = series.iter().enumerate().map(|(i, (_, v))| (i as f64, *v)).collect();
+        let changes: Vec<&Found> = found.iter().filter(|f| &f.metric == metric).collect();
+        // The level of each segment between change points, drawn as steps.
+        let mut bounds = vec![0];
+        bounds.extend(changes.iter().map(|f| f.point.index));
+        bounds.push(values.len());
+        let mut level = Vec::new();
+        for w in bounds.windows(2) {
+            let part = &values[w[0]..w[1]];
+            let mean = part.iter().map(|p| p.1).sum::<f64>() / part.len().max(1) as f64;
+            level.push((w[0] as f64 - if w[0] == 0 { 0.0 } else { 0.5 }, mean));
+            level.push(((w[1] - 1) as f64 + if w[1] == values.len() { 0.0 } else { 0.5 }, mean));
+        }
+        let lines = Lines {
+            caption: metric,
+            x_desc: "commit (oldest first)",
+            y_desc: "value",
+            series: vec![("at each commit".to_owned(), values), ("level between change points".to_owned(), level)],
+            x_labels: &label,
+            whole_x: true,
+            shaded: Vec::new(),
+            marks: changes.iter().map(|f| f.point.index as f64 - 0.5).collect(),
+            legend_low: true,
+        };
+        body.push_str(&lines.svg()?);
+    }
+    body.push_str(
+        "</div>\n<p class=\"note\">A red line marks each change point, between the last commit before it and the first after.</p>\n",
+    );
+    Ok(page("flowbench history", &body))
+}
+
+fn markdown_intro(points: &[Point], settings: &Settings) -> String {
+    format!(
+        "<p>{} results ({} … {}); E-divisive means, permutation test ({} permutations, kept at p &lt; {}, segments of {} or more).</p>\n",
+        points.len(),
+        points.first().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
+        points.last().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
+        settings.permutations,
+        settings.alpha,
+        settings.min_segment
+    )
 }
 
 /// The commits `dir` already holds a result of.
@@ -367,6 +447,35 @@ mod tests {
         let error = read_series(&root, &dir).unwrap_err().to_string();
         assert!(error.contains("nothing.json") && error.contains("names no commit"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_page_plots_each_metric_with_its_change_points_marked() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let values = series(&mut rng, 16, 8, 10.0, 1.0);
+        let points: Vec<Point> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Point {
+                commit: format!("{i:040x}"),
+                position: i,
+                figures: [("empty/requests_per_s".to_owned(), v), ("llm/events_per_s".to_owned(), 50.0)].into_iter().collect(),
+            })
+            .collect();
+        let settings = Settings::default();
+        let found = analyse(&points, &settings, &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let page = html(&points, &found, &settings, &[]).unwrap();
+        assert!(page.starts_with("<!doctype html>") && !page.contains("<script"));
+        assert_eq!(page.matches("<svg ").count(), 2, "a plot per metric");
+        assert!(page.contains(&format!("<code>{}</code>", &points[8].commit[..9])), "the change point's commit is named");
+        // The change point is marked between commits 7 and 8, in red.
+        let plot = page.split("<svg ").nth(1).unwrap();
+        assert!(plot.contains("level between change points") && plot.contains(&points[8].commit[..9]));
+        let llm = ["llm/events_per_s".to_owned()];
+        let only = html(&points, &analyse(&points, &settings, &llm), &settings, &llm).unwrap();
+        assert_eq!(only.matches("<svg ").count(), 1);
+        assert!(only.contains("llm/events_per_s") && !only.contains(">empty/requests_per_s<"));
     }
 
     #[test]

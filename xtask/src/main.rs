@@ -107,6 +107,9 @@ enum Task {
         /// Write the change points as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write a self-contained HTML page here: each metric at each commit, its levels and change points.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Run the test suite (what the README and CI run).
     Test,
@@ -156,7 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             exec(command).context("running flowbench up").map(|()| 0)
         }
         Task::Fuzz { target, time } => fuzz(&root, &target, time),
-        Task::History { dir, rev, alpha, permutations, metrics, markdown, json } => {
+        Task::History { dir, rev, alpha, permutations, metrics, markdown, json, html } => {
             if 1.0 / (permutations as f64 + 1.0) >= alpha {
                 bail!(
                     "--permutations {permutations} cannot reach a p-value below --alpha {alpha}: give at least {} permutations",
@@ -179,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             if let Some(path) = json {
                 std::fs::write(path, serde_json::to_vec_pretty(&found)?)?;
+            }
+            if let Some(path) = html {
+                std::fs::write(path, history::html(&points, &found, &settings, &metrics)?)?;
             }
             Ok(0)
         }

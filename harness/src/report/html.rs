@@ -45,6 +45,8 @@ pub struct Lines<'a> {
     pub shaded: Vec<(f64, f64, String)>,
     /// Values of x marked with a vertical line.
     pub marks: Vec<f64>,
+    /// The legend in the lower right, where the lines run high.
+    pub legend_low: bool,
 }
 
 impl Lines<'_> {
@@ -73,6 +75,7 @@ impl Lines<'_> {
             let mut chart = ChartBuilder::on(&root)
                 .caption(self.caption, ("sans-serif", 16))
                 .margin(12)
+                .margin_right(40)
                 .x_label_area_size(40)
                 .y_label_area_size(64)
                 .build_cartesian_2d(x_min..x_max, y_min..y_max)?;
@@ -97,7 +100,7 @@ impl Lines<'_> {
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(if self.legend_low { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperLeft })
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()?;
@@ -331,7 +334,7 @@ fn lines<'a>(
     x_labels: &'a dyn Fn(&f64) -> String,
     shaded: Vec<(f64, f64, String)>,
 ) -> Lines<'a> {
-    Lines { caption, x_desc, y_desc, series, x_labels, whole_x: true, shaded, marks: Vec::new() }
+    Lines { caption, x_desc, y_desc, series, x_labels, whole_x: true, shaded, marks: Vec::new(), legend_low: false }
 }
 
 /// A scenario's seconds, warm-up then measured, each at its end in seconds

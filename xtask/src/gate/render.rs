@@ -127,6 +127,7 @@ fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &
         whole_x: true,
         shaded: Vec::new(),
         marks: Vec::new(),
+        legend_low: false,
     };
     body.push_str(&lines.svg()?);
     body.push_str("</div>\n");
