@@ -216,6 +216,8 @@ fn percentile_curve(s: &ScenarioReport, metric: Metric) -> Option<Vec<(f64, f64)
 
 /// A scenario's per-second series, as numbers.
 type Series = fn(&ScenarioReport) -> Vec<f64>;
+/// A figure of a `T`, where it has one.
+type Pick<T> = fn(&T) -> Option<f64>;
 
 /// The seed's four tables and the health table, a row per report.
 pub fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
@@ -299,7 +301,7 @@ pub fn scenario_plots(rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<String
         }
         out.push_str(&lines(caption, "seconds since the load started", unit, series, &|x| format!("{x:.0}"), warmups.clone()).svg()?);
     }
-    let health: [(&str, fn(&HealthSecond) -> Option<f64>); 4] =
+    let health: [(&str, Pick<HealthSecond>); 4] =
         [("driver", |h| Some(h.driver)), ("target", |h| h.target), ("others", |h| Some(h.others)), ("steal", |h| Some(h.steal))];
     let mut series = Vec::new();
     for (n, s) in rows {
@@ -473,7 +475,7 @@ pub fn render_ab(report: &AbReport) -> anyhow::Result<String> {
     if !spread.is_empty() {
         out.push_str(&interval_plot("B against A: mean change per slice and the slices' range", "% change", &spread, &[0.0])?);
     }
-    let health: [(&str, fn(&Slice) -> Option<f64>); 5] = [
+    let health: [(&str, Pick<Slice>); 5] = [
         ("driver (both sides)", |s| Some(s.a.health.driver_cpu_cores)),
         ("target A", |s| s.a.health.target_cpu_cores),
         ("target B", |s| s.b.health.target_cpu_cores),
