@@ -237,15 +237,7 @@ pub fn analyse(points: &[Point], settings: &Settings, only: &[String]) -> Vec<Fo
 }
 
 pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> String {
-    let mut out = format!(
-        "# Change points over {} results ({} … {})\n\nE-divisive means, permutation test ({} permutations, kept at p < {}, segments of {} or more).\n\n",
-        points.len(),
-        points.first().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
-        points.last().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
-        settings.permutations,
-        settings.alpha,
-        settings.min_segment
-    );
+    let mut out = format!("# Change points over {} results ({})\n\n{}.\n\n", points.len(), span(points), method(settings));
     if found.is_empty() {
         out.push_str("No change point.\n");
         return out;
@@ -271,7 +263,7 @@ pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> Strin
 pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[String]) -> anyhow::Result<String> {
     use harness::report::html::{Lines, esc, page, table};
     let short = |c: &str| c[..c.len().min(9)].to_owned();
-    let mut body = markdown_intro(points, settings);
+    let mut body = format!("<p>{} results ({}); {}.</p>\n", points.len(), span(points), esc(&method(settings)));
     let rows: Vec<Vec<String>> = found
         .iter()
         .map(|f| {
@@ -329,15 +321,17 @@ pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[Stri
     Ok(page("flowbench history", &body))
 }
 
-fn markdown_intro(points: &[Point], settings: &Settings) -> String {
+/// The first and last commits of `points`, short.
+fn span(points: &[Point]) -> String {
+    let short = |p: &Point| p.commit[..p.commit.len().min(9)].to_owned();
+    format!("{} … {}", points.first().map(short).unwrap_or_default(), points.last().map(short).unwrap_or_default())
+}
+
+/// How the change points were found.
+fn method(settings: &Settings) -> String {
     format!(
-        "<p>{} results ({} … {}); E-divisive means, permutation test ({} permutations, kept at p &lt; {}, segments of {} or more).</p>\n",
-        points.len(),
-        points.first().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
-        points.last().map_or("", |p| &p.commit[..p.commit.len().min(9)]),
-        settings.permutations,
-        settings.alpha,
-        settings.min_segment
+        "E-divisive means, permutation test ({} permutations, kept at p < {}, segments of {} or more)",
+        settings.permutations, settings.alpha, settings.min_segment
     )
 }
 
