@@ -95,7 +95,7 @@ pub async fn execute(args: &AbArgs) -> anyhow::Result<AbReport> {
             };
             async move {
                 tokio::time::sleep(delay).await;
-                let health = HealthMonitor::start_beside(pid, sibling, driver_threads);
+                let health = HealthMonitor::start_beside(pid, sibling, driver_threads, false);
                 let result = driver::run(spec, target, Arc::new(Live::default()), cancel).await;
                 let health = health.finish().await;
                 let interrupted = result.interrupted;

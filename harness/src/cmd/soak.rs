@@ -151,15 +151,17 @@ async fn sample_each_second(pid: u32, target: Target, live: Arc<Live>, samples: 
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let sample = SoakSample {
+        // The counters at the instant stamped; the stats endpoint's answer may come later.
+        let mut sample = SoakSample {
             t_s: start.elapsed().as_secs_f64(),
             rss_kib: rss_kib(pid).unwrap_or(0),
-            live_runs: live_runs(&target).await,
+            live_runs: None,
             sent: live.sent.load(Ordering::Relaxed),
             done: live.done.load(Ordering::Relaxed),
             errors: live.errors.load(Ordering::Relaxed),
             events: live.events.load(Ordering::Relaxed),
         };
+        sample.live_runs = live_runs(&target).await;
         samples.lock().unwrap_or_else(|e| e.into_inner()).push(sample);
     }
 }

@@ -217,20 +217,26 @@ pub struct HealthMonitor {
 
 impl HealthMonitor {
     pub fn start(target: TargetCpu, driver_threads: usize) -> Self {
-        Self::start_beside(target, TargetCpu::Remote, driver_threads)
+        Self::start_beside(target, TargetCpu::Remote, driver_threads, true)
     }
 
     /// For `flowbench ab`: `sibling_pid` is the other target, driven at the
     /// same time by this driver. Its CPU is the run's, not a neighbour's; and
     /// the driver's CPU serves both sides, so its share is reported but not
     /// judged (a busy driver slows both sides alike).
-    pub fn start_beside(target: TargetCpu, sibling: TargetCpu, driver_threads: usize) -> Self {
+    /// `per_second`: also keep each second's figures (walking `/proc` each
+    /// second; `flowbench ab` keeps no seconds, so it does not ask).
+    pub fn start_beside(target: TargetCpu, sibling: TargetCpu, driver_threads: usize, per_second: bool) -> Self {
         let lag = Arc::new(Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
         let start = snapshot(&target, &sibling);
         let seconds = Arc::new(Mutex::new(Vec::new()));
-        let sampler = tokio::spawn(sample_each_second(start, target.clone(), sibling.clone(), seconds.clone(), stop.clone()));
+        let sampler = if per_second {
+            tokio::spawn(sample_each_second(start, target.clone(), sibling.clone(), seconds.clone(), stop.clone()))
+        } else {
+            tokio::spawn(async {})
+        };
         Self { start, target, sibling, driver_threads, lag, seconds, stop, probe, sampler }
     }
 

@@ -56,7 +56,7 @@ impl Lines<'_> {
         {
             let root = SVGBackend::with_string(&mut svg, PLOT).into_drawing_area();
             root.fill(&WHITE)?;
-            let points = self.series.iter().flat_map(|(_, p)| p.iter());
+            let points = self.series.iter().flat_map(|(_, p)| p.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
             let spans = self.shaded.iter().flat_map(|(a, b, _)| [*a, *b]).chain(self.marks.iter().copied());
             let x_all = points.clone().map(|p| p.0).chain(spans);
             let (x_min, x_max) = x_all.fold((0.0f64, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
@@ -94,7 +94,7 @@ impl Lines<'_> {
             for (i, (name, points)) in self.series.iter().enumerate() {
                 let c = colour(i);
                 chart
-                    .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
+                    .draw_series(LineSeries::new(points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()), c.stroke_width(2)))?
                     .label(name.as_str())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
             }
@@ -317,7 +317,8 @@ pub fn scenario_plots(rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<String
     }
     out.push_str(
         "</div>\n<p class=\"note\">Seconds count from the load's start; the warm-up, shaded, is in no figure. \
-         Active connections are kept for the measured phase only. Health is each second's CPU in cores: \
+         A request sent in the warm-up and ended after it is in neither the warm-up's requests nor the measured phase's, \
+         so long streams leave a dip there. Active connections are kept for the measured phase only. Health is each second's CPU in cores: \
          the driver, the target (where it is a local process or cgroup), every other process, and the time the host held back this machine's CPUs (steal).</p>\n",
     );
     Ok(out)
@@ -348,7 +349,8 @@ fn from_the_start(warmup_s: f64, warmup: &[f64], measured: &[f64]) -> Vec<(f64, 
         .enumerate()
         .filter_map(|(i, &v)| {
             let (from, to) = (i as f64, (i as f64 + 1.0).min(warmup_s));
-            (to > from).then(|| (to, v / (to - from)))
+            // A sliver of a second would make its few events a huge rate.
+            (to - from >= 0.1).then(|| (to, v / (to - from)))
         })
         .collect();
     points.extend(measured.iter().enumerate().map(|(j, &v)| (warmup_s + j as f64 + 1.0, v)));
@@ -448,28 +450,22 @@ pub fn render_ab(report: &AbReport) -> anyhow::Result<String> {
         if a.is_empty() && b.is_empty() {
             continue;
         }
-        let change: Vec<(f64, f64)> = report
-            .slices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let (a, b) = (figure(&s.a).filter(|v| *v > 0.0)?, figure(&s.b).filter(|v| *v > 0.0)?);
-                Some((i as f64 + 1.0, (b / a - 1.0) * 100.0))
-            })
-            .collect();
-        if !change.is_empty() {
-            changes.push((label, change));
+        let ratios = report.log_ratios(figure);
+        if !ratios.is_empty() {
+            changes.push((label, ratios));
         }
         let caption = format!("{label} by slice");
         out.push_str(&lines(&caption, "slice", label, vec![("A".to_owned(), a), ("B".to_owned(), b)], &slice_no, Vec::new()).svg()?);
     }
-    // Changes go below zero: one interval per figure, its whisker the slices' range.
+    // One interval per figure: the change from the mean log ratio, as the
+    // table and the gate give it; its whisker the slices' range.
+    let pct = |r: f64| (r.exp() - 1.0) * 100.0;
     let spread: Vec<(String, f64, f64, f64)> = changes
         .iter()
-        .map(|(label, c)| {
-            let values = c.iter().map(|p| p.1);
-            let mean = values.clone().sum::<f64>() / c.len() as f64;
-            (label.to_string(), mean, values.clone().fold(f64::INFINITY, f64::min), values.fold(f64::NEG_INFINITY, f64::max))
+        .map(|(label, r)| {
+            let mean = r.iter().sum::<f64>() / r.len() as f64;
+            let (low, high) = r.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            (label.to_string(), pct(mean), pct(low), pct(high))
         })
         .collect();
     if !spread.is_empty() {
@@ -519,7 +515,8 @@ pub fn render_soak(report: &SoakReport) -> anyhow::Result<String> {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(reason));
     }
     out.push_str("<div class=\"plots\">\n");
-    let warmup = vec![(0.0, report.warmup_s, "warm-up".to_owned())];
+    let warmup: Vec<(f64, f64, String)> =
+        (report.warmup_s > 0.0).then(|| (0.0, report.warmup_s, "warm-up".to_owned())).into_iter().collect();
     let seconds = |x: &f64| format!("{x:.0}");
     let samples = &report.samples;
     let rss: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s, s.rss_kib as f64 / 1024.0)).collect();
@@ -550,7 +547,7 @@ pub fn render_soak(report: &SoakReport) -> anyhow::Result<String> {
     };
     out.push_str(
         &lines(
-            "Events per second",
+            "Events per second, the whole soak",
             "seconds since the load started",
             "events/s",
             vec![("events".to_owned(), rate(|s| s.events))],
@@ -559,9 +556,9 @@ pub fn render_soak(report: &SoakReport) -> anyhow::Result<String> {
         )
         .svg()?,
     );
-    let load = vec![("finished".to_owned(), rate(|s| s.done)), ("errors".to_owned(), rate(|s| s.errors))];
+    let load = vec![("ended (errors included)".to_owned(), rate(|s| s.done)), ("errors".to_owned(), rate(|s| s.errors))];
     out.push_str(
-        &lines("Streams finished and failed per second", "seconds since the load started", "per second", load, &seconds, warmup).svg()?,
+        &lines("Streams ended and failed per second", "seconds since the load started", "per second", load, &seconds, warmup).svg()?,
     );
     out.push_str("</div>\n");
     let rows = [("soak", &report.scenario)];
@@ -699,7 +696,7 @@ mod tests {
             "Stack RSS",
             "Live runs on the server",
             "Events per second",
-            "Streams finished and failed per second",
+            "Streams ended and failed per second",
             "TTFE (first event) by percentile",
             "Health: CPU used",
         ] {

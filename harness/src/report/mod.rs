@@ -264,6 +264,7 @@ pub struct PerSecond {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WarmupSeconds {
     pub events: Vec<u64>,
     pub ok: Vec<u64>,
@@ -278,7 +279,7 @@ impl WarmupSeconds {
 
 impl PerSecond {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty()
+        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty() && self.connections.is_empty() && self.warmup.is_empty()
     }
 }
 

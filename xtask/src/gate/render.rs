@@ -60,9 +60,6 @@ pub(super) fn write_outputs(
     markdown: &str,
     summary: &str,
 ) -> anyhow::Result<()> {
-    if let Some(path) = &args.html {
-        std::fs::write(path, html(verdicts, rounds, markdown, summary)?)?;
-    }
     if let Some(path) = &args.markdown {
         std::fs::write(path, markdown)?;
     }
@@ -71,6 +68,14 @@ pub(super) fn write_outputs(
     }
     if let Some(path) = &args.bmf {
         bmf(verdicts).write(path)?;
+    }
+    // Last, and never the verdict's undoing: a page that cannot be drawn
+    // or written is said, and the exit code stays the verdict's.
+    if let Some(path) = &args.html {
+        let written = html(verdicts, rounds, markdown, summary).and_then(|page| Ok(std::fs::write(path, page)?));
+        if let Err(e) = written {
+            eprintln!("gate: the HTML page {} was not written: {e:#}", path.display());
+        }
     }
     Ok(())
 }
