@@ -327,23 +327,31 @@ fn fuzz(root: &Path, target: &str, time: std::time::Duration) -> anyhow::Result<
 /// The gungraun-runner version the `gungraun` crate needs.
 const GUNGRAUN_RUNNER: &str = "0.20.0";
 
-/// The benches run once each by `cargo xtask test` (criterion's with
-/// `--test`; `auth` times its 2,000 tries either way): every `[[bench]]` of
+/// The benches run once each by `cargo xtask test` (criterion's in its test
+/// mode; `auth` times its 2,000 tries either way): every `[[bench]]` of
 /// benches/Cargo.toml but the instruction counts (a test keeps the two
 /// lists the same).
 const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth", "stores"];
 
-/// The tests, then every criterion bench once (`--test`) so none rots, then
-/// the instruction counts under valgrind (installing gungraun-runner first
+/// The tests, then every criterion bench once so none rots, then the
+/// instruction-count bench under valgrind (installing gungraun-runner first
 /// when it is missing, so this works on a fresh machine).
+///
+/// All in the test profile the tests were just built in: an optimised build
+/// of every bench would double CI's time and only to run each once. `cargo
+/// test` runs criterion's benches in its test mode (each routine once, no
+/// timing). The instruction counts of an unoptimised build mean nothing, so
+/// they go to a gungraun home of their own, made afresh each time: nothing
+/// is compared with them, and they never meet the counts of a real `cargo
+/// bench --bench instructions`. Both benches at their real profile run in
+/// the CI workflow (`cargo bench -- --test`) and the gate.
 fn test(root: &Path) -> anyhow::Result<()> {
     python_tools()?;
     cargo(root, &["test", "--workspace"])?;
-    let mut once = vec!["bench", "--package", "benches"];
+    let mut once = vec!["test", "--package", "benches"];
     for bench in CRITERION_BENCHES {
         once.extend(["--bench", bench]);
     }
-    once.extend(["--", "--test"]);
     cargo(root, &once)?;
     let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_valgrind {
@@ -356,7 +364,63 @@ fn test(root: &Path) -> anyhow::Result<()> {
     if runner.ok().as_deref() != Some(format!("gungraun-runner {GUNGRAUN_RUNNER}").as_str()) {
         cargo(root, &["install", "gungraun-runner", "--version", GUNGRAUN_RUNNER, "--locked"])?;
     }
-    cargo(root, &["bench", "--package", "benches", "--bench", "instructions"])
+    let home = tempfile::tempdir().context("a gungraun home for the test run")?;
+    cargo_env(
+        root,
+        &["bench", "--profile", "test", "--package", "benches", "--bench", "instructions"],
+        &[("GUNGRAUN_HOME", home.path()), ("GUNGRAUN_SAVE_SUMMARY", Path::new("json"))],
+    )?;
+    let counted = counted_benches(home.path())?;
+    eprintln!("xtask: instruction counts taken for {counted} benchmarks");
+    Ok(())
+}
+
+/// Every gungraun summary under `home` must hold a count of instructions
+/// above zero: a benchmark whose code never ran under valgrind counts
+/// nothing and still says "Ok". The number of benchmarks counted, at least one.
+fn counted_benches(home: &Path) -> anyhow::Result<usize> {
+    fn summaries(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                summaries(&path, found)?;
+            } else if path.file_name().is_some_and(|name| name == "summary.json") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    fn most_instructions(value: &serde_json::Value) -> u64 {
+        match value {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(key, v)| {
+                    if key == "Ir" {
+                        v.pointer("/values/new").and_then(serde_json::Value::as_u64).unwrap_or(0)
+                    } else {
+                        most_instructions(v)
+                    }
+                })
+                .max()
+                .unwrap_or(0),
+            serde_json::Value::Array(items) => items.iter().map(most_instructions).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let mut found = Vec::new();
+    summaries(home, &mut found).with_context(|| format!("reading gungraun's summaries in {}", home.display()))?;
+    if found.is_empty() {
+        bail!("the instruction-count bench wrote no summary in {}", home.display());
+    }
+    for path in &found {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let summary: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if most_instructions(&summary) == 0 {
+            let name = summary.get("module_path").and_then(serde_json::Value::as_str).unwrap_or("a benchmark");
+            bail!("{name} counted no instructions: its code never ran under valgrind ({})", path.display());
+        }
+    }
+    Ok(found.len())
 }
 
 /// The PyPI tools the deploy tests run (the Kubernetes schemas, hadolint,
@@ -392,8 +456,17 @@ fn python_tools() -> anyhow::Result<()> {
 }
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    cargo_env(root, args, &[])
+}
+
+fn cargo_env(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(&cargo).args(args).current_dir(root).status().with_context(|| format!("running cargo {}", args.join(" ")))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -422,6 +495,27 @@ fn workspace_root() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    fn summary(dir: &std::path::Path, name: &str, ir: u64) {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = serde_json::json!({
+            "module_path": format!("instructions::{name}"),
+            "profiles": [{"data": {"parts": [{"metrics": {"Ir": {"values": {"new": ir}}, "Dr": {"values": {"new": 7}}}}]}}],
+        });
+        std::fs::write(dir.join("summary.json"), json.to_string()).unwrap();
+    }
+
+    #[test]
+    fn instruction_counts_of_zero_fail_the_test_run() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(super::counted_benches(home.path()).unwrap_err().to_string().contains("no summary"));
+        summary(home.path(), "sse_parse", 61_224);
+        assert_eq!(super::counted_benches(home.path()).unwrap(), 1);
+        summary(home.path(), "sse_encode", 0);
+        let err = super::counted_benches(home.path()).unwrap_err().to_string();
+        assert!(err.contains("instructions::sse_encode counted no instructions"), "{err}");
+    }
+
     /// A bench added to benches/Cargo.toml is run by `cargo xtask test` too.
     #[test]
     fn every_criterion_bench_is_run_once() {
