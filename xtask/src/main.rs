@@ -338,13 +338,13 @@ const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "star
 /// when it is missing, so this works on a fresh machine).
 ///
 /// All in the test profile the tests were just built in: an optimised build
-/// of every bench would double CI's time and only to run each once. `cargo
+/// of every bench, made only to run each once, was CI's longest step. `cargo
 /// test` runs criterion's benches in its test mode (each routine once, no
 /// timing). The instruction counts of an unoptimised build mean nothing, so
 /// they go to a gungraun home of their own, made afresh each time: nothing
 /// is compared with them, and they never meet the counts of a real `cargo
-/// bench --bench instructions`. Both benches at their real profile run in
-/// the CI workflow (`cargo bench -- --test`) and the gate.
+/// bench --bench instructions`. The CI workflow runs the criterion benches
+/// in the bench profile (`cargo bench -p benches -- --test`).
 fn test(root: &Path) -> anyhow::Result<()> {
     python_tools()?;
     cargo(root, &["test", "--workspace"])?;
@@ -390,22 +390,15 @@ fn counted_benches(home: &Path) -> anyhow::Result<usize> {
         }
         Ok(())
     }
-    fn most_instructions(value: &serde_json::Value) -> u64 {
-        match value {
-            serde_json::Value::Object(map) => map
-                .iter()
-                .map(|(key, v)| {
-                    if key == "Ir" {
-                        v.pointer("/values/new").and_then(serde_json::Value::as_u64).unwrap_or(0)
-                    } else {
-                        most_instructions(v)
-                    }
-                })
-                .max()
-                .unwrap_or(0),
-            serde_json::Value::Array(items) => items.iter().map(most_instructions).max().unwrap_or(0),
-            _ => 0,
-        }
+    // Each profile's parts (one per thread and process) and their counts.
+    fn most_instructions(summary: &serde_json::Value) -> u64 {
+        let each = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+        each(summary, "profiles")
+            .iter()
+            .flat_map(|profile| profile.get("data").map(|data| each(data, "parts")).unwrap_or_default())
+            .filter_map(|part| part.pointer("/metrics/Ir/values/new").and_then(serde_json::Value::as_u64))
+            .max()
+            .unwrap_or(0)
     }
     let mut found = Vec::new();
     summaries(home, &mut found).with_context(|| format!("reading gungraun's summaries in {}", home.display()))?;
