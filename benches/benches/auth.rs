@@ -7,8 +7,8 @@
 //! times, it does not judge (a gap is for a person to read, with the noise).
 
 use benches::{Client, runtime};
-use harness::load::client::bearer;
-use harness::{Stack, StackOptions};
+use flowbench::load::client::bearer;
+use flowbench::{Stack, StackOptions};
 use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
 

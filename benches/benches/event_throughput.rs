@@ -4,7 +4,7 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use harness::{Stack, StackOptions};
+use flowbench::{Stack, StackOptions};
 use mock::{Reply, Script};
 use server::sse::SseParser;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use harness::{Stack, StackOptions};
+use flowbench::{Stack, StackOptions};
 use serde_json::json;
 use server::workflow::engine::{self, NoEvents, Run};
 

@@ -9,7 +9,7 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use harness::{Stack, StackOptions};
+use flowbench::{Stack, StackOptions};
 
 const IN_FLIGHT: [u64; 2] = [32, 256];
 

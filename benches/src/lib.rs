@@ -9,7 +9,7 @@
 //! - `Client`: one keep-alive HTTP/1.1 connection (the load driver's).
 
 use bytes::Bytes;
-use harness::load::client::{Conn, Target, bearer};
+use flowbench::load::client::{Conn, Target, bearer};
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

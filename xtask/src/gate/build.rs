@@ -29,7 +29,7 @@ pub(super) fn build(root: &Path, rev: Option<&str>) -> anyhow::Result<PathBuf> {
     };
     eprintln!("gate: building {} in release", rev.unwrap_or("the working tree"));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--package", "harness", "--bin", "flowbench"])
+        .args(["build", "--release", "--quiet", "--bin", "flowbench"])
         .current_dir(&source)
         .env("CARGO_TARGET_DIR", &target_dir)
         .status()?;

@@ -10,7 +10,7 @@
 //!
 //! - `build.rs`: git worktrees and release builds of the two revisions;
 //! - `rounds.rs`: the stacks and the driver, one round of `flowbench ab`
-//!   phases, read through the harness's report types;
+//!   phases, read through flowbench's report types;
 //! - `verdict.rs`: the metrics, and per metric the rounds' log ratios → t
 //!   interval → verdict;
 //! - `render.rs`: the Markdown table, the JSON and BMF outputs;

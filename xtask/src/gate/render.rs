@@ -6,7 +6,7 @@ use super::GateArgs;
 use super::rounds::Round;
 use super::verdict::{METRICS, MetricVerdict};
 use crate::verdict::Verdict;
-use harness::report::bmf::{Bmf, Measure};
+use flowbench::report::bmf::{Bmf, Measure};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -83,7 +83,7 @@ pub(super) fn write_outputs(
 /// The gate's page: the verdict, the table, each metric's change with its
 /// interval, and each round's change per metric.
 fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &str) -> anyhow::Result<String> {
-    use harness::report::html::{Lines, esc, interval_plot, page, table};
+    use flowbench::report::html::{Lines, esc, interval_plot, page, table};
     let mut body = format!("<p><b>{}</b></p>\n", esc(summary));
     let rows: Vec<Vec<String>> = verdicts
         .iter()
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(page.matches("<svg ").count(), 2);
         // Every metric's line, changes below zero included.
         for m in &METRICS {
-            assert!(page.contains(&harness::report::html::esc(m.name)), "{}", m.name);
+            assert!(page.contains(&flowbench::report::html::esc(m.name)), "{}", m.name);
         }
         let caption = page.split("<text").find(|t| t.contains("Each round")).expect("the rounds' plot has its caption");
         assert!(caption.contains("change per metric"), "{caption}");

@@ -6,8 +6,8 @@
 //! stacks start alternates between rounds (ABBA over rounds, and over slices
 //! inside `flowbench ab`).
 //!
-//! Each phase's file is read as `harness::report::ab::AbReport`, the stacks'
-//! API keys from the line each `flowbench up` prints (`harness::StackInfo`).
+//! Each phase's file is read as `flowbench::report::ab::AbReport`, the stacks'
+//! API keys from the line each `flowbench up` prints (`flowbench::StackInfo`).
 //! A round with a disturbed slice (errors, an invalid driver, other
 //! processes' CPU or the host's steal) is rerun once; more than a quarter of
 //! rounds disturbed: the gate could not measure.
@@ -15,11 +15,11 @@
 use super::GateArgs;
 use super::verdict::{METRICS, paired};
 use anyhow::{Context, bail};
-use harness::StackInfo;
-use harness::load::driver::Mode;
-use harness::load::health;
-use harness::report::ScenarioReport;
-use harness::report::ab::{AbReport, AbScenario, Slice};
+use flowbench::StackInfo;
+use flowbench::load::driver::Mode;
+use flowbench::load::health;
+use flowbench::report::ScenarioReport;
+use flowbench::report::ab::{AbReport, AbScenario, Slice};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -204,7 +204,7 @@ pub(super) fn measure(
 ) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
-    let steps = harness::cmd::Steps::new("gate", n as u64);
+    let steps = flowbench::cmd::Steps::new("gate", n as u64);
     for index in 0..n {
         for attempt in 0..2 {
             steps.doing(&format!("round {}, attempt {}: fresh stacks, {} phases", index + 1, attempt + 1, phases.len()));
@@ -344,9 +344,9 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
 mod tests {
     use super::*;
     use crate::gate::verdict::Metric;
-    use harness::load::metrics::Metric as Figure;
-    use harness::report::ab::{SCHEMA, SCHEMA_VERSION};
-    use harness::report::sample::sample_scenario;
+    use flowbench::load::metrics::Metric as Figure;
+    use flowbench::report::ab::{SCHEMA, SCHEMA_VERSION};
+    use flowbench::report::sample::sample_scenario;
 
     /// The phase's report as `flowbench ab` builds it, slice `i`'s side b
     /// through `b(i, report)`.
@@ -511,7 +511,7 @@ mod tests {
         let line = serde_json::to_string(&StackInfo {
             server_url: "http://127.0.0.1:5001".into(),
             mock_llm_url: "http://127.0.0.1:5002".into(),
-            apps: harness::stack::apps(),
+            apps: flowbench::stack::apps(),
             server_pids: Vec::new(),
         })
         .unwrap();

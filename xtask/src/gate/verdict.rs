@@ -15,8 +15,8 @@ use super::rounds::{Phase, Round};
 use crate::stats::{PairedChange, pct};
 use crate::verdict::Verdict;
 use anyhow::{Context, bail};
-use harness::report::ScenarioReport;
-use harness::report::ab::{self, Slice};
+use flowbench::report::ScenarioReport;
+use flowbench::report::ab::{self, Slice};
 use serde::Serialize;
 
 /// A metric the gate judges: one figure of one phase's slices.
@@ -24,7 +24,7 @@ use serde::Serialize;
 pub(super) struct Metric {
     pub(super) name: &'static str,
     pub(super) phase: Phase,
-    /// Its name in `harness::report::ab::FIGURES`.
+    /// Its name in `flowbench::report::ab::FIGURES`.
     pub(super) figure: &'static str,
     pub(super) higher_is_better: bool,
     /// A p99: advisory while it cannot resolve `ADVISORY_MDE_PCT`.
@@ -47,7 +47,7 @@ pub(super) const ADVISORY_MDE_PCT: f64 = 20.0;
 impl Metric {
     /// This metric's figure of one side of a slice, when it measured one above zero.
     pub(super) fn of(&self, side: &ScenarioReport) -> Option<f64> {
-        let figure = ab::figure(self.figure).unwrap_or_else(|| panic!("{:?} is not one of harness::report::ab::FIGURES", self.figure));
+        let figure = ab::figure(self.figure).unwrap_or_else(|| panic!("{:?} is not one of flowbench::report::ab::FIGURES", self.figure));
         figure(side).filter(|v| *v > 0.0)
     }
 }

@@ -1,0 +1,237 @@
+//! `flowbench run`: a validated `Plan` → scenarios driven against the
+//! embedded stack (a child process, so its CPU is measured apart from the
+//! driver's) or any Dify-compatible `--target` → the report, printed and
+//! written. Exit codes: `crate::exit`.
+
+use super::{Progress, cancel_on_ctrl_c, write_file};
+use crate::cli::ReportFiles;
+use crate::exit;
+use crate::load::client::{PreflightError, Target, bearer, preflight};
+use crate::load::driver::{self, App, Live, Protocol, RunSpec};
+use crate::load::health::{HealthMonitor, Machine, TargetCpu, Verdict};
+use crate::plan::{Plan, PlannedApp};
+use crate::report::thresholds::ThresholdResult;
+use crate::report::{AppReport, LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
+use crate::stack::ChildStack;
+use http::HeaderValue;
+use std::sync::Arc;
+
+/// Runs the plan, prints the text report and writes the files; returns the
+/// exit code: INVALID when any scenario's driver was the bottleneck.
+pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
+    let mut embedded = None;
+    // Each scenario's apps, their keys resolved (the embedded stack's for
+    // the fixture apps named).
+    let (url, apps, target_pid) = match &plan.target {
+        Some(url) => {
+            (url.clone(), apps(&plan, |app| app.key.clone().ok_or_else(|| anyhow::anyhow!("app {:?} has no key", app.name)))?, None)
+        }
+        None => {
+            let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
+            let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
+            let apps = apps(&plan, |app| match &app.key {
+                Some(key) => Ok(key.clone()),
+                None => bearer(stack.info.api_key(&app.fixture)?),
+            })?;
+            let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
+            let out = (url, apps, Some(stack.child.id()));
+            embedded = Some(stack);
+            out
+        }
+    };
+    let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+    let target_cpu = match (&plan.target_cgroup, target_pid) {
+        (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
+        (None, Some(pid)) => TargetCpu::Processes(vec![pid]),
+        (None, None) => {
+            let mut roots = crate::load::health::local_pids_listening_on(target.addr);
+            roots.extend(&plan.target_pids);
+            roots.sort_unstable();
+            roots.dedup();
+            if roots.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(roots) }
+        }
+    };
+    let mut checked = std::collections::HashSet::new();
+    for (scenario, apps) in plan.scenarios.iter().zip(&apps) {
+        for (app, key) in scenario.apps.iter().zip(apps) {
+            if checked.insert(key.api_key.clone()) {
+                preflight(&target, scenario.protocol, &app.name, &key.api_key).await?;
+            }
+        }
+    }
+    let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
+    if let Some(at) = plan.start_at {
+        // Every shard's load starts at the same instant.
+        let wait =
+            at.duration_since(std::time::SystemTime::now()).map_err(|_| anyhow::anyhow!("--start-at passed while the stack started"))?;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+    // Ctrl-C before the load began: nothing ran, and the report says so.
+    let stopped_before_start = cancel.is_cancelled();
+    let mut report = Report {
+        schema: SCHEMA.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        flowbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        interrupted: false,
+        target: TargetInfo {
+            url: url.clone(),
+            embedded: embedded.is_some(),
+            mock_script: plan.mock_script.as_ref().map(|p| p.display().to_string()),
+        },
+        machine: Machine::here(),
+        scenarios: Vec::new(),
+        thresholds: Vec::new(),
+        shard: plan.shard,
+        shards: Vec::new(),
+    };
+    report.interrupted |= stopped_before_start;
+    for (scenario, apps) in plan.scenarios.iter().zip(apps) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let spec = RunSpec {
+            apps,
+            load: scenario.load.clone(),
+            warmup: scenario.warmup,
+            duration: scenario.duration,
+            timeout: plan.timeout,
+            seed: plan.seed,
+            protocol: scenario.protocol,
+            stamped: plan.stamped,
+            abort_after_chunks: plan.abort_after_chunks,
+            after_terminal: plan.after_terminal,
+            arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
+        };
+        let live = Arc::new(Live::default());
+        let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
+        let health = HealthMonitor::start(target_cpu.clone(), plan.driver_threads);
+        let run_apps = spec.apps.clone();
+        let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
+        let health = health.finish().await;
+        progress.finish();
+        let load = LoadParams {
+            model: scenario.load.clone(),
+            warmup_s: scenario.warmup.as_secs_f64(),
+            duration_s: scenario.duration.as_secs_f64(),
+            measured_s: 0.0,
+            window_s: plan.window_s,
+            timeout_s: plan.timeout.as_secs_f64(),
+            seed: plan.seed,
+        };
+        let mut built = ScenarioReport::build(&scenario.name, run_apps[0].mode, load, &result, health);
+        built.apps = AppReport::of(&run_apps, &result.recorder);
+        built.measure_start_unix_ms = Some(unix_ms_of(result.measure_start));
+        report.scenarios.push(built);
+        report.interrupted |= result.interrupted;
+    }
+    signal.abort();
+    if let Some(stack) = embedded {
+        stack.stop();
+    }
+    for threshold in &plan.thresholds {
+        let judged: Vec<_> = report.scenarios.iter().filter(|s| threshold.applies_to(&s.name)).map(|s| threshold.judge(s)).collect();
+        if judged.is_empty() {
+            // Scoped to a scenario that did not run: nothing met it.
+            let scenario = threshold.scenario.clone().unwrap_or_default();
+            report.thresholds.push(ThresholdResult { threshold: threshold.text.clone(), scenario, value: None, passed: false });
+        }
+        report.thresholds.extend(judged);
+    }
+    print!("{}", report.to_text());
+    write_outputs(&report, &plan.files)?;
+    let code = exit_code(&report);
+    if code == exit::INVALID {
+        eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
+    }
+    if code == exit::THRESHOLD {
+        eprintln!("flowbench: a threshold was crossed (see Thresholds)");
+    }
+    Ok(code)
+}
+
+/// The report as JSON, Markdown, BMF and HTML, where `outputs` names files.
+pub fn write_outputs(report: &Report, outputs: &ReportFiles) -> anyhow::Result<()> {
+    if let Some(path) = &outputs.json {
+        write_file(path, serde_json::to_vec_pretty(report)?)?;
+    }
+    if let Some(path) = &outputs.markdown {
+        write_file(path, report.to_markdown())?;
+    }
+    if let Some(path) = &outputs.bmf {
+        write_file(path, serde_json::to_vec_pretty(&report.to_bmf())?)?;
+    }
+    if let Some(path) = &outputs.html {
+        let name = outputs.json.as_ref().map_or_else(|| "this run".to_owned(), |p| p.display().to_string());
+        write_file(path, crate::report::html::render(&[(name, report.clone())])?)?;
+    }
+    Ok(())
+}
+
+/// An instant of this process's clock, in ms since the Unix epoch.
+fn unix_ms_of(at: tokio::time::Instant) -> u64 {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = tokio::time::Instant::now();
+    match now.checked_duration_since(at) {
+        Some(ago) => now_ms.saturating_sub(ago.as_millis() as u64),
+        None => now_ms + (at - now).as_millis() as u64,
+    }
+}
+
+/// Each planned scenario's apps for the driver, each with its key.
+fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<HeaderValue>) -> anyhow::Result<Vec<Vec<App>>> {
+    plan.scenarios
+        .iter()
+        .map(|s| {
+            s.apps
+                .iter()
+                .map(|a| {
+                    Ok(App {
+                        name: a.name.clone(),
+                        mode: a.mode,
+                        api_key: key(a)?,
+                        path: a.path.clone(),
+                        weight: a.weight,
+                        inputs: a.inputs.clone(),
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Interrupted, else INVALID when any scenario's driver was the bottleneck
+/// (so CI cannot take a lying run for a pass), else OK.
+pub(crate) fn exit_code(report: &Report) -> i32 {
+    if report.interrupted {
+        exit::INTERRUPTED
+    } else if report.scenarios.iter().any(|s| s.health.verdict == Verdict::Invalid) {
+        exit::INVALID
+    } else if report.thresholds.iter().any(|t| !t.passed) {
+        exit::THRESHOLD
+    } else {
+        exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_run_has_its_own_exit_code() {
+        let mut report = crate::report::sample::sample_report();
+        assert_eq!(exit_code(&report), exit::OK);
+        report.scenarios[1].health.verdict = Verdict::Disturbed;
+        assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");
+        report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
+        assert_eq!(exit_code(&report), exit::THRESHOLD);
+        report.scenarios[0].health.verdict = Verdict::Invalid;
+        assert_eq!(exit_code(&report), exit::INVALID, "an invalid run's thresholds mean nothing");
+        report.interrupted = true;
+        assert_eq!(exit_code(&report), exit::INTERRUPTED);
+    }
+}

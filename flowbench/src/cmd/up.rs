@@ -1,0 +1,144 @@
+//! `flowbench up`: the mocked stack; one JSON line on stdout (`StackInfo`),
+//! then serves until SIGINT or SIGTERM.
+//!
+//! With one replica the server runs in this process. With `--replicas N`
+//! the mock stays here and N server processes (`flowbench replica`, this
+//! binary) share one address by SO_REUSEPORT, as the seed's replicas sit
+//! behind one Service, on the shared store `--store` names.
+
+use super::shutdown_signal;
+use crate::cli::{InjectArgs, ReplicaArgs, UpArgs};
+use crate::exit;
+use crate::stack::{Stack, StackInfo, StackOptions, apps, server_config};
+use anyhow::Context;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long a replica has to open its store and listen.
+const REPLICA_START: Duration = Duration::from_secs(30);
+
+fn inject(limits: &mut server::Limits, inject: &InjectArgs) {
+    limits.inject_busy_per_request = inject.inject_busy_per_request.unwrap_or_default();
+    limits.inject_busy_per_event = inject.inject_busy_per_event.unwrap_or_default();
+}
+
+fn store(name: &str) -> Option<String> {
+    (name != "memory").then(|| name.to_owned())
+}
+
+pub async fn execute(args: &UpArgs) -> anyhow::Result<i32> {
+    let mut options = StackOptions {
+        script: args.script.build()?,
+        server_addr: args.server_addr,
+        mock_addr: args.mock_addr,
+        store: store(&args.store),
+        ..StackOptions::default()
+    };
+    if let Some(n) = args.max_stored_runs {
+        options.limits.max_stored_runs = n;
+    }
+    inject(&mut options.limits, &args.inject);
+    if args.replicas > 1 {
+        return replicas(args, options).await;
+    }
+    let stack = Stack::start(options).await?;
+    announce(&stack.info)?;
+    shutdown_signal().await;
+    stack.shutdown().await?;
+    Ok(exit::OK)
+}
+
+fn announce(info: &StackInfo) -> anyhow::Result<()> {
+    let line = serde_json::to_string(info)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").and_then(|()| stdout.flush()).context("writing to stdout")?;
+    drop(stdout);
+    eprintln!("flowbench: stack up at {}; Ctrl-C to stop", info.server_url);
+    Ok(())
+}
+
+/// Server processes, stopped (SIGTERM, then waited for) on drop.
+struct Replicas(Vec<Child>);
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for child in &self.0 {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
+    let mock = mock::MockLlm::start(options.script.clone(), options.mock_addr).await?;
+    // The address is held (bound with SO_REUSEPORT, never listening, so it
+    // takes no connection) until every replica listens on it.
+    let holder = if options.server_addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }
+        .context("a socket for the replicas' address")?;
+    holder.set_reuseport(true)?;
+    holder.bind(options.server_addr).with_context(|| format!("binding {}", options.server_addr))?;
+    let addr: SocketAddr = holder.local_addr()?;
+    let exe = std::env::current_exe().context("finding the flowbench binary")?;
+    let mut children = Replicas(Vec::new());
+    for _ in 0..args.replicas {
+        let mut command = Command::new(&exe);
+        command.args(["replica", "--listen", &addr.to_string(), "--provider-base-url", &mock.base_url(), "--store", &args.store]);
+        if let Some(n) = args.max_stored_runs {
+            command.args(["--max-stored-runs", &n.to_string()]);
+        }
+        if let Some(d) = args.inject.inject_busy_per_request {
+            command.args(["--inject-busy-per-request", &humantime::format_duration(d).to_string()]);
+        }
+        if let Some(d) = args.inject.inject_busy_per_event {
+            command.args(["--inject-busy-per-event", &humantime::format_duration(d).to_string()]);
+        }
+        let child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a replica")?;
+        children.0.push(child);
+    }
+    // Each replica prints one line once it listens.
+    for (i, child) in children.0.iter_mut().enumerate() {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        });
+        match tokio::time::timeout(REPLICA_START, ready).await {
+            Ok(Ok(Ok(line))) if line.starts_with("listening") => {}
+            Ok(_) => anyhow::bail!("replica {} of {} did not start (its error is above)", i + 1, args.replicas),
+            Err(_) => anyhow::bail!("replica {} of {} did not listen within {REPLICA_START:?}", i + 1, args.replicas),
+        }
+    }
+    drop(holder);
+    let info = StackInfo {
+        server_url: format!("http://{addr}"),
+        mock_llm_url: mock.base_url(),
+        apps: apps(),
+        server_pids: children.0.iter().map(Child::id).collect(),
+    };
+    announce(&info)?;
+    shutdown_signal().await;
+    drop(children);
+    mock.shutdown().await;
+    Ok(exit::OK)
+}
+
+/// `flowbench replica`: one server of `up --replicas N`; prints `listening`
+/// once it does, serves until SIGTERM, then commits its store.
+pub async fn replica(args: &ReplicaArgs) -> anyhow::Result<i32> {
+    let mut options = StackOptions { server_addr: args.listen, store: store(&args.store), ..StackOptions::default() };
+    if let Some(n) = args.max_stored_runs {
+        options.limits.max_stored_runs = n;
+    }
+    inject(&mut options.limits, &args.inject);
+    let config = server_config(&options, &args.provider_base_url);
+    let server = server::Running::open(&config, true).await.context("starting the replica")?;
+    println!("listening {}", server.url);
+    std::io::stdout().flush()?;
+    shutdown_signal().await;
+    server.shutdown().await?;
+    Ok(exit::OK)
+}

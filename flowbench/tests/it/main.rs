@@ -1,0 +1,9 @@
+//! flowbench's integration tests, over real loopback sockets.
+
+mod cli;
+mod deploy;
+mod driver;
+mod html;
+mod target_cpu;
+mod tls;
+mod up;

@@ -1,9 +1,0 @@
-//! The harness's integration tests, over real loopback sockets.
-
-mod cli;
-mod deploy;
-mod driver;
-mod html;
-mod target_cpu;
-mod tls;
-mod up;
