@@ -279,8 +279,9 @@ pub struct RunArgs {
     pub api_keys: Vec<String>,
     /// A pass/fail criterion, as k6's: `[SCENARIO:]FIGURE OP VALUE`, e.g.
     /// `ttfe_p95<200ms`, `error_rate<0.1%`, `llm:qps>=20`; FIGURE is a
-    /// latency `<metric>_<avg|min|max|p50|p90|p95|p99|p999>`, `error_rate`,
-    /// `qps` or `events_per_s`. Crossed: exit code 4. Repeatable.
+    /// latency `<metric>_<avg|min|max|p50|p90|p95|p99|p999>` or a figure's
+    /// key (`error_rate`, `qps`, `events_per_s`, `max_concurrent`,
+    /// `target_cpu_us_per_request`, …). Crossed: exit code 4. Repeatable.
     #[arg(long = "threshold", value_name = "EXPR", value_parser = |s: &str| s.parse::<crate::report::thresholds::Threshold>())]
     pub thresholds: Vec<crate::report::thresholds::Threshold>,
     /// With --target: a process of the target beyond the one listening (and

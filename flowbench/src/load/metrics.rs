@@ -99,71 +99,126 @@ pub enum Metric {
     FirstTextChunkFromIntended,
 }
 
+/// One latency metric: its names and whether every run records it. A new
+/// metric is a variant above, a row here and its value in `Sample::value`
+/// (or where the recorder takes it); the histograms, the report's
+/// summaries, the text rows, merges, thresholds (`<key>_<stat>`) and the
+/// figure table follow from this list.
+#[derive(Debug)]
+pub struct MetricRow {
+    pub metric: Metric,
+    /// Its name in the JSON report: the histogram's key, and with `_ms` the summary's.
+    pub key: &'static str,
+    /// Its row in the text report.
+    pub label: &'static str,
+    /// Its name in a figure's label (`TTFE P95 (ms)`).
+    pub short_label: &'static str,
+    /// Recorded only on request (`--stamped`, `--after-terminal drain`,
+    /// the open model): its summary is left out of the report when it
+    /// holds no value, rather than shown as zeros.
+    pub optional: bool,
+}
+
+/// Every metric, in the order the report shows them (`Metric`'s order).
+pub const METRICS: [MetricRow; 12] = [
+    MetricRow { metric: Metric::Ttfb, key: "ttfb", label: "TTFB (headers)", short_label: "TTFB", optional: false },
+    MetricRow { metric: Metric::Ttfe, key: "ttfe", label: "TTFE (first event)", short_label: "TTFE", optional: false },
+    MetricRow {
+        metric: Metric::FirstTextChunk,
+        key: "first_text_chunk",
+        label: "first text_chunk",
+        short_label: "first text_chunk",
+        optional: false,
+    },
+    MetricRow { metric: Metric::Duration, key: "duration", label: "duration (from intended)", short_label: "duration", optional: false },
+    MetricRow {
+        metric: Metric::ServiceTime,
+        key: "service_time",
+        label: "service time (from sent)",
+        short_label: "service time",
+        optional: false,
+    },
+    MetricRow { metric: Metric::EventGap, key: "event_gap", label: "gap between events", short_label: "event gap", optional: false },
+    MetricRow {
+        metric: Metric::LongestGapPerStream,
+        key: "longest_gap_per_stream",
+        label: "longest gap per stream",
+        short_label: "longest gap",
+        optional: false,
+    },
+    MetricRow {
+        metric: Metric::EmitToReceipt,
+        key: "emit_to_receipt",
+        label: "emit → receipt (stamped)",
+        short_label: "emit → receipt",
+        optional: true,
+    },
+    MetricRow {
+        metric: Metric::StreamTail,
+        key: "stream_tail",
+        label: "stream tail (terminal → end)",
+        short_label: "stream tail",
+        optional: true,
+    },
+    MetricRow {
+        metric: Metric::TtfbFromIntended,
+        key: "ttfb_from_intended",
+        label: "TTFB from intended",
+        short_label: "TTFB from intended",
+        optional: true,
+    },
+    MetricRow {
+        metric: Metric::TtfeFromIntended,
+        key: "ttfe_from_intended",
+        label: "TTFE from intended",
+        short_label: "TTFE from intended",
+        optional: true,
+    },
+    MetricRow {
+        metric: Metric::FirstTextChunkFromIntended,
+        key: "first_text_chunk_from_intended",
+        label: "first text_chunk from intended",
+        short_label: "first text_chunk from intended",
+        optional: true,
+    },
+];
+
 impl Metric {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = METRICS.len();
     /// Every metric, in the order the report shows them.
-    pub const ALL: [Metric; Metric::COUNT] = [
-        Metric::Ttfb,
-        Metric::Ttfe,
-        Metric::FirstTextChunk,
-        Metric::Duration,
-        Metric::ServiceTime,
-        Metric::EventGap,
-        Metric::LongestGapPerStream,
-        Metric::EmitToReceipt,
-        Metric::StreamTail,
-        Metric::TtfbFromIntended,
-        Metric::TtfeFromIntended,
-        Metric::FirstTextChunkFromIntended,
-    ];
+    pub const ALL: [Metric; Metric::COUNT] = {
+        let mut all = [Metric::Ttfb; Metric::COUNT];
+        let mut i = 0;
+        while i < Metric::COUNT {
+            all[i] = METRICS[i].metric;
+            i += 1;
+        }
+        all
+    };
+
+    /// Its row of `METRICS`.
+    pub const fn row(self) -> &'static MetricRow {
+        &METRICS[self as usize]
+    }
 
     /// Its name in the JSON report: the histogram's key, and with `_ms` the summary's.
     pub const fn key(self) -> &'static str {
-        match self {
-            Metric::Ttfb => "ttfb",
-            Metric::Ttfe => "ttfe",
-            Metric::FirstTextChunk => "first_text_chunk",
-            Metric::Duration => "duration",
-            Metric::ServiceTime => "service_time",
-            Metric::EventGap => "event_gap",
-            Metric::LongestGapPerStream => "longest_gap_per_stream",
-            Metric::EmitToReceipt => "emit_to_receipt",
-            Metric::StreamTail => "stream_tail",
-            Metric::TtfbFromIntended => "ttfb_from_intended",
-            Metric::TtfeFromIntended => "ttfe_from_intended",
-            Metric::FirstTextChunkFromIntended => "first_text_chunk_from_intended",
-        }
+        self.row().key
     }
 
     /// The row's label in the text report.
     pub const fn label(self) -> &'static str {
-        match self {
-            Metric::Ttfb => "TTFB (headers)",
-            Metric::Ttfe => "TTFE (first event)",
-            Metric::FirstTextChunk => "first text_chunk",
-            Metric::Duration => "duration (from intended)",
-            Metric::ServiceTime => "service time (from sent)",
-            Metric::EventGap => "gap between events",
-            Metric::LongestGapPerStream => "longest gap per stream",
-            Metric::EmitToReceipt => "emit → receipt (stamped)",
-            Metric::StreamTail => "stream tail (terminal → end)",
-            Metric::TtfbFromIntended => "TTFB from intended",
-            Metric::TtfeFromIntended => "TTFE from intended",
-            Metric::FirstTextChunkFromIntended => "first text_chunk from intended",
-        }
+        self.row().label
     }
 
-    /// Recorded only on request (`--stamped`): its summary is left out of
-    /// the report when it holds no value, rather than shown as zeros.
+    /// Its name in a figure's label.
+    pub const fn short_label(self) -> &'static str {
+        self.row().short_label
+    }
+
+    /// Recorded only on request: left out of the report when it holds no value.
     pub const fn optional(self) -> bool {
-        matches!(
-            self,
-            Metric::EmitToReceipt
-                | Metric::StreamTail
-                | Metric::TtfbFromIntended
-                | Metric::TtfeFromIntended
-                | Metric::FirstTextChunkFromIntended
-        )
+        self.row().optional
     }
 
     pub fn from_key(key: &str) -> Option<Metric> {
@@ -657,6 +712,15 @@ pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `METRICS` is in `Metric`'s order: a metric's row is `METRICS[metric as usize]`.
+    #[test]
+    fn the_metric_table_is_in_the_enums_order() {
+        for (i, row) in METRICS.iter().enumerate() {
+            assert_eq!(row.metric as usize, i, "{:?}", row.metric);
+            assert_eq!(Metric::from_key(row.key), Some(row.metric));
+        }
+    }
 
     fn sample(at: Instant, ms: u64, outcome: Result<(), ErrorClass>) -> Sample {
         Sample {

@@ -3,8 +3,8 @@
 //! ratios. `cargo xtask gate` reads it through these types.
 
 use super::ScenarioReport;
+use super::figures::{AB, Figure};
 use crate::load::driver::Mode;
-use crate::load::metrics::Metric;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
@@ -45,34 +45,14 @@ pub struct AbReport {
     pub slices: Vec<Slice>,
 }
 
-/// A figure of one side's slice; `None` where that side did not measure it.
-pub type Figure = fn(&ScenarioReport) -> Option<f64>;
-
-/// The figures `flowbench ab` shows and `cargo xtask gate` judges, by name.
-pub const FIGURES: [(&str, Figure); 8] = [
-    ("req/s", |s| Some(s.qps.avg)),
-    ("duration p50 ms", |s| Some(s.latency(Metric::Duration).p50)),
-    ("duration p99 ms", |s| Some(s.latency(Metric::Duration).p99)),
-    ("TTFE p50 ms", |s| Some(s.latency(Metric::Ttfe).p50)),
-    ("TTFE p99 ms", |s| Some(s.latency(Metric::Ttfe).p99)),
-    ("events/s", |s| Some(s.event_throughput.avg)),
-    ("target CPU µs/request", |s| s.target_cpu_us_per_request),
-    ("target CPU µs/event", |s| s.target_cpu_us_per_event),
-];
-
 /// One figure of [`AbReport::summary`].
 pub struct SummaryRow {
-    pub figure: &'static str,
+    pub figure: Figure,
     pub a_mean: f64,
     pub b_mean: f64,
     pub change_pct: f64,
     /// NaN with one slice.
     pub slice_sd_pct: f64,
-}
-
-/// The figure called `name` in [`FIGURES`].
-pub fn figure(name: &str) -> Option<Figure> {
-    FIGURES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
 impl AbReport {
@@ -97,7 +77,11 @@ impl AbReport {
             let _ = writeln!(
                 out,
                 "{:<24} {:>12.3} {:>12.3} {:>+9.2}% {:>13.2}%",
-                row.figure, row.a_mean, row.b_mean, row.change_pct, row.slice_sd_pct
+                row.figure.label(),
+                row.a_mean,
+                row.b_mean,
+                row.change_pct,
+                row.slice_sd_pct
             );
         }
         if self.interrupted {
@@ -110,20 +94,20 @@ impl AbReport {
     /// B's change (from the mean log ratio) and the slices' SD of it.
     pub fn summary(&self) -> Vec<SummaryRow> {
         let mut rows = Vec::new();
-        for (label, figure) in FIGURES {
+        for figure in AB {
             let ratios = self.log_ratios(figure);
             if ratios.is_empty() {
                 continue;
             }
             let side_mean = |pick: fn(&Slice) -> &ScenarioReport| {
-                let v: Vec<f64> = self.slices.iter().filter_map(|s| figure(pick(s))).collect();
+                let v: Vec<f64> = self.slices.iter().filter_map(|s| figure.read(pick(s))).collect();
                 v.iter().sum::<f64>() / v.len().max(1) as f64
             };
             let n = ratios.len() as f64;
             let mean = ratios.iter().sum::<f64>() / n;
             let sd = if ratios.len() > 1 { (ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { f64::NAN };
             rows.push(SummaryRow {
-                figure: label,
+                figure,
                 a_mean: side_mean(|s| &s.a),
                 b_mean: side_mean(|s| &s.b),
                 change_pct: (mean.exp() - 1.0) * 100.0,
@@ -136,7 +120,7 @@ impl AbReport {
     /// ln(B/A) per slice; slices where either figure is missing or not
     /// positive are left out.
     pub fn log_ratios(&self, figure: Figure) -> Vec<f64> {
-        let positive = |s: &ScenarioReport| figure(s).filter(|v| *v > 0.0);
+        let positive = |s: &ScenarioReport| figure.read(s).filter(|v| *v > 0.0);
         self.slices.iter().filter_map(|s| Some(positive(&s.b)?.ln() - positive(&s.a)?.ln())).collect()
     }
 }
@@ -170,7 +154,7 @@ mod tests {
             interrupted: false,
             slices: vec![slice(100.0, 90.0), slice(200.0, 180.0), slice(0.0, 10.0)],
         };
-        let ratios = report.log_ratios(figure("req/s").unwrap());
+        let ratios = report.log_ratios(Figure::Scalar(super::super::figures::Scalar::RequestsPerS));
         assert_eq!(ratios.len(), 2);
         assert!(ratios.iter().all(|r| (r - 0.9f64.ln()).abs() < 1e-12));
         assert!(report.to_text().contains("-10.00%"), "{}", report.to_text());

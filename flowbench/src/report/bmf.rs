@@ -55,34 +55,29 @@ impl Bmf {
 }
 
 impl super::Report {
-    /// The report as BMF: one benchmark per scenario (its name), with
-    /// requests/s and events/s (the measured phase's mean, between its
-    /// slowest and fastest window), TTFE, TTFB and duration at p50, p95 and
-    /// p99 in ms (a metric with no value is left out), the Connections
-    /// figures and the error count.
+    /// The report as BMF: one benchmark per scenario (its name), with the
+    /// figures of `figures::BMF` by their BMF key: requests/s and events/s
+    /// (the measured phase's mean, between its slowest and fastest window),
+    /// TTFE, TTFB and duration at p50, p95 and p99 in ms (a figure not
+    /// measured is left out), the Connections figures and the error count.
     pub fn to_bmf(&self) -> Bmf {
-        use crate::load::metrics::Metric;
+        use super::figures::{BMF, Figure};
         let mut bmf = Bmf::default();
         for s in &self.scenarios {
-            let name = s.name.clone();
-            bmf.insert(name.clone(), "requests_per_s", Measure::within(s.qps.avg, s.qps.min, s.qps.max));
-            bmf.insert(
-                name.clone(),
-                "events_per_s",
-                Measure::within(s.event_throughput.avg, s.event_throughput.min, s.event_throughput.max),
-            );
-            for metric in [Metric::Ttfe, Metric::Ttfb, Metric::Duration] {
-                let summary = s.latency.get(metric);
-                if summary.n == 0 {
-                    continue;
-                }
-                for (label, value) in [("p50", summary.p50), ("p95", summary.p95), ("p99", summary.p99)] {
-                    bmf.insert(name.clone(), &format!("{}_{label}_ms", metric.key()), Measure::of(value));
-                }
+            for figure in BMF {
+                let Some(value) = figure.read(s) else { continue };
+                let bounds = match figure {
+                    Figure::Scalar(scalar) => scalar.row().bounds,
+                    Figure::Latency(..) => None,
+                };
+                let measure = match bounds {
+                    Some((low, high)) => {
+                        Measure::within(value, Figure::Scalar(low).read(s).unwrap_or(value), Figure::Scalar(high).read(s).unwrap_or(value))
+                    }
+                    None => Measure::of(value),
+                };
+                bmf.insert(s.name.clone(), &figure.bmf_key(), measure);
             }
-            bmf.insert(name.clone(), "max_concurrent", Measure::of(s.connections.max_concurrent as f64));
-            bmf.insert(name.clone(), "avg_active", Measure::of(s.connections.avg_active));
-            bmf.insert(name, "errors", Measure::of(s.counts.errors as f64));
         }
         bmf
     }

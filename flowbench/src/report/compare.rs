@@ -3,19 +3,19 @@
 //! cannot say about it. The gate, which drives both sides in the same
 //! seconds, is the tool for a verdict; this is for reading two runs.
 
+use super::figures::{COMPARED, Figure};
 use super::{Report, ScenarioReport};
-use crate::load::metrics::Metric;
 use std::fmt::Write;
 
 /// One figure of one scenario in both runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub figure: String,
+pub struct ComparedFigure {
+    pub figure: Figure,
     pub a: Option<f64>,
     pub b: Option<f64>,
 }
 
-impl Row {
+impl ComparedFigure {
     /// B's change from A, in %; none when either is missing or A is 0.
     pub fn change_pct(&self) -> Option<f64> {
         match (self.a, self.b) {
@@ -69,7 +69,7 @@ impl Slices {
 #[derive(Debug, Clone)]
 pub struct ScenarioComparison {
     pub name: String,
-    pub rows: Vec<Row>,
+    pub rows: Vec<ComparedFigure>,
     /// Requests per second, second by second.
     pub requests: Option<Slices>,
     /// Events per second, second by second (streaming).
@@ -80,7 +80,7 @@ pub struct ScenarioComparison {
 
 /// B against A.
 #[derive(Debug, Clone)]
-pub struct Comparison {
+pub struct ReportComparison {
     pub a: String,
     pub b: String,
     pub scenarios: Vec<ScenarioComparison>,
@@ -89,25 +89,12 @@ pub struct Comparison {
     pub warnings: Vec<String>,
 }
 
-fn figures(s: &ScenarioReport) -> Vec<(String, Option<f64>)> {
-    let mut out = vec![("Avg QPS (requests/s)".to_owned(), Some(s.qps.avg)), ("Avg events/s".to_owned(), Some(s.event_throughput.avg))];
-    for metric in [Metric::Ttfe, Metric::Ttfb, Metric::Duration] {
-        let summary = s.latency(metric);
-        let value = |v: f64| (summary.n > 0).then_some(v);
-        for (label, v) in [("p50", summary.p50), ("p95", summary.p95), ("p99", summary.p99)] {
-            out.push((format!("{} {label} (ms)", metric.key().to_uppercase().replace('_', " ")), value(v)));
-        }
-    }
-    out.push(("Max concurrent".to_owned(), Some(s.connections.max_concurrent as f64)));
-    out.push(("Avg active".to_owned(), Some(s.connections.avg_active)));
-    out.push(("Errors".to_owned(), Some(s.counts.errors as f64)));
-    out.push(("Target CPU per request (µs)".to_owned(), s.target_cpu_us_per_request));
-    out.push(("Target CPU per event (µs)".to_owned(), s.target_cpu_us_per_event));
-    out
+fn figures(s: &ScenarioReport) -> Vec<(Figure, Option<f64>)> {
+    COMPARED.into_iter().map(|figure| (figure, figure.read(s))).collect()
 }
 
 /// `b` against `a` (their names for the tables): every scenario both ran.
-pub fn compare(a_name: &str, a: &Report, b_name: &str, b: &Report) -> Comparison {
+pub fn compare(a_name: &str, a: &Report, b_name: &str, b: &Report) -> ReportComparison {
     let mut warnings = Vec::new();
     if (&a.machine.cpu_model, a.machine.cores) != (&b.machine.cpu_model, b.machine.cores) {
         warnings.push(format!(
@@ -126,7 +113,7 @@ pub fn compare(a_name: &str, a: &Report, b_name: &str, b: &Report) -> Comparison
             unmatched.push(format!("{} (only in {a_name})", sa.name));
             continue;
         };
-        let rows = figures(sa).into_iter().zip(figures(sb)).map(|((figure, a), (_, b))| Row { figure, a, b }).collect();
+        let rows = figures(sa).into_iter().zip(figures(sb)).map(|((figure, a), (_, b))| ComparedFigure { figure, a, b }).collect();
         let mut w = Vec::new();
         if sa.load.model != sb.load.model || sa.load.measured_s != sb.load.measured_s {
             let describe = super::text::describe_load;
@@ -153,7 +140,7 @@ pub fn compare(a_name: &str, a: &Report, b_name: &str, b: &Report) -> Comparison
             unmatched.push(format!("{} (only in {b_name})", sb.name));
         }
     }
-    Comparison { a: a_name.to_owned(), b: b_name.to_owned(), scenarios, unmatched, warnings }
+    ReportComparison { a: a_name.to_owned(), b: b_name.to_owned(), scenarios, unmatched, warnings }
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -170,7 +157,7 @@ pub const CAVEAT: &str = "One pair of runs cannot tell a change of the code from
 seconds as the unit and measure only the spread within each run; seconds are not independent, so they are too \
 narrow if anything. For a verdict, `cargo xtask gate` drives both sides in the same seconds, in rounds.";
 
-impl Comparison {
+impl ReportComparison {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# {} against {}\n", self.b, self.a);
@@ -185,7 +172,7 @@ impl Comparison {
             let _ = writeln!(out, "| figure | {} | {} | change |\n|---|---|---|---|", self.a, self.b);
             for r in &s.rows {
                 let change = r.change_pct().map_or("—".to_owned(), |c| format!("{c:+.1}%"));
-                let _ = writeln!(out, "| {} | {} | {} | {change} |", r.figure, cell(r.a), cell(r.b));
+                let _ = writeln!(out, "| {} | {} | {} | {change} |", r.figure.label(), cell(r.a), cell(r.b));
             }
             out.push('\n');
             for (label, slices) in [("Requests/s", s.requests), ("Events/s", s.events)] {

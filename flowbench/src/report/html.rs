@@ -6,8 +6,9 @@
 //! the measured phase second by second, the health figures, and with two
 //! reports or more each later one's changes against the first.
 
-use super::ab::{AbReport, FIGURES, Slice};
+use super::ab::{AbReport, Slice};
 use super::compare::compare;
+use super::figures::{AB, SEED_TABLES, Unit};
 use super::soak::{SoakReport, SoakSample};
 use super::{Report, ScenarioReport};
 use crate::load::health::HealthSecond;
@@ -221,36 +222,44 @@ type Pick<T> = fn(&T) -> Option<f64>;
 
 /// The seed's four tables and the health table, a row per report.
 pub fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
-    let table = |out: &mut String, title: &str, head: &[&str], cells: &dyn Fn(&ScenarioReport) -> Vec<String>| {
-        let _ = write!(out, "<table><caption>{}</caption><tr><th>report</th>", esc(title));
-        for h in head {
-            let _ = write!(out, "<th>{}</th>", esc(h));
-        }
-        out.push_str("</tr>");
-        for (name, s) in rows {
-            let _ = write!(out, "<tr><td>{}</td>", esc(name));
-            for c in cells(s) {
-                let _ = write!(out, "<td>{c}</td>");
+    let table_of =
+        |out: &mut String, title: &str, head: &[&str], rows: &[(&str, &ScenarioReport)], cells: &dyn Fn(&ScenarioReport) -> Vec<String>| {
+            let _ = write!(out, "<table><caption>{}</caption><tr><th>report</th>", esc(title));
+            for h in head {
+                let _ = write!(out, "<th>{}</th>", esc(h));
             }
             out.push_str("</tr>");
-        }
-        out.push_str("</table>\n");
-    };
+            for (name, s) in rows {
+                let _ = write!(out, "<tr><td>{}</td>", esc(name));
+                for c in cells(s) {
+                    let _ = write!(out, "<td>{c}</td>");
+                }
+                out.push_str("</tr>");
+            }
+            out.push_str("</table>\n");
+        };
     let f = |v: f64| format!("{v:.2}");
-    table(out, "Event Throughput (events/s)", &["Max", "Avg", "Min"], &|s| {
-        vec![f(s.event_throughput.max), f(s.event_throughput.avg), f(s.event_throughput.min)]
-    });
-    table(out, "TTFE - Time To First Event (ms)", &["Avg", "P50", "P95", "P99"], &|s| {
-        let t = s.latency(Metric::Ttfe);
-        vec![f(t.avg), f(t.p50), f(t.p95), f(t.p99)]
-    });
-    table(out, "Connections", &["Max Concurrent", "Avg Active"], &|s| {
-        vec![s.connections.max_concurrent.to_string(), f(s.connections.avg_active)]
-    });
-    table(out, "Empty Workflow QPS", &["Max QPS", "Avg QPS", "Avg Duration (ms)"], &|s| {
-        vec![f(s.qps.max), f(s.qps.avg), f(s.avg_duration_ms)]
-    });
-    table(out, "Health", &["verdict", "driver CPU (cores)", "target CPU (cores)", "others (cores)", "requests sent", "errors"], &|s| {
+    // The seed's tables, as the text report has them (`figures::SEED_TABLES`);
+    // a table shows only the scenarios it is for (streaming or not).
+    for seed in &SEED_TABLES {
+        if !rows.iter().any(|(_, s)| s.streams() == seed.streams) {
+            continue;
+        }
+        let head: Vec<&str> = seed.columns.iter().map(|(h, _)| *h).collect();
+        let shown: Vec<(&str, &ScenarioReport)> = rows.iter().filter(|(_, s)| s.streams() == seed.streams).copied().collect();
+        table_of(out, seed.title, &head, &shown, &|s| {
+            seed.columns
+                .iter()
+                .map(|(_, figure)| match figure.read(s) {
+                    Some(v) if figure.unit() == Unit::Count && v.fract() == 0.0 => format!("{v:.0}"),
+                    Some(v) => f(v),
+                    None => "—".to_owned(),
+                })
+                .collect()
+        });
+    }
+    let head = ["verdict", "driver CPU (cores)", "target CPU (cores)", "others (cores)", "requests sent", "errors"];
+    table_of(out, "Health", &head, rows, &|s| {
         let h = &s.health;
         vec![
             format!("{:?}", h.verdict),
@@ -399,7 +408,9 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
                 let changes: Vec<Vec<String>> = sc
                     .rows
                     .iter()
-                    .map(|r| vec![esc(&r.figure), cell(r.a), cell(r.b), r.change_pct().map_or("—".to_owned(), |p| format!("{p:+.1}%"))])
+                    .map(|r| {
+                        vec![esc(&r.figure.label()), cell(r.a), cell(r.b), r.change_pct().map_or("—".to_owned(), |p| format!("{p:+.1}%"))]
+                    })
                     .collect();
                 out.push_str(&table(&format!("{b_name} against {a_name}"), &["figure", a_name, b_name, "change"], &changes));
                 for w in &sc.warnings {
@@ -436,15 +447,19 @@ pub fn render_ab(report: &AbReport) -> anyhow::Result<String> {
     let rows: Vec<Vec<String>> = report
         .summary()
         .iter()
-        .map(|r| vec![esc(r.figure), f(r.a_mean), f(r.b_mean), format!("{:+.2}%", r.change_pct), format!("{}%", f(r.slice_sd_pct))])
+        .map(|r| {
+            vec![esc(&r.figure.label()), f(r.a_mean), f(r.b_mean), format!("{:+.2}%", r.change_pct), format!("{}%", f(r.slice_sd_pct))]
+        })
         .collect();
     out.push_str(&table("B against A (mean log ratio over the slices)", &["figure", "A mean", "B mean", "B/A", "slice SD"], &rows));
     out.push_str("<div class=\"plots\">\n");
     let slice_no = |x: &f64| format!("{x:.0}");
     let mut changes = Vec::new();
-    for (label, figure) in FIGURES {
+    for figure in AB {
+        let label = figure.label();
+        let label = label.as_str();
         let side = |pick: fn(&Slice) -> &ScenarioReport| -> Vec<(f64, f64)> {
-            report.slices.iter().enumerate().filter_map(|(i, s)| Some((i as f64 + 1.0, figure(pick(s))?))).collect()
+            report.slices.iter().enumerate().filter_map(|(i, s)| Some((i as f64 + 1.0, figure.read(pick(s))?))).collect()
         };
         let (a, b) = (side(|s| &s.a), side(|s| &s.b));
         if a.is_empty() && b.is_empty() {
@@ -452,7 +467,7 @@ pub fn render_ab(report: &AbReport) -> anyhow::Result<String> {
         }
         let ratios = report.log_ratios(figure);
         if !ratios.is_empty() {
-            changes.push((label, ratios));
+            changes.push((label.to_owned(), ratios));
         }
         let caption = format!("{label} by slice");
         out.push_str(&lines(&caption, "slice", label, vec![("A".to_owned(), a), ("B".to_owned(), b)], &slice_no, Vec::new()).svg()?);
@@ -651,11 +666,11 @@ mod tests {
         };
         let page = render_ab(&report).unwrap();
         self_contained(&page);
-        assert!(page.contains("req/s by slice") && page.contains("Health by slice"), "{page}");
-        assert!(page.contains("<td>req/s</td><td>150.000</td><td>135.000</td><td>-10.00%</td>"), "the summary row");
+        assert!(page.contains("Avg QPS (requests/s) by slice") && page.contains("Health by slice"), "{page}");
+        assert!(page.contains("<td>Avg QPS (requests/s)</td><td>150.000</td><td>135.000</td><td>-10.00%</td>"), "the summary row");
         let plots = structure(&page);
         assert!(plots.lines().all(|l| l.contains("slice") || l.contains("change")), "{plots}");
-        assert!(plots.contains("B against A") && plots.contains("req/s"), "{plots}");
+        assert!(plots.contains("B against A") && plots.contains("requests/s"), "{plots}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod ab;
 pub mod bmf;
 pub mod compare;
+pub mod figures;
 pub mod html;
 pub mod merge;
 pub mod sample;
@@ -289,6 +290,12 @@ impl ScenarioReport {
         self.latency.get(metric)
     }
 
+    /// Whether it streams (its mode, or any of its apps'): what decides
+    /// which of the seed's tables show it.
+    pub fn streams(&self) -> bool {
+        self.mode == Mode::Streaming || self.apps.iter().any(|a| a.mode == Mode::Streaming)
+    }
+
     /// Its mode, or `mixed` when its apps differ in mode.
     pub fn mode_label(&self) -> &'static str {
         match self.apps.first() {
@@ -421,6 +428,37 @@ mod tests {
         open.scenarios[0].load.model = LoadModel::Open { rate: 400.0, poisson: true, connections: 16, seed: 7 };
         let back: Report = serde_json::from_slice(&serde_json::to_vec_pretty(&open).unwrap()).unwrap();
         assert_eq!(back.scenarios[0].load.model, open.scenarios[0].load.model);
+    }
+
+    /// Every row of `load::metrics::METRICS` reaches each place a latency
+    /// is read with nothing else edited: a shard's JSON (`<key>_ms` and its
+    /// histogram), a merge of shards (histograms added), the text report
+    /// and thresholds (`<key>_<stat>`). A metric added as a row is covered
+    /// here as it stands.
+    #[test]
+    fn every_latency_metric_reaches_json_merge_text_and_thresholds() {
+        use crate::load::metrics::METRICS;
+        let shards: Vec<(String, Report)> =
+            sample::sample_shards_of_every_metric(2).into_iter().enumerate().map(|(i, r)| (format!("shard-{i}.json"), r)).collect();
+        let merged = merge::merge(&shards).unwrap();
+        let llm = |r: &Report| r.scenarios.iter().find(|s| s.name == "llm").unwrap().clone();
+        let text = merged.to_text();
+        for row in &METRICS {
+            let metric = row.metric;
+            let json = serde_json::to_value(llm(&shards[0].1)).unwrap();
+            let n = json[format!("{}_ms", row.key)]["n"].as_u64();
+            assert!(n.is_some_and(|n| n > 0), "{}: no summary in the JSON", row.key);
+            assert!(json["histograms"][row.key].is_string(), "{}: no histogram in the JSON", row.key);
+            let parts: u64 = shards.iter().map(|(_, r)| llm(r).latency(metric).n).sum();
+            assert_eq!(llm(&merged).latency(metric).n, parts, "{}: the merge adds the shards' histograms", row.key);
+            // The stamped chunks' lag has its own line (µs), the rest a row each.
+            let shown = if metric == Metric::EmitToReceipt { "Emit → receipt" } else { row.label };
+            assert!(text.contains(shown), "{}: not in the text report", row.key);
+            let threshold: thresholds::Threshold = format!("llm:{}_p95 < 1h", row.key).parse().unwrap();
+            let judged = threshold.judge(&llm(&merged));
+            assert_eq!(judged.value, Some(llm(&merged).latency(metric).p95), "{}", row.key);
+            assert!(judged.passed, "{}", row.key);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// every machine, for the renderings' snapshots.
 pub fn sample_scenario(name: &str) -> ScenarioReport {
     let connections = Conns { peak: 4, avg: 2.5, per_s: vec![2.0, 3.0, 2.5], peak_per_s: vec![3, 4, 4] };
-    scenario_of(name, |_| true, connections, LoadModel::Closed { users: 4, spawn_rate: 2.0 })
+    scenario_of(name, |_| true, connections, LoadModel::Closed { users: 4, spawn_rate: 2.0 }, false)
 }
 
 /// What the connection gauge saw, given rather than measured.
@@ -24,8 +24,10 @@ struct Conns {
     peak_per_s: Vec<i64>,
 }
 
-/// The scenario report of the samples `keep` takes (by their number).
-fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: LoadModel) -> ScenarioReport {
+/// The scenario report of the samples `keep` takes (by their number);
+/// with `every_metric`, its streams record the optional metrics too (sent
+/// on an open schedule, stamped chunks, tails drained).
+fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: LoadModel, every_metric: bool) -> ScenarioReport {
     let t0 = tokio::time::Instant::now();
     let measure_start = t0 + Duration::from_secs(1);
     let mut recorder = Recorder::new(measure_start).warming_from(t0);
@@ -44,6 +46,11 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
         sample.max_gap = (name == "llm").then(|| ms(2 + i % 4));
         for _ in 0..sample.n_events {
             recorder.gap(ms(1 + i % 3), intended);
+        }
+        if every_metric && name == "llm" {
+            sample.open_model = true;
+            sample.stream_tail = Some(ms(1 + i % 2));
+            recorder.emit_lag(50_000 + 1_000 * i, intended);
         }
         recorder.events_at(sample.done, sample.n_events);
         recorder.record(&sample);
@@ -91,6 +98,15 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
 /// the samples whose number is k mod n, and a share of the connections
 /// that adds up to the whole's.
 pub fn sample_shards(n: u32) -> Vec<Report> {
+    shards(n, false)
+}
+
+/// As `sample_shards`, with every latency metric recorded on `llm`.
+pub fn sample_shards_of_every_metric(n: u32) -> Vec<Report> {
+    shards(n, true)
+}
+
+fn shards(n: u32, every_metric: bool) -> Vec<Report> {
     (0..n)
         .map(|k| {
             let peak_per_s: Vec<i64> = [3i64, 4, 4].iter().map(|p| p / i64::from(n) + i64::from(i64::from(k) < p % i64::from(n))).collect();
@@ -103,7 +119,10 @@ pub fn sample_shards(n: u32) -> Vec<Report> {
             let keep = move |i: u64| i % u64::from(n) == u64::from(k);
             let model = LoadModel::Closed { users: 4, spawn_rate: 2.0 };
             let mut report = sample_report();
-            report.scenarios = vec![scenario_of("empty", keep, conns(), model.clone()), scenario_of("llm", keep, conns(), model)];
+            report.scenarios = vec![
+                scenario_of("empty", keep, conns(), model.clone(), every_metric),
+                scenario_of("llm", keep, conns(), model, every_metric),
+            ];
             report.shard = Some(Shard { index: k + 1, count: n });
             report
         })

@@ -3,6 +3,7 @@
 //! what the seed lacks (P99/P99.9, TTFB, first-token time, gaps, errors by
 //! class, driver health, load parameters, machine); as text or Markdown.
 
+use super::figures::SEED_TABLES;
 use super::{LoadParams, Report, ScenarioReport};
 use crate::load::health::Verdict;
 use crate::load::metrics::Metric;
@@ -19,34 +20,33 @@ fn compact(v: f64) -> String {
     format!("{}", (v * 100.0).round() / 100.0)
 }
 
-fn table(out: &mut String, header: &[&str], row: &[f64]) {
-    let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
-    let _ = writeln!(out, "| {} |", row.iter().map(|v| num(*v)).collect::<Vec<_>>().join(" | "));
-}
-
 impl Report {
-    fn scenario(&self, name: &str) -> Option<&ScenarioReport> {
-        self.scenarios.iter().find(|s| s.name == name)
-    }
-
-    /// The seed's four tables, in the seed's shape and order. A table whose
-    /// scenario did not run is left out.
+    /// The seed's four tables, in the seed's shape and order
+    /// (`figures::SEED_TABLES`): a table shows the scenarios it is for
+    /// (streaming or not), one row each, named when there are several; a
+    /// table with none is left out.
     pub fn seed_tables(&self) -> String {
         let mut out = String::from("Performance Metrics\n");
-        if let Some(llm) = self.scenario("llm") {
-            out.push_str("Event Throughput (events/s)\n");
-            let e = llm.event_throughput;
-            table(&mut out, &["Max", "Avg", "Min"], &[e.max, e.avg, e.min]);
-            out.push_str("TTFE - Time To First Event (ms)\n");
-            let t = llm.latency(Metric::Ttfe);
-            table(&mut out, &["Avg", "Min", "Max", "P50", "P90", "P95"], &[t.avg, t.min, t.max, t.p50, t.p90, t.p95]);
-            out.push_str("Connections\n");
-            table(&mut out, &["Max Concurrent", "Avg Active"], &[llm.connections.max_concurrent as f64, llm.connections.avg_active]);
-        }
-        if let Some(empty) = self.scenario("empty") {
-            out.push_str("Empty Workflow QPS\n");
-            table(&mut out, &["Max QPS", "Avg QPS", "Avg Duration (ms)"], &[empty.qps.max, empty.qps.avg, empty.avg_duration_ms]);
+        for seed in &SEED_TABLES {
+            let rows: Vec<&ScenarioReport> = self.scenarios.iter().filter(|s| s.streams() == seed.streams).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let named = rows.len() > 1;
+            let mut header: Vec<&str> = seed.columns.iter().map(|(h, _)| *h).collect();
+            if named {
+                header.insert(0, "scenario");
+            }
+            let _ = writeln!(out, "{}", seed.title);
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+            for s in rows {
+                let mut cells: Vec<String> = seed.columns.iter().map(|(_, f)| f.read(s).map_or_else(|| "—".to_owned(), num)).collect();
+                if named {
+                    cells.insert(0, s.name.clone());
+                }
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+            }
         }
         out
     }

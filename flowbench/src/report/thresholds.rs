@@ -4,7 +4,7 @@
 //! so CI can tell a slow target from a failed run.
 
 use super::ScenarioReport;
-use crate::load::metrics::Metric;
+use super::figures::{Figure, Unit};
 use serde::{Deserialize, Serialize};
 
 /// One criterion, parsed.
@@ -16,29 +16,9 @@ pub struct Threshold {
     pub scenario: Option<String>,
     figure: Figure,
     op: Op,
-    /// In the figure's unit: ms for latencies, a fraction for rates of
-    /// errors, per second for throughputs.
+    /// In the figure's unit: ms for latencies, µs for CPU, a fraction for
+    /// rates of errors, per second for throughputs.
     limit: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Figure {
-    Latency(Metric, Stat),
-    ErrorRate,
-    Qps,
-    EventsPerS,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Stat {
-    Avg,
-    Min,
-    Max,
-    P50,
-    P90,
-    P95,
-    P99,
-    P999,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,25 +40,15 @@ pub struct ThresholdResult {
     pub passed: bool,
 }
 
-const STATS: [(&str, Stat); 8] = [
-    ("avg", Stat::Avg),
-    ("min", Stat::Min),
-    ("max", Stat::Max),
-    ("p50", Stat::P50),
-    ("p90", Stat::P90),
-    ("p95", Stat::P95),
-    ("p99", Stat::P99),
-    ("p999", Stat::P999),
-];
-
 impl std::str::FromStr for Threshold {
     type Err = String;
 
-    /// `[SCENARIO:]FIGURE OP VALUE`, e.g. `ttfe_p95<200ms`: FIGURE is a
-    /// latency as `<metric>_<stat>` (`ttfb`, `ttfe`, `duration`, … with
-    /// `avg`, `min`, `max`, `p50`, `p90`, `p95`, `p99`, `p999`; the value in
-    /// `ms`, `s` or `us`, ms when bare), `error_rate` (a fraction or a `%`),
-    /// `qps` or `events_per_s` (per second).
+    /// `[SCENARIO:]FIGURE OP VALUE`, e.g. `ttfe_p95<200ms`: FIGURE is any
+    /// figure of the figure table by its key (`report::figures`): a latency
+    /// as `<metric>_<stat>` (`ttfb`, `ttfe`, `duration`, … with `avg`,
+    /// `min`, `max`, `p50`, `p90`, `p95`, `p99`, `p999`; the value in `ms`,
+    /// `s` or `us`, ms when bare), `error_rate` (a fraction or a `%`),
+    /// `qps` (`requests_per_s`), `events_per_s`, `max_concurrent`, …
     fn from_str(text: &str) -> Result<Self, String> {
         let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let at = compact.find(['<', '>']).ok_or_else(|| format!("{text:?} has no comparison (<, <=, >, >=)"))?;
@@ -93,31 +63,14 @@ impl std::str::FromStr for Threshold {
             Some((scenario, name)) => (Some(scenario.to_owned()), name),
             None => (None, left),
         };
-        let figure = match name {
-            "error_rate" => Figure::ErrorRate,
-            "qps" => Figure::Qps,
-            "events_per_s" => Figure::EventsPerS,
-            _ => {
-                let (metric, stat) = name.rsplit_once('_').ok_or_else(|| format!("{text:?}: unknown figure {name:?}"))?;
-                let metric = Metric::from_key(metric).ok_or_else(|| {
-                    let known: Vec<&str> = Metric::ALL.iter().map(|m| m.key()).collect();
-                    format!("{text:?}: unknown latency {metric:?} (one of {})", known.join(", "))
-                })?;
-                let stat = STATS
-                    .iter()
-                    .find(|(s, _)| *s == stat)
-                    .map(|(_, s)| *s)
-                    .ok_or_else(|| format!("{text:?}: unknown statistic {stat:?} (avg, min, max, p50, p90, p95, p99, p999)"))?;
-                Figure::Latency(metric, stat)
-            }
-        };
-        let limit = match figure {
-            Figure::Latency(..) => parse_ms(value),
-            Figure::ErrorRate => match value.strip_suffix('%') {
+        let figure = Figure::from_key(name).map_err(|e| format!("{text:?}: {e}"))?;
+        let limit = match figure.unit() {
+            Unit::Ms => parse_ms(value),
+            Unit::Fraction => match value.strip_suffix('%') {
                 Some(percent) => percent.parse::<f64>().ok().map(|p| p / 100.0),
                 None => value.parse().ok(),
             },
-            Figure::Qps | Figure::EventsPerS => value.parse().ok(),
+            Unit::Us | Unit::PerSecond | Unit::Count => value.parse().ok(),
         }
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| format!("{text:?}: {value:?} is not a value for {name}"))?;
@@ -148,27 +101,7 @@ impl Threshold {
 
     /// Judges `report`.
     pub fn judge(&self, report: &ScenarioReport) -> ThresholdResult {
-        let value = match self.figure {
-            Figure::Latency(metric, stat) => {
-                let summary = report.latency(metric);
-                (summary.n > 0).then_some(match stat {
-                    Stat::Avg => summary.avg,
-                    Stat::Min => summary.min,
-                    Stat::Max => summary.max,
-                    Stat::P50 => summary.p50,
-                    Stat::P90 => summary.p90,
-                    Stat::P95 => summary.p95,
-                    Stat::P99 => summary.p99,
-                    Stat::P999 => summary.p999,
-                })
-            }
-            Figure::ErrorRate => {
-                let measured = report.counts.ok + report.counts.errors;
-                (measured > 0).then(|| report.counts.errors as f64 / measured as f64)
-            }
-            Figure::Qps => Some(report.qps.avg),
-            Figure::EventsPerS => Some(report.event_throughput.avg),
-        };
+        let value = self.figure.read(report);
         // A figure the run did not produce fails: a criterion nothing
         // measured is not met.
         let passed = value.is_some_and(|v| match self.op {
@@ -184,6 +117,7 @@ impl Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::metrics::Metric;
 
     #[test]
     fn thresholds_parse_and_judge_the_report_figures() {
@@ -206,7 +140,7 @@ mod tests {
         for (bad, says) in [
             ("ttfe_p95", "no comparison"),
             ("ttfe_p42<1ms", "unknown statistic"),
-            ("ttfx_p95<1ms", "unknown latency"),
+            ("ttfx_p95<1ms", "unknown figure"),
             ("ttfe_p95<soon", "not a value"),
             ("error_rate<-1%", "not a value"),
             ("speed>3", "unknown figure"),

@@ -343,8 +343,8 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::verdict::Metric;
-    use flowbench::load::metrics::Metric as Figure;
+    use crate::gate::verdict::GateMetric;
+    use flowbench::load::metrics::Metric;
     use flowbench::report::ab::{SCHEMA, SCHEMA_VERSION};
     use flowbench::report::sample::sample_scenario;
 
@@ -401,14 +401,14 @@ mod tests {
     }
 
     /// Each metric's figure, read straight from the report's fields.
-    fn field(metric: &Metric, side: &ScenarioReport) -> f64 {
+    fn field(metric: &GateMetric, side: &ScenarioReport) -> f64 {
         match metric.name {
             "empty QPS" => side.qps.avg,
             "empty CPU µs/request" => side.target_cpu_us_per_request.unwrap(),
-            "empty p50 duration" => side.latency.0[&Figure::Duration].p50,
-            "empty p99 duration" => side.latency.0[&Figure::Duration].p99,
-            "TTFE p50" => side.latency.0[&Figure::Ttfe].p50,
-            "TTFE p99" => side.latency.0[&Figure::Ttfe].p99,
+            "empty p50 duration" => side.latency.0[&Metric::Duration].p50,
+            "empty p99 duration" => side.latency.0[&Metric::Duration].p99,
+            "TTFE p50" => side.latency.0[&Metric::Ttfe].p50,
+            "TTFE p99" => side.latency.0[&Metric::Ttfe].p99,
             "llm events/s" => side.event_throughput.avg,
             "llm CPU µs/event" => side.target_cpu_us_per_event.unwrap(),
             other => panic!("no field for {other}"),
@@ -475,7 +475,7 @@ mod tests {
         }
         let read = round_trip(&built, Phase::Empty);
         let qps = &METRICS[0];
-        assert_eq!(qps.figure, "req/s");
+        assert_eq!(qps.figure, flowbench::report::figures::Figure::Scalar(flowbench::report::figures::Scalar::RequestsPerS));
         for slice in &read.slices {
             let p = paired(qps, slice).unwrap();
             assert!((p.log_ratio - 0.9f64.ln()).abs() < 1e-12, "{}", p.log_ratio);

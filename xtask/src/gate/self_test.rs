@@ -131,7 +131,7 @@ fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], ca
     );
     for (i, metric) in METRICS.iter().enumerate() {
         let aa = &table[0].2[i];
-        let advisory = metric.is_p99 && aa.mde_pct > ADVISORY_MDE_PCT;
+        let advisory = metric.is_p99() && aa.mde_pct > ADVISORY_MDE_PCT;
         let name = if advisory { format!("{} (advisory)", metric.name) } else { metric.name.to_owned() };
         let rate = |slowdown: f64| {
             table
@@ -180,7 +180,7 @@ fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
             for _ in 0..size {
                 draw.push(pool.swap_remove(rng.below(pool.len())));
             }
-            if decide(&PairedChange::of(&draw), metric.higher_is_better, floor) == Verdict::Regressed {
+            if decide(&PairedChange::of(&draw), metric.higher_is_better(), floor) == Verdict::Regressed {
                 n_regressed += 1;
             }
         }

@@ -15,40 +15,48 @@ use super::rounds::{Phase, Round};
 use crate::stats::{PairedChange, pct};
 use crate::verdict::Verdict;
 use anyhow::{Context, bail};
+use flowbench::load::metrics::Metric;
 use flowbench::report::ScenarioReport;
-use flowbench::report::ab::{self, Slice};
+use flowbench::report::ab::Slice;
+use flowbench::report::figures::{Figure, Scalar, Stat};
 use serde::Serialize;
 
-/// A metric the gate judges: one figure of one phase's slices.
+/// A metric the gate judges: one figure of one phase's slices (which way
+/// is better, and whether it is a p99, follow from the figure).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Metric {
+pub(super) struct GateMetric {
     pub(super) name: &'static str,
     pub(super) phase: Phase,
-    /// Its name in `flowbench::report::ab::FIGURES`.
-    pub(super) figure: &'static str,
-    pub(super) higher_is_better: bool,
-    /// A p99: advisory while it cannot resolve `ADVISORY_MDE_PCT`.
-    pub(super) is_p99: bool,
+    /// One of `flowbench::report::figures::AB`, which `ab` measures.
+    pub(super) figure: Figure,
 }
 
-pub(super) const METRICS: [Metric; 8] = [
-    Metric { name: "empty QPS", phase: Phase::Empty, figure: "req/s", higher_is_better: true, is_p99: false },
-    Metric { name: "empty CPU µs/request", phase: Phase::Empty, figure: "target CPU µs/request", higher_is_better: false, is_p99: false },
-    Metric { name: "empty p50 duration", phase: Phase::Empty, figure: "duration p50 ms", higher_is_better: false, is_p99: false },
-    Metric { name: "empty p99 duration", phase: Phase::Empty, figure: "duration p99 ms", higher_is_better: false, is_p99: true },
-    Metric { name: "TTFE p50", phase: Phase::Ttfe, figure: "TTFE p50 ms", higher_is_better: false, is_p99: false },
-    Metric { name: "TTFE p99", phase: Phase::Ttfe, figure: "TTFE p99 ms", higher_is_better: false, is_p99: true },
-    Metric { name: "llm events/s", phase: Phase::Llm, figure: "events/s", higher_is_better: true, is_p99: false },
-    Metric { name: "llm CPU µs/event", phase: Phase::Llm, figure: "target CPU µs/event", higher_is_better: false, is_p99: false },
+pub(super) const METRICS: [GateMetric; 8] = [
+    GateMetric { name: "empty QPS", phase: Phase::Empty, figure: Figure::Scalar(Scalar::RequestsPerS) },
+    GateMetric { name: "empty CPU µs/request", phase: Phase::Empty, figure: Figure::Scalar(Scalar::TargetCpuPerRequest) },
+    GateMetric { name: "empty p50 duration", phase: Phase::Empty, figure: Figure::Latency(Metric::Duration, Stat::P50) },
+    GateMetric { name: "empty p99 duration", phase: Phase::Empty, figure: Figure::Latency(Metric::Duration, Stat::P99) },
+    GateMetric { name: "TTFE p50", phase: Phase::Ttfe, figure: Figure::Latency(Metric::Ttfe, Stat::P50) },
+    GateMetric { name: "TTFE p99", phase: Phase::Ttfe, figure: Figure::Latency(Metric::Ttfe, Stat::P99) },
+    GateMetric { name: "llm events/s", phase: Phase::Llm, figure: Figure::Scalar(Scalar::EventsPerS) },
+    GateMetric { name: "llm CPU µs/event", phase: Phase::Llm, figure: Figure::Scalar(Scalar::TargetCpuPerEvent) },
 ];
 /// A p99 metric gates only once it can resolve this change.
 pub(super) const ADVISORY_MDE_PCT: f64 = 20.0;
 
-impl Metric {
+impl GateMetric {
     /// This metric's figure of one side of a slice, when it measured one above zero.
     pub(super) fn of(&self, side: &ScenarioReport) -> Option<f64> {
-        let figure = ab::figure(self.figure).unwrap_or_else(|| panic!("{:?} is not one of flowbench::report::ab::FIGURES", self.figure));
-        figure(side).filter(|v| *v > 0.0)
+        self.figure.read(side).filter(|v| *v > 0.0)
+    }
+
+    pub(super) fn higher_is_better(&self) -> bool {
+        self.figure.higher_is_better()
+    }
+
+    /// A p99: advisory while it cannot resolve `ADVISORY_MDE_PCT`.
+    pub(super) fn is_p99(&self) -> bool {
+        matches!(self.figure, Figure::Latency(_, Stat::P99))
     }
 }
 
@@ -62,7 +70,7 @@ pub(super) struct Paired {
 }
 
 /// `metric` on both sides of `slice`; `None` when either side lacks it.
-pub(super) fn paired(metric: &Metric, slice: &Slice) -> Option<Paired> {
+pub(super) fn paired(metric: &GateMetric, slice: &Slice) -> Option<Paired> {
     let (x, y) = (metric.of(&slice.a)?, metric.of(&slice.b)?);
     Some(Paired { base: x, head: y, log_ratio: (y / x).ln() })
 }
@@ -117,8 +125,8 @@ pub(super) fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<M
             mde_pct: pct(change.log_mde),
             round_sd_pct: change.log_sd * 100.0,
             floor_pct,
-            advisory: metric.is_p99 && pct(change.log_mde) > ADVISORY_MDE_PCT,
-            verdict: decide(&change, metric.higher_is_better, floor_pct),
+            advisory: metric.is_p99() && pct(change.log_mde) > ADVISORY_MDE_PCT,
+            verdict: decide(&change, metric.higher_is_better(), floor_pct),
         });
     }
     Ok(out)
@@ -179,12 +187,9 @@ mod tests {
     #[test]
     fn every_metric_is_a_figure_of_the_ab_report() {
         for metric in &METRICS {
-            assert!(ab::figure(metric.figure).is_some(), "{}: {:?}", metric.name, metric.figure);
-            assert_eq!(metric.is_p99, metric.figure.contains("p99"), "{}", metric.name);
+            assert!(flowbench::report::figures::AB.contains(&metric.figure), "{}: {:?}", metric.name, metric.figure);
         }
-        let mut figures: Vec<&str> = METRICS.iter().map(|m| m.figure).collect();
-        figures.sort_unstable();
-        figures.dedup();
+        let figures: std::collections::HashSet<Figure> = METRICS.iter().map(|m| m.figure).collect();
         assert_eq!(figures.len(), METRICS.len());
         assert!(Phase::ALL.iter().all(|p| METRICS.iter().any(|m| m.phase == *p)));
     }
