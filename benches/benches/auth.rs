@@ -8,7 +8,7 @@
 
 use benches::{Client, runtime};
 use flowbench::load::client::bearer;
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ const TRIES: usize = 2_000;
 fn main() {
     let rt = runtime();
     rt.block_on(async {
-        let stack = Stack::start(StackOptions::default()).await.expect("stack");
+        let stack = InProcessStack::start(StackOptions::default()).await.expect("stack");
         let real = stack.api_key("empty").to_owned();
         // The real key with its last character changed, and one 16 characters longer.
         let same_length = format!("{}{}", &real[..real.len() - 1], if real.ends_with('x') { 'y' } else { 'x' });

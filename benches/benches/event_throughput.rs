@@ -4,7 +4,7 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 use mock::{Reply, Script};
 use server::sse::SseParser;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ const TOKENS_PER_STREAM: u32 = 50;
 fn event_throughput(c: &mut Criterion) {
     let rt = runtime();
     let script = Script { reply: Reply::Tokens(TOKENS_PER_STREAM), inter_token_delay: Duration::ZERO, ..Script::default() };
-    let stack = rt.block_on(Stack::start(StackOptions { script, ..StackOptions::default() })).expect("stack");
+    let stack = rt.block_on(InProcessStack::start(StackOptions { script, ..StackOptions::default() })).expect("stack");
     let url = stack.info.server_url.clone();
     let key = stack.api_key("llm").to_owned();
     let mut group = c.benchmark_group("event_throughput");

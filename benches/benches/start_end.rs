@@ -4,13 +4,13 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 use serde_json::json;
 use server::workflow::engine::{self, NoEvents, Run};
 
 fn start_end(c: &mut Criterion) {
     let rt = runtime();
-    let stack = rt.block_on(Stack::start(StackOptions::default())).expect("stack");
+    let stack = rt.block_on(InProcessStack::start(StackOptions::default())).expect("stack");
     let mut group = c.benchmark_group("start_end");
     let body = run_body("What is machine learning?", "blocking");
     let (url, key) = (stack.info.server_url.clone(), stack.api_key("empty").to_owned());

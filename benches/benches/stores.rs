@@ -9,7 +9,7 @@
 
 use benches::{Client, run_body, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 
 const IN_FLIGHT: [u64; 2] = [32, 256];
 
@@ -26,7 +26,7 @@ fn stores(c: &mut Criterion) {
     let mut group = c.benchmark_group("stores");
     let body = run_body("What is machine learning?", "blocking");
     for (name, store) in stores {
-        let stack = rt.block_on(Stack::start(StackOptions { store, ..StackOptions::default() })).expect("stack");
+        let stack = rt.block_on(InProcessStack::start(StackOptions { store, ..StackOptions::default() })).expect("stack");
         let (url, key) = (stack.info.server_url.clone(), stack.api_key("empty").to_owned());
         for in_flight in IN_FLIGHT {
             group.bench_function(format!("start_end_{in_flight}_in_flight/{name}"), |b| {

@@ -21,4 +21,4 @@ pub mod report;
 pub mod scenario;
 pub mod stack;
 
-pub use stack::{Stack, StackInfo, StackOptions};
+pub use stack::{InProcessStack, StackInfo, StackOptions};

@@ -5,8 +5,9 @@
 //! process starts or a byte is sent; `cmd/` only carries a plan out.
 
 use crate::cli::{AbArgs, ReportFiles, RunArgs, ScriptArgs, SoakArgs, TargetTls, UpArgs};
+use crate::load::client::Protocol;
 use crate::load::client::{TargetOptions, bearer};
-use crate::load::driver::{AfterTerminal, InputOrder, InputSet, Mode, Protocol};
+use crate::load::driver::{AfterTerminal, InputOrder, InputSet, Mode};
 use crate::load::schedule::{LoadModel, Stage};
 use crate::report::Shard;
 use crate::report::ab::AbScenario;

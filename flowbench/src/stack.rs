@@ -1,5 +1,5 @@
 //! The mocked stack: the mock LLM and the server with the two fixture apps
-//! (`empty`: Start→End, `llm`: Start→LLM→End). `Stack` runs both in this
+//! (`empty`: Start→End, `llm`: Start→LLM→End). `InProcessStack` runs both in this
 //! process (what `flowbench up` serves); `ChildStack` runs `flowbench up` as
 //! a child process, so that the target's CPU is measured apart from the
 //! driver's. `StackInfo` is the one line `flowbench up` prints, written and
@@ -105,13 +105,13 @@ pub fn apps() -> BTreeMap<String, StackApp> {
 }
 
 /// A running stack.
-pub struct Stack {
+pub struct InProcessStack {
     pub info: StackInfo,
     pub mock: MockLlm,
     pub server: Running,
 }
 
-impl Stack {
+impl InProcessStack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         let mock = MockLlm::start(options.script.clone(), options.mock_addr).await?;
         let config = server_config(&options, &mock.base_url());

@@ -290,17 +290,17 @@ async fn chat_completions(State(state): State<Arc<MockState>>, headers: HeaderMa
     let guard = StreamGuard { state: state.clone(), completed: false };
     let stream = futures_util::stream::unfold((plan, guard), |(mut plan, mut guard)| async move {
         match plan.next().await {
-            Step::Bytes(bytes, is_content) => {
+            ScriptStep::Bytes(bytes, is_content) => {
                 if is_content {
                     guard.state.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Some((Ok::<Bytes, std::io::Error>(bytes), (plan, guard)))
             }
-            Step::Abort => {
+            ScriptStep::Abort => {
                 guard.completed = true;
                 Some((Err(std::io::Error::other("scripted abort")), (plan, guard)))
             }
-            Step::End => {
+            ScriptStep::End => {
                 guard.finish();
                 None
             }
@@ -335,7 +335,7 @@ impl Drop for StreamGuard {
     }
 }
 
-enum Step {
+enum ScriptStep {
     Bytes(Bytes, bool),
     Abort,
     End,
@@ -347,7 +347,7 @@ struct StreamPlan {
     head: String,
     words: std::vec::IntoIter<String>,
     n_sent: u32,
-    stage: Stage,
+    stage: ReplyStage,
     ttft: Duration,
     delay: Duration,
     jitter: Duration,
@@ -358,7 +358,7 @@ struct StreamPlan {
 }
 
 #[derive(PartialEq)]
-enum Stage {
+enum ReplyStage {
     Role,
     Content,
     Usage,
@@ -378,7 +378,7 @@ impl StreamPlan {
             head,
             words: words.into_iter(),
             n_sent: 0,
-            stage: Stage::Role,
+            stage: ReplyStage::Role,
             ttft: script.time_to_first_token,
             delay: script.inter_token_delay,
             jitter: script.jitter,
@@ -405,20 +405,20 @@ impl StreamPlan {
     /// previous one is written, so waiting here is waiting after that frame:
     /// the time to first token before the first word, the inter-token delay
     /// after each word (the last one included, as Dify's mock sleeps).
-    async fn next(&mut self) -> Step {
+    async fn next(&mut self) -> ScriptStep {
         match self.stage {
-            Stage::Role => {
-                self.stage = Stage::Content;
-                Step::Bytes(self.frame(r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#), false)
+            ReplyStage::Role => {
+                self.stage = ReplyStage::Content;
+                ScriptStep::Bytes(self.frame(r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#), false)
             }
-            Stage::Content => {
+            ReplyStage::Content => {
                 match self.fault {
                     Some(Fault::AbortAfter { chunks }) if chunks == self.n_sent => {
-                        return Step::Abort;
+                        return ScriptStep::Abort;
                     }
                     Some(Fault::MalformedAfter { chunks }) if chunks == self.n_sent => {
-                        self.stage = Stage::Finished;
-                        return Step::Bytes(Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"oops\n\n"), false);
+                        self.stage = ReplyStage::Finished;
+                        return ScriptStep::Bytes(Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"oops\n\n"), false);
                     }
                     Some(Fault::StallAfter { chunks }) if chunks == self.n_sent => std::future::pending::<()>().await,
                     _ => {}
@@ -429,19 +429,19 @@ impl StreamPlan {
                     self.wait(wait).await;
                 }
                 let Some(word) = word else {
-                    self.stage = if self.usage.is_some() { Stage::Usage } else { Stage::Done };
-                    return Step::Bytes(self.frame(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#), false);
+                    self.stage = if self.usage.is_some() { ReplyStage::Usage } else { ReplyStage::Done };
+                    return ScriptStep::Bytes(self.frame(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#), false);
                 };
                 self.n_sent += 1;
                 let word = if self.stamp { format!("{} ", unix_nanos()) } else { word };
                 let choice = format!(r#"{{"index":0,"delta":{{"content":{}}},"finish_reason":null}}"#, Value::String(word));
-                Step::Bytes(self.frame(&choice), true)
+                ScriptStep::Bytes(self.frame(&choice), true)
             }
-            Stage::Usage => {
-                self.stage = Stage::Done;
+            ReplyStage::Usage => {
+                self.stage = ReplyStage::Done;
                 let (prompt, completion) = self.usage.unwrap_or_default();
                 let total = prompt + completion;
-                Step::Bytes(
+                ScriptStep::Bytes(
                     Bytes::from(format!(
                         "data: {},\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion},\"total_tokens\":{total}}}}}\n\n",
                         self.head
@@ -449,11 +449,11 @@ impl StreamPlan {
                     false,
                 )
             }
-            Stage::Done => {
-                self.stage = Stage::Finished;
-                Step::Bytes(Bytes::from_static(b"data: [DONE]\n\n"), false)
+            ReplyStage::Done => {
+                self.stage = ReplyStage::Finished;
+                ScriptStep::Bytes(Bytes::from_static(b"data: [DONE]\n\n"), false)
             }
-            Stage::Finished => Step::End,
+            ReplyStage::Finished => ScriptStep::End,
         }
     }
 }

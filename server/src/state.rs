@@ -25,7 +25,7 @@ pub struct AppState {
 }
 
 pub(crate) struct Shared {
-    pub apps: HashMap<String, Arc<App>>,
+    pub apps: HashMap<String, Arc<ServedApp>>,
     pub limits: Limits,
     pub provider: Provider,
     pub store: Arc<dyn RunStore>,
@@ -43,7 +43,7 @@ pub(crate) struct Shared {
 
 /// One served app.
 #[derive(Debug)]
-pub struct App {
+pub struct ServedApp {
     pub api_key: String,
     pub app_id: String,
     /// `app_id` as a UUID, as the run store keys it.
@@ -173,7 +173,7 @@ impl AppState {
             let workflow = dsl::load_file(&app.workflow)?;
             let app_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("flowbench-app:{}", app.api_key).as_bytes());
             let workflow_id = uuid::Uuid::new_v5(&app_id, format!("{workflow:?}").as_bytes());
-            let built = App {
+            let built = ServedApp {
                 api_key: app.api_key.clone(),
                 app_id: app_id.to_string(),
                 app_uuid: app_id,
@@ -206,23 +206,8 @@ impl AppState {
     }
 
     /// The app served under `api_key`.
-    pub fn app(&self, api_key: &str) -> Option<Arc<App>> {
+    pub fn app(&self, api_key: &str) -> Option<Arc<ServedApp>> {
         self.shared.apps.get(api_key).cloned()
-    }
-
-    /// The limits of the accept loop and of each connection.
-    pub fn serve_limits(&self) -> crate::http::serve::ServeLimits {
-        let limits = &self.shared.limits;
-        let max_waiting_connections = limits.max_waiting_connections.unwrap_or_else(|| {
-            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
-            usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 1 << 16)
-        });
-        crate::http::serve::ServeLimits {
-            header_read_timeout: limits.header_read_timeout,
-            max_waiting_connections,
-            stalled_client_timeout: limits.stalled_client_timeout,
-            shutdown_grace: limits.shutdown_grace,
-        }
     }
 
     /// The shared upstream client.

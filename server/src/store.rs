@@ -195,7 +195,7 @@ pub trait RunStore: Send + Sync + 'static {
 /// slot is taken (`max_stored_runs` newer runs began meanwhile) keeps no
 /// record.
 pub struct MemoryStore {
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<Mutex<StoreShard>>,
     per_shard: usize,
     bytes_per_shard: usize,
     next_shard: AtomicUsize,
@@ -207,8 +207,8 @@ pub struct MemoryStore {
 /// one it evicts: one cold cache line per run, not two (reading the
 /// evicted slot was the store's main cost).
 #[derive(Default)]
-struct Shard {
-    slots: Vec<Slot>,
+struct StoreShard {
+    slots: Vec<RunSlot>,
     /// The sequence number of the next run.
     next: u64,
     /// Record text held, in bytes.
@@ -218,7 +218,7 @@ struct Shard {
     oldest: u64,
 }
 
-struct Slot {
+struct RunSlot {
     id: u128,
     app_id: u128,
     record: Option<RunRecord>,
@@ -288,14 +288,14 @@ impl MemoryStore {
         ((payload & (N_SHARDS as u64 - 1)) as usize, payload >> SHARD_BITS)
     }
 
-    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, StoreShard> {
         self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Shard {
+impl StoreShard {
     /// The slot of run `seq`, if it has not been taken by a newer run.
-    fn slot_mut(&mut self, seq: u64, per_shard: usize) -> Option<&mut Slot> {
+    fn slot_mut(&mut self, seq: u64, per_shard: usize) -> Option<&mut RunSlot> {
         let age = self.next.checked_sub(seq)?;
         if age == 0 || age > self.slots.len() as u64 {
             return None;
@@ -368,7 +368,7 @@ impl RunStore for MemoryStore {
             // The variant bits (0b10) stay; the version nibble is in `high`.
             let low = (random as u64 & !PAYLOAD_MASK) | (payload ^ self.mask(high));
             let id = (u128::from(high) << 64) | u128::from(low);
-            let slot = Slot { id, app_id, record: None };
+            let slot = RunSlot { id, app_id, record: None };
             let evicted = if ring.slots.len() < self.per_shard {
                 if ring.slots.len() == ring.slots.capacity() {
                     let more = ring.slots.len().max(64).min(self.per_shard - ring.slots.len());

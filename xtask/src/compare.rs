@@ -8,7 +8,7 @@
 //! threshold, Improved when wholly below its negative, else NonSignificant.
 
 use crate::stats::{bootstrap_log_ratio_of_means, pct};
-use crate::verdict::Verdict;
+use crate::verdict::ChangeVerdict;
 use anyhow::{Context, bail};
 use flowbench::report::bmf::{Bmf, Measure};
 use serde::Deserialize;
@@ -37,7 +37,7 @@ pub struct Comparison {
     pub change_pct: f64,
     pub low_pct: f64,
     pub high_pct: f64,
-    pub verdict: Verdict,
+    pub verdict: ChangeVerdict,
 }
 
 /// Compares every benchmark that has both `BASE` and `new` samples.
@@ -49,11 +49,11 @@ pub fn compare(criterion_dir: &Path, base: &str, threshold_pct: f64) -> anyhow::
         let (point, low, high) = bootstrap_log_ratio_of_means(&base_sample, &new_sample, RESAMPLES, 1);
         let (low_pct, high_pct) = (pct(low), pct(high));
         let verdict = if low_pct > threshold_pct {
-            Verdict::Regressed
+            ChangeVerdict::Regressed
         } else if high_pct < -threshold_pct {
-            Verdict::Improved
+            ChangeVerdict::Improved
         } else {
-            Verdict::NonSignificant
+            ChangeVerdict::NonSignificant
         };
         out.push(Comparison {
             id: id.full_id,
@@ -113,7 +113,7 @@ pub fn markdown(rows: &[Comparison], base: &str, threshold_pct: f64) -> String {
             r.change_pct,
             r.low_pct,
             r.high_pct,
-            if r.verdict == Verdict::Regressed { "**Regressed**" } else { r.verdict.as_str() }
+            if r.verdict == ChangeVerdict::Regressed { "**Regressed**" } else { r.verdict.as_str() }
         );
     }
     let by_id: BTreeMap<&str, &Comparison> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -167,8 +167,11 @@ mod tests {
             write_bench(&root, name, "new", new);
         }
         let rows = compare(&root, "main", 2.0).unwrap();
-        let verdicts: Vec<(&str, Verdict)> = rows.iter().map(|r| (r.id.as_str(), r.verdict)).collect();
-        assert_eq!(verdicts, [("fast", Verdict::Improved), ("same", Verdict::NonSignificant), ("slow", Verdict::Regressed)]);
+        let verdicts: Vec<(&str, ChangeVerdict)> = rows.iter().map(|r| (r.id.as_str(), r.verdict)).collect();
+        assert_eq!(
+            verdicts,
+            [("fast", ChangeVerdict::Improved), ("same", ChangeVerdict::NonSignificant), ("slow", ChangeVerdict::Regressed)]
+        );
         assert!(serde_json::to_value(bmf(&rows)).unwrap()["slow"]["latency"]["value"].as_f64().unwrap() > 100.0);
         let table = markdown(&rows, "main", 2.0);
         assert!(table.contains("| **Regressed** |") && table.contains("| NonSignificant |") && table.contains("| Improved |"), "{table}");

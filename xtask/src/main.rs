@@ -17,6 +17,8 @@
 mod compare;
 mod gate;
 mod history;
+#[cfg(test)]
+mod lint;
 mod setup;
 mod stats;
 mod verdict;
@@ -141,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(path) = bmf {
                 compare::bmf(&rows).write(&path)?;
             }
-            Ok(if rows.iter().any(|r| r.verdict == verdict::Verdict::Regressed) { 1 } else { 0 })
+            Ok(if rows.iter().any(|r| r.verdict == verdict::ChangeVerdict::Regressed) { 1 } else { 0 })
         }
         Task::Gate(args) => gate::run(&root, &args),
         Task::Bench { profile, quick, args } => {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Verdict {
+pub enum ChangeVerdict {
     /// Worse past the floor (gate) or the noise threshold (bench-compare).
     Regressed,
     /// Better past the floor or the noise threshold.
@@ -19,20 +19,20 @@ pub enum Verdict {
     NonSignificant,
 }
 
-impl Verdict {
+impl ChangeVerdict {
     /// The word printed in tables and written to JSON.
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Regressed => "Regressed",
-            Verdict::Improved => "Improved",
-            Verdict::Pass => "Pass",
-            Verdict::Unresolved => "Unresolved",
-            Verdict::NonSignificant => "NonSignificant",
+            ChangeVerdict::Regressed => "Regressed",
+            ChangeVerdict::Improved => "Improved",
+            ChangeVerdict::Pass => "Pass",
+            ChangeVerdict::Unresolved => "Unresolved",
+            ChangeVerdict::NonSignificant => "NonSignificant",
         }
     }
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for ChangeVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -46,7 +46,13 @@ mod tests {
     /// the serialized word are one and the same.
     #[test]
     fn one_word_per_verdict() {
-        for v in [Verdict::Regressed, Verdict::Improved, Verdict::Pass, Verdict::Unresolved, Verdict::NonSignificant] {
+        for v in [
+            ChangeVerdict::Regressed,
+            ChangeVerdict::Improved,
+            ChangeVerdict::Pass,
+            ChangeVerdict::Unresolved,
+            ChangeVerdict::NonSignificant,
+        ] {
             assert_eq!(v.to_string(), format!("{v:?}"));
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }

@@ -10,8 +10,8 @@
 //! takes each slice's log ratio ln(B/A) as one paired observation.
 
 use super::{Steps, cancel_on_ctrl_c, write_file};
-use crate::load::client::{PreflightError, Target, preflight};
-use crate::load::driver::{self, App, Live, Protocol, RunSpec};
+use crate::load::client::{PreflightError, Protocol, Target, preflight};
+use crate::load::driver::{self, App, Live, RunSpec};
 use crate::load::health::{HealthMonitor, TargetCpu};
 use crate::load::schedule::LoadModel;
 use crate::plan::AbPlan;

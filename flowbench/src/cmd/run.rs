@@ -6,9 +6,9 @@
 use super::{Progress, cancel_on_ctrl_c, write_file};
 use crate::cli::ReportFiles;
 use crate::exit;
-use crate::load::client::{PreflightError, Target, bearer, preflight};
-use crate::load::driver::{self, App, Live, Protocol, RunSpec};
-use crate::load::health::{HealthMonitor, Machine, TargetCpu, Verdict};
+use crate::load::client::{PreflightError, Protocol, Target, bearer, preflight};
+use crate::load::driver::{self, App, Live, RunSpec};
+use crate::load::health::{HealthMonitor, HealthVerdict, Machine, TargetCpu};
 use crate::plan::{Plan, PlannedApp};
 use crate::report::thresholds::ThresholdResult;
 use crate::report::{AppReport, LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
@@ -208,7 +208,7 @@ fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<HeaderValue>) -
 pub(crate) fn exit_code(report: &Report) -> i32 {
     if report.interrupted {
         exit::INTERRUPTED
-    } else if report.scenarios.iter().any(|s| s.health.verdict == Verdict::Invalid) {
+    } else if report.scenarios.iter().any(|s| s.health.verdict == HealthVerdict::Invalid) {
         exit::INVALID
     } else if report.thresholds.iter().any(|t| !t.passed) {
         exit::THRESHOLD
@@ -225,11 +225,11 @@ mod tests {
     fn an_invalid_run_has_its_own_exit_code() {
         let mut report = crate::report::sample::sample_report();
         assert_eq!(exit_code(&report), exit::OK);
-        report.scenarios[1].health.verdict = Verdict::Disturbed;
+        report.scenarios[1].health.verdict = HealthVerdict::Disturbed;
         assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");
         report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
         assert_eq!(exit_code(&report), exit::THRESHOLD);
-        report.scenarios[0].health.verdict = Verdict::Invalid;
+        report.scenarios[0].health.verdict = HealthVerdict::Invalid;
         assert_eq!(exit_code(&report), exit::INVALID, "an invalid run's thresholds mean nothing");
         report.interrupted = true;
         assert_eq!(exit_code(&report), exit::INTERRUPTED);

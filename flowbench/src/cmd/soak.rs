@@ -13,8 +13,8 @@
 //! Exit codes: 0 pass, 1 fail, 2 the stack did not come up, 130 interrupted.
 
 use super::{Progress, cancel_on_ctrl_c, write_file};
-use crate::load::client::{Conn, PreflightError, Target, bearer, preflight};
-use crate::load::driver::{self, App, Live, Mode, Protocol, RunSpec};
+use crate::load::client::{Conn, PreflightError, Protocol, Target, bearer, preflight};
+use crate::load::driver::{self, App, Live, Mode, RunSpec};
 use crate::load::health::{HealthMonitor, rss_kib};
 use crate::load::schedule::LoadModel;
 use crate::plan::SoakPlan;

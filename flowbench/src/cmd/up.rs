@@ -9,7 +9,7 @@
 use super::shutdown_signal;
 use crate::cli::{InjectArgs, ReplicaArgs, UpArgs};
 use crate::exit;
-use crate::stack::{Stack, StackInfo, StackOptions, apps, server_config};
+use crate::stack::{InProcessStack, StackInfo, StackOptions, apps, server_config};
 use anyhow::Context;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -43,7 +43,7 @@ pub async fn execute(args: &UpArgs) -> anyhow::Result<i32> {
     if args.replicas > 1 {
         return replicas(args, options).await;
     }
-    let stack = Stack::start(options).await?;
+    let stack = InProcessStack::start(options).await?;
     announce(&stack.info)?;
     shutdown_signal().await;
     stack.shutdown().await?;

@@ -35,6 +35,18 @@ pub struct Target {
     tls: Option<Tls>,
 }
 
+/// What the target speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Dify's workflow API, `POST /v1/workflows/run`.
+    #[default]
+    Dify,
+    /// An OpenAI-compatible chat completion stream, `POST {base}/chat/completions`:
+    /// the direct path to the mock LLM, the yardstick for what the relay adds.
+    OpenAi,
+}
+
 /// How a target is reached beyond its URL.
 #[derive(Debug, Clone, Default)]
 pub struct TargetOptions {
@@ -384,10 +396,10 @@ pub enum SendError {
 pub struct PreflightError(pub String);
 
 /// Checks the target answers and accepts the key before any load.
-pub async fn preflight(target: &Target, protocol: super::driver::Protocol, scenario: &str, header: &HeaderValue) -> anyhow::Result<()> {
+pub async fn preflight(target: &Target, protocol: Protocol, scenario: &str, header: &HeaderValue) -> anyhow::Result<()> {
     let mut conn = Conn::new();
     // The direct path is an OpenAI base URL; the rest are Dify servers.
-    let (path, request) = if protocol == super::driver::Protocol::OpenAi {
+    let (path, request) = if protocol == Protocol::OpenAi {
         ("/models", target.openai_get("/models", header))
     } else {
         ("/v1/parameters", target.get("/v1/parameters", header))

@@ -9,7 +9,7 @@
 //! connection gauge's peak and time-weighted mean, per-second events,
 //! completions and errors.
 
-use super::client::{Conn, SendError, Target};
+use super::client::{Conn, Protocol, SendError, Target};
 use super::metrics::{ErrorClass, Gauge, Recorder, Sample};
 use super::schedule::{LoadModel, Schedule};
 use bytes::Bytes;
@@ -47,18 +47,6 @@ impl Mode {
             Mode::Streaming => "streaming",
         }
     }
-}
-
-/// What the target speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// Dify's workflow API, `POST /v1/workflows/run`.
-    #[default]
-    Dify,
-    /// An OpenAI-compatible chat completion stream, `POST {base}/chat/completions`:
-    /// the direct path to the mock LLM, the yardstick for what the relay adds.
-    OpenAi,
 }
 
 /// What the driver does once a stream's terminal event (`workflow_finished`,

@@ -25,7 +25,7 @@ const TICKS_PER_S: f64 = 100.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum HealthVerdict {
     Valid,
     /// Another process took a share of the machine: figures may be biased.
     Disturbed,
@@ -35,7 +35,7 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthReport {
-    pub verdict: Verdict,
+    pub verdict: HealthVerdict,
     pub reasons: Vec<String>,
     pub scheduler_lag_ms: Summary,
     /// CPU used, in cores (1.0 = one core busy the whole run).
@@ -76,7 +76,7 @@ pub struct HealthSecond {
 }
 
 /// The CPU used between two snapshots, in cores.
-struct Usage {
+struct CpuShare {
     seconds: f64,
     driver: f64,
     target: Option<f64>,
@@ -84,7 +84,7 @@ struct Usage {
     steal: f64,
 }
 
-impl Usage {
+impl CpuShare {
     fn between(a: &CpuSnapshot, b: &CpuSnapshot) -> Self {
         let seconds = (b.at - a.at).as_secs_f64().max(1e-9);
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
@@ -245,12 +245,12 @@ impl HealthMonitor {
         let _ = self.probe.await;
         let _ = self.sampler.await;
         let end = snapshot(&self.target, &self.sibling);
-        let Usage { seconds, driver, target, others, steal } = Usage::between(&self.start, &end);
+        let CpuShare { seconds, driver, target, others, steal } = CpuShare::between(&self.start, &end);
         let per_second = std::mem::take(&mut *self.seconds.lock().unwrap_or_else(|e| e.into_inner()));
         let lag = Summary::of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = HealthReport {
-            verdict: Verdict::Valid,
+            verdict: HealthVerdict::Valid,
             reasons: Vec::new(),
             scheduler_lag_ms: lag,
             driver_cpu_cores: driver,
@@ -271,28 +271,28 @@ impl HealthMonitor {
 impl HealthReport {
     fn judge(&mut self, judge_driver_share: bool) {
         if self.scheduler_lag_ms.p99 > MAX_LAG_P99_MS {
-            self.verdict = Verdict::Invalid;
+            self.verdict = HealthVerdict::Invalid;
             self.reasons.push(format!(
                 "driver overloaded: scheduler lag p99 {:.1} ms > {MAX_LAG_P99_MS} ms, so send and receive times are late",
                 self.scheduler_lag_ms.p99
             ));
         }
         if judge_driver_share && self.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * self.driver_threads as f64 {
-            self.verdict = Verdict::Invalid;
+            self.verdict = HealthVerdict::Invalid;
             self.reasons.push(format!(
                 "driver saturated: it used {:.2} of its {} core(s); the load generator, not the target, was the bottleneck",
                 self.driver_cpu_cores, self.driver_threads
             ));
         }
         if self.other_cpu_cores > MAX_OTHER_CPU_CORES {
-            if self.verdict == Verdict::Valid {
-                self.verdict = Verdict::Disturbed;
+            if self.verdict == HealthVerdict::Valid {
+                self.verdict = HealthVerdict::Disturbed;
             }
             self.reasons.push(format!("other processes used {:.2} cores during the run", self.other_cpu_cores));
         }
         if self.steal_cores > MAX_OTHER_CPU_CORES {
-            if self.verdict == Verdict::Valid {
-                self.verdict = Verdict::Disturbed;
+            if self.verdict == HealthVerdict::Valid {
+                self.verdict = HealthVerdict::Disturbed;
             }
             self.reasons.push(format!("the host held back this machine's CPUs for {:.2} cores during the run (steal)", self.steal_cores));
         }
@@ -330,7 +330,7 @@ async fn sample_each_second(
         }
         let (t, s) = (target.clone(), sibling.clone());
         let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&t, &s)).await else { return };
-        let used = Usage::between(&last, &now);
+        let used = CpuShare::between(&last, &now);
         let second = HealthSecond {
             t_s: (now.at - start.at).as_secs_f64(),
             driver: used.driver,
@@ -587,7 +587,7 @@ mod tests {
     #[test]
     fn verdicts() {
         let mut report = HealthReport {
-            verdict: Verdict::Valid,
+            verdict: HealthVerdict::Valid,
             reasons: Vec::new(),
             scheduler_lag_ms: Summary::default(),
             driver_cpu_cores: 0.95,
@@ -602,18 +602,18 @@ mod tests {
         };
         let mut beside = report.clone();
         report.judge(true);
-        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(report.verdict, HealthVerdict::Invalid);
         assert_eq!(report.reasons.len(), 2);
         // Beside a sibling target the driver's share is not judged; the neighbour still is.
         beside.judge(false);
-        assert_eq!(beside.verdict, Verdict::Disturbed);
+        assert_eq!(beside.verdict, HealthVerdict::Disturbed);
         assert_eq!(beside.reasons.len(), 1);
         // The host's steal alone disturbs too, and says so.
         let mut stolen = HealthReport { other_cpu_cores: 0.0, steal_cores: 0.25, ..beside.clone() };
-        stolen.verdict = Verdict::Valid;
+        stolen.verdict = HealthVerdict::Valid;
         stolen.reasons.clear();
         stolen.judge(false);
-        assert_eq!(stolen.verdict, Verdict::Disturbed);
+        assert_eq!(stolen.verdict, HealthVerdict::Disturbed);
         assert!(stolen.reasons[0].contains("steal"), "{:?}", stolen.reasons);
     }
 }

@@ -170,11 +170,11 @@ impl LoadModel {
 #[derive(Debug, Clone)]
 struct Level {
     /// (start time, start level, end time, end level, area before it).
-    segments: Vec<Segment>,
+    segments: Vec<LevelSegment>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Segment {
+struct LevelSegment {
     t0: f64,
     v0: f64,
     t1: f64,
@@ -182,7 +182,7 @@ struct Segment {
     area_before: f64,
 }
 
-impl Segment {
+impl LevelSegment {
     fn area(&self) -> f64 {
         (self.t1 - self.t0) * (self.v0 + self.v1) / 2.0
     }
@@ -193,12 +193,12 @@ impl Level {
         let (mut t, mut v, mut area) = (0.0, 0.0, 0.0);
         let mut segments = Vec::with_capacity(stages.len() + 1);
         for stage in stages {
-            let s = Segment { t0: t, v0: v, t1: t + stage.duration_s, v1: stage.target, area_before: area };
+            let s = LevelSegment { t0: t, v0: v, t1: t + stage.duration_s, v1: stage.target, area_before: area };
             area += s.area();
             (t, v) = (s.t1, s.v1);
             segments.push(s);
         }
-        segments.push(Segment { t0: t, v0: v, t1: f64::INFINITY, v1: v, area_before: area });
+        segments.push(LevelSegment { t0: t, v0: v, t1: f64::INFINITY, v1: v, area_before: area });
         Self { segments }
     }
 

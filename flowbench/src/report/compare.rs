@@ -120,7 +120,7 @@ pub fn compare(a_name: &str, a: &Report, b_name: &str, b: &Report) -> ReportComp
             w.push(format!("The loads differ: {} against {}.", describe(&sa.load), describe(&sb.load)));
         }
         for (name, s) in [(a_name, sa), (b_name, sb)] {
-            if s.health.verdict != crate::load::health::Verdict::Valid {
+            if s.health.verdict != crate::load::health::HealthVerdict::Valid {
                 w.push(format!("{name} is {:?}: {}", s.health.verdict, s.health.reasons.join("; ")));
             }
             if s.interrupted {
@@ -242,7 +242,7 @@ mod tests {
         let a = sample_report();
         let mut b = a.clone();
         b.machine.cores = 64;
-        b.scenarios[0].health.verdict = crate::load::health::Verdict::Invalid;
+        b.scenarios[0].health.verdict = crate::load::health::HealthVerdict::Invalid;
         let c = compare("a", &a, "b", &b);
         assert!(c.warnings[0].contains("different machines"), "{:?}", c.warnings);
         assert!(c.scenarios[0].warnings.iter().any(|w| w.starts_with("b is Invalid")), "{:?}", c.scenarios[0].warnings);

@@ -18,7 +18,7 @@
 
 use super::thresholds::{Threshold, ThresholdResult};
 use super::{AppReport, Connections, Counts, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, rates};
-use crate::load::health::{HealthReport, Verdict};
+use crate::load::health::{HealthReport, HealthVerdict};
 use crate::load::metrics::{Metric, Summary, decode_histogram, encode_histogram, new_histogram};
 use crate::load::schedule::{LoadModel, Stage};
 use anyhow::{Context, bail, ensure};
@@ -270,10 +270,10 @@ fn add_stages(a: &[Stage], b: &[Stage]) -> anyhow::Result<Vec<Stage>> {
 
 /// The worst shard's verdict, and each shard's reasons under its name.
 fn merged_health(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> HealthReport {
-    let worst = |v: Verdict| match v {
-        Verdict::Valid => 0,
-        Verdict::Disturbed => 1,
-        Verdict::Invalid => 2,
+    let worst = |v: HealthVerdict| match v {
+        HealthVerdict::Valid => 0,
+        HealthVerdict::Disturbed => 1,
+        HealthVerdict::Invalid => 2,
     };
     let worst_part = parts.iter().max_by_key(|p| worst(p.health.verdict)).copied().unwrap_or(parts[0]);
     let mut reasons = Vec::new();
@@ -383,10 +383,10 @@ mod tests {
         twice[1].shard = twice[0].shard;
         assert!(merge(&named(twice)).unwrap_err().to_string().contains("given twice"));
         let mut invalid = shards.clone();
-        invalid[2].scenarios[0].health.verdict = Verdict::Invalid;
+        invalid[2].scenarios[0].health.verdict = HealthVerdict::Invalid;
         invalid[2].scenarios[0].health.reasons.push("the driver was saturated".into());
         let merged = merge(&named(invalid)).unwrap();
-        assert_eq!(merged.scenarios[0].health.verdict, Verdict::Invalid, "one invalid shard makes the merge invalid");
+        assert_eq!(merged.scenarios[0].health.verdict, HealthVerdict::Invalid, "one invalid shard makes the merge invalid");
         assert!(merged.scenarios[0].health.reasons.iter().any(|r| r == "shard 3/3: the driver was saturated"));
         assert_eq!(merged.scenarios[0].target_cpu_us_per_request, None, "the target's CPU is not attributed across shards");
     }

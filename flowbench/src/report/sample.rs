@@ -4,7 +4,7 @@
 
 use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
-use crate::load::health::{HealthReport, HealthSecond, Machine, Verdict};
+use crate::load::health::{HealthReport, HealthSecond, HealthVerdict, Machine};
 use crate::load::metrics::{ErrorClass, Recorder, Sample, Summary};
 use crate::load::schedule::LoadModel;
 use std::time::Duration;
@@ -66,7 +66,7 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
         interrupted: false,
     };
     let health = HealthReport {
-        verdict: Verdict::Valid,
+        verdict: HealthVerdict::Valid,
         reasons: Vec::new(),
         scheduler_lag_ms: Summary { n: 400, avg: 0.05, min: 0.01, max: 0.9, p50: 0.04, p90: 0.08, p95: 0.1, p99: 0.3, p999: 0.9 },
         driver_cpu_cores: 0.12,

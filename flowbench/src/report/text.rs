@@ -5,7 +5,7 @@
 
 use super::figures::SEED_TABLES;
 use super::{LoadParams, Report, ScenarioReport};
-use crate::load::health::Verdict;
+use crate::load::health::HealthVerdict;
 use crate::load::metrics::Metric;
 use crate::load::schedule::LoadModel;
 use std::fmt::Write;
@@ -160,7 +160,7 @@ impl Report {
                 h.machine_cores
             );
             for reason in &h.reasons {
-                let _ = writeln!(out, "  {}: {reason}", if h.verdict == Verdict::Invalid { "INVALID" } else { "note" });
+                let _ = writeln!(out, "  {}: {reason}", if h.verdict == HealthVerdict::Invalid { "INVALID" } else { "note" });
             }
             out.push('\n');
         }

@@ -339,7 +339,10 @@ fn a_short_soak_samples_rss_and_live_runs_each_second() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("flowbench: soak: started") && said.contains("flowbench: soak: ended after"), "{said}");
     let page = std::fs::read_to_string(json.with_extension("html")).unwrap();
-    assert!(page.contains("Stack RSS") && page.contains("Live runs on the server") && page.contains("<b>PASS</b>"), "the soak page");
+    assert!(
+        page.contains("InProcessStack RSS") && page.contains("Live runs on the server") && page.contains("<b>PASS</b>"),
+        "the soak page"
+    );
     std::fs::remove_file(json.with_extension("html")).unwrap();
     std::fs::remove_file(&json).unwrap();
 }

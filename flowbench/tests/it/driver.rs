@@ -1,11 +1,12 @@
 //! The driver on real sockets: exact counts, error classes by fault, the
 //! connection gauge, and first-token times never below a known delay.
 
+use flowbench::load::client::Protocol;
 use flowbench::load::client::{Target, bearer};
-use flowbench::load::driver::{self, App, InputOrder, InputSet, Live, Mode, Protocol, Row, RunResult, RunSpec};
+use flowbench::load::driver::{self, App, InputOrder, InputSet, Live, Mode, Row, RunResult, RunSpec};
 use flowbench::load::metrics::{ErrorClass, Metric, Summary};
 use flowbench::load::schedule::LoadModel;
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 use mock::{Fault, Reply, Script};
 use serde_json::json;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-async fn stack(script: Script) -> Stack {
-    Stack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap()
+async fn stack(script: Script) -> InProcessStack {
+    InProcessStack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap()
 }
 
 pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> RunSpec {
@@ -277,11 +278,11 @@ async fn http_get(url: &str) -> String {
 
 /// A stack whose server holds each stream's body 1 s after its terminal
 /// event, as real Dify does (`--stream-tail`).
-async fn dify_tail_stack() -> Stack {
+async fn dify_tail_stack() -> InProcessStack {
     let script = Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), ..Script::default() };
     let mut options = StackOptions { script, ..StackOptions::default() };
     options.limits.stream_tail = Duration::from_secs(1);
-    Stack::start(options).await.unwrap()
+    InProcessStack::start(options).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

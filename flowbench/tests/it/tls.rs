@@ -6,7 +6,7 @@
 use flowbench::load::client::{Target, TargetOptions, preflight};
 use flowbench::load::driver::{self, Live, Mode, RunSpec};
 use flowbench::load::schedule::LoadModel;
-use flowbench::{Stack, StackOptions};
+use flowbench::{InProcessStack, StackOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ fn spec(api_key: &str) -> RunSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_targets_are_driven_through_rustls() {
     let script = mock::Script { inter_token_delay: Duration::from_millis(1), ..mock::Script::default() };
-    let stack = Stack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap();
+    let stack = InProcessStack::start(StackOptions { script, ..StackOptions::default() }).await.unwrap();
     let backend = stack.info.server_url.trim_start_matches("http://").parse().unwrap();
     let (port, pem) = tls_proxy(backend).await;
     let dir = std::env::temp_dir().join(format!("flowbench-tls-{}", std::process::id()));
@@ -62,7 +62,7 @@ async fn https_targets_are_driven_through_rustls() {
         TargetOptions { insecure: true, ..TargetOptions::default() },
     ] {
         let target = Target::resolve_with(&url, &options).await.unwrap();
-        preflight(&target, flowbench::load::driver::Protocol::Dify, "llm", &flowbench::load::client::bearer(key).unwrap()).await.unwrap();
+        preflight(&target, flowbench::load::client::Protocol::Dify, "llm", &flowbench::load::client::bearer(key).unwrap()).await.unwrap();
         let result = driver::run(spec(key), target, Arc::new(Live::default()), CancellationToken::new()).await;
         let r = &result.recorder;
         assert!(r.n_ok > 0, "{options:?}: no run succeeded");
@@ -79,7 +79,7 @@ async fn https_targets_are_driven_through_rustls() {
     assert!(ab.status.success(), "{}\n{}", String::from_utf8_lossy(&ab.stdout), String::from_utf8_lossy(&ab.stderr));
     // Without the certificate, the Mozilla roots refuse it, and say TLS.
     let target = Target::resolve_with(&url, &TargetOptions::default()).await.unwrap();
-    let refused = preflight(&target, flowbench::load::driver::Protocol::Dify, "llm", &flowbench::load::client::bearer(key).unwrap())
+    let refused = preflight(&target, flowbench::load::client::Protocol::Dify, "llm", &flowbench::load::client::bearer(key).unwrap())
         .await
         .unwrap_err()
         .to_string();

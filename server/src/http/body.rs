@@ -17,14 +17,14 @@ use std::time::Duration;
 /// run is polled by its response body (below), on the connection's task, so
 /// the two never contend for the lock.
 #[derive(Default)]
-pub(super) struct Outbox {
+pub(super) struct EventOutbox {
     frames: Vec<u8>,
     events: usize,
     /// The body is gone: the client left.
     closed: bool,
 }
 
-fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+fn lock(outbox: &Mutex<EventOutbox>) -> std::sync::MutexGuard<'_, EventOutbox> {
     outbox.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -32,7 +32,7 @@ fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
 /// `max_events` waits until its body takes them, so a slow reader slows its
 /// own run and nothing buffers without bound.
 pub(super) struct OutboxSink {
-    pub(super) outbox: Arc<Mutex<Outbox>>,
+    pub(super) outbox: Arc<Mutex<EventOutbox>>,
     pub(super) max_events: usize,
     pub(super) busy_per_event: Duration,
     /// The terminal frame, held until the run's record is stored: a client
@@ -95,7 +95,7 @@ pub(super) type Execution = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// own, which cancels the upstream request and records the run.
 pub(super) struct RunBody {
     execution: Option<Execution>,
-    outbox: Arc<Mutex<Outbox>>,
+    outbox: Arc<Mutex<EventOutbox>>,
     ping_interval: Duration,
     ping: Pin<Box<tokio::time::Sleep>>,
     last_frame: tokio::time::Instant,
@@ -106,7 +106,7 @@ pub(super) struct RunBody {
 }
 
 impl RunBody {
-    pub(super) fn new(execution: Execution, outbox: Arc<Mutex<Outbox>>, ping_interval: Duration, tail: Duration) -> Self {
+    pub(super) fn new(execution: Execution, outbox: Arc<Mutex<EventOutbox>>, ping_interval: Duration, tail: Duration) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             execution: Some(execution),

@@ -16,7 +16,7 @@ pub mod response;
 pub mod serve;
 
 use crate::pyjson;
-use crate::state::{App, AppState};
+use crate::state::{AppState, ServedApp};
 use crate::store::{RecordParts, RunRecord};
 use crate::workflow::engine::{self, Run, Sink};
 use crate::workflow::events;
@@ -27,7 +27,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use body::{Outbox, OutboxSink, RunBody};
+use body::{EventOutbox, OutboxSink, RunBody};
 use bytes::Bytes;
 use error::{ApiError, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH};
 use http::{HeaderMap, StatusCode, header};
@@ -72,7 +72,7 @@ fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<
     }
 }
 
-async fn start_run(state: AppState, app: Arc<App>, body: Body) -> Result<Response, ApiError> {
+async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body) -> Result<Response, ApiError> {
     let shared = &state.shared;
     let body = read_body_in_time(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
@@ -115,7 +115,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
 
 fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     let shared = &state.shared;
-    let outbox = Arc::new(Mutex::new(Outbox::default()));
+    let outbox = Arc::new(Mutex::new(EventOutbox::default()));
     let stop = shared.shutdown.child_token();
     shared.tasks.register(&run.task_id, &run.app.app_id, &run.user_id, stop.clone());
     store_run(shared, &run, None);
@@ -190,7 +190,7 @@ fn nodes_json(run: &Run, nodes: &[engine::NodeExecution]) -> String {
 }
 
 /// The body of `GET /v1/workflows/run/{id}` for `record`, a run of `app`.
-fn render_record(app: &App, run_id: &str, record: &RunRecord) -> Bytes {
+fn render_record(app: &ServedApp, run_id: &str, record: &RunRecord) -> Bytes {
     let sys = events::SysVars {
         user_id: record.user_id(),
         app_id: &app.app_id,
@@ -309,7 +309,7 @@ async fn route_not_found(State(state): State<AppState>, request: Request) -> Api
 }
 
 /// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<App>, ApiError> {
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<ServedApp>, ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
     let (scheme, token) = value.split_once(' ').map_or((value, ""), |(s, t)| (s, t.trim()));
     if value.is_empty() || (scheme.eq_ignore_ascii_case("bearer") && token.is_empty()) {

@@ -51,7 +51,7 @@ const GRACEFUL: u8 = 1;
 const CLOSE: u8 = 2;
 
 /// One connection as the registry sees it.
-struct Slot {
+struct ConnSlot {
     id: u64,
     /// Nanoseconds since the registry's epoch when it began waiting; 0 while
     /// a request is in progress.
@@ -60,7 +60,7 @@ struct Slot {
     waker: AtomicWaker,
 }
 
-impl Slot {
+impl ConnSlot {
     fn busy(&self) {
         self.waiting_since.store(0, Ordering::Relaxed);
     }
@@ -88,7 +88,7 @@ impl Slot {
 /// taken when a connection opens or closes, never per request.
 struct Registry {
     epoch: Instant,
-    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    slots: Mutex<HashMap<u64, Arc<ConnSlot>>>,
     next_id: AtomicU64,
     max_waiting: usize,
     evicted: Arc<AtomicU64>,
@@ -103,16 +103,17 @@ impl Registry {
     }
 
     /// Registers a new connection, waiting from now.
-    fn open(&self) -> Arc<Slot> {
+    fn open(&self) -> Arc<ConnSlot> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot { id, waiting_since: AtomicU64::new(self.now()), signal: AtomicU8::new(OPEN), waker: AtomicWaker::new() });
+        let slot =
+            Arc::new(ConnSlot { id, waiting_since: AtomicU64::new(self.now()), signal: AtomicU8::new(OPEN), waker: AtomicWaker::new() });
         self.slots.lock().expect("registry lock").insert(id, slot.clone());
         self.open.fetch_add(1, Ordering::Relaxed);
         slot
     }
 
     /// Closes the connection that has waited longest, if one waits.
-    fn evict_oldest(slots: &HashMap<u64, Arc<Slot>>, evicted: &AtomicU64) -> bool {
+    fn evict_oldest(slots: &HashMap<u64, Arc<ConnSlot>>, evicted: &AtomicU64) -> bool {
         let oldest = slots
             .values()
             .filter(|s| s.signal.load(Ordering::Relaxed) != CLOSE)
@@ -203,6 +204,24 @@ pub struct ServeLimits {
     pub shutdown_grace: Duration,
 }
 
+impl ServeLimits {
+    /// The limits of the accept loop and of each connection, from the
+    /// server's configured limits.
+    pub fn of(state: &AppState) -> Self {
+        let limits = &state.shared.limits;
+        let max_waiting_connections = limits.max_waiting_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 1 << 16)
+        });
+        ServeLimits {
+            header_read_timeout: limits.header_read_timeout,
+            max_waiting_connections,
+            stalled_client_timeout: limits.stalled_client_timeout,
+            shutdown_grace: limits.shutdown_grace,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then shuts down
 /// within the grace period (see the module's doc).
 pub async fn serve(
@@ -211,7 +230,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let limits = state.serve_limits();
+    let limits = ServeLimits::of(&state);
     let stats = &state.shared.stats;
     let registry = Arc::new(Registry {
         epoch: Instant::now(),
@@ -300,7 +319,7 @@ pin_project_lite::pin_project! {
     struct Connection<'a, C> {
         #[pin]
         conn: C,
-        slot: &'a Slot,
+        slot: &'a ConnSlot,
         seen: u8,
     }
 }
@@ -352,14 +371,14 @@ where
 /// request is in progress.
 struct ConnService {
     router: Router,
-    slot: Arc<Slot>,
+    slot: Arc<ConnSlot>,
     epoch: Instant,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response<Watched>;
     type Error = Infallible;
-    type Future = Answer;
+    type Future = WatchedAnswer;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.slot.busy();
@@ -369,20 +388,20 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         if http_body::Body::size_hint(request.body()).exact().is_none()
             && let Some(refused) = refuse_framing(request.headers())
         {
-            return Answer { answer: Either::Ready { response: Some(refused) }, origin: None, watch: Some(watch) };
+            return WatchedAnswer { answer: Either::Ready { response: Some(refused) }, origin: None, watch: Some(watch) };
         }
         if memchr::memchr(b'%', request.uri().path().as_bytes()).is_some() {
             decode_path(&mut request);
         }
         let origin = super::cors::origin(request.headers()).cloned();
         let answer = tower::Service::call(&mut self.router.clone(), request.map(Body::new));
-        Answer { answer: Either::Route { future: answer }, origin, watch: Some(watch) }
+        WatchedAnswer { answer: Either::Route { future: answer }, origin, watch: Some(watch) }
     }
 }
 
 /// Sets its connection waiting again when the answer's body is done.
 struct Watch {
-    slot: Arc<Slot>,
+    slot: Arc<ConnSlot>,
     epoch: Instant,
 }
 
@@ -393,7 +412,7 @@ impl Drop for Watch {
 }
 
 pin_project_lite::pin_project! {
-    struct Answer {
+    struct WatchedAnswer {
         #[pin]
         answer: Either,
         origin: Option<http::HeaderValue>,
@@ -410,7 +429,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl Future for Answer {
+impl Future for WatchedAnswer {
     type Output = Result<Response<Watched>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -65,15 +65,15 @@ impl Endpoint {
             match exchange(tcp, &request).await {
                 Ok((tcp, buf, head)) => return Ok(Response::new(self, tcp, buf, head)),
                 // The server closed a kept-alive connection before answering: once more, fresh.
-                Err(Exchange::Stale) => {}
-                Err(Exchange::Failed(e)) => return Err(e),
+                Err(ExchangeState::Stale) => {}
+                Err(ExchangeState::Failed(e)) => return Err(e),
             }
         }
         let tcp = self.connect().await?;
         match exchange(tcp, &request).await {
             Ok((tcp, buf, head)) => Ok(Response::new(self, tcp, buf, head)),
-            Err(Exchange::Stale) => Err(UpstreamError::Incomplete),
-            Err(Exchange::Failed(e)) => Err(e),
+            Err(ExchangeState::Stale) => Err(UpstreamError::Incomplete),
+            Err(ExchangeState::Failed(e)) => Err(e),
         }
     }
 
@@ -98,15 +98,15 @@ impl Endpoint {
     }
 }
 
-enum Exchange {
+enum ExchangeState {
     /// Nothing came back on a connection that had been idle: it was closed.
     Stale,
     Failed(UpstreamError),
 }
 
-async fn exchange(mut tcp: TcpStream, request: &[u8]) -> Result<(TcpStream, BytesMut, Head), Exchange> {
+async fn exchange(mut tcp: TcpStream, request: &[u8]) -> Result<(TcpStream, BytesMut, Head), ExchangeState> {
     if tcp.write_all(request).await.is_err() {
-        return Err(Exchange::Stale);
+        return Err(ExchangeState::Stale);
     }
     let mut buf = BytesMut::new();
     // Whether anything came back: a connection that answers nothing was stale.
@@ -114,23 +114,23 @@ async fn exchange(mut tcp: TcpStream, request: &[u8]) -> Result<(TcpStream, Byte
     loop {
         buf.reserve(READ_CHUNK);
         match tcp.read_buf(&mut buf).await {
-            Ok(0) if !answered && buf.is_empty() => return Err(Exchange::Stale),
-            Ok(0) => return Err(Exchange::Failed(UpstreamError::Protocol("connection closed inside the response head".into()))),
+            Ok(0) if !answered && buf.is_empty() => return Err(ExchangeState::Stale),
+            Ok(0) => return Err(ExchangeState::Failed(UpstreamError::Protocol("connection closed inside the response head".into()))),
             Ok(_) => answered = true,
-            Err(_) if !answered && buf.is_empty() => return Err(Exchange::Stale),
-            Err(e) => return Err(Exchange::Failed(e.into())),
+            Err(_) if !answered && buf.is_empty() => return Err(ExchangeState::Stale),
+            Err(e) => return Err(ExchangeState::Failed(e.into())),
         }
         // Every head the buffer holds: interim 1xx answers (`100 Continue`)
         // are skipped, and the final head may have come in the same read.
         loop {
-            match Head::parse(&buf).map_err(Exchange::Failed)? {
+            match Head::parse(&buf).map_err(ExchangeState::Failed)? {
                 Some((head, len)) if head.status < 200 => buf.advance(len),
                 Some((head, len)) => {
                     buf.advance(len);
                     return Ok((tcp, buf, head));
                 }
                 None if buf.len() > MAX_HEAD_BYTES => {
-                    return Err(Exchange::Failed(UpstreamError::Protocol(format!("response head over {MAX_HEAD_BYTES} bytes"))));
+                    return Err(ExchangeState::Failed(UpstreamError::Protocol(format!("response head over {MAX_HEAD_BYTES} bytes"))));
                 }
                 None => break,
             }

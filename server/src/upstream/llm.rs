@@ -163,7 +163,7 @@ pub struct StreamOptions {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-pub struct Usage {
+pub struct TokenUsage {
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
@@ -250,7 +250,7 @@ impl CompletionStream<'_> {
         self.decoder.finish_reason.as_deref()
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    pub fn usage(&self) -> Option<TokenUsage> {
         self.decoder.usage
     }
 }
@@ -262,7 +262,7 @@ pub struct UpstreamDecoder {
     parser: SseParser,
     deltas: VecDeque<String>,
     finish_reason: Option<String>,
-    usage: Option<Usage>,
+    usage: Option<TokenUsage>,
     done: bool,
     received: usize,
     max_bytes: usize,
@@ -347,7 +347,7 @@ struct Chunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<Choice<'a>>,
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<TokenUsage>,
 }
 
 #[derive(Deserialize)]

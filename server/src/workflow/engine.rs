@@ -6,8 +6,8 @@
 
 use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
 use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, RunStatus, RunTotals, SysVars, TextChunk};
-use super::template::{Segment, Selector};
-use crate::state::App;
+use super::template::{Selector, TemplatePart};
+use crate::state::ServedApp;
 use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
@@ -63,7 +63,7 @@ impl Sink for NoEvents {
 /// One accepted run request, its ids and its validated inputs.
 #[derive(Debug)]
 pub struct Run {
-    pub app: Arc<App>,
+    pub app: Arc<ServedApp>,
     /// `sys.workflow_run_id` as a UUID, as the run store keys it.
     pub id: uuid::Uuid,
     pub task_id: String,
@@ -86,12 +86,12 @@ pub struct Run {
 impl Run {
     /// A new run of `app` for `user`, with checked `inputs`
     /// (see `request::check_inputs`).
-    pub fn new(app: Arc<App>, user: String, inputs: Map<String, Value>) -> Self {
+    pub fn new(app: Arc<ServedApp>, user: String, inputs: Map<String, Value>) -> Self {
         Self::with_id(app, user, inputs, uuid::Uuid::new_v4())
     }
 
     /// `new`, with the run id the store chose (`RunStore::new_run_id`).
-    pub fn with_id(app: Arc<App>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
+    pub fn with_id(app: Arc<ServedApp>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let started_wall = since_epoch();
         let created_at = started_wall.as_secs() as i64;
         Self {
@@ -494,8 +494,8 @@ impl<'a, S: Sink> Exec<'a, S> {
         let mut out = String::new();
         for segment in &template.segments {
             match segment {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Var(sel) => out.push_str(&value_text(&self.lookup(sel).unwrap_or(Value::Null))),
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Var(sel) => out.push_str(&value_text(&self.lookup(sel).unwrap_or(Value::Null))),
             }
         }
         out

@@ -31,11 +31,11 @@ impl fmt::Display for Selector {
 /// Prompt text split into literal text and variable references.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    pub segments: Vec<Segment>,
+    pub segments: Vec<TemplatePart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+pub enum TemplatePart {
     Text(String),
     Var(Selector),
 }
@@ -66,22 +66,22 @@ impl Template {
             }
             literal.push_str(&rest[..open]);
             if !literal.is_empty() {
-                segments.push(Segment::Text(std::mem::take(&mut literal)));
+                segments.push(TemplatePart::Text(std::mem::take(&mut literal)));
             }
-            segments.push(Segment::Var(Selector::new(parts[0], parts[1])));
+            segments.push(TemplatePart::Var(Selector::new(parts[0], parts[1])));
             rest = &after[close + 3..];
         }
         literal.push_str(rest);
         if !literal.is_empty() {
-            segments.push(Segment::Text(literal));
+            segments.push(TemplatePart::Text(literal));
         }
         Ok(Self { segments })
     }
 
     pub fn selectors(&self) -> impl Iterator<Item = &Selector> {
         self.segments.iter().filter_map(|s| match s {
-            Segment::Var(sel) => Some(sel),
-            Segment::Text(_) => None,
+            TemplatePart::Var(sel) => Some(sel),
+            TemplatePart::Text(_) => None,
         })
     }
 }
@@ -96,11 +96,11 @@ mod tests {
         assert_eq!(
             t.segments,
             [
-                Segment::Text("Q: ".into()),
-                Segment::Var(Selector::new("1757611990947", "question")),
-                Segment::Text(" by ".into()),
-                Segment::Var(Selector::new("sys", "user_id")),
-                Segment::Text("!".into()),
+                TemplatePart::Text("Q: ".into()),
+                TemplatePart::Var(Selector::new("1757611990947", "question")),
+                TemplatePart::Text(" by ".into()),
+                TemplatePart::Var(Selector::new("sys", "user_id")),
+                TemplatePart::Text("!".into()),
             ]
         );
     }
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn malformed_references_stay_literal() {
         let t = Template::parse("{{#context#}} {{#a b.c#}} {{#x.y").unwrap();
-        assert_eq!(t.segments, [Segment::Text("{{#context#}} {{#a b.c#}} {{#x.y".into())]);
+        assert_eq!(t.segments, [TemplatePart::Text("{{#context#}} {{#a b.c#}} {{#x.y".into())]);
     }
 
     #[test]

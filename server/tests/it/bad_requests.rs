@@ -26,12 +26,12 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseFile {
-    case: Vec<Case>,
+    case: Vec<BadRequest>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
+struct BadRequest {
     name: String,
     #[serde(default = "default_method")]
     method: String,
@@ -78,7 +78,7 @@ fn default_content_type() -> String {
     "application/json".into()
 }
 
-impl Case {
+impl BadRequest {
     /// Checks what serde cannot; `Err` names the problem.
     fn validate(&self) -> Result<(), String> {
         let bodies = [self.body.is_some(), self.body_hex.is_some(), self.body_repeat.is_some()];
@@ -160,7 +160,7 @@ fn api_key(app: &str) -> &'static str {
 }
 
 /// Every case of every `*.toml` in `dir`, in file-name order, with its file.
-fn load_corpus(dir: &Path) -> Vec<(PathBuf, Case)> {
+fn load_corpus(dir: &Path) -> Vec<(PathBuf, BadRequest)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -184,7 +184,7 @@ fn load_corpus(dir: &Path) -> Vec<(PathBuf, Case)> {
 }
 
 /// What is wrong with `reply` for `case`, if anything.
-fn mismatches(case: &Case, reply: &crate::support::Reply) -> Vec<String> {
+fn mismatches(case: &BadRequest, reply: &crate::support::WholeReply) -> Vec<String> {
     let mut wrong = Vec::new();
     let status = reply.status.as_u16();
     if status >= 500 {

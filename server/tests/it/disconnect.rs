@@ -2,7 +2,7 @@
 //! a client that stops reading is closed after the stall limit; shutdown
 //! drains in-flight streams.
 
-use crate::support::StackOptions;
+use crate::support::TestStackOptions;
 use crate::support::{TestClient, eventually, read_until, spawn_stack_with};
 use mock::Script;
 use serde_json::json;
@@ -14,7 +14,7 @@ use std::time::Duration;
 async fn client_disconnect_cancels_the_upstream_request() {
     // A long answer, so the run is mid-stream when the client leaves.
     let script = Script { reply: mock::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(5), ..Script::default() };
-    let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script, ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let body = json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"});
     for _ in 0..3 {
@@ -39,7 +39,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_streams_finish() {
     let script = Script { inter_token_delay: Duration::from_millis(20), ..Script::default() };
-    let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script, ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let body = json!({"inputs": {"question": "one two three"}, "response_mode": "streaming", "user": "u"});
     let response = client.open_stream(stack.api_key("llm"), &body).await;
@@ -59,7 +59,7 @@ async fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
     // An endless-looking answer, as fast as it goes: the stream's buffers fill
     // while the client reads nothing.
     let script = Script { reply: mock::Reply::Tokens(2_000_000), inter_token_delay: Duration::ZERO, ..Script::default() };
-    let mut options = StackOptions { script, ..StackOptions::default() };
+    let mut options = TestStackOptions { script, ..TestStackOptions::default() };
     options.limits.stalled_client_timeout = Duration::from_millis(500);
     let stack = spawn_stack_with(options).await;
     let stalled = crate::support::open_unread_stream(&stack).await;
@@ -93,7 +93,7 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
     // Four sockets a stream in this one process: client, server, upstream, mock.
     server::http::conn::raise_open_file_limit();
     let script = Script { reply: mock::Reply::Tokens(100_000), inter_token_delay: Duration::from_millis(20), ..Script::default() };
-    let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script, ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm").to_owned();
     // Open in waves (1,000 connects at once overflow the listen queues), and
@@ -136,7 +136,7 @@ async fn shutdown_under_load_ends_every_stream_with_a_final_event() {
     server::http::conn::raise_open_file_limit();
     // Long answers and a short grace: most runs are stopped, not finished.
     let script = Script { reply: mock::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(10), ..Script::default() };
-    let mut options = StackOptions { script, ..StackOptions::default() };
+    let mut options = TestStackOptions { script, ..TestStackOptions::default() };
     options.limits.shutdown_grace = Duration::from_millis(300);
     let stack = spawn_stack_with(options).await;
     let client = TestClient::for_stack(&stack);

@@ -2,8 +2,8 @@
 //! and exact body (`../shared/reference/dify-1.13.2-errors.md`), or the right
 //! 4xx where Dify answers 500 or hangs.
 
-use crate::support::StackOptions;
-use crate::support::{Reply, TestClient, spawn_stack, spawn_stack_with};
+use crate::support::TestStackOptions;
+use crate::support::{TestClient, WholeReply, spawn_stack, spawn_stack_with};
 use mock::{Fault, Script};
 use serde_json::json;
 use server::http::error::{MSG_BAD_REQUEST, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO_AUTH, MSG_NO_USER};
@@ -11,7 +11,7 @@ use server::http::error::{MSG_BAD_REQUEST, MSG_BAD_SCHEME, MSG_BAD_TOKEN, MSG_NO
 const KEY: &str = "app-flowbench-empty";
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-struct Case {
+struct ErrorCase {
     name: &'static str,
     method: &'static str,
     path: &'static str,
@@ -23,8 +23,8 @@ struct Case {
     error: Option<(&'static str, String)>,
 }
 
-fn case(name: &'static str, status: u16, body: impl Into<Vec<u8>>) -> Case {
-    Case {
+fn case(name: &'static str, status: u16, body: impl Into<Vec<u8>>) -> ErrorCase {
+    ErrorCase {
         name,
         method: "POST",
         path: "/v1/workflows/run",
@@ -36,7 +36,7 @@ fn case(name: &'static str, status: u16, body: impl Into<Vec<u8>>) -> Case {
     }
 }
 
-impl Case {
+impl ErrorCase {
     fn err(mut self, code: &'static str, message: impl Into<String>) -> Self {
         self.error = Some((code, message.into()));
         self
@@ -57,7 +57,7 @@ impl Case {
 }
 
 #[track_caller]
-fn check(case: &Case, reply: &Reply) {
+fn check(case: &ErrorCase, reply: &WholeReply) {
     let name = case.name;
     assert_eq!(reply.status.as_u16(), case.status, "{name}: status; body {}", reply.text());
     let Some((code, message)) = &case.error else { return };
@@ -175,7 +175,7 @@ async fn error_matrix() {
 
 #[tokio::test]
 async fn body_limit_is_configurable() {
-    let mut options = StackOptions::default();
+    let mut options = TestStackOptions::default();
     options.limits.max_body_bytes = 64;
     let stack = spawn_stack_with(options).await;
     let client = TestClient::for_stack(&stack);
@@ -193,7 +193,7 @@ async fn body_limit_is_configurable() {
 #[tokio::test]
 async fn concurrency_cap_answers_429() {
     let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
-    let stack = spawn_stack_with(StackOptions { script, max_concurrent_runs: Some(1), ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script, max_concurrent_runs: Some(1), ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let body = json!({"inputs": {"question": "hold"}, "response_mode": "streaming", "user": "u"});
     let held = client.open_stream(stack.api_key("llm"), &body).await;
@@ -232,7 +232,7 @@ async fn chunked_run(addr: &str, parts: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_chunked_body_is_joined_and_held_to_the_limit() {
-    let mut options = StackOptions::default();
+    let mut options = TestStackOptions::default();
     options.limits.max_body_bytes = 64;
     let stack = spawn_stack_with(options).await;
     let addr = stack.server.url.trim_start_matches("http://").to_owned();

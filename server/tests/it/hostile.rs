@@ -14,7 +14,7 @@ const LLM: &str = "app-llm";
 const OTHER: &str = "app-other";
 
 /// The server binary with tight limits, so each slow case ends quickly.
-struct Target {
+struct ServerProcess {
     child: tokio::process::Child,
     pid: u32,
     addr: String,
@@ -22,7 +22,7 @@ struct Target {
     dir: std::path::PathBuf,
 }
 
-impl Target {
+impl ServerProcess {
     async fn start() -> Self {
         server::http::conn::raise_open_file_limit();
         // Streams long enough to be stopped, at full speed so that a reader
@@ -103,7 +103,7 @@ impl Target {
     }
 }
 
-impl Drop for Target {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -112,17 +112,17 @@ impl Drop for Target {
 
 /// What came back on one connection: each answer's status, the last body.
 #[derive(Debug, Default)]
-struct Answer {
+struct ConnAnswers {
     statuses: Vec<u16>,
     body: String,
     raw: String,
 }
 
 /// Writes `request` and reads until the server closes (or 5 s pass).
-async fn exchange(addr: &str, request: &[u8]) -> Answer {
-    let Ok(mut tcp) = TcpStream::connect(addr).await else { return Answer::default() };
+async fn exchange(addr: &str, request: &[u8]) -> ConnAnswers {
+    let Ok(mut tcp) = TcpStream::connect(addr).await else { return ConnAnswers::default() };
     if tcp.write_all(request).await.is_err() {
-        return Answer::default();
+        return ConnAnswers::default();
     }
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw)).await;
@@ -130,7 +130,7 @@ async fn exchange(addr: &str, request: &[u8]) -> Answer {
     let statuses =
         raw.match_indices("HTTP/1.").filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok()).filter(|&s: &u16| s != 100).collect();
     let body = raw.rsplit("\r\n\r\n").next().unwrap_or_default().to_owned();
-    Answer { statuses, body, raw }
+    ConnAnswers { statuses, body, raw }
 }
 
 fn post(path: &str, key: &str, body: &str) -> Vec<u8> {
@@ -146,7 +146,7 @@ fn run(body: &str) -> Vec<u8> {
 }
 
 /// One case: its name, its bytes, and the statuses it must get, in order.
-struct Case {
+struct HostileCase {
     name: &'static str,
     request: Vec<u8>,
     expect: &'static [u16],
@@ -154,14 +154,14 @@ struct Case {
     body_has: Option<&'static str>,
 }
 
-fn case(name: &'static str, request: impl Into<Vec<u8>>, expect: &'static [u16], body_has: Option<&'static str>) -> Case {
-    Case { name, request: request.into(), expect, body_has }
+fn case(name: &'static str, request: impl Into<Vec<u8>>, expect: &'static [u16], body_has: Option<&'static str>) -> HostileCase {
+    HostileCase { name, request: request.into(), expect, body_has }
 }
 
 /// The body hyper's own 400 gets (`conn::ParseErrorBodies`).
 const NOT_HTTP: &str = "{\"code\":\"bad_request\",\"message\":\"The request is not valid HTTP/1.1";
 
-fn framing_cases() -> Vec<Case> {
+fn framing_cases() -> Vec<HostileCase> {
     let ok = r#"{"inputs":{"question":"q"},"response_mode":"blocking","user":"u"}"#;
     let info = format!("GET /v1/info HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {EMPTY}\r\n");
     vec![
@@ -273,7 +273,7 @@ fn framing_cases() -> Vec<Case> {
     ]
 }
 
-fn json_cases() -> Vec<Case> {
+fn json_cases() -> Vec<HostileCase> {
     let big = "s".repeat(1024 * 1024);
     let many: String = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
     vec![
@@ -318,7 +318,7 @@ fn json_cases() -> Vec<Case> {
     ]
 }
 
-async fn play(target: &Target, group: &str, cases: Vec<Case>) -> usize {
+async fn play(target: &ServerProcess, group: &str, cases: Vec<HostileCase>) -> usize {
     let n = cases.len();
     let mut wrong = Vec::new();
     for case in cases {
@@ -379,7 +379,7 @@ async fn stream_end(mut tcp: TcpStream) -> Option<String> {
     Some(text[status..].split('"').next()?.to_owned())
 }
 
-async fn semantics(target: &Target) -> usize {
+async fn semantics(target: &ServerProcess) -> usize {
     let stop =
         |task: &str, key: &str, user: &str| post(&format!("/v1/workflows/tasks/{task}/stop"), key, &json!({"user": user}).to_string());
     // Another app's key cannot stop a run: the answer is the same (as
@@ -410,7 +410,7 @@ async fn semantics(target: &Target) -> usize {
     5
 }
 
-async fn slow_clients(target: &Target) -> usize {
+async fn slow_clients(target: &ServerProcess) -> usize {
     const SLOW: usize = 2_000;
     let before = target.stats().await;
     let count = |stats: &Value, key: &str| stats[key].as_u64().unwrap_or(0);
@@ -498,7 +498,7 @@ async fn slow_clients(target: &Target) -> usize {
     3
 }
 
-async fn sigterm_with_open_streams(mut target: Target) -> usize {
+async fn sigterm_with_open_streams(mut target: ServerProcess) -> usize {
     const STREAMS: usize = 20;
     let mut readers = tokio::task::JoinSet::new();
     for i in 0..STREAMS {
@@ -519,7 +519,7 @@ async fn sigterm_with_open_streams(mut target: Target) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hostile_input_suite() {
-    let target = Target::start().await;
+    let target = ServerProcess::start().await;
     let baseline = (target.fds(), target.rss_kib());
     let mut cases = 0;
     cases += play(&target, "framing", framing_cases()).await;

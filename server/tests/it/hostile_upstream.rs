@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// What a scripted upstream does after reading a request.
 #[derive(Clone)]
-enum Step {
+enum UpstreamStep {
     Write(Vec<u8>),
     Sleep(Duration),
     /// Writes these bytes again and again, `every` apart, until the client leaves.
@@ -38,7 +38,7 @@ const FINISH: &[u8] = b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"st
 
 /// An upstream on 127.0.0.1:0 that plays `steps` to every request, then
 /// closes (unless a step holds); returns its base URL.
-async fn upstream(steps: Vec<Step>) -> String {
+async fn upstream(steps: Vec<UpstreamStep>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -50,7 +50,7 @@ async fn upstream(steps: Vec<Step>) -> String {
     base
 }
 
-async fn play(mut tcp: TcpStream, steps: Vec<Step>) {
+async fn play(mut tcp: TcpStream, steps: Vec<UpstreamStep>) {
     let _ = tcp.set_nodelay(true);
     let mut buf = BytesMut::new();
     let (end, length) = loop {
@@ -70,19 +70,19 @@ async fn play(mut tcp: TcpStream, steps: Vec<Step>) {
     }
     for step in steps {
         match step {
-            Step::Write(bytes) => {
+            UpstreamStep::Write(bytes) => {
                 if tcp.write_all(&bytes).await.is_err() {
                     return;
                 }
             }
-            Step::Sleep(d) => tokio::time::sleep(d).await,
-            Step::Repeat { bytes, every } => loop {
+            UpstreamStep::Sleep(d) => tokio::time::sleep(d).await,
+            UpstreamStep::Repeat { bytes, every } => loop {
                 if tcp.write_all(&bytes).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(every).await;
             },
-            Step::Hold => {
+            UpstreamStep::Hold => {
                 let mut sink = [0u8; 1024];
                 while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
                 return;
@@ -117,7 +117,7 @@ fn assert_failed_with(data: &Value, expected: &str) {
 async fn a_body_shorter_than_its_length_is_a_cut_answer() {
     let body = [delta("hello").as_slice(), FINISH].concat();
     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n", body.len() + 500);
-    let base = upstream(vec![Step::Write([head.as_bytes(), &body].concat())]).await;
+    let base = upstream(vec![UpstreamStep::Write([head.as_bytes(), &body].concat())]).await;
     let data = run_against(&base, |_| {}).await;
     assert_failed_with(&data, "Stream read error");
 }
@@ -125,7 +125,7 @@ async fn a_body_shorter_than_its_length_is_a_cut_answer() {
 #[tokio::test]
 async fn an_interim_answer_in_the_same_write_as_the_answer_is_skipped() {
     let answer = [b"HTTP/1.1 100 Continue\r\n\r\n".as_slice(), SSE_HEAD, &chunk(&delta("hi")), &chunk(FINISH), b"0\r\n\r\n"].concat();
-    let base = upstream(vec![Step::Write(answer)]).await;
+    let base = upstream(vec![UpstreamStep::Write(answer)]).await;
     let data = run_against(&base, |_| {}).await;
     assert_eq!(data["status"], "succeeded", "{data}");
     assert_eq!(data["outputs"]["answer"], "hi");
@@ -135,7 +135,7 @@ async fn an_interim_answer_in_the_same_write_as_the_answer_is_skipped() {
 async fn a_whole_completion_to_a_streaming_request_is_named_for_what_it_is() {
     let body = json!({"object": "chat.completion", "choices": [{"message": {"role": "assistant", "content": "hi"}}]}).to_string();
     let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-    let base = upstream(vec![Step::Write(answer.into_bytes())]).await;
+    let base = upstream(vec![UpstreamStep::Write(answer.into_bytes())]).await;
     let data = run_against(&base, |_| {}).await;
     assert_failed_with(&data, "whole completion (Content-Type: application/json)");
     assert_failed_with(&data, "chat.completion");
@@ -144,9 +144,9 @@ async fn a_whole_completion_to_a_streaming_request_is_named_for_what_it_is() {
 #[tokio::test]
 async fn an_endless_line_fails_the_run_at_the_line_limit() {
     let base = upstream(vec![
-        Step::Write(SSE_HEAD.to_vec()),
-        Step::Write(chunk(b"data: ")),
-        Step::Repeat { bytes: chunk(&[b'x'; 16 * 1024]), every: Duration::from_millis(1) },
+        UpstreamStep::Write(SSE_HEAD.to_vec()),
+        UpstreamStep::Write(chunk(b"data: ")),
+        UpstreamStep::Repeat { bytes: chunk(&[b'x'; 16 * 1024]), every: Duration::from_millis(1) },
     ])
     .await;
     let data = run_against(&base, |l| l.upstream_max_line_bytes = 256 * 1024).await;
@@ -156,8 +156,8 @@ async fn an_endless_line_fails_the_run_at_the_line_limit() {
 #[tokio::test]
 async fn data_lines_without_a_blank_line_fail_the_run_at_the_event_limit() {
     let base = upstream(vec![
-        Step::Write(SSE_HEAD.to_vec()),
-        Step::Repeat { bytes: chunk(format!("data: {}\n", "y".repeat(1000)).as_bytes()), every: Duration::from_millis(1) },
+        UpstreamStep::Write(SSE_HEAD.to_vec()),
+        UpstreamStep::Repeat { bytes: chunk(format!("data: {}\n", "y".repeat(1000)).as_bytes()), every: Duration::from_millis(1) },
     ])
     .await;
     let data = run_against(&base, |l| l.upstream_max_event_bytes = 256 * 1024).await;
@@ -167,8 +167,8 @@ async fn data_lines_without_a_blank_line_fail_the_run_at_the_event_limit() {
 #[tokio::test]
 async fn a_completion_past_its_bytes_fails_the_run() {
     let base = upstream(vec![
-        Step::Write(SSE_HEAD.to_vec()),
-        Step::Repeat { bytes: chunk(&delta("many tokens ")), every: Duration::from_micros(200) },
+        UpstreamStep::Write(SSE_HEAD.to_vec()),
+        UpstreamStep::Repeat { bytes: chunk(&delta("many tokens ")), every: Duration::from_micros(200) },
     ])
     .await;
     let data = run_against(&base, |l| l.upstream_max_completion_bytes = 64 * 1024).await;
@@ -178,8 +178,11 @@ async fn a_completion_past_its_bytes_fails_the_run() {
 #[tokio::test]
 async fn a_completion_past_its_time_fails_the_run() {
     // A token every 50 ms, forever: never idle, never done.
-    let base =
-        upstream(vec![Step::Write(SSE_HEAD.to_vec()), Step::Repeat { bytes: chunk(&delta("t ")), every: Duration::from_millis(50) }]).await;
+    let base = upstream(vec![
+        UpstreamStep::Write(SSE_HEAD.to_vec()),
+        UpstreamStep::Repeat { bytes: chunk(&delta("t ")), every: Duration::from_millis(50) },
+    ])
+    .await;
     let data = run_against(&base, |l| l.upstream_max_completion_time = Duration::from_millis(600)).await;
     assert_failed_with(&data, "Request timed out: no end of the completion within 600ms");
 }
@@ -190,13 +193,13 @@ async fn utf_8_split_across_reads_is_joined_and_bad_bytes_are_replaced() {
     let cut = split.iter().position(|&b| b == 0xC3).unwrap() + 1;
     let bad = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\xFFb\"}}]}\n\n".to_vec();
     let base = upstream(vec![
-        Step::Write(SSE_HEAD.to_vec()),
-        Step::Write(chunk(&split[..cut])),
-        Step::Sleep(Duration::from_millis(20)),
-        Step::Write(chunk(&split[cut..])),
-        Step::Write(chunk(&bad)),
-        Step::Write(chunk(FINISH)),
-        Step::Write(b"0\r\n\r\n".to_vec()),
+        UpstreamStep::Write(SSE_HEAD.to_vec()),
+        UpstreamStep::Write(chunk(&split[..cut])),
+        UpstreamStep::Sleep(Duration::from_millis(20)),
+        UpstreamStep::Write(chunk(&split[cut..])),
+        UpstreamStep::Write(chunk(&bad)),
+        UpstreamStep::Write(chunk(FINISH)),
+        UpstreamStep::Write(b"0\r\n\r\n".to_vec()),
     ])
     .await;
     let data = run_against(&base, |_| {}).await;
@@ -206,7 +209,9 @@ async fn utf_8_split_across_reads_is_joined_and_bad_bytes_are_replaced() {
 
 #[tokio::test]
 async fn a_data_line_that_is_not_json_fails_the_run() {
-    let base = upstream(vec![Step::Write(SSE_HEAD.to_vec()), Step::Write(chunk(b"data: {not json\n\n")), Step::Hold]).await;
+    let base =
+        upstream(vec![UpstreamStep::Write(SSE_HEAD.to_vec()), UpstreamStep::Write(chunk(b"data: {not json\n\n")), UpstreamStep::Hold])
+            .await;
     let data = run_against(&base, |_| {}).await;
     assert_failed_with(&data, "Malformed stream chunk");
 }
@@ -215,14 +220,14 @@ async fn a_data_line_that_is_not_json_fails_the_run() {
 async fn a_500_with_an_html_body_fails_the_run_quoting_it() {
     let html = "<html><body><h1>500 Internal Server Error</h1></body></html>";
     let answer = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{html}", html.len());
-    let base = upstream(vec![Step::Write(answer.into_bytes())]).await;
+    let base = upstream(vec![UpstreamStep::Write(answer.into_bytes())]).await;
     let data = run_against(&base, |_| {}).await;
     assert_failed_with(&data, "Error code: 500 - <html><body><h1>500 Internal Server Error</h1>");
 }
 
 #[tokio::test]
 async fn a_never_ending_silence_fails_the_run_at_the_first_token_timeout() {
-    let base = upstream(vec![Step::Write(SSE_HEAD.to_vec()), Step::Hold]).await;
+    let base = upstream(vec![UpstreamStep::Write(SSE_HEAD.to_vec()), UpstreamStep::Hold]).await;
     let data = run_against(&base, |l| l.upstream_first_token_timeout = Duration::from_millis(300)).await;
     assert_failed_with(&data, "Request timed out: no first token within 300ms");
 }

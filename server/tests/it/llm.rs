@@ -2,8 +2,8 @@
 //! stream (one `text_chunk` per delta), and every upstream failure ending the
 //! run `failed` in Dify's shapes, never hanging.
 
-use crate::support::StackOptions;
-use crate::support::{Reply, TestClient, eventually, fast_script, llm_config, spawn_server, spawn_stack_with};
+use crate::support::TestStackOptions;
+use crate::support::{TestClient, WholeReply, eventually, fast_script, llm_config, spawn_server, spawn_stack_with};
 use mock::{Fault, Script};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -14,7 +14,7 @@ fn streaming(question: &str) -> Value {
     json!({"inputs": {"question": question}, "response_mode": "streaming", "user": "user_1"})
 }
 
-fn events(reply: &Reply) -> Vec<Value> {
+fn events(reply: &WholeReply) -> Vec<Value> {
     reply.events().iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect()
 }
 
@@ -72,7 +72,7 @@ async fn sends_the_rendered_prompt_and_relays_each_delta() {
 /// and wake is `busy_poll.rs`'s unit test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_relays_every_stream_whole() {
-    let stack = spawn_stack_with(StackOptions { script: fast_script(), busy_poll: true, ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script: fast_script(), busy_poll: true, ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm");
     let (ml, ai) = (streaming("What is ML?"), streaming("What is AI?"));
@@ -105,7 +105,7 @@ async fn upstream_faults_fail_the_run_in_difys_shape() {
     ];
     for (name, fault, ttft, error) in cases {
         let script = Script { fault, time_to_first_token: ttft, inter_token_delay: Duration::from_millis(1), ..Script::default() };
-        let mut options = StackOptions { script, ..StackOptions::default() };
+        let mut options = TestStackOptions { script, ..TestStackOptions::default() };
         options.limits.upstream_first_token_timeout = Duration::from_millis(300);
         options.limits.upstream_idle_timeout = Duration::from_millis(300);
         let stack = spawn_stack_with(options).await;
@@ -138,7 +138,7 @@ async fn connection_refused_fails_the_run() {
 }
 
 #[track_caller]
-fn assert_failed(name: &str, reply: &Reply, error: &str) {
+fn assert_failed(name: &str, reply: &WholeReply, error: &str) {
     assert_eq!(reply.status, 200, "{name}");
     let names = reply.event_names();
     assert_eq!(names[..3], ["workflow_started", "node_started", "node_finished"], "{name}");

@@ -1,7 +1,7 @@
 //! Run records, task stop, parameters and info, and Dify's own stress-test
 //! app loaded unchanged.
 
-use crate::support::StackOptions;
+use crate::support::TestStackOptions;
 use crate::support::{TestClient, read_until, spawn_server, spawn_stack, spawn_stack_with};
 use mock::workspace_root;
 use mock::{Fault, Script};
@@ -85,7 +85,7 @@ async fn run_record_bytes_keep_difys_escaping() {
 #[tokio::test]
 async fn stop_ends_a_streaming_run_of_the_same_user() {
     let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
-    let stack = spawn_stack_with(StackOptions { script, ..StackOptions::default() }).await;
+    let stack = spawn_stack_with(TestStackOptions { script, ..TestStackOptions::default() }).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm");
     let response = client.open_stream(key, &json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "alice"})).await;
@@ -159,7 +159,7 @@ async fn difys_stress_test_app_runs_unchanged() {
 #[tokio::test]
 async fn pings_first_and_after_each_silence() {
     let script = Script { fault: Some(Fault::StallAfter { chunks: 1 }), ..Script::default() };
-    let mut options = StackOptions { script, ..StackOptions::default() };
+    let mut options = TestStackOptions { script, ..TestStackOptions::default() };
     options.limits.ping_interval = std::time::Duration::from_millis(50);
     let stack = spawn_stack_with(options).await;
     let client = TestClient::for_stack(&stack);

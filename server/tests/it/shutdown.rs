@@ -2,7 +2,7 @@
 //! upstream do: a client holding half a head, a stream whose client never
 //! reads, runs waiting on a silent upstream.
 
-use crate::support::{StackOptions, TestClient, read_until, spawn_stack_with};
+use crate::support::{TestClient, TestStackOptions, read_until, spawn_stack_with};
 use mock::{Fault, Script};
 use serde_json::json;
 use server::sse::SseParser;
@@ -14,13 +14,13 @@ const GRACE: Duration = Duration::from_secs(1);
 /// 18.5 s, 9.5 s, or forever): a bound, not a speed.
 const DEADLINE: Duration = Duration::from_secs(6);
 
-fn options(script: Script) -> StackOptions {
-    let mut options = StackOptions { script, ..StackOptions::default() };
+fn options(script: Script) -> TestStackOptions {
+    let mut options = TestStackOptions { script, ..TestStackOptions::default() };
     options.limits.shutdown_grace = GRACE;
     options
 }
 
-async fn shutdown_within_deadline(stack: crate::support::Stack) {
+async fn shutdown_within_deadline(stack: crate::support::TestStack) {
     tokio::time::timeout(DEADLINE, stack.shutdown()).await.expect("shutdown ends within its grace period").unwrap();
 }
 

@@ -2,7 +2,7 @@
 //! connections than the cap, slow heads at a low descriptor limit, and
 //! clients that write a whole refused body before they read the answer.
 
-use crate::support::{StackOptions, TestClient, eventually, spawn_stack_with};
+use crate::support::{TestClient, TestStackOptions, eventually, spawn_stack_with};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ fn still_open(stream: &TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_head_not_complete_in_time_is_closed_and_counted() {
-    let mut options = StackOptions::default();
+    let mut options = TestStackOptions::default();
     options.limits.header_read_timeout = Duration::from_millis(300);
     let stack = spawn_stack_with(options).await;
     let url = stack.server.url.clone();
@@ -79,7 +79,7 @@ async fn a_head_not_complete_in_time_is_closed_and_counted() {
 
 #[tokio::test]
 async fn past_the_waiting_cap_the_connection_waiting_longest_is_closed() {
-    let mut options = StackOptions::default();
+    let mut options = TestStackOptions::default();
     options.limits.max_waiting_connections = Some(8);
     let stack = spawn_stack_with(options).await;
     let url = stack.server.url.clone();
@@ -219,7 +219,7 @@ async fn write_all_then_read(url: &str, head: &str, body_len: usize) -> std::io:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_writes_a_refused_body_before_reading_gets_the_answer() {
-    let mut options = StackOptions::default();
+    let mut options = TestStackOptions::default();
     options.limits.max_body_bytes = 256 * 1024;
     let stack = spawn_stack_with(options).await;
     let url = stack.server.url.clone();
@@ -255,7 +255,7 @@ async fn a_client_that_writes_a_refused_body_before_reading_gets_the_answer() {
 async fn python_standard_clients_get_the_413() {
     // The client of the report that found the fault: urllib over
     // http.client, a 12 MiB body against the default 10 MiB limit.
-    let stack = spawn_stack_with(StackOptions::default()).await;
+    let stack = spawn_stack_with(TestStackOptions::default()).await;
     let script = format!(
         r#"
 import json, urllib.request, urllib.error

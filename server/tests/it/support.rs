@@ -12,13 +12,13 @@ use mock::{MockLlm, Script};
 use serde_json::Value;
 use server::sse::{SseEvent, SseParser};
 
-pub async fn spawn_stack() -> Stack {
-    spawn_stack_with(StackOptions { script: fast_script(), ..StackOptions::default() }).await
+pub async fn spawn_stack() -> TestStack {
+    spawn_stack_with(TestStackOptions { script: fast_script(), ..TestStackOptions::default() }).await
 }
 
 /// How a test's stack differs from the default.
 #[derive(Debug, Clone, Default)]
-pub struct StackOptions {
+pub struct TestStackOptions {
     pub script: Script,
     pub limits: server::Limits,
     /// Per-app cap on concurrent runs (429 above).
@@ -27,12 +27,12 @@ pub struct StackOptions {
 }
 
 /// The mock LLM and the server with the fixture apps, on ephemeral ports.
-pub struct Stack {
+pub struct TestStack {
     pub mock: MockLlm,
     pub server: server::Running,
 }
 
-impl Stack {
+impl TestStack {
     /// The API key of fixture app `name` (`empty` or `llm`).
     pub fn api_key(&self, name: &str) -> &'static str {
         APPS.iter().find(|app| app.name == name).map(|app| app.api_key).expect("a fixture app")
@@ -45,7 +45,7 @@ impl Stack {
     }
 }
 
-pub async fn spawn_stack_with(options: StackOptions) -> Stack {
+pub async fn spawn_stack_with(options: TestStackOptions) -> TestStack {
     let mock = MockLlm::start(options.script, "127.0.0.1:0".parse().unwrap()).await.expect("mock starts");
     let mut config = server::Config { limits: options.limits, busy_poll: options.busy_poll, ..server::Config::default() };
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -59,7 +59,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         })
         .collect();
     let server = server::Running::start(&config).expect("server starts");
-    Stack { mock, server }
+    TestStack { mock, server }
 }
 
 /// Dify's mock reply with 1 ms between tokens, so tests do not wait 50 ms a word.
@@ -69,7 +69,7 @@ pub fn fast_script() -> Script {
 
 /// A whole response.
 #[derive(Debug)]
-pub struct Reply {
+pub struct WholeReply {
     pub status: StatusCode,
     /// The reason phrase when it is not the canonical one (e.g. `BAD REQUEST`).
     pub reason: Option<String>,
@@ -77,7 +77,7 @@ pub struct Reply {
     pub body: Bytes,
 }
 
-impl Reply {
+impl WholeReply {
     pub fn text(&self) -> &str {
         std::str::from_utf8(&self.body).expect("UTF-8 body")
     }
@@ -116,18 +116,18 @@ impl TestClient {
         Self { client: Client::builder(TokioExecutor::new()).build_http(), base: base.to_owned() }
     }
 
-    pub fn for_stack(stack: &Stack) -> Self {
+    pub fn for_stack(stack: &TestStack) -> Self {
         Self::new(&stack.server.url)
     }
 
     /// Sends a request; `headers` are `(name, value)` pairs.
-    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> WholeReply {
         self.try_send(method, path, headers, body).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `send`, but a request the server does not answer (connection closed,
     /// body cut) is an `Err` naming what failed instead of a panic.
-    pub async fn try_send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Reply, String> {
+    pub async fn try_send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<WholeReply, String> {
         let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -137,11 +137,11 @@ impl TestClient {
         let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| format!("body does not read to the end: {e:?}"))?.to_bytes();
-        Ok(Reply { status: parts.status, reason, headers: parts.headers, body })
+        Ok(WholeReply { status: parts.status, reason, headers: parts.headers, body })
     }
 
     /// `POST /v1/workflows/run` with a JSON body and an API key.
-    pub async fn run(&self, api_key: &str, body: &Value) -> Reply {
+    pub async fn run(&self, api_key: &str, body: &Value) -> WholeReply {
         let auth = format!("Bearer {api_key}");
         self.send("POST", "/v1/workflows/run", &[("authorization", &auth), ("content-type", "application/json")], body.to_string()).await
     }
@@ -206,7 +206,7 @@ pub fn llm_config(base_url: &str) -> server::Config {
 
 /// A client that sends a streaming run of the `llm` app and never reads the
 /// answer: its connection, the request written whole.
-pub async fn open_unread_stream(stack: &Stack) -> tokio::net::TcpStream {
+pub async fn open_unread_stream(stack: &TestStack) -> tokio::net::TcpStream {
     let body = serde_json::json!({"inputs": {"question": "q"}, "response_mode": "streaming", "user": "u"}).to_string();
     let request = format!(
         "POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

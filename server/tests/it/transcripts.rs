@@ -13,13 +13,13 @@ use server::{AppConfig, Config};
 const REFERENCE_KEY: &str = "app-reference-start-end";
 
 /// One captured exchange of the transcript file.
-struct Exchange {
+struct TranscriptExchange {
     body: String,
     headers: Vec<(String, String)>,
     response: String,
 }
 
-fn transcript_exchanges() -> Vec<Exchange> {
+fn transcript_exchanges() -> Vec<TranscriptExchange> {
     // curl printed the header lines with `\r\n`; the bodies use `\n`.
     let text = std::fs::read_to_string(workspace_root().join("fixtures/transcripts/dify-1.13.2.txt")).unwrap().replace("\r\n", "\n");
     let mut out = Vec::new();
@@ -29,7 +29,7 @@ fn transcript_exchanges() -> Vec<Exchange> {
         let (head, response) = rest.split_once("\n\n").unwrap();
         let headers =
             head.lines().skip(1).filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned())).collect();
-        out.push(Exchange { body: body.trim().to_owned(), headers, response: response.trim_end().to_owned() });
+        out.push(TranscriptExchange { body: body.trim().to_owned(), headers, response: response.trim_end().to_owned() });
     }
     out
 }
@@ -67,7 +67,7 @@ async fn start_end_matches_real_dify_byte_for_byte() {
     let server = reference_server();
     let url = server.url.clone();
     let client = TestClient::new(&url);
-    let exchanges: Vec<Exchange> =
+    let exchanges: Vec<TranscriptExchange> =
         transcript_exchanges().into_iter().filter(|e| e.headers.iter().any(|(k, v)| k == "x-version" && v == "1.13.2")).collect();
     let mut n_compared = 0;
     for exchange in exchanges.iter().filter(|e| !e.body.contains("\"text\":\"hi\"")) {

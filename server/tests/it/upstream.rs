@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// How a raw server answers each request on a connection.
 #[derive(Clone, Copy)]
-enum Answer {
+enum UpstreamAnswer {
     /// A chunked body written one byte per write, then stays open.
     ChunkedByteByByte,
     /// A chunked body, then the server closes the connection (no
@@ -29,7 +29,7 @@ const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nt
 
 /// A server on 127.0.0.1:0 answering every request with `answer`; counts
 /// accepted connections, and those it has closed.
-async fn raw_server(answer: Answer) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+async fn raw_server(answer: UpstreamAnswer) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
     let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -48,7 +48,7 @@ async fn raw_server(answer: Answer) -> (String, Arc<AtomicUsize>, Arc<AtomicUsiz
     (url, accepted, closed)
 }
 
-async fn serve(mut tcp: TcpStream, answer: Answer) {
+async fn serve(mut tcp: TcpStream, answer: UpstreamAnswer) {
     tcp.set_nodelay(true).unwrap();
     let mut buf = BytesMut::new();
     loop {
@@ -68,21 +68,21 @@ async fn serve(mut tcp: TcpStream, answer: Answer) {
         }
         let _ = buf.split_to(head_end + length);
         match answer {
-            Answer::ChunkedByteByByte => {
+            UpstreamAnswer::ChunkedByteByByte => {
                 for byte in CHUNKED {
                     tcp.write_all(&[*byte]).await.unwrap();
                     tokio::time::sleep(Duration::from_micros(50)).await;
                 }
             }
-            Answer::ChunkedThenClose => {
+            UpstreamAnswer::ChunkedThenClose => {
                 tcp.write_all(CHUNKED).await.unwrap();
                 return;
             }
-            Answer::CloseDelimited => {
+            UpstreamAnswer::CloseDelimited => {
                 tcp.write_all(b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: hello\n\n").await.unwrap();
                 return;
             }
-            Answer::Cut => {
+            UpstreamAnswer::Cut => {
                 tcp.write_all(&CHUNKED[..CHUNKED.len() - 12]).await.unwrap();
                 return;
             }
@@ -114,7 +114,7 @@ async fn body_of(response: &mut Response<'_>) -> Result<Vec<u8>, UpstreamError> 
 
 #[tokio::test]
 async fn a_body_sent_byte_by_byte_decodes_whole_and_the_connection_is_reused() {
-    let (url, accepted, _) = raw_server(Answer::ChunkedByteByByte).await;
+    let (url, accepted, _) = raw_server(UpstreamAnswer::ChunkedByteByByte).await;
     let endpoint = endpoint(&url);
     for _ in 0..3 {
         let mut response = endpoint.post(b"{}").await.unwrap();
@@ -127,7 +127,7 @@ async fn a_body_sent_byte_by_byte_decodes_whole_and_the_connection_is_reused() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_the_server_closed_is_replaced() {
-    let (url, accepted, closed) = raw_server(Answer::ChunkedThenClose).await;
+    let (url, accepted, closed) = raw_server(UpstreamAnswer::ChunkedThenClose).await;
     let endpoint = endpoint(&url);
     for round in 1..=3 {
         let mut response = endpoint.post(b"{}").await.unwrap();
@@ -142,7 +142,7 @@ async fn a_kept_alive_connection_the_server_closed_is_replaced() {
 
 #[tokio::test]
 async fn a_close_delimited_body_ends_at_the_close() {
-    let (url, _, _) = raw_server(Answer::CloseDelimited).await;
+    let (url, _, _) = raw_server(UpstreamAnswer::CloseDelimited).await;
     let endpoint = endpoint(&url);
     let mut response = endpoint.post(b"{}").await.unwrap();
     assert_eq!(body_of(&mut response).await.unwrap(), b"data: hello\n\n");
@@ -153,7 +153,7 @@ async fn a_close_delimited_body_ends_at_the_close() {
 
 #[tokio::test]
 async fn a_body_cut_before_its_last_chunk_is_incomplete() {
-    let (url, _, _) = raw_server(Answer::Cut).await;
+    let (url, _, _) = raw_server(UpstreamAnswer::Cut).await;
     let endpoint = endpoint(&url);
     let mut response = endpoint.post(b"{}").await.unwrap();
     let err = body_of(&mut response).await.unwrap_err();

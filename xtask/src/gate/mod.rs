@@ -21,14 +21,17 @@
 //! Exit codes: 0 no regression, 1 regression, 2 could not measure.
 
 mod build;
+mod metrics;
+mod phase;
 mod render;
 mod rounds;
 mod self_test;
 mod verdict;
 
-use crate::verdict::Verdict;
+use crate::verdict::ChangeVerdict;
 use anyhow::bail;
-use rounds::{Phase, Side};
+use phase::Phase;
+use rounds::Side;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -110,8 +113,8 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
         }
     };
     let verdicts = verdict::analyse(args, &rounds)?;
-    let regressed = verdict::gating(&verdicts, Verdict::Regressed);
-    let unresolved = verdict::gating(&verdicts, Verdict::Unresolved);
+    let regressed = verdict::gating(&verdicts, ChangeVerdict::Regressed);
+    let unresolved = verdict::gating(&verdicts, ChangeVerdict::Unresolved);
     let summary = render::summary(&regressed, &unresolved);
     let label = format!("{} → {}", args.base.as_deref().unwrap_or("?"), args.head.as_deref().unwrap_or("working tree"));
     let markdown = render::markdown(&label, &verdicts, rounds.len(), args, &summary, started.elapsed());

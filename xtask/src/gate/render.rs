@@ -3,9 +3,10 @@
 //! and Bencher Metric Format of the head's figures (`--bmf`).
 
 use super::GateArgs;
+use super::metrics::METRICS;
 use super::rounds::Round;
-use super::verdict::{METRICS, MetricVerdict};
-use crate::verdict::Verdict;
+use super::verdict::MetricVerdict;
+use crate::verdict::ChangeVerdict;
 use flowbench::report::bmf::{Bmf, Measure};
 use std::fmt::Write;
 use std::time::Duration;
@@ -27,13 +28,13 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
     out.push_str("| metric | base | head | change | 95% CI | MDE (90% power) | floor | verdict |\n|---|---|---|---|---|---|---|---|\n");
     for v in verdicts {
         let verdict = match (v.verdict, v.advisory) {
-            (Verdict::Regressed, false) => "❌ **Regressed**".to_owned(),
-            (Verdict::Improved, _) => "✅ Improved".to_owned(),
-            (Verdict::Pass, _) => "✅ Pass".to_owned(),
-            (Verdict::Unresolved, false) => "⚠️ Unresolved (too noisy)".to_owned(),
+            (ChangeVerdict::Regressed, false) => "❌ **Regressed**".to_owned(),
+            (ChangeVerdict::Improved, _) => "✅ Improved".to_owned(),
+            (ChangeVerdict::Pass, _) => "✅ Pass".to_owned(),
+            (ChangeVerdict::Unresolved, false) => "⚠️ Unresolved (too noisy)".to_owned(),
             (verdict, true) => format!("ℹ️ advisory: {verdict}"),
             // bench-compare's verdict; the gate's rule never gives it.
-            (verdict @ Verdict::NonSignificant, false) => verdict.to_string(),
+            (verdict @ ChangeVerdict::NonSignificant, false) => verdict.to_string(),
         };
         let _ = writeln!(
             out,
@@ -156,7 +157,7 @@ fn bmf(verdicts: &[MetricVerdict]) -> Bmf {
 mod tests {
     use super::*;
 
-    fn verdict(metric: &'static str, verdict: Verdict, advisory: bool) -> MetricVerdict {
+    fn verdict(metric: &'static str, verdict: ChangeVerdict, advisory: bool) -> MetricVerdict {
         MetricVerdict {
             metric,
             base_mean: 100.0,
@@ -175,9 +176,9 @@ mod tests {
     #[test]
     fn table_rows_and_bmf_keys() {
         let verdicts = [
-            verdict("empty CPU µs/request", Verdict::Regressed, false),
-            verdict("TTFE p99", Verdict::Unresolved, true),
-            verdict("TTFE p50", Verdict::Pass, false),
+            verdict("empty CPU µs/request", ChangeVerdict::Regressed, false),
+            verdict("TTFE p99", ChangeVerdict::Unresolved, true),
+            verdict("TTFE p50", ChangeVerdict::Pass, false),
         ];
         let args = <crate::Cli as clap::Parser>::try_parse_from(["cargo xtask", "gate", "--base", "HEAD~1"]).unwrap();
         let crate::Task::Gate(args) = args.command else { panic!("gate") };
@@ -202,7 +203,7 @@ mod tests {
 
     #[test]
     fn the_page_draws_each_metric_with_its_interval_and_each_round() {
-        let verdicts = [verdict("empty CPU µs/request", Verdict::Regressed, false), verdict("TTFE p50", Verdict::Pass, false)];
+        let verdicts = [verdict("empty CPU µs/request", ChangeVerdict::Regressed, false), verdict("TTFE p50", ChangeVerdict::Pass, false)];
         let rounds: Vec<Round> = (0..3)
             .map(|r| Round {
                 log_ratios: METRICS.iter().enumerate().map(|(m, _)| 0.01 * (m as f64 - 3.0) + 0.002 * f64::from(r)).collect(),

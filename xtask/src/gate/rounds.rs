@@ -13,86 +13,17 @@
 //! rounds disturbed: the gate could not measure.
 
 use super::GateArgs;
-use super::verdict::{METRICS, paired};
+use super::metrics::{METRICS, paired};
+use super::phase::Phase;
 use anyhow::{Context, bail};
 use flowbench::StackInfo;
-use flowbench::load::driver::Mode;
 use flowbench::load::health;
 use flowbench::report::ScenarioReport;
-use flowbench::report::ab::{AbReport, AbScenario, Slice};
+use flowbench::report::ab::{AbReport, Slice};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// What a round drives, in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Blocking Start→End runs, closed model, saturating the core.
-    Empty,
-    /// Start→LLM→End streams, closed model, saturating the core.
-    Llm,
-    /// Streaming Start→End runs at a light Poisson rate (`--ttfe-rate`):
-    /// the time to the first event without queueing. Under saturation it is
-    /// mostly how the kernel interleaves the two stacks, and A/A runs raised
-    /// false alarms (docs/gate.md). The first event of an llm run
-    /// takes the same path; what follows it is the llm phase's.
-    Ttfe,
-}
-
-impl Phase {
-    pub(super) const ALL: [Phase; 3] = [Phase::Empty, Phase::Llm, Phase::Ttfe];
-
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Phase::Empty => "empty",
-            Phase::Llm => "llm",
-            Phase::Ttfe => "ttfe",
-        }
-    }
-
-    /// The `flowbench ab` scenario this phase drives.
-    fn scenario(self) -> AbScenario {
-        match self {
-            Phase::Empty | Phase::Ttfe => AbScenario::Empty,
-            Phase::Llm => AbScenario::Llm,
-        }
-    }
-
-    /// The scenario's name as the report spells it: what `--scenario` takes,
-    /// and the fixture app's name in the stack line.
-    fn scenario_name(self) -> String {
-        match serde_json::to_value(self.scenario()) {
-            Ok(serde_json::Value::String(name)) => name,
-            other => unreachable!("AbScenario serializes as a string, not {other:?}"),
-        }
-    }
-
-    /// The API key of this phase's app, which both stacks must share
-    /// (`flowbench ab` takes one key for both sides).
-    fn api_key<'a>(self, a: &'a StackInfo, b: &StackInfo) -> anyhow::Result<&'a str> {
-        let app = self.scenario_name();
-        let (key_a, key_b) = (a.api_key(&app)?, b.api_key(&app)?);
-        if key_a != key_b {
-            bail!("the two stacks serve the {app} app under different API keys ({key_a:?}, {key_b:?})");
-        }
-        Ok(key_a)
-    }
-
-    /// `flowbench ab` arguments for this phase.
-    fn ab_args(self, args: &GateArgs, api_key: &str) -> Vec<String> {
-        let mut out = vec!["--scenario".to_owned(), self.scenario_name()];
-        if self == Phase::Ttfe {
-            out.extend(["--mode".to_owned(), Mode::Streaming.as_str().to_owned()]);
-        }
-        out.extend(["--api-key".to_owned(), api_key.to_owned()]);
-        match self {
-            Phase::Empty | Phase::Llm => out.extend(["--users".into(), args.users.to_string()]),
-            Phase::Ttfe => out.extend(["--poisson".into(), "--users".into(), "8".into(), "--rate".into(), args.ttfe_rate.to_string()]),
-        }
-        out
-    }
-}
 
 /// A side of the comparison: a binary and an optional injected cost.
 #[derive(Debug, Clone)]
@@ -179,7 +110,7 @@ fn disturbances(side: &ScenarioReport) -> Vec<String> {
     if side.counts.errors != 0 {
         out.push(format!("{} errors", side.counts.errors));
     }
-    if side.health.verdict != health::Verdict::Valid {
+    if side.health.verdict != health::HealthVerdict::Valid {
         out.push(serde_json::Value::from(side.health.reasons.clone()).to_string());
     }
     out
@@ -246,14 +177,14 @@ fn pinned(program: &Path, cpu: usize) -> Command {
 }
 
 /// A running `flowbench up` and the line it printed; stopped when dropped.
-struct Stack {
+struct RoundStack {
     child: Child,
     info: StackInfo,
 }
 
-impl Stack {
+impl RoundStack {
     /// A stack from `side`, pinned to CPU 1.
-    fn start(root: &Path, side: &Side) -> anyhow::Result<Stack> {
+    fn start(root: &Path, side: &Side) -> anyhow::Result<RoundStack> {
         let mut stack = pinned(&side.binary, 1);
         stack.arg("up").arg("--mock-script").arg(root.join("fixtures/mock/gate.toml"));
         if !side.busy_per_request.is_zero() {
@@ -268,7 +199,7 @@ impl Stack {
         let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
         let info = read.map_err(anyhow::Error::from).and_then(|_| StackInfo::parse(&line));
         match info {
-            Ok(info) => Ok(Stack { child, info }),
+            Ok(info) => Ok(RoundStack { child, info }),
             Err(e) => {
                 stop(&mut child);
                 Err(e.context(format!("the {} stack printed {line:?}", side.label)))
@@ -277,7 +208,7 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
+impl Drop for RoundStack {
     fn drop(&mut self) {
         stop(&mut self.child);
     }
@@ -290,9 +221,9 @@ fn stop(child: &mut Child) {
 }
 
 /// Both stacks, `first` started first; the first stopped if the second fails.
-fn start_both(root: &Path, first: &Side, second: &Side) -> anyhow::Result<(Stack, Stack)> {
-    let first = Stack::start(root, first)?;
-    Ok((first, Stack::start(root, second)?))
+fn start_both(root: &Path, first: &Side, second: &Side) -> anyhow::Result<(RoundStack, RoundStack)> {
+    let first = RoundStack::start(root, first)?;
+    Ok((first, RoundStack::start(root, second)?))
 }
 
 /// One round: fresh `a` and `b` stacks (started in alternating order),
@@ -343,7 +274,8 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::verdict::GateMetric;
+    use crate::gate::metrics::GateMetric;
+    use flowbench::load::driver::Mode;
     use flowbench::load::metrics::Metric;
     use flowbench::report::ab::{SCHEMA, SCHEMA_VERSION};
     use flowbench::report::sample::sample_scenario;
@@ -497,7 +429,7 @@ mod tests {
         // Other processes' CPU on the head's side of slice 2.
         let mut disturbed = read;
         let head = &mut disturbed.slices[1].b;
-        head.health.verdict = health::Verdict::Disturbed;
+        head.health.verdict = health::HealthVerdict::Disturbed;
         head.health.other_cpu_cores = 0.3;
         head.health.reasons = vec!["other processes used 0.30 cores during the run".into()];
         let round = Round::of(0, &[Phase::Empty], &[(Phase::Empty, disturbed)], "base", "head").unwrap();

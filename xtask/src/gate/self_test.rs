@@ -5,10 +5,12 @@
 //! estimate false alarms and power.
 
 use super::GateArgs;
-use super::rounds::{self, Phase, Round, Side};
-use super::verdict::{ADVISORY_MDE_PCT, METRICS, decide, floor_for};
+use super::metrics::{ADVISORY_MDE_PCT, METRICS};
+use super::phase::Phase;
+use super::rounds::{self, Round, Side};
+use super::verdict::{decide, floor_for};
 use crate::stats::{PairedChange, SplitMix64, pct};
-use crate::verdict::Verdict;
+use crate::verdict::ChangeVerdict;
 use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -180,7 +182,7 @@ fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
             for _ in 0..size {
                 draw.push(pool.swap_remove(rng.below(pool.len())));
             }
-            if decide(&PairedChange::of(&draw), metric.higher_is_better(), floor) == Verdict::Regressed {
+            if decide(&PairedChange::of(&draw), metric.higher_is_better(), floor) == ChangeVerdict::Regressed {
                 n_regressed += 1;
             }
         }

@@ -11,69 +11,12 @@
 //! advisory while their minimum detectable effect is above 20%.
 
 use super::GateArgs;
-use super::rounds::{Phase, Round};
+use super::metrics::{ADVISORY_MDE_PCT, METRICS};
+use super::rounds::Round;
 use crate::stats::{PairedChange, pct};
-use crate::verdict::Verdict;
+use crate::verdict::ChangeVerdict;
 use anyhow::{Context, bail};
-use flowbench::load::metrics::Metric;
-use flowbench::report::ScenarioReport;
-use flowbench::report::ab::Slice;
-use flowbench::report::figures::{Figure, Scalar, Stat};
 use serde::Serialize;
-
-/// A metric the gate judges: one figure of one phase's slices (which way
-/// is better, and whether it is a p99, follow from the figure).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct GateMetric {
-    pub(super) name: &'static str,
-    pub(super) phase: Phase,
-    /// One of `flowbench::report::figures::AB`, which `ab` measures.
-    pub(super) figure: Figure,
-}
-
-pub(super) const METRICS: [GateMetric; 8] = [
-    GateMetric { name: "empty QPS", phase: Phase::Empty, figure: Figure::Scalar(Scalar::RequestsPerS) },
-    GateMetric { name: "empty CPU µs/request", phase: Phase::Empty, figure: Figure::Scalar(Scalar::TargetCpuPerRequest) },
-    GateMetric { name: "empty p50 duration", phase: Phase::Empty, figure: Figure::Latency(Metric::Duration, Stat::P50) },
-    GateMetric { name: "empty p99 duration", phase: Phase::Empty, figure: Figure::Latency(Metric::Duration, Stat::P99) },
-    GateMetric { name: "TTFE p50", phase: Phase::Ttfe, figure: Figure::Latency(Metric::Ttfe, Stat::P50) },
-    GateMetric { name: "TTFE p99", phase: Phase::Ttfe, figure: Figure::Latency(Metric::Ttfe, Stat::P99) },
-    GateMetric { name: "llm events/s", phase: Phase::Llm, figure: Figure::Scalar(Scalar::EventsPerS) },
-    GateMetric { name: "llm CPU µs/event", phase: Phase::Llm, figure: Figure::Scalar(Scalar::TargetCpuPerEvent) },
-];
-/// A p99 metric gates only once it can resolve this change.
-pub(super) const ADVISORY_MDE_PCT: f64 = 20.0;
-
-impl GateMetric {
-    /// This metric's figure of one side of a slice, when it measured one above zero.
-    pub(super) fn of(&self, side: &ScenarioReport) -> Option<f64> {
-        self.figure.read(side).filter(|v| *v > 0.0)
-    }
-
-    pub(super) fn higher_is_better(&self) -> bool {
-        self.figure.higher_is_better()
-    }
-
-    /// A p99: advisory while it cannot resolve `ADVISORY_MDE_PCT`.
-    pub(super) fn is_p99(&self) -> bool {
-        matches!(self.figure, Figure::Latency(_, Stat::P99))
-    }
-}
-
-/// One slice's figures of a metric: side a's (the base), side b's (the
-/// head) and ln(head/base).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Paired {
-    pub(super) base: f64,
-    pub(super) head: f64,
-    pub(super) log_ratio: f64,
-}
-
-/// `metric` on both sides of `slice`; `None` when either side lacks it.
-pub(super) fn paired(metric: &GateMetric, slice: &Slice) -> Option<Paired> {
-    let (x, y) = (metric.of(&slice.a)?, metric.of(&slice.b)?);
-    Some(Paired { base: x, head: y, log_ratio: (y / x).ln() })
-}
 
 /// What the gate concluded for one metric.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +34,7 @@ pub struct MetricVerdict {
     pub round_sd_pct: f64,
     pub floor_pct: f64,
     pub advisory: bool,
-    pub verdict: Verdict,
+    pub verdict: ChangeVerdict,
 }
 
 /// The floor of `metric`: its `--floor-metric`, else `--floor`.
@@ -133,14 +76,14 @@ pub(super) fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<M
 }
 
 /// The metrics that count (not advisory) and got `verdict`.
-pub(super) fn gating(verdicts: &[MetricVerdict], verdict: Verdict) -> Vec<&'static str> {
+pub(super) fn gating(verdicts: &[MetricVerdict], verdict: ChangeVerdict) -> Vec<&'static str> {
     verdicts.iter().filter(|v| v.verdict == verdict && !v.advisory).map(|v| v.metric).collect()
 }
 
 /// The rule: Regressed only when the whole interval is on the worse side and
 /// the estimate is past the floor; Pass only when the interval excludes a
 /// floor-sized regression.
-pub fn decide(change: &PairedChange, higher_is_better: bool, floor_pct: f64) -> Verdict {
+pub fn decide(change: &PairedChange, higher_is_better: bool, floor_pct: f64) -> ChangeVerdict {
     let floor = (1.0 + floor_pct / 100.0).ln();
     // "Badness": positive when head is worse.
     let (bad, bad_low, bad_high) = if higher_is_better {
@@ -149,13 +92,13 @@ pub fn decide(change: &PairedChange, higher_is_better: bool, floor_pct: f64) -> 
         (change.log_mean, change.log_low, change.log_high)
     };
     if bad_low > 0.0 && bad > floor {
-        Verdict::Regressed
+        ChangeVerdict::Regressed
     } else if bad_high < 0.0 && -bad > floor {
-        Verdict::Improved
+        ChangeVerdict::Improved
     } else if bad_high < floor {
-        Verdict::Pass
+        ChangeVerdict::Pass
     } else {
-        Verdict::Unresolved
+        ChangeVerdict::Unresolved
     }
 }
 
@@ -171,26 +114,14 @@ mod tests {
     fn decide_follows_the_rule() {
         let ln = |p: f64| (1.0f64 + p / 100.0).ln();
         // Latency (lower is better) up 5% ± 1%: regressed.
-        assert_eq!(decide(&change(ln(5.0), ln(1.0)), false, 2.0), Verdict::Regressed);
+        assert_eq!(decide(&change(ln(5.0), ln(1.0)), false, 2.0), ChangeVerdict::Regressed);
         // Throughput down 5% ± 1%: regressed.
-        assert_eq!(decide(&change(ln(-5.0), ln(1.0)), true, 2.0), Verdict::Regressed);
+        assert_eq!(decide(&change(ln(-5.0), ln(1.0)), true, 2.0), ChangeVerdict::Regressed);
         // Up 1.5% ± 1%: significant but under the floor, and the interval excludes 2%.
-        assert_eq!(decide(&change(ln(1.5), ln(0.4)), false, 2.0), Verdict::Pass);
+        assert_eq!(decide(&change(ln(1.5), ln(0.4)), false, 2.0), ChangeVerdict::Pass);
         // 0% ± 4%: cannot exclude a 2% regression.
-        assert_eq!(decide(&change(0.0, ln(4.0)), false, 2.0), Verdict::Unresolved);
+        assert_eq!(decide(&change(0.0, ln(4.0)), false, 2.0), ChangeVerdict::Unresolved);
         // Latency down 6% ± 1%: improved.
-        assert_eq!(decide(&change(ln(-6.0), ln(1.0)), false, 2.0), Verdict::Improved);
-    }
-
-    /// Every metric names a figure the report's types know, each figure is
-    /// judged once, and every phase has a metric.
-    #[test]
-    fn every_metric_is_a_figure_of_the_ab_report() {
-        for metric in &METRICS {
-            assert!(flowbench::report::figures::AB.contains(&metric.figure), "{}: {:?}", metric.name, metric.figure);
-        }
-        let figures: std::collections::HashSet<Figure> = METRICS.iter().map(|m| m.figure).collect();
-        assert_eq!(figures.len(), METRICS.len());
-        assert!(Phase::ALL.iter().all(|p| METRICS.iter().any(|m| m.phase == *p)));
+        assert_eq!(decide(&change(ln(-6.0), ln(1.0)), false, 2.0), ChangeVerdict::Improved);
     }
 }
