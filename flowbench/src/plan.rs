@@ -7,7 +7,8 @@
 use crate::cli::{AbArgs, ReportFiles, RunArgs, ScriptArgs, SoakArgs, TargetTls, UpArgs};
 use crate::load::client::Protocol;
 use crate::load::client::{TargetOptions, bearer};
-use crate::load::driver::{AfterTerminal, InputOrder, InputSet, Mode};
+use crate::load::driver::{AfterTerminal, Mode};
+use crate::load::inputs::{InputOrder, InputSet};
 use crate::load::schedule::{LoadModel, Stage};
 use crate::report::Shard;
 use crate::report::ab::AbScenario;

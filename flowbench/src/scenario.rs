@@ -7,7 +7,8 @@
 //!
 //! No I/O beyond reading the file and its input files; no printing.
 
-use crate::load::driver::{InputOrder, InputSet, Mode, Row};
+use crate::load::driver::Mode;
+use crate::load::inputs::{InputOrder, InputSet, Row};
 use crate::load::schedule::{Stage, ThinkTime};
 use crate::report::thresholds::Threshold;
 use serde::Deserialize;

@@ -16,6 +16,7 @@ pub mod sqlite_store;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod upstream;
 pub mod workflow;
 

@@ -14,7 +14,8 @@
 //! - The schema is created at start (`CREATE TABLE IF NOT EXISTS`).
 
 use crate::batch::{Batch, Message, Outbox, Write, no_nul, status};
-use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, TaskRegistry, Why};
+use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, Why};
+use crate::tasks::TaskRegistry;
 use crate::workflow::events::RunTotals;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};

@@ -16,7 +16,8 @@
 //! - The schema is created at open.
 
 use crate::batch::{Batch, Message, Outbox, Write, no_nul, status};
-use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError, TaskRegistry};
+use crate::store::{Committed, RecordParts, RunRecord, RunStore, StoreError};
+use crate::tasks::TaskRegistry;
 use crate::workflow::events::RunTotals;
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};

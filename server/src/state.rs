@@ -5,7 +5,8 @@
 
 use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ConfigError, Limits};
-use crate::store::{MemoryStore, RunStore, TaskRegistry};
+use crate::store::{MemoryStore, RunStore};
+use crate::tasks::TaskRegistry;
 use crate::upstream::llm::{Provider, ProviderSettings};
 use crate::workflow::dsl::{self, NodeKind, Workflow};
 use bytes::Bytes;

@@ -1,19 +1,15 @@
-//! Run records and running tasks.
+//! Run records.
 //!
 //! `RunStore` is what a store implements: `MemoryStore` here, bounded
 //! (oldest runs evicted first) and sharded so no request takes a global
 //! lock; `sqlite_store::SqliteStore`, durable in one file; and
-//! `pg_store::PgStore`, shared by replicas. `TaskRegistry` maps a streaming
-//! run's task id to its stop token, so `POST /v1/workflows/tasks/{id}/stop`
-//! reaches it.
+//! `pg_store::PgStore`, shared by replicas. Running tasks are `tasks.rs`'s.
 
 use crate::workflow::events::RunTotals;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What `GET /v1/workflows/run/{id}` answers for one run, packed: the
@@ -427,51 +423,6 @@ impl RunStore for MemoryStore {
     /// Runs that have a record (a scan: for tests, not the request path).
     fn len(&self) -> usize {
         (0..N_SHARDS).map(|i| self.lock(i).slots.iter().filter(|s| s.record.is_some()).count()).sum()
-    }
-}
-
-/// Running streaming tasks that can be stopped.
-pub struct TaskRegistry {
-    shards: Vec<Mutex<HashMap<String, TaskEntry>>>,
-    hasher: RandomState,
-}
-
-struct TaskEntry {
-    app_id: String,
-    user: String,
-    stop: CancellationToken,
-}
-
-impl Default for TaskRegistry {
-    fn default() -> Self {
-        Self { shards: (0..N_SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
-    }
-}
-
-impl TaskRegistry {
-    fn shard(&self, task_id: &str) -> &Mutex<HashMap<String, TaskEntry>> {
-        &self.shards[self.hasher.hash_one(task_id) as usize % N_SHARDS]
-    }
-
-    pub fn register(&self, task_id: &str, app_id: &str, user: &str, stop: CancellationToken) {
-        let entry = TaskEntry { app_id: app_id.to_owned(), user: user.to_owned(), stop };
-        self.shard(task_id).lock().unwrap_or_else(|e| e.into_inner()).insert(task_id.to_owned(), entry);
-    }
-
-    pub fn remove(&self, task_id: &str) {
-        self.shard(task_id).lock().unwrap_or_else(|e| e.into_inner()).remove(task_id);
-    }
-
-    /// Stops the task if it is running for this app and user; true if it was.
-    pub fn stop(&self, task_id: &str, app_id: &str, user: &str) -> bool {
-        let shard = self.shard(task_id).lock().unwrap_or_else(|e| e.into_inner());
-        match shard.get(task_id) {
-            Some(entry) if entry.app_id == app_id && entry.user == user => {
-                entry.stop.cancel();
-                true
-            }
-            _ => false,
-        }
     }
 }
 

@@ -10,7 +10,10 @@
 //! completions and errors.
 
 use super::client::{Conn, Protocol, SendError, Target};
-use super::metrics::{ErrorClass, Gauge, Recorder, Sample};
+use super::gauge::Gauge;
+use super::inputs::{InputOrder, InputSet, QUESTIONS, Row};
+use super::metrics::{ErrorClass, Sample};
+use super::recorder::Recorder;
 use super::schedule::{LoadModel, Schedule};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -23,15 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// The five questions of Dify's stress test; each request picks one.
-pub const QUESTIONS: [&str; 5] = [
-    "What is artificial intelligence?",
-    "Explain quantum computing",
-    "What is machine learning?",
-    "How do neural networks work?",
-    "What is renewable energy?",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,74 +80,6 @@ impl App {
             None => InputSet::questions(),
         };
         Self { name: "app".to_owned(), mode, api_key, path: None, weight: 1, inputs }
-    }
-}
-
-/// What one request of an app carries beside `response_mode` and `user`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub inputs: serde_json::Map<String, Value>,
-    /// A chat app's `query` (`/v1/chat-messages`).
-    pub query: Option<String>,
-}
-
-impl Row {
-    /// A row of inputs only; `inputs` must be a JSON object (anything else
-    /// is sent as no inputs).
-    pub fn inputs(inputs: Value) -> Self {
-        match inputs {
-            Value::Object(map) => Self { inputs: map, query: None },
-            _ => Self { inputs: serde_json::Map::new(), query: None },
-        }
-    }
-}
-
-/// How the rows of an input set are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InputOrder {
-    /// In order, shared by every user: row k goes with the app's k-th request.
-    RoundRobin,
-    /// Uniformly at random, each user from its own seeded generator.
-    Random,
-}
-
-/// An app's rows, each serialized once: the hot path copies bytes.
-#[derive(Debug, Clone)]
-pub struct InputSet {
-    /// Each row as the body's first fields, e.g. `"inputs":{…},"query":"…"`.
-    fields: Arc<[Bytes]>,
-    pub order: InputOrder,
-}
-
-impl InputSet {
-    pub fn new(rows: &[Row], order: InputOrder) -> Self {
-        let fields = rows
-            .iter()
-            .map(|row| {
-                let mut text = format!(r#""inputs":{}"#, Value::Object(row.inputs.clone()));
-                if let Some(query) = &row.query {
-                    text.push_str(r#","query":"#);
-                    text.push_str(&Value::String(query.clone()).to_string());
-                }
-                Bytes::from(text)
-            })
-            .collect();
-        Self { fields, order }
-    }
-
-    /// Dify's stress test: `{"question": one of QUESTIONS}`, at random.
-    pub fn questions() -> Self {
-        let rows: Vec<Row> = QUESTIONS.iter().map(|q| Row::inputs(json!({ "question": q }))).collect();
-        Self::new(&rows, InputOrder::Random)
-    }
-
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
     }
 }
 

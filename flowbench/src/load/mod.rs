@@ -1,10 +1,14 @@
 //! Load: who sends when (`schedule`), over what (`client`), the worker loop
-//! that turns each request into one `Sample` (`driver`), what is counted
-//! (`metrics`), and whether the measurement can be trusted (`health`).
+//! that turns each request into one `Sample` (`driver`), what a request
+//! measures (`metrics`), how they are tallied (`recorder`, `gauge`), and
+//! whether the measurement can be trusted (`health`).
 //! Nothing here parses flags or prints.
 
 pub mod client;
 pub mod driver;
+pub mod gauge;
 pub mod health;
+pub mod inputs;
 pub mod metrics;
+pub mod recorder;
 pub mod schedule;

@@ -150,7 +150,7 @@ pub struct AppReport {
 
 impl AppReport {
     /// Each app's tally (none when the run had one app).
-    pub fn of(apps: &[crate::load::driver::App], recorder: &crate::load::metrics::Recorder) -> Vec<Self> {
+    pub fn of(apps: &[crate::load::driver::App], recorder: &crate::load::recorder::Recorder) -> Vec<Self> {
         apps.iter()
             .zip(&recorder.apps)
             .map(|(app, tally)| Self {

@@ -5,7 +5,8 @@
 use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
 use crate::load::health::{HealthReport, HealthSecond, HealthVerdict, Machine};
-use crate::load::metrics::{ErrorClass, Recorder, Sample, Summary};
+use crate::load::metrics::{ErrorClass, Sample, Summary};
+use crate::load::recorder::Recorder;
 use crate::load::schedule::LoadModel;
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 
 use flowbench::load::client::Protocol;
 use flowbench::load::client::{Target, bearer};
-use flowbench::load::driver::{self, App, InputOrder, InputSet, Live, Mode, Row, RunResult, RunSpec};
+use flowbench::load::driver::{self, App, Live, Mode, RunResult, RunSpec};
+use flowbench::load::inputs::{InputOrder, InputSet, Row};
 use flowbench::load::metrics::{ErrorClass, Metric, Summary};
 use flowbench::load::schedule::LoadModel;
 use flowbench::{InProcessStack, StackOptions};
