@@ -8,7 +8,7 @@
 use anyhow::Context;
 use mock::fixtures::APPS;
 use mock::{MockLlm, Script};
-use serde::{Deserialize, Serialize};
+pub use schema::stack::{StackApp, StackInfo};
 use server::{AppConfig, Config, Limits, Running};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -43,36 +43,6 @@ impl Default for StackOptions {
             busy_poll: false,
             store: None,
         }
-    }
-}
-
-/// What `flowbench up` prints, and what tests use to reach the stack.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StackInfo {
-    pub server_url: String,
-    pub mock_llm_url: String,
-    pub apps: BTreeMap<String, StackApp>,
-    /// The server processes (`flowbench up --replicas N`); empty when the
-    /// server runs in the `up` process itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub server_pids: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StackApp {
-    pub api_key: String,
-    pub workflow: String,
-}
-
-impl StackInfo {
-    /// `flowbench up`'s line.
-    pub fn parse(line: &str) -> anyhow::Result<Self> {
-        serde_json::from_str(line.trim_end()).with_context(|| format!("flowbench up printed {line:?}, not its stack line"))
-    }
-
-    /// The API key of fixture app `app` (`empty` or `llm`).
-    pub fn api_key(&self, app: &str) -> anyhow::Result<&str> {
-        self.apps.get(app).map(|a| a.api_key.as_str()).with_context(|| format!("the stack has no app {app:?}"))
     }
 }
 

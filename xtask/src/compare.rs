@@ -10,7 +10,7 @@
 use crate::stats::{bootstrap_log_ratio_of_means, pct};
 use crate::verdict::ChangeVerdict;
 use anyhow::{Context, bail};
-use flowbench::report::bmf::{Bmf, Measure};
+use schema::bmf::{Bmf, Measure};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -141,8 +141,8 @@ pub struct Point {
 fn figures(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let bmf = if value.get("schema").and_then(|s| s.as_str()) == Some(flowbench::report::SCHEMA) {
-        let report: flowbench::report::Report =
+    let bmf = if value.get("schema").and_then(|s| s.as_str()) == Some(schema::report::SCHEMA) {
+        let report: schema::report::Report =
             serde_json::from_value(value).with_context(|| format!("{} is not a readable flowbench report", path.display()))?;
         serde_json::to_value(report.to_bmf())?
     } else {
@@ -261,7 +261,7 @@ pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> Strin
 /// at each commit, the level between change points, and each change point
 /// marked at its commit.
 pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[String]) -> anyhow::Result<String> {
-    use flowbench::report::html::{Lines, esc, page, table};
+    use pages::html::{Lines, esc, page, table};
     let short = |c: &str| c[..c.len().min(9)].to_owned();
     let mut body = format!("<p>{} results ({}); {}.</p>\n", points.len(), span(points), esc(&method(settings)));
     let rows: Vec<Vec<String>> = found

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked.
-pub const CRATES: [&str; 5] = ["server", "mock", "flowbench", "benches", "xtask"];
+pub const CRATES: [&str; 7] = ["server", "mock", "schema", "pages", "flowbench", "benches", "xtask"];
 
 /// Every `.rs` file under `dir`, sorted.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

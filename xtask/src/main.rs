@@ -222,7 +222,7 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
     let commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let target = root.join("target/history");
     let held = history::commits_in(root, &dir);
-    let steps = flowbench::cmd::Steps::new("history", commits.len() as u64);
+    let steps = pages::progress::Steps::new("history", commits.len() as u64);
     for sha in &commits {
         let report = dir.join(format!("{sha}.json"));
         let short = &sha[..sha.len().min(9)];

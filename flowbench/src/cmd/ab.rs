@@ -16,7 +16,7 @@ use crate::load::health::{HealthMonitor, TargetCpu};
 use crate::load::schedule::LoadModel;
 use crate::plan::AbPlan;
 use crate::report::ab::{AbReport, AbScenario, SCHEMA, SCHEMA_VERSION, Slice};
-use crate::report::{LoadParams, ScenarioReport};
+use crate::report::{LoadParams, build_scenario};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ pub async fn execute(plan: &AbPlan) -> anyhow::Result<AbReport> {
                 let result = driver::run(spec, target, Arc::new(Live::default()), cancel).await;
                 let health = health.finish().await;
                 let interrupted = result.interrupted;
-                (ScenarioReport::build(name, mode, params, &result, health), interrupted)
+                (build_scenario(name, mode, params, &result, health, &[]), interrupted)
             }
         };
         // The side started first gets its connections first: alternate it

@@ -11,7 +11,7 @@ use crate::load::driver::{self, App, Live, RunSpec};
 use crate::load::health::{HealthMonitor, HealthVerdict, Machine, TargetCpu};
 use crate::plan::{Plan, PlannedApp};
 use crate::report::thresholds::ThresholdResult;
-use crate::report::{AppReport, LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo};
+use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, TargetInfo, build_scenario};
 use crate::stack::ChildStack;
 use http::HeaderValue;
 use std::sync::Arc;
@@ -122,10 +122,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
             timeout_s: plan.timeout.as_secs_f64(),
             seed: plan.seed,
         };
-        let mut built = ScenarioReport::build(&scenario.name, run_apps[0].mode, load, &result, health);
-        built.apps = AppReport::of(&run_apps, &result.recorder);
-        built.measure_start_unix_ms = Some(unix_ms_of(result.measure_start));
-        report.scenarios.push(built);
+        report.scenarios.push(build_scenario(&scenario.name, run_apps[0].mode, load, &result, health, &run_apps));
         report.interrupted |= result.interrupted;
     }
     signal.abort();
@@ -169,16 +166,6 @@ pub fn write_outputs(report: &Report, outputs: &ReportFiles) -> anyhow::Result<(
         write_file(path, crate::report::html::render(&[(name, report.clone())])?)?;
     }
     Ok(())
-}
-
-/// An instant of this process's clock, in ms since the Unix epoch.
-fn unix_ms_of(at: tokio::time::Instant) -> u64 {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let now = tokio::time::Instant::now();
-    match now.checked_duration_since(at) {
-        Some(ago) => now_ms.saturating_sub(ago.as_millis() as u64),
-        None => now_ms + (at - now).as_millis() as u64,
-    }
 }
 
 /// Each planned scenario's apps for the driver, each with its key.

@@ -19,7 +19,7 @@ use crate::load::health::{HealthMonitor, rss_kib};
 use crate::load::schedule::LoadModel;
 use crate::plan::SoakPlan;
 use crate::report::soak::{SCHEMA, SCHEMA_VERSION, SoakReport, SoakSample, growth_ends};
-use crate::report::{LoadParams, ScenarioReport};
+use crate::report::{LoadParams, build_scenario};
 use crate::stack::ChildStack;
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
@@ -81,7 +81,7 @@ pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
         timeout_s: 60.0,
         seed: 1,
     };
-    let scenario = ScenarioReport::build("llm", Mode::Streaming, params, &result, health);
+    let scenario = build_scenario("llm", Mode::Streaming, params, &result, health, &[]);
     let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
     let measured: Vec<u64> = samples.iter().filter(|s| s.t_s >= args.warmup.as_secs_f64()).map(|s| s.rss_kib).collect();
     let (rss_start_kib, rss_end_kib) = growth_ends(&measured);

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
+pub use schema::load::Mode;
 use serde_json::{Value, json};
 use server::sse::SseParser;
 use std::sync::Arc;
@@ -26,22 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Blocking,
-    Streaming,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Blocking => "blocking",
-            Mode::Streaming => "streaming",
-        }
-    }
-}
 
 /// What the driver does once a stream's terminal event (`workflow_finished`,
 /// `error`, `message_end`) has come and its body has not ended with it.
@@ -236,7 +221,7 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
     let mut first = true;
     loop {
         if !first && !think.is_zero() {
-            let pause = think.draw(&mut rng);
+            let pause = super::schedule::draw_think(&think, &mut rng);
             tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => break,

@@ -6,8 +6,8 @@
 //! runtime), the driver's own CPU, the target's CPU when it is a local
 //! process, and the CPU used by everything else, all from `/proc`.
 
-use super::metrics::{Summary, new_histogram};
-use serde::{Deserialize, Serialize};
+use super::metrics::{new_histogram, summary_of};
+pub use schema::health::{HealthReport, HealthSecond, HealthVerdict, Machine};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,58 +22,6 @@ const MAX_DRIVER_CPU_SHARE: f64 = 0.90;
 const MAX_OTHER_CPU_CORES: f64 = 0.10;
 /// Linux's `USER_HZ`: `/proc` reports CPU time in these ticks.
 const TICKS_PER_S: f64 = 100.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthVerdict {
-    Valid,
-    /// Another process took a share of the machine: figures may be biased.
-    Disturbed,
-    /// The driver was the bottleneck: figures describe the driver, not the target.
-    Invalid,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HealthReport {
-    pub verdict: HealthVerdict,
-    pub reasons: Vec<String>,
-    pub scheduler_lag_ms: Summary,
-    /// CPU used, in cores (1.0 = one core busy the whole run).
-    pub driver_cpu_cores: f64,
-    pub driver_threads: usize,
-    pub target_cpu_cores: Option<f64>,
-    /// What the target's CPU covers (processes, a cgroup), or why it is not
-    /// measured. Absent from reports before it was written.
-    #[serde(default)]
-    pub target_cpu_of: Option<String>,
-    /// Processes other than the driver and the target(s).
-    pub other_cpu_cores: f64,
-    /// Time the hypervisor held back this VM's runnable CPUs, in cores: a
-    /// neighbour on the host. It swings from one second to the next under
-    /// the same load and moves latency while it lasts (docs/gate.md), so it
-    /// is judged like other processes' CPU.
-    #[serde(default)]
-    pub steal_cores: f64,
-    pub machine_cores: usize,
-    /// Wall time the CPU figures cover (warm-up and drain included).
-    pub span_s: f64,
-    /// The same CPU figures second by second over that span, for the HTML
-    /// report's plot; left out of `flowbench ab`'s slices.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub per_second: Vec<HealthSecond>,
-}
-
-/// One second of the run's CPU, in cores.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct HealthSecond {
-    /// The end of this second, in seconds since the monitor started (the
-    /// load's start: its warm-up comes first).
-    pub t_s: f64,
-    pub driver: f64,
-    pub target: Option<f64>,
-    pub others: f64,
-    pub steal: f64,
-}
 
 /// The CPU used between two snapshots, in cores.
 struct CpuShare {
@@ -247,7 +195,7 @@ impl HealthMonitor {
         let end = snapshot(&self.target, &self.sibling);
         let CpuShare { seconds, driver, target, others, steal } = CpuShare::between(&self.start, &end);
         let per_second = std::mem::take(&mut *self.seconds.lock().unwrap_or_else(|e| e.into_inner()));
-        let lag = Summary::of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
+        let lag = summary_of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = HealthReport {
             verdict: HealthVerdict::Valid,
@@ -263,39 +211,38 @@ impl HealthMonitor {
             span_s: seconds,
             per_second,
         };
-        report.judge(self.sibling == TargetCpu::Remote);
+        judge(&mut report, self.sibling == TargetCpu::Remote);
         report
     }
 }
 
-impl HealthReport {
-    fn judge(&mut self, judge_driver_share: bool) {
-        if self.scheduler_lag_ms.p99 > MAX_LAG_P99_MS {
-            self.verdict = HealthVerdict::Invalid;
-            self.reasons.push(format!(
-                "driver overloaded: scheduler lag p99 {:.1} ms > {MAX_LAG_P99_MS} ms, so send and receive times are late",
-                self.scheduler_lag_ms.p99
-            ));
+/// The verdict on a run's health, with its reasons, from its figures.
+fn judge(report: &mut HealthReport, judge_driver_share: bool) {
+    if report.scheduler_lag_ms.p99 > MAX_LAG_P99_MS {
+        report.verdict = HealthVerdict::Invalid;
+        report.reasons.push(format!(
+            "driver overloaded: scheduler lag p99 {:.1} ms > {MAX_LAG_P99_MS} ms, so send and receive times are late",
+            report.scheduler_lag_ms.p99
+        ));
+    }
+    if judge_driver_share && report.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * report.driver_threads as f64 {
+        report.verdict = HealthVerdict::Invalid;
+        report.reasons.push(format!(
+            "driver saturated: it used {:.2} of its {} core(s); the load generator, not the target, was the bottleneck",
+            report.driver_cpu_cores, report.driver_threads
+        ));
+    }
+    if report.other_cpu_cores > MAX_OTHER_CPU_CORES {
+        if report.verdict == HealthVerdict::Valid {
+            report.verdict = HealthVerdict::Disturbed;
         }
-        if judge_driver_share && self.driver_cpu_cores > MAX_DRIVER_CPU_SHARE * self.driver_threads as f64 {
-            self.verdict = HealthVerdict::Invalid;
-            self.reasons.push(format!(
-                "driver saturated: it used {:.2} of its {} core(s); the load generator, not the target, was the bottleneck",
-                self.driver_cpu_cores, self.driver_threads
-            ));
+        report.reasons.push(format!("other processes used {:.2} cores during the run", report.other_cpu_cores));
+    }
+    if report.steal_cores > MAX_OTHER_CPU_CORES {
+        if report.verdict == HealthVerdict::Valid {
+            report.verdict = HealthVerdict::Disturbed;
         }
-        if self.other_cpu_cores > MAX_OTHER_CPU_CORES {
-            if self.verdict == HealthVerdict::Valid {
-                self.verdict = HealthVerdict::Disturbed;
-            }
-            self.reasons.push(format!("other processes used {:.2} cores during the run", self.other_cpu_cores));
-        }
-        if self.steal_cores > MAX_OTHER_CPU_CORES {
-            if self.verdict == HealthVerdict::Valid {
-                self.verdict = HealthVerdict::Disturbed;
-            }
-            self.reasons.push(format!("the host held back this machine's CPUs for {:.2} cores during the run (steal)", self.steal_cores));
-        }
+        report.reasons.push(format!("the host held back this machine's CPUs for {:.2} cores during the run (steal)", report.steal_cores));
     }
 }
 
@@ -450,37 +397,6 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim().parse().ok()
 }
 
-/// This machine, for the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Machine {
-    pub cpu_model: String,
-    pub cores: usize,
-    pub kernel: String,
-    pub memory_gib: f64,
-}
-
-impl Machine {
-    pub fn here() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .map_or("unknown".into(), |v| v.trim_start_matches([' ', '\t', ':']).to_owned());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let mem_kib: f64 = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-            .unwrap_or(0.0);
-        Self {
-            cpu_model,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
-            memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,7 +505,7 @@ mod tests {
         let mut report = HealthReport {
             verdict: HealthVerdict::Valid,
             reasons: Vec::new(),
-            scheduler_lag_ms: Summary::default(),
+            scheduler_lag_ms: schema::metrics::Summary::default(),
             driver_cpu_cores: 0.95,
             driver_threads: 1,
             target_cpu_cores: Some(0.5),
@@ -601,18 +517,18 @@ mod tests {
             per_second: Vec::new(),
         };
         let mut beside = report.clone();
-        report.judge(true);
+        judge(&mut report, true);
         assert_eq!(report.verdict, HealthVerdict::Invalid);
         assert_eq!(report.reasons.len(), 2);
         // Beside a sibling target the driver's share is not judged; the neighbour still is.
-        beside.judge(false);
+        judge(&mut beside, false);
         assert_eq!(beside.verdict, HealthVerdict::Disturbed);
         assert_eq!(beside.reasons.len(), 1);
         // The host's steal alone disturbs too, and says so.
         let mut stolen = HealthReport { other_cpu_cores: 0.0, steal_cores: 0.25, ..beside.clone() };
         stolen.verdict = HealthVerdict::Valid;
         stolen.reasons.clear();
-        stolen.judge(false);
+        judge(&mut stolen, false);
         assert_eq!(stolen.verdict, HealthVerdict::Disturbed);
         assert!(stolen.reasons[0].contains("steal"), "{:?}", stolen.reasons);
     }

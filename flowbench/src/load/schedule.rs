@@ -20,148 +20,30 @@
 //! ramp of rate is as exact as a constant one.
 
 use rand::{Rng, SeedableRng};
+pub use schema::load::{LoadModel, Stage, ThinkTime};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "model", rename_all = "snake_case")]
-pub enum LoadModel {
-    Closed {
-        users: u32,
-        spawn_rate: f64,
-    },
-    Open {
-        rate: f64,
-        poisson: bool,
-        connections: u32,
-        /// Seeds the Poisson arrivals. Named apart in JSON: the report's load
-        /// parameters flatten this model beside a `seed` of their own.
-        #[serde(rename = "arrival_seed")]
-        seed: u64,
-    },
-    /// Users by stages (a scenario file's `[[stages]] users = N`).
-    RampingUsers {
-        stages: Vec<Stage>,
-        #[serde(default, skip_serializing_if = "ThinkTime::is_zero")]
-        think_time: ThinkTime,
-    },
-    /// Arrivals per second by stages (`[[stages]] rate = R`).
-    RampingRate {
-        stages: Vec<Stage>,
-        poisson: bool,
-        connections: u32,
-        #[serde(rename = "arrival_seed")]
-        seed: u64,
-    },
+/// One pause of `think`, drawn with `rng`.
+pub fn draw_think(think: &ThinkTime, rng: &mut impl Rng) -> Duration {
+    if think.max_s <= think.min_s {
+        return Duration::from_secs_f64(think.min_s.max(0.0));
+    }
+    Duration::from_secs_f64(rng.random_range(think.min_s..=think.max_s))
 }
 
-/// One stage: the level moves linearly to `target` over `duration_s`
-/// (0: a step), from the last stage's target (0 before the first).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Stage {
-    pub duration_s: f64,
-    pub target: f64,
-}
-
-/// A closed-model user's pause after each request: uniform in
-/// `[min, max]`, seeded per user (Locust's `between`; `min = max`: constant).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ThinkTime {
-    pub min_s: f64,
-    pub max_s: f64,
-}
-
-impl ThinkTime {
-    pub fn is_zero(&self) -> bool {
-        self.max_s <= 0.0
-    }
-
-    /// One pause, drawn with `rng`.
-    pub fn draw(&self, rng: &mut impl Rng) -> Duration {
-        if self.max_s <= self.min_s {
-            return Duration::from_secs_f64(self.min_s.max(0.0));
+/// The level over time: users, or arrivals per second.
+fn level_of(model: &LoadModel) -> Level {
+    match model {
+        // User i starts at i / spawn_rate: a ramp to N over N / spawn_rate.
+        LoadModel::Closed { users, spawn_rate } => {
+            let users = f64::from(*users);
+            Level::new(&[Stage { duration_s: users / spawn_rate, target: users }])
         }
-        Duration::from_secs_f64(rng.random_range(self.min_s..=self.max_s))
-    }
-}
-
-impl LoadModel {
-    /// Shard `index` (from 1) of `count` equal parts: users, rate and
-    /// connections divided (global user k runs in shard k mod count), the
-    /// arrivals' seed distinct; an error when a part would be empty.
-    pub fn share(&self, index: u32, count: u32) -> Result<LoadModel, String> {
-        let n = f64::from(count);
-        let c = f64::from(index - 1);
-        // Whole things (users, connections) dealt out as cards: k to k mod count.
-        let split = |total: u32, what: &str| -> Result<u32, String> {
-            let part = total / count + u32::from(index - 1 < total % count);
-            if part == 0 { Err(format!("{total} {what} cannot be split {count} ways")) } else { Ok(part) }
-        };
-        Ok(match self {
-            LoadModel::Closed { users, spawn_rate } => {
-                let part = split(*users, "users")?;
-                LoadModel::Closed { users: part, spawn_rate: spawn_rate * f64::from(part) / f64::from(*users) }
-            }
-            LoadModel::Open { rate, poisson, connections, seed } => LoadModel::Open {
-                rate: rate / n,
-                poisson: *poisson,
-                connections: split(*connections, "connections")?,
-                seed: seed.wrapping_add(u64::from(index - 1)),
-            },
-            LoadModel::RampingUsers { stages, think_time } => {
-                // User j of this shard is global user j·count + c: it runs while
-                // the level exceeds that, i.e. while (level − c) / count > j.
-                let mut part = vec![Stage { duration_s: 0.0, target: -c / n }];
-                part.extend(stages.iter().map(|s| Stage { duration_s: s.duration_s, target: (s.target - c) / n }));
-                if part.iter().all(|s| s.target <= 0.0) {
-                    return Err(format!("the stages' users cannot be split {count} ways"));
-                }
-                LoadModel::RampingUsers { stages: part, think_time: *think_time }
-            }
-            LoadModel::RampingRate { stages, poisson, connections, seed } => LoadModel::RampingRate {
-                stages: stages.iter().map(|s| Stage { duration_s: s.duration_s, target: s.target / n }).collect(),
-                poisson: *poisson,
-                connections: split(*connections, "connections")?,
-                seed: seed.wrapping_add(u64::from(index - 1)),
-            },
-        })
-    }
-
-    /// Workers the driver runs: one per user (the most any stage reaches),
-    /// or one per connection.
-    pub fn n_workers(&self) -> u32 {
-        match self {
-            LoadModel::Closed { users, .. } => *users,
-            LoadModel::Open { connections, .. } | LoadModel::RampingRate { connections, .. } => *connections,
-            LoadModel::RampingUsers { stages, .. } => stages.iter().map(|s| s.target).fold(0.0, f64::max).ceil() as u32,
-        }
-    }
-
-    pub fn is_open(&self) -> bool {
-        matches!(self, LoadModel::Open { .. } | LoadModel::RampingRate { .. })
-    }
-
-    /// The pause after each request (closed models; none in the open ones).
-    pub fn think_time(&self) -> ThinkTime {
-        match self {
-            LoadModel::RampingUsers { think_time, .. } => *think_time,
-            _ => ThinkTime::default(),
-        }
-    }
-
-    /// The level over time: users, or arrivals per second.
-    fn level(&self) -> Level {
-        match self {
-            // User i starts at i / spawn_rate: a ramp to N over N / spawn_rate.
-            LoadModel::Closed { users, spawn_rate } => {
-                let users = f64::from(*users);
-                Level::new(&[Stage { duration_s: users / spawn_rate, target: users }])
-            }
-            LoadModel::Open { rate, .. } => Level::new(&[Stage { duration_s: 0.0, target: *rate }]),
-            LoadModel::RampingUsers { stages, .. } | LoadModel::RampingRate { stages, .. } => Level::new(stages),
-        }
+        LoadModel::Open { rate, .. } => Level::new(&[Stage { duration_s: 0.0, target: *rate }]),
+        LoadModel::RampingUsers { stages, .. } | LoadModel::RampingRate { stages, .. } => Level::new(stages),
     }
 }
 
@@ -283,7 +165,7 @@ impl Schedule {
         Self {
             open: model.is_open(),
             poisson,
-            level: model.level(),
+            level: level_of(model),
             start,
             // Plans are checked to last under a year; a longer one is capped, not an overflow.
             end: start + duration.min(Duration::from_secs(100 * 365 * 86_400)),
@@ -477,7 +359,7 @@ mod tests {
         let ramp = LoadModel::RampingUsers { stages: stages(&[(10.0, 10.0), (5.0, 10.0)]), think_time: ThinkTime::default() };
         let parts: Vec<_> = (1..=3).map(|i| ramp.share(i, 3).unwrap()).collect();
         for t in [0.5, 2.0, 3.3, 7.9, 12.0] {
-            let running = |m: &LoadModel| (0..m.n_workers()).filter(|&u| m.level().user_runs_from(f64::from(u), t) == Some(t)).count();
+            let running = |m: &LoadModel| (0..m.n_workers()).filter(|&u| level_of(m).user_runs_from(f64::from(u), t) == Some(t)).count();
             assert_eq!(parts.iter().map(running).sum::<usize>(), running(&ramp), "at {t} s");
         }
         // Evenly spaced arrivals: 3 shards of 300/s, phased, are the whole's 300 arrivals, interleaved.
@@ -499,10 +381,10 @@ mod tests {
     fn think_time_is_uniform_in_its_bounds() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         let think = ThinkTime { min_s: 0.5, max_s: 1.5 };
-        let draws: Vec<f64> = (0..1000).map(|_| think.draw(&mut rng).as_secs_f64()).collect();
+        let draws: Vec<f64> = (0..1000).map(|_| draw_think(&think, &mut rng).as_secs_f64()).collect();
         assert!(draws.iter().all(|d| (0.5..=1.5).contains(d)));
         let mean = draws.iter().sum::<f64>() / 1000.0;
         assert!((mean - 1.0).abs() < 0.05, "{mean}");
-        assert_eq!(ThinkTime { min_s: 2.0, max_s: 2.0 }.draw(&mut rng), Duration::from_secs(2));
+        assert_eq!(draw_think(&ThinkTime { min_s: 2.0, max_s: 2.0 }, &mut rng), Duration::from_secs(2));
     }
 }

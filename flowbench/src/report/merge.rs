@@ -19,7 +19,7 @@
 use super::thresholds::{Threshold, ThresholdResult};
 use super::{AppReport, Connections, Counts, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, rates};
 use crate::load::health::{HealthReport, HealthVerdict};
-use crate::load::metrics::{Metric, Summary, decode_histogram, encode_histogram, new_histogram};
+use crate::load::metrics::{Metric, decode_histogram, encode_histogram, new_histogram, summary_of};
 use crate::load::schedule::{LoadModel, Stage};
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
@@ -148,7 +148,7 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
     }
     let histogram = |m: Metric| histograms.get(m.key()).cloned().unwrap_or_else(new_histogram);
     let latency =
-        Metric::ALL.into_iter().filter(|m| !(m.optional() && histogram(*m).is_empty())).map(|m| (m, Summary::of(&histogram(m)))).collect();
+        Metric::ALL.into_iter().filter(|m| !(m.optional() && histogram(*m).is_empty())).map(|m| (m, summary_of(&histogram(m)))).collect();
     let mut per_second = PerSecond::default();
     for (part, offset) in parts.iter().zip(&offsets) {
         let p = &part.per_second;
@@ -197,7 +197,7 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         counts,
         event_throughput: rates(&per_second.events, first.load.window_s, measured_s),
         qps: rates(&per_second.ok, first.load.window_s, measured_s),
-        avg_duration_ms: Summary::of(&histogram(Metric::ServiceTime)).avg,
+        avg_duration_ms: summary_of(&histogram(Metric::ServiceTime)).avg,
         connections: Connections { max_concurrent: peak, avg_active: parts.iter().map(|p| p.connections.avg_active).sum() },
         latency: super::Latency(latency),
         events_per_request: if measured_requests > 0 { n_events as f64 / measured_requests as f64 } else { 0.0 },
@@ -322,8 +322,8 @@ fn merge_apps(parts: &[&ScenarioReport]) -> anyhow::Result<Vec<AppReport>> {
     Ok(merged
         .into_iter()
         .map(|(mut a, d, t)| {
-            a.duration_ms = Summary::of(&d);
-            a.ttfe_ms = Summary::of(&t);
+            a.duration_ms = summary_of(&d);
+            a.ttfe_ms = summary_of(&t);
             a.duration_histogram = Some(encode_histogram(&d));
             a.ttfe_histogram = Some(encode_histogram(&t));
             a

@@ -90,7 +90,7 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
     };
     let load = LoadParams { model, warmup_s: 1.0, duration_s: 3.0, measured_s: 0.0, window_s: 1, timeout_s: 60.0, seed: 1 };
     let mode = if name == "llm" { Mode::Streaming } else { Mode::Blocking };
-    let mut report = ScenarioReport::build(name, mode, load, &result, health);
+    let mut report = super::build_scenario(name, mode, load, &result, health, &[]);
     report.measure_start_unix_ms = Some(1_764_000_001_000);
     report
 }

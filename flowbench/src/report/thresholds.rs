@@ -5,7 +5,7 @@
 
 use super::ScenarioReport;
 use super::figures::{Figure, Unit};
-use serde::{Deserialize, Serialize};
+pub use schema::report::ThresholdResult;
 
 /// One criterion, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,17 +27,6 @@ enum Op {
     Le,
     Gt,
     Ge,
-}
-
-/// A threshold's outcome on one scenario.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ThresholdResult {
-    pub threshold: String,
-    pub scenario: String,
-    /// The figure measured, in the threshold's unit; `None` when the
-    /// scenario has no such figure (a latency no request recorded).
-    pub value: Option<f64>,
-    pub passed: bool,
 }
 
 impl std::str::FromStr for Threshold {

@@ -5,7 +5,7 @@ use flowbench::load::client::Protocol;
 use flowbench::load::client::{Target, bearer};
 use flowbench::load::driver::{self, App, Live, Mode, RunResult, RunSpec};
 use flowbench::load::inputs::{InputOrder, InputSet, Row};
-use flowbench::load::metrics::{ErrorClass, Metric, Summary};
+use flowbench::load::metrics::{ErrorClass, Metric, summary_of};
 use flowbench::load::schedule::LoadModel;
 use flowbench::{InProcessStack, StackOptions};
 use mock::{Fault, Reply, Script};
@@ -84,7 +84,7 @@ async fn first_token_is_never_measured_below_the_mock_delay() {
     let script = Script { reply: Reply::Tokens(2), time_to_first_token: delay, inter_token_delay: Duration::ZERO, ..Script::default() };
     let stack = stack(script).await;
     let result = drive(&stack.info.server_url, spec(stack.api_key("llm"), Mode::Streaming, open(50.0, 32), Duration::from_secs(1))).await;
-    let first = Summary::of(result.recorder.histogram(Metric::FirstTextChunk));
+    let first = summary_of(result.recorder.histogram(Metric::FirstTextChunk));
     assert_eq!(first.n, 50);
     // A lower bound only: the error above it depends on the machine.
     assert!(first.min >= delay.as_secs_f64() * 1000.0, "min {} ms", first.min);
@@ -195,13 +195,13 @@ async fn direct_path_speaks_openai_and_stamps_measure_a_known_delay() {
     // The role chunk, 5 words, the finish chunk and [DONE].
     assert_eq!(r.n_events, 4 * 8);
     assert_eq!(r.histogram(Metric::EmitToReceipt).len(), 4 * 5, "one lag per stamped chunk");
-    let direct_lag = Summary::of(r.histogram(Metric::EmitToReceipt));
+    let direct_lag = summary_of(r.histogram(Metric::EmitToReceipt));
     let delay = Duration::from_millis(30);
     let (proxy, task) = delaying_proxy(mock.addr(), delay).await;
     let proxied = drive(&format!("http://{proxy}/v1"), stamped(open(4.0, 4))).await;
     let r = &proxied.recorder;
     assert_eq!(r.n_ok, 4, "errors: {:?}", r.errors);
-    let proxied_lag = Summary::of(r.histogram(Metric::EmitToReceipt));
+    let proxied_lag = summary_of(r.histogram(Metric::EmitToReceipt));
     assert!(proxied_lag.min >= 30.0, "a chunk held 30 ms was measured at {} ms", proxied_lag.min);
     assert!(direct_lag.p50 < proxied_lag.min, "direct p50 {} ms, proxied min {} ms", direct_lag.p50, proxied_lag.min);
     task.abort();

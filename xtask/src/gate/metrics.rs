@@ -1,12 +1,12 @@
 //! The metrics the gate judges: each one figure of the figure table
-//! (`flowbench::report::figures::AB`, which `flowbench ab` measures) on one
+//! (`schema::figures::AB`, which `flowbench ab` measures) on one
 //! phase's slices, and a slice's pair of them.
 
 use super::phase::Phase;
-use flowbench::load::metrics::Metric;
-use flowbench::report::ScenarioReport;
-use flowbench::report::ab::Slice;
-use flowbench::report::figures::{Figure, Scalar, Stat};
+use schema::ab::Slice;
+use schema::figures::{Figure, Scalar, Stat};
+use schema::metrics::Metric;
+use schema::report::ScenarioReport;
 
 /// A metric the gate judges: one figure of one phase's slices (which way
 /// is better, and whether it is a p99, follow from the figure).
@@ -14,7 +14,7 @@ use flowbench::report::figures::{Figure, Scalar, Stat};
 pub(super) struct GateMetric {
     pub(super) name: &'static str,
     pub(super) phase: Phase,
-    /// One of `flowbench::report::figures::AB`, which `ab` measures.
+    /// One of `schema::figures::AB`, which `ab` measures.
     pub(super) figure: Figure,
 }
 
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn every_metric_is_a_figure_of_the_ab_report() {
         for metric in &METRICS {
-            assert!(flowbench::report::figures::AB.contains(&metric.figure), "{}: {:?}", metric.name, metric.figure);
+            assert!(schema::figures::AB.contains(&metric.figure), "{}: {:?}", metric.name, metric.figure);
         }
         let figures: std::collections::HashSet<Figure> = METRICS.iter().map(|m| m.figure).collect();
         assert_eq!(figures.len(), METRICS.len());

@@ -3,9 +3,9 @@
 
 use super::GateArgs;
 use anyhow::bail;
-use flowbench::StackInfo;
-use flowbench::load::driver::Mode;
-use flowbench::report::ab::AbScenario;
+use schema::ab::AbScenario;
+use schema::load::Mode;
+use schema::stack::StackInfo;
 
 /// What a round drives, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

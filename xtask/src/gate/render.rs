@@ -7,7 +7,7 @@ use super::metrics::METRICS;
 use super::rounds::Round;
 use super::verdict::MetricVerdict;
 use crate::verdict::ChangeVerdict;
-use flowbench::report::bmf::{Bmf, Measure};
+use schema::bmf::{Bmf, Measure};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -84,7 +84,7 @@ pub(super) fn write_outputs(
 /// The gate's page: the verdict, the table, each metric's change with its
 /// interval, and each round's change per metric.
 fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &str) -> anyhow::Result<String> {
-    use flowbench::report::html::{Lines, esc, interval_plot, page, table};
+    use pages::html::{Lines, esc, interval_plot, page, table};
     let mut body = format!("<p><b>{}</b></p>\n", esc(summary));
     let rows: Vec<Vec<String>> = verdicts
         .iter()
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(page.matches("<svg ").count(), 2);
         // Every metric's line, changes below zero included.
         for m in &METRICS {
-            assert!(page.contains(&flowbench::report::html::esc(m.name)), "{}", m.name);
+            assert!(page.contains(&pages::html::esc(m.name)), "{}", m.name);
         }
         let caption = page.split("<text").find(|t| t.contains("Each round")).expect("the rounds' plot has its caption");
         assert!(caption.contains("change per metric"), "{caption}");

@@ -6,8 +6,8 @@
 //! stacks start alternates between rounds (ABBA over rounds, and over slices
 //! inside `flowbench ab`).
 //!
-//! Each phase's file is read as `flowbench::report::ab::AbReport`, the stacks'
-//! API keys from the line each `flowbench up` prints (`flowbench::StackInfo`).
+//! Each phase's file is read as `schema::ab::AbReport`, the stacks'
+//! API keys from the line each `flowbench up` prints (`schema::stack::StackInfo`).
 //! A round with a disturbed slice (errors, an invalid driver, other
 //! processes' CPU or the host's steal) is rerun once; more than a quarter of
 //! rounds disturbed: the gate could not measure.
@@ -16,10 +16,10 @@ use super::GateArgs;
 use super::metrics::{METRICS, paired};
 use super::phase::Phase;
 use anyhow::{Context, bail};
-use flowbench::StackInfo;
-use flowbench::load::health;
-use flowbench::report::ScenarioReport;
-use flowbench::report::ab::{AbReport, Slice};
+use schema::ab::{AbReport, Slice};
+use schema::health;
+use schema::report::ScenarioReport;
+use schema::stack::StackInfo;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,7 +135,7 @@ pub(super) fn measure(
 ) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
-    let steps = flowbench::cmd::Steps::new("gate", n as u64);
+    let steps = pages::progress::Steps::new("gate", n as u64);
     for index in 0..n {
         for attempt in 0..2 {
             steps.doing(&format!("round {}, attempt {}: fresh stacks, {} phases", index + 1, attempt + 1, phases.len()));
@@ -197,7 +197,7 @@ impl RoundStack {
             stack.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().with_context(|| format!("starting the {} stack", side.label))?;
         let mut line = String::new();
         let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-        let info = read.map_err(anyhow::Error::from).and_then(|_| StackInfo::parse(&line));
+        let info = read.map_err(anyhow::Error::from).and_then(|_| StackInfo::parse(&line).map_err(anyhow::Error::from));
         match info {
             Ok(info) => Ok(RoundStack { child, info }),
             Err(e) => {
@@ -275,10 +275,10 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
 mod tests {
     use super::*;
     use crate::gate::metrics::GateMetric;
-    use flowbench::load::driver::Mode;
-    use flowbench::load::metrics::Metric;
-    use flowbench::report::ab::{SCHEMA, SCHEMA_VERSION};
     use flowbench::report::sample::sample_scenario;
+    use schema::ab::{SCHEMA, SCHEMA_VERSION};
+    use schema::load::Mode;
+    use schema::metrics::Metric;
 
     /// The phase's report as `flowbench ab` builds it, slice `i`'s side b
     /// through `b(i, report)`.
@@ -407,7 +407,7 @@ mod tests {
         }
         let read = round_trip(&built, Phase::Empty);
         let qps = &METRICS[0];
-        assert_eq!(qps.figure, flowbench::report::figures::Figure::Scalar(flowbench::report::figures::Scalar::RequestsPerS));
+        assert_eq!(qps.figure, schema::figures::Figure::Scalar(schema::figures::Scalar::RequestsPerS));
         for slice in &read.slices {
             let p = paired(qps, slice).unwrap();
             assert!((p.log_ratio - 0.9f64.ln()).abs() < 1e-12, "{}", p.log_ratio);

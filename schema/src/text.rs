@@ -3,14 +3,14 @@
 //! what the seed lacks (P99/P99.9, TTFB, first-token time, gaps, errors by
 //! class, driver health, load parameters, machine); as text or Markdown.
 
-use super::figures::SEED_TABLES;
-use super::{LoadParams, Report, ScenarioReport};
-use crate::load::health::HealthVerdict;
-use crate::load::metrics::Metric;
-use crate::load::schedule::LoadModel;
+use crate::figures::SEED_TABLES;
+use crate::health::HealthVerdict;
+use crate::load::LoadModel;
+use crate::metrics::Metric;
+use crate::report::{LoadParams, Report, ScenarioReport};
 use std::fmt::Write;
 
-pub(crate) fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     let rounded = (v * 100.0).round() / 100.0;
     if rounded.fract() == 0.0 { format!("{rounded:.1}") } else { format!("{rounded}") }
 }
@@ -211,7 +211,7 @@ impl Report {
     }
 }
 
-pub(crate) fn describe_load(load: &LoadParams) -> String {
+pub fn describe_load(load: &LoadParams) -> String {
     let arrivals = |poisson: bool| if poisson { "Poisson" } else { "constant" };
     let model = match &load.model {
         LoadModel::Closed { users, spawn_rate } => format!("closed, {users} users spawned at {spawn_rate}/s, no think time"),
@@ -236,7 +236,7 @@ pub(crate) fn describe_load(load: &LoadParams) -> String {
 }
 
 /// `0 → 10 over 5 s, 10 for 60 s`: each stage from the level before it.
-fn describe_stages(stages: &[crate::load::schedule::Stage]) -> String {
+fn describe_stages(stages: &[crate::load::Stage]) -> String {
     let mut level = 0.0;
     let parts: Vec<String> = stages
         .iter()
@@ -253,72 +253,4 @@ fn describe_stages(stages: &[crate::load::schedule::Stage]) -> String {
         })
         .collect();
     parts.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_text_report_keeps_its_shape() {
-        insta::assert_snapshot!("text", crate::report::sample::sample_report().to_text());
-    }
-
-    #[test]
-    fn the_markdown_report_keeps_its_shape() {
-        insta::assert_snapshot!("markdown", crate::report::sample::sample_report().to_markdown());
-    }
-
-    /// README.md's sample output has the report's shape: its headings,
-    /// table headers and row labels, in the renderer's order.
-    #[test]
-    fn the_readme_sample_has_the_reports_shape() {
-        let readme = include_str!("../../../README.md");
-        let block = readme.split("<!-- sample:begin -->").nth(1).and_then(|rest| rest.split("<!-- sample:end -->").next());
-        let block = block.expect("README.md has a sample block");
-        let shape = |line: &str| -> Option<String> {
-            let line = line.trim();
-            // A table's header and separator, a title, or a row's label.
-            if line.starts_with("| ") && line.chars().nth(2).is_some_and(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            if line.starts_with("| ") {
-                return Some(line.split(" | ").next().map_or(line, |label| if line.contains("| Avg |") { line } else { label }).to_owned());
-            }
-            let head = line.split([':', '(']).next().unwrap_or("").trim();
-            // Only when requests failed.
-            if head == "Errors by class" {
-                return None;
-            }
-            (!head.is_empty() && !head.chars().any(|c| c.is_ascii_digit())).then(|| head.to_owned())
-        };
-        let expected: Vec<String> = crate::report::sample::sample_report().to_text().lines().filter_map(shape).collect();
-        let got: Vec<String> = block.lines().filter(|l| !l.starts_with("```")).filter_map(shape).collect();
-        let mut rest = got.iter();
-        for line in &expected {
-            assert!(rest.any(|g| g == line), "README's sample lacks {line:?} (in order); regenerate it with `cargo xtask bench --quick`");
-        }
-    }
-
-    #[test]
-    fn a_target_whose_cpu_cannot_be_read_says_so_and_gives_no_number() {
-        let mut report = crate::report::sample::sample_report();
-        for scenario in &mut report.scenarios {
-            scenario.health.target_cpu_cores = None;
-            scenario.health.target_cpu_of = Some("not measured (remote)".to_owned());
-            scenario.target_cpu_us_per_request = None;
-            scenario.target_cpu_us_per_event = None;
-        }
-        let text = report.to_text();
-        assert!(text.contains("Target CPU: not measured (remote)"), "{text}");
-        assert!(text.contains("target not measured (remote)"), "{text}");
-        assert!(!text.contains("µs per request"), "{text}");
-    }
-
-    #[test]
-    fn numbers_print_like_the_seed() {
-        assert_eq!(num(22.0), "22.0");
-        assert_eq!(num(46.666), "46.67");
-        assert_eq!(num(98.3), "98.3");
-    }
 }

@@ -2,9 +2,9 @@
 //! histograms), measured over the same seconds; the summary of per-slice log
 //! ratios. `cargo xtask gate` reads it through these types.
 
-use super::ScenarioReport;
-use super::figures::{AB, Figure};
-use crate::load::driver::Mode;
+use crate::figures::{AB, Figure};
+use crate::load::Mode;
+use crate::report::ScenarioReport;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
@@ -122,41 +122,5 @@ impl AbReport {
     pub fn log_ratios(&self, figure: Figure) -> Vec<f64> {
         let positive = |s: &ScenarioReport| figure.read(s).filter(|v| *v > 0.0);
         self.slices.iter().filter_map(|s| Some(positive(&s.b)?.ln() - positive(&s.a)?.ln())).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slice(a: f64, b: f64) -> Slice {
-        let side = |qps: f64| {
-            let mut report = crate::report::sample::sample_scenario("empty");
-            report.qps.avg = qps;
-            report
-        };
-        Slice { a: side(a), b: side(b) }
-    }
-
-    #[test]
-    fn ratios_are_per_slice_and_skip_missing_figures() {
-        let report = AbReport {
-            schema: SCHEMA.to_owned(),
-            schema_version: SCHEMA_VERSION,
-            scenario: AbScenario::Empty,
-            mode: Mode::Blocking,
-            a: "a".into(),
-            b: "b".into(),
-            users: 1,
-            rate: None,
-            slice_s: 1.0,
-            settle_s: 0.0,
-            interrupted: false,
-            slices: vec![slice(100.0, 90.0), slice(200.0, 180.0), slice(0.0, 10.0)],
-        };
-        let ratios = report.log_ratios(Figure::Scalar(super::super::figures::Scalar::RequestsPerS));
-        assert_eq!(ratios.len(), 2);
-        assert!(ratios.iter().all(|r| (r - 0.9f64.ln()).abs() < 1e-12));
-        assert!(report.to_text().contains("-10.00%"), "{}", report.to_text());
     }
 }

@@ -1,7 +1,7 @@
 //! `flowbench soak`'s report: the samples of each second, the growth
 //! figure and the verdict.
 
-use super::ScenarioReport;
+use crate::report::ScenarioReport;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: &str = "flowbench.soak";

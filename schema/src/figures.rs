@@ -10,8 +10,8 @@
 //! A new scalar figure is one row here and the place it is computed; a new
 //! latency metric is one row of `METRICS` and the place it is measured.
 
-use super::ScenarioReport;
-use crate::load::metrics::{Metric, Summary};
+use crate::metrics::{Metric, Summary};
+use crate::report::ScenarioReport;
 
 /// A statistic of a latency distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,308 @@
+//! The report's types: what a run measured, as one versioned JSON document
+//! holding every figure and the serialized histograms (`Report`, a
+//! `ScenarioReport` per scenario), and what a run's thresholds concluded.
+//! flowbench builds them from the driver's result; `flowbench report`,
+//! `merge`, the gate and `history` read them back.
+
+use crate::health::{HealthReport, Machine};
+use crate::load::{LoadModel, Mode};
+use crate::metrics::{Metric, Summary};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// The JSON document's schema name; bump `SCHEMA_VERSION` on any breaking change.
+pub const SCHEMA: &str = "flowbench.report";
+/// 2: the first text chunk's histogram is keyed `first_text_chunk`, as its summary.
+pub const SCHEMA_VERSION: u32 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub schema_version: u32,
+    pub flowbench_version: String,
+    pub started_at_unix: u64,
+    pub interrupted: bool,
+    pub target: TargetInfo,
+    pub machine: Machine,
+    pub scenarios: Vec<ScenarioReport>,
+    /// Each `--threshold` on each scenario it applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdResult>,
+    /// The part of a load this run was (`--shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// A merged report's parts (`flowbench merge`), each with its health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSummary>,
+}
+
+/// Shard `index` (from 1) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N`, 1 ≤ I ≤ N.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (i, n) = text.split_once('/').ok_or_else(|| format!("{text:?} is not I/N (e.g. 1/3)"))?;
+        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("{text:?} is not I/N (e.g. 1/3)"));
+        let (index, count) = (parse(i)?, parse(n)?);
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("{text:?}: I runs from 1 to N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// One part of a merged report, as it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// The report file it was read from.
+    pub file: String,
+    pub shard: Option<Shard>,
+    pub machine: Machine,
+    /// By scenario.
+    pub health: BTreeMap<String, HealthReport>,
+    pub target_cpu_us_per_request: BTreeMap<String, Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub url: String,
+    /// True when flowbench started the mocked stack itself.
+    pub embedded: bool,
+    pub mock_script: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub mode: Mode,
+    pub load: LoadParams,
+    pub interrupted: bool,
+    pub counts: Counts,
+    pub event_throughput: Rates,
+    pub qps: Rates,
+    pub avg_duration_ms: f64,
+    pub connections: Connections,
+    /// Each metric's summary in ms, as `<key>_ms` (`ttfe_ms`, `duration_ms`, …);
+    /// an optional metric (`emit_to_receipt`) only when it holds values.
+    #[serde(flatten)]
+    pub latency: Latency,
+    pub events_per_request: f64,
+    /// The target's CPU per request and per event, in µs, over the whole
+    /// scenario (warm-up included); when the target is a local process.
+    pub target_cpu_us_per_request: Option<f64>,
+    pub target_cpu_us_per_event: Option<f64>,
+    pub bytes_received: u64,
+    /// Left out of `flowbench ab`'s slices.
+    #[serde(default, skip_serializing_if = "PerSecond::is_empty")]
+    pub per_second: PerSecond,
+    pub health: HealthReport,
+    /// HdrHistogram V2+DEFLATE, base64, values in µs, by `Metric::key`;
+    /// left out of `flowbench ab`'s slices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, String>,
+    /// Each app's share, when a scenario file's scenario mixes several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppReport>,
+    /// When the measured phase began, in ms since the Unix epoch: where
+    /// `flowbench merge` aligns the shards' per-second series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure_start_unix_ms: Option<u64>,
+}
+
+/// One app of a scenario that mixes several: its measured requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppReport {
+    pub name: String,
+    pub mode: Mode,
+    pub weight: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub duration_ms: Summary,
+    pub ttfe_ms: Summary,
+    /// The two distributions as histograms (as `histograms`), for merges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_histogram: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfe_histogram: Option<String>,
+}
+
+/// A scenario's latency summaries, one per `Metric`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency(pub BTreeMap<Metric, Summary>);
+
+impl Latency {
+    /// The summary of `metric` (all zeros when it holds no value).
+    pub fn get(&self, metric: Metric) -> Summary {
+        self.0.get(&metric).copied().unwrap_or_default()
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (metric, summary) in &self.0 {
+            map.serialize_entry(&format!("{}_ms", metric.key()), summary)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Latency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("latency summaries keyed <metric>_ms")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Latency, A::Error> {
+                let mut latency = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let metric = key.strip_suffix("_ms").and_then(Metric::from_key);
+                    let Some(metric) = metric else { return Err(serde::de::Error::custom(format!("unknown field {key:?}"))) };
+                    latency.insert(metric, map.next_value::<Summary>()?);
+                }
+                Ok(Latency(latency))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadParams {
+    #[serde(flatten)]
+    pub model: LoadModel,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub measured_s: f64,
+    pub window_s: u64,
+    pub timeout_s: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Counts {
+    /// Every request sent; = warmup + ok + errors.
+    pub sent: u64,
+    pub warmup: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub errors_by_class: BTreeMap<String, u64>,
+}
+
+/// Max and Min over the measured phase's windows; Avg over the whole phase.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Rates {
+    pub max: f64,
+    pub avg: f64,
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Connections {
+    pub max_concurrent: i64,
+    pub avg_active: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PerSecond {
+    pub events: Vec<u64>,
+    pub ok: Vec<u64>,
+    pub errors: Vec<u64>,
+    /// In-flight requests: each second's time-weighted mean and peak.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peak_connections: Vec<i64>,
+    /// The warm-up's seconds, from the load's start (the last may be part
+    /// of one): what was received and finished before the measured phase.
+    /// In no figure; the HTML report draws them, shaded.
+    #[serde(default, skip_serializing_if = "WarmupSeconds::is_empty")]
+    pub warmup: WarmupSeconds,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WarmupSeconds {
+    pub events: Vec<u64>,
+    pub ok: Vec<u64>,
+    pub errors: Vec<u64>,
+}
+
+impl WarmupSeconds {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty()
+    }
+}
+
+impl PerSecond {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.ok.is_empty() && self.errors.is_empty() && self.connections.is_empty() && self.warmup.is_empty()
+    }
+}
+
+impl ScenarioReport {
+    /// The summary of `metric`.
+    pub fn latency(&self, metric: Metric) -> Summary {
+        self.latency.get(metric)
+    }
+
+    /// Whether it streams (its mode, or any of its apps'): what decides
+    /// which of the seed's tables show it.
+    pub fn streams(&self) -> bool {
+        self.mode == Mode::Streaming || self.apps.iter().any(|a| a.mode == Mode::Streaming)
+    }
+
+    /// Its mode, or `mixed` when its apps differ in mode.
+    pub fn mode_label(&self) -> &'static str {
+        match self.apps.first() {
+            Some(first) if self.apps.iter().any(|a| a.mode != first.mode) => "mixed",
+            _ => self.mode.as_str(),
+        }
+    }
+
+    /// Without the histograms and the per-second series, as `flowbench ab`
+    /// keeps each slice.
+    pub fn slim(mut self) -> Self {
+        self.histograms.clear();
+        self.per_second = PerSecond::default();
+        self.health.per_second.clear();
+        self
+    }
+}
+
+/// Rates per window of `window_s` whole seconds (a last partial window only
+/// when no whole one fits) and the average over the measured phase.
+pub fn rates(per_second: &[u64], window_s: u64, measured_s: f64) -> Rates {
+    let total: u64 = per_second.iter().sum();
+    let avg = if measured_s > 0.0 { total as f64 / measured_s } else { 0.0 };
+    let window = window_s.max(1) as usize;
+    let whole: Vec<f64> = per_second.chunks_exact(window).map(|w| w.iter().sum::<u64>() as f64 / window as f64).collect();
+    let windows = if whole.is_empty() && !per_second.is_empty() { vec![avg] } else { whole };
+    Rates {
+        max: windows.iter().copied().fold(f64::NAN, f64::max).max(0.0),
+        avg,
+        min: windows.iter().copied().fold(f64::NAN, f64::min).max(0.0),
+    }
+}
+
+/// A threshold's outcome on one scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdResult {
+    pub threshold: String,
+    pub scenario: String,
+    /// The figure measured, in the threshold's unit; `None` when the
+    /// scenario has no such figure (a latency no request recorded).
+    pub value: Option<f64>,
+    pub passed: bool,
+}
