@@ -75,19 +75,19 @@ impl Progress {
     pub fn start_every(name: &str, total: Duration, live: Arc<Live>, every: Option<Duration>) -> Self {
         let start = tokio::time::Instant::now();
         if !std::io::stderr().is_terminal() {
-            eprintln!("flowbench: {name}: started, {} of load", humantime::format_duration(total));
+            say(&format!("flowbench: {name}: started, {} of load", humantime::format_duration(total)));
             let task = every.map(|every| {
                 let (name, live) = (name.to_owned(), live.clone());
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval_at(start + every, every);
                     loop {
                         tick.tick().await;
-                        eprintln!(
+                        say(&format!(
                             "flowbench: {name}: {:.0} s of {:.0} s: {}",
                             start.elapsed().as_secs_f64(),
                             total.as_secs_f64(),
                             counters(&live)
-                        );
+                        ));
                     }
                 })
             });
@@ -119,7 +119,19 @@ impl Progress {
             bar.finish_and_clear();
         }
         if let Some((name, live, start)) = self.lines {
-            eprintln!("flowbench: {name}: ended after {:.1} s: {}", start.elapsed().as_secs_f64(), counters(&live));
+            say(&format!("flowbench: {name}: ended after {:.1} s: {}", start.elapsed().as_secs_f64(), counters(&live)));
         }
     }
+}
+
+/// Writes `line` and its newline to stderr in one write: the embedded
+/// stack (`flowbench up`, a child) shares this stderr, and `eprintln!`
+/// writes a line in pieces, so two processes' lines could interleave
+/// mid-line (a URL cut in two).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut whole = String::with_capacity(line.len() + 1);
+    whole.push_str(line);
+    whole.push('\n');
+    let _ = std::io::stderr().write_all(whole.as_bytes());
 }

@@ -55,7 +55,7 @@ fn announce(info: &StackInfo) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}").and_then(|()| stdout.flush()).context("writing to stdout")?;
     drop(stdout);
-    eprintln!("flowbench: stack up at {}; Ctrl-C to stop", info.server_url);
+    super::say(&format!("flowbench: stack up at {}; Ctrl-C to stop", info.server_url));
     Ok(())
 }
 
