@@ -85,7 +85,7 @@ fn start_end_run() -> (tokio::runtime::Runtime, server::AppState, server::workfl
     let state = runtime.block_on(async { server::AppState::new(&config).expect("config") });
     let app = state.app("app-bench").expect("app");
     let inputs = serde_json::json!({"question": "What is machine learning?"}).as_object().cloned().unwrap_or_default();
-    let run = server::workflow::engine::Run::new(app, "bench".into(), inputs);
+    let run = server::workflow::engine::Run::new(app.runnable.clone(), "bench".into(), inputs);
     (runtime, state, run)
 }
 

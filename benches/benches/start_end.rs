@@ -35,7 +35,7 @@ fn start_end(c: &mut Criterion) {
     group.bench_function("engine", |b| {
         b.to_async(&rt).iter(|| {
             let inputs = json!({"question": "What is machine learning?"}).as_object().cloned().unwrap_or_default();
-            let run = Run::new(app.clone(), "bench".into(), inputs);
+            let run = Run::new(app.runnable.clone(), "bench".into(), inputs);
             let (provider, stop) = (&provider, &stop);
             async move { std::hint::black_box(engine::execute(provider, &run, &mut NoEvents, stop).await) }
         });

@@ -9,6 +9,7 @@ use crate::store::{MemoryStore, RunStore};
 use crate::tasks::TaskRegistry;
 use crate::upstream::llm::{Provider, ProviderSettings};
 use crate::workflow::dsl::{self, NodeKind, Workflow};
+use crate::workflow::engine::AppWorkflow;
 use bytes::Bytes;
 use serde_json::json;
 use std::collections::HashMap;
@@ -42,19 +43,26 @@ pub(crate) struct Shared {
     pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
-/// One served app.
+/// One served app: what the engine runs (`AppWorkflow`, which it derefs
+/// to) and how it is served over HTTP.
 #[derive(Debug)]
 pub struct ServedApp {
     pub api_key: String,
-    pub app_id: String,
-    /// `app_id` as a UUID, as the run store keys it.
-    pub app_uuid: uuid::Uuid,
-    pub workflow_id: String,
     pub workflow_path: PathBuf,
-    pub workflow: Workflow,
+    /// Its ids and workflow, as `engine::Run` holds them.
+    pub runnable: Arc<AppWorkflow>,
     pub(crate) run_cap: Option<Arc<Semaphore>>,
     pub(crate) parameters_body: Bytes,
     pub(crate) info_body: Bytes,
+}
+
+/// A served app reads as the app it runs (`app.app_id`, `app.workflow`).
+impl std::ops::Deref for ServedApp {
+    type Target = AppWorkflow;
+
+    fn deref(&self) -> &AppWorkflow {
+        &self.runnable
+    }
 }
 
 /// Counters, readable at `GET /_flowbench/stats`.
@@ -176,13 +184,15 @@ impl AppState {
             let workflow_id = uuid::Uuid::new_v5(&app_id, format!("{workflow:?}").as_bytes());
             let built = ServedApp {
                 api_key: app.api_key.clone(),
-                app_id: app_id.to_string(),
-                app_uuid: app_id,
-                workflow_id: workflow_id.to_string(),
                 workflow_path: app.workflow.clone(),
                 parameters_body: parameters_body(&workflow),
                 info_body: info_body(&workflow),
-                workflow,
+                runnable: Arc::new(AppWorkflow {
+                    app_id: app_id.to_string(),
+                    app_uuid: app_id,
+                    workflow_id: workflow_id.to_string(),
+                    workflow,
+                }),
                 run_cap: app.max_concurrent_runs.map(|n| Arc::new(Semaphore::new(n))),
             };
             apps.insert(app.api_key.clone(), Arc::new(built));

@@ -232,6 +232,20 @@ mod tests {
         assert!(repeated.is_empty(), "type names declared more than once: {repeated:#?}");
     }
 
+    /// The server's layers: the engine and what it runs (`workflow/`) name
+    /// no HTTP type, nor the HTTP layer or the state that serves it.
+    #[test]
+    fn the_engine_knows_no_http() {
+        let dir = root().join("server/src/workflow");
+        for file in rust_files(&dir) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for layer in ["crate::http", "crate::state", "axum::", "hyper::", "http::"] {
+                let named = without_tests(&text).lines().any(|l| !l.trim_start().starts_with("//") && l.contains(layer));
+                assert!(!named, "{} names {layer}", file.display());
+            }
+        }
+    }
+
     /// The checks see what they look for: a circle made in a scratch crate
     /// is found, and so is a name declared twice.
     #[test]

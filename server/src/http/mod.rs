@@ -17,10 +17,10 @@ pub mod serve;
 
 use crate::pyjson;
 use crate::state::{AppState, ServedApp};
-use crate::store::{RecordParts, RunRecord};
+use crate::store::RunRecord;
 use crate::workflow::engine::{self, Run, Sink};
 use crate::workflow::events;
-use crate::workflow::events::RunTotals;
+use crate::workflow::persist::store_run;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -88,7 +88,7 @@ async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body) -> Result<R
         None => None,
     };
     let run_id = shared.store.new_run_id(app.app_uuid);
-    let mut run = Run::with_id(app, payload.user, payload.inputs, run_id);
+    let mut run = Run::with_id(app.runnable.clone(), payload.user, payload.inputs, run_id);
     run.keep_nodes = state.shared.store.keeps_nodes();
     busy_for(shared.limits.inject_busy_per_request);
     let live = LiveRun::new(&state, permit);
@@ -105,7 +105,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
         .to_python_json();
     // Answered once the record holds (at once, in memory); a record the
     // store could not keep is not answered as a success.
-    let stored = store_run(&state.shared, &run, Some(&outcome)).wait().await;
+    let stored = store_run(&*state.shared.store, &run, Some(&outcome)).wait().await;
     drop(live);
     if !stored {
         return ApiError::store_unavailable().into_response();
@@ -118,7 +118,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     let outbox = Arc::new(Mutex::new(EventOutbox::default()));
     let stop = shared.shutdown.child_token();
     shared.tasks.register(&run.task_id, &run.app.app_id, &run.user_id, stop.clone());
-    store_run(shared, &run, None);
+    store_run(&*shared.store, &run, None);
     let mut sink = OutboxSink {
         outbox: outbox.clone(),
         max_events: shared.limits.stream_buffer_events,
@@ -135,7 +135,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
             shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
         }
-        let stored = store_run(shared, &run, Some(&outcome)).wait().await;
+        let stored = store_run(&*shared.store, &run, Some(&outcome)).wait().await;
         // The terminal event goes once the record holds; without a record,
         // none goes, and the client sees a stream that ended unfinished.
         if let Some(frame) = sink.terminal.take().filter(|_| stored) {
@@ -146,47 +146,6 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
     };
     let body = RunBody::new(Box::pin(execution), outbox, shared.limits.ping_interval, shared.limits.stream_tail);
     response(StatusCode::OK, Body::new(body), STREAMING_TYPE)
-}
-
-/// Stores what `GET /v1/workflows/run/{id}` will answer for `run`: running
-/// (no outcome yet) or finished. Packed, not rendered (see `RunRecord`).
-fn store_run(shared: &crate::state::Shared, run: &Run, outcome: Option<&engine::RunOutcome>) -> crate::store::Committed {
-    let no_outputs = serde_json::Map::new();
-    let totals = outcome.map_or_else(|| RunTotals::running(run.created_at), |o| o.totals);
-    let nodes = if run.keep_nodes { nodes_json(run, outcome.map_or(&[], |o| &o.nodes)) } else { String::new() };
-    let record = RunRecord::pack(&RecordParts {
-        totals,
-        inputs: &run.inputs,
-        user_id: &run.user_id,
-        outputs: outcome.map_or(&no_outputs, |o| &o.outputs),
-        error: outcome.and_then(|o| o.error.as_deref()),
-        nodes_json: &nodes,
-    });
-    shared.store.put(run.app.app_uuid, run.id, record)
-}
-
-/// A run's node executions as a store keeps them: a JSON array, one object
-/// per node that ran, with what Dify's `workflow_node_executions` row holds
-/// for our node types.
-fn nodes_json(run: &Run, nodes: &[engine::NodeExecution]) -> String {
-    let rows: Vec<serde_json::Value> = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| {
-            let node = run.app.workflow.nodes.get(n.node)?;
-            Some(serde_json::json!({
-                "index": i + 1,
-                "node_id": node.id,
-                "node_type": node.kind.type_name(),
-                "title": node.title,
-                "status": n.status.as_str(),
-                "elapsed_time": n.elapsed_time,
-                "created_at": n.created_at,
-                "finished_at": n.finished_at,
-            }))
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
 }
 
 /// The body of `GET /v1/workflows/run/{id}` for `record`, a run of `app`.

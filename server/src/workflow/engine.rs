@@ -4,10 +4,10 @@
 //! streaming runs share this one code path; a blocking run's sink wants no
 //! events, so none is serialized.
 
+use super::dsl::Workflow;
 use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
 use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, RunStatus, RunTotals, SysVars, TextChunk};
 use super::template::{Selector, TemplatePart};
-use crate::state::ServedApp;
 use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
@@ -60,10 +60,22 @@ impl Sink for NoEvents {
     }
 }
 
+/// An app as the engine runs it: its ids and its workflow. How it is
+/// served over HTTP (its key, its cap, its precomputed bodies) is
+/// `state::ServedApp`'s, which holds one of these.
+#[derive(Debug)]
+pub struct AppWorkflow {
+    pub app_id: String,
+    /// `app_id` as a UUID, as the run store keys it.
+    pub app_uuid: uuid::Uuid,
+    pub workflow_id: String,
+    pub workflow: Workflow,
+}
+
 /// One accepted run request, its ids and its validated inputs.
 #[derive(Debug)]
 pub struct Run {
-    pub app: Arc<ServedApp>,
+    pub app: Arc<AppWorkflow>,
     /// `sys.workflow_run_id` as a UUID, as the run store keys it.
     pub id: uuid::Uuid,
     pub task_id: String,
@@ -86,12 +98,12 @@ pub struct Run {
 impl Run {
     /// A new run of `app` for `user`, with checked `inputs`
     /// (see `request::check_inputs`).
-    pub fn new(app: Arc<ServedApp>, user: String, inputs: Map<String, Value>) -> Self {
+    pub fn new(app: Arc<AppWorkflow>, user: String, inputs: Map<String, Value>) -> Self {
         Self::with_id(app, user, inputs, uuid::Uuid::new_v4())
     }
 
     /// `new`, with the run id the store chose (`RunStore::new_run_id`).
-    pub fn with_id(app: Arc<ServedApp>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
+    pub fn with_id(app: Arc<AppWorkflow>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let started_wall = since_epoch();
         let created_at = started_wall.as_secs() as i64;
         Self {

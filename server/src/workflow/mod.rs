@@ -5,4 +5,5 @@
 pub mod dsl;
 pub mod engine;
 pub mod events;
+pub mod persist;
 pub mod template;
