@@ -8,7 +8,7 @@
 //! No I/O beyond reading the file and its input files; no printing.
 
 use crate::load::driver::Mode;
-use crate::load::inputs::{InputOrder, InputSet, Row};
+use crate::load::inputs::{InputOrder, InputSet};
 use crate::load::schedule::{Stage, ThinkTime};
 use crate::report::thresholds::Threshold;
 use serde::Deserialize;
@@ -18,6 +18,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+
+mod rows;
+use rows::{RowsError, read_rows};
+pub use rows::{is_chat, row};
 
 /// A bad scenario file: where, and what.
 #[derive(Debug, thiserror::Error)]
@@ -333,69 +337,9 @@ impl ScenarioFile {
 /// The longest a file's durations may be (an `Instant` plus it must not overflow).
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
-/// A chat app's path: each request carries a `query`.
-pub fn is_chat(path: &http::uri::PathAndQuery) -> bool {
-    path.path().ends_with("/chat-messages")
-}
-
 /// The 1-based line of byte `offset`.
 fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
-}
-
-/// An input row from JSON: an object of inputs; a chat app's `query` is
-/// taken out of it.
-pub fn row(value: Value, chat: bool) -> Result<Row, String> {
-    let Value::Object(mut inputs) = value else { return Err("must be an object of inputs".into()) };
-    let query = if chat {
-        match inputs.remove("query") {
-            Some(Value::String(q)) => Some(q),
-            Some(_) => return Err("`query` must be a string".into()),
-            None => return Err("a chat app's row needs a `query`".into()),
-        }
-    } else {
-        None
-    };
-    Ok(Row { inputs, query })
-}
-
-enum RowsError {
-    Open(String),
-    /// A bad row: its line in the input file, when known.
-    Row(Option<usize>, String),
-}
-
-/// Rows from a `.jsonl` (an object per line) or `.csv` (a header row; each
-/// cell a string) file.
-fn read_rows(path: &Path, chat: bool) -> Result<Vec<Row>, RowsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RowsError::Open(format!("{}: {e}", path.display())))?;
-    let mut rows = Vec::new();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl" | "ndjson") => {
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let value: Value = serde_json::from_str(line).map_err(|e| RowsError::Row(Some(i + 1), format!("not JSON: {e}")))?;
-                rows.push(row(value, chat).map_err(|m| RowsError::Row(Some(i + 1), m))?);
-            }
-        }
-        Some("csv") => {
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let headers = reader.headers().map_err(|e| RowsError::Row(Some(1), format!("the header row: {e}")))?.clone();
-            for record in reader.records() {
-                let record = record.map_err(|e| RowsError::Row(e.position().map(|p| p.line() as usize), e.to_string()))?;
-                let line = record.position().map(|p| p.line() as usize);
-                let inputs = headers.iter().zip(record.iter()).map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))).collect();
-                rows.push(row(Value::Object(inputs), chat).map_err(|m| RowsError::Row(line, m))?);
-            }
-        }
-        _ => return Err(RowsError::Open(format!("{}: must end in .jsonl or .csv", path.display()))),
-    }
-    if rows.is_empty() {
-        return Err(RowsError::Open(format!("{}: holds no row", path.display())));
-    }
-    Ok(rows)
 }
 
 #[derive(Deserialize)]
