@@ -4,17 +4,16 @@
 
 use crate::cli::MergeArgs;
 use crate::exit;
-use crate::report::Report;
-use anyhow::Context;
 
 pub fn execute(args: &MergeArgs) -> anyhow::Result<i32> {
-    let mut reports = Vec::new();
-    for path in &args.reports {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
-        let report: Report = serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a flowbench run --json report"))?;
-        reports.push((name, report));
-    }
+    // A report that does not read is a bad argument: exit 2, as for a bad flag.
+    let reports = match super::read_reports(&args.reports) {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
     let merged = match crate::report::merge::merge(&reports) {
         Ok(merged) => merged,
         Err(e) => {

@@ -124,6 +124,20 @@ impl Progress {
     }
 }
 
+/// Saved `flowbench run --json` (or `merge --json`) reports, each named by
+/// its path; the first that does not read says why.
+pub fn read_reports(paths: &[std::path::PathBuf]) -> Result<Vec<(String, crate::report::Report)>, String> {
+    paths
+        .iter()
+        .map(|path| {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {name}: {e}"))?;
+            let report = serde_json::from_slice(&bytes).map_err(|e| format!("{name} is not a flowbench run --json report: {e}"))?;
+            Ok((name, report))
+        })
+        .collect()
+}
+
 /// Writes `line` and its newline to stderr in one write: the embedded
 /// stack (`flowbench up`, a child) shares this stderr, and `eprintln!`
 /// writes a line in pieces, so two processes' lines could interleave

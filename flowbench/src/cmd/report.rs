@@ -5,28 +5,16 @@
 use super::write_file;
 use crate::cli::ReportArgs;
 use crate::exit;
-use crate::report::Report;
 use crate::report::compare::compare;
 
 pub fn execute(args: &ReportArgs) -> anyhow::Result<i32> {
-    let mut reports = Vec::new();
-    for path in &args.reports {
-        let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                eprintln!("error: reading {name}: {e}");
-                return Ok(exit::USAGE);
-            }
-        };
-        match serde_json::from_slice::<Report>(&bytes) {
-            Ok(report) => reports.push((name, report)),
-            Err(e) => {
-                eprintln!("error: {name} is not a flowbench run --json report: {e}");
-                return Ok(exit::USAGE);
-            }
+    let reports = match super::read_reports(&args.reports) {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
         }
-    }
+    };
     let out = match reports.split_first() {
         Some(((_, only), [])) => only.to_markdown(),
         Some(((a_name, a), rest)) => {

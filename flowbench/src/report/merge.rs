@@ -17,7 +17,7 @@
 //!   shards saw the same target from different machines.
 
 use super::thresholds::{Threshold, ThresholdResult};
-use super::{AppReport, Connections, Counts, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, rates};
+use super::{AppReport, Connections, Counts, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary};
 use crate::load::health::{HealthReport, HealthVerdict};
 use crate::load::metrics::{Metric, decode_histogram, encode_histogram, new_histogram, summary_of};
 use crate::load::schedule::{LoadModel, Stage};
@@ -146,9 +146,8 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
             histograms.entry(key.clone()).or_insert_with(new_histogram).add(&h).with_context(|| format!("{name}: histogram {key}"))?;
         }
     }
-    let histogram = |m: Metric| histograms.get(m.key()).cloned().unwrap_or_else(new_histogram);
-    let latency =
-        Metric::ALL.into_iter().filter(|m| !(m.optional() && histogram(*m).is_empty())).map(|m| (m, summary_of(&histogram(m)))).collect();
+    let by_metric: Vec<Histogram<u64>> =
+        Metric::ALL.into_iter().map(|m| histograms.remove(m.key()).unwrap_or_else(new_histogram)).collect();
     let mut per_second = PerSecond::default();
     for (part, offset) in parts.iter().zip(&offsets) {
         let p = &part.per_second;
@@ -176,7 +175,8 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         // events_per_request = n / m in f64: n comes back exactly.
         n_events += (p.events_per_request * (p.counts.ok + p.counts.errors) as f64).round() as u64;
     }
-    let measured_requests = counts.ok + counts.errors;
+    let derived =
+        super::derive(|m| &by_metric[m as usize], &per_second, first.load.window_s, measured_s, n_events, counts.ok + counts.errors);
     let peak = if per_second.peak_connections.is_empty() {
         parts.iter().map(|p| p.connections.max_concurrent).sum()
     } else {
@@ -195,18 +195,18 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         load: LoadParams { model: whole(combine(parts.iter().map(|p| &p.load.model))?, parts.len()), measured_s, ..first.load.clone() },
         interrupted: parts.iter().any(|p| p.interrupted),
         counts,
-        event_throughput: rates(&per_second.events, first.load.window_s, measured_s),
-        qps: rates(&per_second.ok, first.load.window_s, measured_s),
-        avg_duration_ms: summary_of(&histogram(Metric::ServiceTime)).avg,
+        event_throughput: derived.event_throughput,
+        qps: derived.qps,
+        avg_duration_ms: derived.avg_duration_ms,
         connections: Connections { max_concurrent: peak, avg_active: parts.iter().map(|p| p.connections.avg_active).sum() },
-        latency: super::Latency(latency),
-        events_per_request: if measured_requests > 0 { n_events as f64 / measured_requests as f64 } else { 0.0 },
+        latency: derived.latency,
+        events_per_request: derived.events_per_request,
         target_cpu_us_per_request: None,
         target_cpu_us_per_event: None,
         bytes_received: parts.iter().map(|p| p.bytes_received).sum(),
         per_second,
         health,
-        histograms: histograms.iter().map(|(k, h)| (k.clone(), encode_histogram(h))).collect(),
+        histograms: derived.histograms,
         apps: merge_apps(parts)?,
         measure_start_unix_ms: earliest,
     })

@@ -18,6 +18,8 @@ pub use schema::{ab, bmf, figures, soak, text};
 use crate::load::driver::{App, Mode, RunResult};
 use crate::load::health::HealthReport;
 use crate::load::metrics::{Metric, encode_histogram, summary_of};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 
 /// A scenario's report from the driver's result, the one place a report
 /// is built (`run`, `ab`, `soak`; `merge` adds shards' histograms and
@@ -52,13 +54,7 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             errors: warmup(&r.warmup_errors_per_s),
         },
     };
-    let histograms = Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(r.histogram(m)))).collect();
-    let latency = Metric::ALL
-        .into_iter()
-        .filter(|m| !(m.optional() && r.histogram(*m).is_empty()))
-        .map(|m| (m, summary_of(r.histogram(m))))
-        .collect();
-    let measured_requests = r.n_ok + r.n_errors();
+    let derived = derive(|m| r.histogram(m), &per_second, load.window_s, measured_s, r.n_events, r.n_ok + r.n_errors());
     ScenarioReport {
         name: name.to_owned(),
         mode,
@@ -71,12 +67,12 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             errors: r.n_errors(),
             errors_by_class: r.errors.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
         },
-        event_throughput: rates(&per_second.events, load.window_s, measured_s),
-        qps: rates(&per_second.ok, load.window_s, measured_s),
-        avg_duration_ms: summary_of(r.histogram(Metric::ServiceTime)).avg,
+        event_throughput: derived.event_throughput,
+        qps: derived.qps,
+        avg_duration_ms: derived.avg_duration_ms,
         connections: Connections { max_concurrent: result.peak_connections, avg_active: result.avg_connections },
-        latency: Latency(latency),
-        events_per_request: if measured_requests > 0 { r.n_events as f64 / measured_requests as f64 } else { 0.0 },
+        latency: derived.latency,
+        events_per_request: derived.events_per_request,
         target_cpu_us_per_request: health.target_cpu_cores.filter(|_| r.n_sent > 0).map(|c| c * health.span_s / r.n_sent as f64 * 1e6),
         target_cpu_us_per_event: health
             .target_cpu_cores
@@ -85,9 +81,50 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
         bytes_received: r.n_bytes,
         per_second,
         health,
-        histograms,
+        histograms: derived.histograms,
         apps: app_reports(apps, r),
         measure_start_unix_ms: Some(unix_ms_of(result.measure_start)),
+    }
+}
+
+/// The figures a scenario's tallies give, derived in this one place for
+/// one driver's recorder (`build_scenario`) and for shards' added
+/// histograms and series (`merge`).
+pub(crate) struct Derived {
+    pub(crate) latency: Latency,
+    pub(crate) histograms: BTreeMap<String, String>,
+    pub(crate) qps: Rates,
+    pub(crate) event_throughput: Rates,
+    pub(crate) avg_duration_ms: f64,
+    pub(crate) events_per_request: f64,
+}
+
+/// Every metric's summary (an optional one only when it holds values) and
+/// encoded histogram, from `histogram(metric)` over the measured phase;
+/// requests and events per second over `measured_s` with their slowest
+/// and fastest `window_s` windows; the seed's average duration (the mean
+/// service time); events per measured request.
+pub(crate) fn derive<'h>(
+    histogram: impl Fn(Metric) -> &'h Histogram<u64>,
+    per_second: &PerSecond,
+    window_s: u64,
+    measured_s: f64,
+    n_events: u64,
+    measured_requests: u64,
+) -> Derived {
+    Derived {
+        latency: Latency(
+            Metric::ALL
+                .into_iter()
+                .filter(|m| !(m.optional() && histogram(*m).is_empty()))
+                .map(|m| (m, summary_of(histogram(m))))
+                .collect(),
+        ),
+        histograms: Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(histogram(m)))).collect(),
+        qps: rates(&per_second.ok, window_s, measured_s),
+        event_throughput: rates(&per_second.events, window_s, measured_s),
+        avg_duration_ms: summary_of(histogram(Metric::ServiceTime)).avg,
+        events_per_request: if measured_requests > 0 { n_events as f64 / measured_requests as f64 } else { 0.0 },
     }
 }
 

@@ -131,9 +131,14 @@ fn interrupted_run_still_writes_valid_json() {
         .spawn()
         .unwrap();
     // Wait until load is flowing: the report only exists once it has started.
+    // The stack's line and the run's first progress line come from two
+    // processes, in either order.
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    while !line.contains("stack up at") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "stderr ended before the stack's line");
+    }
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}"));
     let url = url.trim_end_matches(';').to_owned();
     wait_for_runs(&url, 5);
@@ -180,6 +185,8 @@ fn a_bad_value_of_any_kind_exits_2_before_anything_starts() {
         (&["run", "--scenario", "empty", "--target", "https://127.0.0.1:9", "--api-key", "k", "--ca-cert", not_pem], "--ca-cert"),
         (&["ab", "--a", &target, "--b", &target, "--scenario", "empty", "--api-key", "bad\u{1}key"], "--api-key"),
         (&["soak", "--mock-script", "/no/such/script.toml"], "--mock-script"),
+        (&["merge", "/no/such/a.json", "/no/such/b.json"], "reading /no/such/a.json"),
+        (&["report", "/no/such/a.json"], "reading /no/such/a.json"),
     ] {
         let output = flowbench().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
