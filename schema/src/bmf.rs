@@ -63,7 +63,7 @@ impl crate::report::Report {
         use crate::figures::{BMF, Figure};
         let mut bmf = Bmf::default();
         for s in &self.scenarios {
-            for figure in BMF {
+            for &figure in BMF {
                 let Some(value) = figure.read(s) else { continue };
                 let bounds = match figure {
                     Figure::Scalar(scalar) => scalar.row().bounds,

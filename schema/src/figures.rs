@@ -380,24 +380,9 @@ pub const COMPARED: [Figure; 16] = [
     Figure::Scalar(Scalar::TargetCpuPerEvent),
 ];
 
-/// The figures of a run's BMF document: the compared ones but the CPU
-/// (which BMF's consumers track from the gate), each with its bounds.
-pub const BMF: [Figure; 14] = [
-    Figure::Scalar(Scalar::RequestsPerS),
-    Figure::Scalar(Scalar::EventsPerS),
-    Figure::Latency(Metric::Ttfe, Stat::P50),
-    Figure::Latency(Metric::Ttfe, Stat::P95),
-    Figure::Latency(Metric::Ttfe, Stat::P99),
-    Figure::Latency(Metric::Ttfb, Stat::P50),
-    Figure::Latency(Metric::Ttfb, Stat::P95),
-    Figure::Latency(Metric::Ttfb, Stat::P99),
-    Figure::Latency(Metric::Duration, Stat::P50),
-    Figure::Latency(Metric::Duration, Stat::P95),
-    Figure::Latency(Metric::Duration, Stat::P99),
-    Figure::Scalar(Scalar::MaxConcurrent),
-    Figure::Scalar(Scalar::AvgActive),
-    Figure::Scalar(Scalar::Errors),
-];
+/// The figures of a run's BMF document: the compared ones but the last
+/// two, the target's CPU (which BMF's consumers track from the gate).
+pub const BMF: &[Figure] = COMPARED.split_at(COMPARED.len() - 2).0;
 
 /// The figures `flowbench ab` shows for each side and `cargo xtask gate`
 /// judges (each gate metric is one of these on one phase).
