@@ -10,7 +10,8 @@
 //! Verdict: RSS growth after the warm-up (median of the last fifth of the
 //! samples against the median of the first fifth) under `--max-growth`, no
 //! errors, and live runs back to zero once the load stops.
-//! Exit codes: 0 pass, 1 fail, 2 the stack did not come up, 130 interrupted.
+//! Exit codes: 0 pass, 1 fail (or the stack did not start), 2 a bad flag or
+//! a stack whose server does not answer, 130 interrupted.
 
 use super::{Progress, cancel_on_ctrl_c, write_file};
 use crate::load::client::{Conn, PreflightError, Protocol, Target, bearer, preflight};
