@@ -2,7 +2,9 @@
 
 /// Done; the figures are valid (a `Disturbed` run says so in its report).
 pub const OK: i32 = 0;
-/// The command failed, or its verdict did (soak: memory grew or runs leaked).
+/// The command failed, or its verdict did (run, merge: a scenario without
+/// one successful request in its measured phase; soak: memory grew or runs
+/// leaked).
 pub const FAILED: i32 = 1;
 /// Nothing was measured: a bad flag, or a target that is down, refused
 /// or rejected the key.

@@ -23,5 +23,7 @@ pub fn execute(args: &MergeArgs) -> anyhow::Result<i32> {
     };
     print!("{}", merged.to_text());
     super::run::write_outputs(&merged, &args.files)?;
-    Ok(super::run::exit_code(&merged))
+    let code = super::run::exit_code(&merged);
+    super::run::say_why(&merged, code);
+    Ok(code)
 }

@@ -141,12 +141,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
     print!("{}", report.to_text());
     write_outputs(&report, &plan.files)?;
     let code = exit_code(&report);
-    if code == exit::INVALID {
-        eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
-    }
-    if code == exit::THRESHOLD {
-        eprintln!("flowbench: a threshold was crossed (see Thresholds)");
-    }
+    say_why(&report, code);
     Ok(code)
 }
 
@@ -191,17 +186,41 @@ fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<HeaderValue>) -
 }
 
 /// Interrupted, else INVALID when any scenario's driver was the bottleneck
-/// (so CI cannot take a lying run for a pass), else OK.
+/// (so CI cannot take a lying run for a pass), else FAILED when a scenario
+/// had no successful request in its measured phase (an outage, or a
+/// target that refuses every run: its figures describe failures, and a
+/// run that cannot tell is not a pass), else THRESHOLD, else OK.
 pub(crate) fn exit_code(report: &Report) -> i32 {
     if report.interrupted {
         exit::INTERRUPTED
     } else if report.scenarios.iter().any(|s| s.health.verdict == HealthVerdict::Invalid) {
         exit::INVALID
+    } else if !unsucceeded(report).is_empty() {
+        exit::FAILED
     } else if report.thresholds.iter().any(|t| !t.passed) {
         exit::THRESHOLD
     } else {
         exit::OK
     }
+}
+
+/// Why the run exits as it does, on stderr (`run` and `merge`).
+pub(crate) fn say_why(report: &Report, code: i32) {
+    if code == exit::INVALID {
+        eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
+    }
+    for (name, errors) in unsucceeded(report) {
+        eprintln!("flowbench: scenario {name}: no request succeeded in the measured phase ({errors} failed; see its errors by class)");
+    }
+    if code == exit::THRESHOLD {
+        eprintln!("flowbench: a threshold was crossed (see Thresholds)");
+    }
+}
+
+/// The scenarios without one successful request in their measured phase,
+/// each with its errors.
+pub(crate) fn unsucceeded(report: &Report) -> Vec<(&str, u64)> {
+    report.scenarios.iter().filter(|s| s.counts.ok == 0).map(|s| (s.name.as_str(), s.counts.errors)).collect()
 }
 
 #[cfg(test)]
@@ -220,5 +239,21 @@ mod tests {
         assert_eq!(exit_code(&report), exit::INVALID, "an invalid run's thresholds mean nothing");
         report.interrupted = true;
         assert_eq!(exit_code(&report), exit::INTERRUPTED);
+    }
+
+    /// A scenario whose every measured request failed, or that measured
+    /// none, fails the run: it cannot say the target is fine.
+    #[test]
+    fn a_scenario_without_a_success_fails_the_run() {
+        let mut report = crate::report::sample::sample_report();
+        report.scenarios[0].counts.ok = 0;
+        assert_eq!(exit_code(&report), exit::FAILED);
+        assert_eq!(unsucceeded(&report), [("empty", report.scenarios[0].counts.errors)]);
+        report.scenarios[0].counts.errors = 0;
+        assert_eq!(exit_code(&report), exit::FAILED, "nothing measured is not a pass");
+        report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
+        assert_eq!(exit_code(&report), exit::FAILED, "a failed run's thresholds come after");
+        report.scenarios[1].health.verdict = HealthVerdict::Invalid;
+        assert_eq!(exit_code(&report), exit::INVALID);
     }
 }

@@ -381,6 +381,28 @@ fn a_target_that_dies_mid_run_still_gets_a_report() {
     std::fs::remove_file(&json).unwrap();
 }
 
+/// A run in which every request failed is not a pass: the embedded
+/// stack's Start→End app answers 400 to inputs without its `question`, and
+/// the run exits 1 naming the scenario, its report still written.
+#[test]
+fn a_run_without_one_success_exits_1() {
+    let json = std::env::temp_dir().join(format!("flowbench-allfail-{}.json", std::process::id()));
+    let output = flowbench()
+        .args(["run", "--scenario", "empty", "--inputs", r#"{"not_the_question":"x"}"#, "--users", "2"])
+        .args(["--duration", "1s", "--warmup", "0s", "--window", "1s", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("scenario empty: no request succeeded in the measured phase"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let c = &report["scenarios"][0]["counts"];
+    assert_eq!(c["ok"], 0, "{c}");
+    assert!(c["errors_by_class"]["http_4xx"].as_u64().unwrap() > 0, "{c}");
+    std::fs::remove_file(&json).unwrap();
+}
+
 #[test]
 fn a_crossed_threshold_exits_4_and_the_report_says_which() {
     let output = flowbench()
