@@ -484,17 +484,13 @@ fn merge_once<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-/// How requests reach the target, checked: the TLS flags need an https://
-/// URL (when one is known now) and a `--ca-cert` must hold certificates.
+/// How requests reach the target (`url`, when one is given), checked as
+/// the client checks them when it resolves a target.
 fn target_options(tls: &TargetTls, url: Option<&str>) -> Result<TargetOptions, UsageError> {
     let options = TargetOptions { headers: tls.headers.clone(), insecure: tls.insecure, ca_cert: tls.ca_cert.clone() };
-    if (tls.insecure || tls.ca_cert.is_some()) && !url.is_some_and(|u| u.starts_with("https://")) {
-        return Err(usage!(
-            "--insecure and --ca-cert are for an https:// target; {}",
-            url.map_or("none is given (--target)".to_owned(), |u| format!("{u:?} is not one"))
-        ));
-    }
-    options.check_ca_cert().map_err(|e| usage!("{e:#}"))?;
+    options
+        .check_for(url.is_some_and(|u| u.starts_with("https://")))
+        .map_err(|e| usage!("{e:#} ({})", url.map_or("no --target is given".to_owned(), |u| format!("the target is {u:?}"))))?;
     Ok(options)
 }
 
@@ -507,8 +503,6 @@ pub struct AbPlan {
     pub mode: Mode,
     pub api_key: HeaderValue,
     pub target_options: TargetOptions,
-    pub after_terminal: AfterTerminal,
-    pub driver_threads: usize,
 }
 
 impl AbArgs {
@@ -526,8 +520,6 @@ impl AbArgs {
             },
             api_key,
             target_options: options,
-            after_terminal: self.driver.after_terminal.into(),
-            driver_threads: self.driver.driver_threads,
         })
     }
 }
@@ -539,8 +531,6 @@ pub struct SoakPlan {
     pub flags: SoakArgs,
     /// The mock's script, a file that parses.
     pub mock_script: PathBuf,
-    pub driver_threads: usize,
-    pub after_terminal: AfterTerminal,
 }
 
 impl SoakArgs {
@@ -550,12 +540,7 @@ impl SoakArgs {
         if !(self.max_growth.is_finite() && self.max_growth >= 0.0) {
             return Err(usage!("--max-growth {}: a percentage of 0 or more", self.max_growth));
         }
-        Ok(SoakPlan {
-            flags: self.clone(),
-            mock_script,
-            driver_threads: self.driver.driver_threads,
-            after_terminal: self.driver.after_terminal.into(),
-        })
+        Ok(SoakPlan { flags: self.clone(), mock_script })
     }
 }
 

@@ -10,8 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The crates whose sources are checked.
-pub const CRATES: [&str; 7] = ["server", "mock", "schema", "pages", "flowbench", "benches", "xtask"];
+/// The workspace's member crates (each in the folder of its name), read
+/// from the root `Cargo.toml`, so a new crate is checked without a list to
+/// keep.
+fn crates(root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let members = manifest.split("members = [").nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default();
+    members.split(',').map(|m| m.trim().trim_matches('"').to_owned()).filter(|m| !m.is_empty()).collect()
+}
 
 /// Every `.rs` file under `dir`, sorted.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -82,8 +88,8 @@ fn paths_named(module: &[String], text: &str) -> Vec<Vec<String>> {
 /// Each crate's circles of files that import each other, as module paths.
 pub fn import_circles(root: &Path) -> Vec<(String, Vec<String>)> {
     let mut found = Vec::new();
-    for krate in CRATES {
-        let src = root.join(krate).join("src");
+    for krate in crates(root) {
+        let src = root.join(&krate).join("src");
         let files = rust_files(&src);
         let modules: BTreeMap<Vec<String>, PathBuf> = files.iter().map(|f| (module_of(&src, f), f.clone())).collect();
         let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
@@ -101,7 +107,7 @@ pub fn import_circles(root: &Path) -> Vec<(String, Vec<String>)> {
             }
         }
         for circle in strongly_connected(&edges) {
-            found.push((krate.to_owned(), circle.iter().map(|m| m.join("::")).collect()));
+            found.push((krate.clone(), circle.iter().map(|m| m.join("::")).collect()));
         }
     }
     found
@@ -165,8 +171,8 @@ fn strongly_connected(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> V
 /// (tests included), each with where; a binary's `Cli` aside.
 pub fn repeated_type_names(root: &Path) -> BTreeMap<String, Vec<String>> {
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for krate in CRATES {
-        let dir = root.join(krate);
+    for krate in crates(root) {
+        let dir = root.join(&krate);
         for sub in ["src", "tests", "benches"] {
             for file in rust_files(&dir.join(sub)) {
                 let text = std::fs::read_to_string(&file).unwrap_or_default();
@@ -221,6 +227,12 @@ mod tests {
     /// long the way round.
     #[test]
     fn no_import_circle() {
+        // The checks read every member: a manifest they misread would check nothing.
+        let members = crates(&root());
+        assert!(
+            ["server", "mock", "schema", "pages", "flowbench", "benches", "xtask"].iter().all(|c| members.iter().any(|m| m == c)),
+            "{members:?}"
+        );
         let circles = import_circles(&root());
         assert!(circles.is_empty(), "files that import each other: {circles:#?}");
     }
@@ -251,6 +263,7 @@ mod tests {
     #[test]
     fn the_checks_find_a_circle_and_a_repeated_name() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\nmembers = [\"server\"]\n").unwrap();
         let src = dir.path().join("server/src");
         std::fs::create_dir_all(src.join("a")).unwrap();
         std::fs::write(src.join("lib.rs"), "pub mod a;\npub mod b;\n").unwrap();

@@ -24,7 +24,7 @@ use std::time::Duration;
 /// run after the slice in progress, with every whole slice kept.
 pub async fn execute(plan: &AbPlan) -> anyhow::Result<AbReport> {
     let args = &plan.flags;
-    let (driver_threads, mode, api_key) = (plan.driver_threads, plan.mode, &plan.api_key);
+    let (driver_threads, mode, api_key) = (args.driver.driver_threads, plan.mode, &plan.api_key);
     let name = match args.scenario {
         AbScenario::Empty => "empty",
         AbScenario::Llm => "llm",
@@ -83,7 +83,7 @@ pub async fn execute(plan: &AbPlan) -> anyhow::Result<AbReport> {
                 protocol: Protocol::Dify,
                 stamped: false,
                 abort_after_chunks: None,
-                after_terminal: plan.after_terminal,
+                after_terminal: args.driver.after_terminal.into(),
                 arrival_phase: 0.0,
             };
             let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());

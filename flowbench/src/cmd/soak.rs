@@ -51,10 +51,10 @@ pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
         protocol: Protocol::Dify,
         stamped: false,
         abort_after_chunks: None,
-        after_terminal: plan.after_terminal,
+        after_terminal: args.driver.after_terminal.into(),
         arrival_phase: 0.0,
     };
-    let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), plan.driver_threads);
+    let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver.driver_threads);
     // A soak is long: off a terminal, a line each minute.
     let progress = Progress::start_every("soak", args.warmup + args.duration, live.clone(), Some(Duration::from_secs(60)));
     let result = driver::run(spec, target.clone(), live, cancel.clone()).await;

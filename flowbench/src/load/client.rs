@@ -87,7 +87,7 @@ impl Target {
             Some("https") => true,
             _ => anyhow::bail!("target URL {url:?} must start with http:// or https://"),
         };
-        anyhow::ensure!(https || (!options.insecure && options.ca_cert.is_none()), "--insecure and --ca-cert are for https:// targets");
+        options.check_for(https)?;
         let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("target URL {url:?} has no host"))?;
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addr = tokio::net::lookup_host((authority.host(), port))
@@ -172,9 +172,12 @@ impl Target {
 }
 
 impl TargetOptions {
-    /// A `--ca-cert` file holds at least one PEM certificate (checked before
-    /// anything starts; read again when the target is resolved).
-    pub fn check_ca_cert(&self) -> anyhow::Result<()> {
+    /// The options fit a target, `https` or not: the TLS flags need
+    /// https://, and a `--ca-cert` file holds at least one PEM certificate.
+    /// Checked by the plan before anything starts, and again when a
+    /// target is resolved.
+    pub fn check_for(&self, https: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(https || (!self.insecure && self.ca_cert.is_none()), "--insecure and --ca-cert are for https:// targets");
         match &self.ca_cert {
             Some(path) => ca_certs(path).map(drop),
             None => Ok(()),
