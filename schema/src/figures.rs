@@ -190,10 +190,11 @@ pub const SCALARS: [ScalarRow; 14] = [
         scalar: Scalar::AvgDuration,
         key: "avg_duration_ms",
         aliases: &[],
-        label: "Avg duration (ms, from sent)",
+        label: "Avg duration (ms)",
         unit: Unit::Ms,
         higher_is_better: false,
-        read: |s| Some(s.avg_duration_ms),
+        // The successes' mean: none when nothing succeeded.
+        read: |s| (s.counts.ok > 0).then_some(s.avg_duration_ms),
         bounds: None,
     },
     ScalarRow {

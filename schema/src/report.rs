@@ -14,8 +14,12 @@ use std::collections::BTreeMap;
 
 /// The JSON document's schema name; bump `SCHEMA_VERSION` on any breaking change.
 pub const SCHEMA: &str = "flowbench.report";
-/// 2: the first text chunk's histogram is keyed `first_text_chunk`, as its summary.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: latencies are over successful requests only (failures have
+/// `failed_duration`); in the open model TTFB, TTFE and the first text
+/// chunk count from the intended send (the service view is `*_from_sent`);
+/// per-second throughput counts by completion, whichever second a request
+/// was sent in; `counts.backoff_s`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -89,6 +93,8 @@ pub struct ScenarioReport {
     pub counts: Counts,
     pub event_throughput: Rates,
     pub qps: Rates,
+    /// The seed's "Avg Duration": the successes' mean service time (from
+    /// the intended send in the open model); 0 when none succeeded.
     pub avg_duration_ms: f64,
     pub connections: Connections,
     /// Each metric's summary in ms, as `<key>_ms` (`ttfe_ms`, `duration_ms`, …);
@@ -198,6 +204,11 @@ pub struct Counts {
     pub ok: u64,
     pub errors: u64,
     pub errors_by_class: BTreeMap<String, u64>,
+    /// Seconds the closed model's users waited, summed over users, before
+    /// retrying after a connection could not be made (a user's client backs
+    /// off; an outage is not hammered at loopback speed).
+    #[serde(default)]
+    pub backoff_s: f64,
 }
 
 /// Max and Min over the measured phase's windows; Avg over the whole phase.

@@ -65,7 +65,11 @@ impl Report {
             let _ = writeln!(out, "Requests: {} sent = {} warm-up + {} ok + {} errors", c.sent, c.warmup, c.ok, c.errors);
             if !c.errors_by_class.is_empty() {
                 let classes: Vec<String> = c.errors_by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                let _ = writeln!(out, "Errors by class: {}", classes.join(", "));
+                let rate = c.errors as f64 / (c.ok + c.errors).max(1) as f64 * 100.0;
+                let _ = writeln!(out, "Errors by class: {} ({} % of measured requests)", classes.join(", "), num(rate));
+            }
+            if c.backoff_s > 0.0 {
+                let _ = writeln!(out, "Back-off: users waited {} s in all before retrying refused connections", num(c.backoff_s));
             }
             let _ = writeln!(
                 out,
@@ -77,6 +81,11 @@ impl Report {
                 num(s.event_throughput.avg),
                 s.events_per_request
             );
+            if c.ok == 0 {
+                let _ = writeln!(out, "Latency: none; no request succeeded in the measured phase (failures are timed on their own row)");
+            } else if c.errors > 0 {
+                let _ = writeln!(out, "Latency: of the {} successful requests; the {} failures are timed on their own row", c.ok, c.errors);
+            }
             let _ = writeln!(out, "| ms | Avg | Min | P50 | P90 | P95 | P99 | P99.9 | Max |");
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
             // The stamped chunks' lag is tens of µs: its own line, below.

@@ -219,7 +219,17 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
     let think = ctx.spec.load.think_time();
     let mut conn = Conn::new();
     let mut first = true;
+    let mut retry = Retry { closed: !ctx.spec.load.is_open(), ..Retry::default() };
     loop {
+        if let Some(pause) = retry.pause() {
+            let began = Instant::now();
+            tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => break,
+                () = tokio::time::sleep_until(began + pause) => {}
+            }
+            retry.waited += began.elapsed();
+        }
         if !first && !think.is_zero() {
             let pause = super::schedule::draw_think(&think, &mut rng);
             tokio::select! {
@@ -252,16 +262,50 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
             ctx.live.errors.fetch_add(1, Ordering::Relaxed);
         }
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
-        for (gap, intended) in pending.gaps.drain(..) {
+        // A failed stream's gaps and lags are no success's figures; its
+        // events still arrived, and count by receipt.
+        let ok = sample.outcome.is_ok();
+        for (gap, intended) in pending.gaps.drain(..).filter(|_| ok) {
             recorder.gap(gap, intended);
         }
         for (at, n) in pending.events.drain(..) {
             recorder.events_at(at, n);
         }
-        for lag in pending.lags.drain(..) {
+        for lag in pending.lags.drain(..).filter(|_| ok) {
             recorder.emit_lag(lag, sample.intended);
         }
         recorder.record(&sample);
+        drop(recorder);
+        retry.after(&sample.outcome);
+    }
+    shard.lock().unwrap_or_else(|e| e.into_inner()).backoff += retry.waited;
+}
+
+/// A closed-model user's back-off after a connection could not be made,
+/// as a user's client does: it doubles from `FIRST_BACKOFF` to
+/// `MAX_BACKOFF` while connects fail and ends with the first request that
+/// connects. Without it, a refused target is retried at loopback speed and
+/// the run measures how fast the driver can fail. The open model keeps its
+/// schedule: its arrivals do not wait on the last answer.
+#[derive(Default)]
+struct Retry {
+    closed: bool,
+    next: Option<Duration>,
+    waited: Duration,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Retry {
+    fn after(&mut self, outcome: &Result<(), ErrorClass>) {
+        self.next = (self.closed && *outcome == Err(ErrorClass::Connect))
+            .then(|| self.next.map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF)));
+    }
+
+    /// The wait before the next request, if the last could not connect.
+    fn pause(&self) -> Option<Duration> {
+        self.next
     }
 }
 

@@ -37,7 +37,7 @@ pub struct Sample {
     /// Terminal event → end of body, with `--after-terminal drain`.
     pub stream_tail: Option<Duration>,
     /// Sent on an open schedule: the first-byte figures count from
-    /// `intended` too.
+    /// `intended`, and from `sent` in their service rows.
     pub open_model: bool,
     /// The app it went to (its index in the run's apps).
     pub app: u16,
@@ -65,26 +65,39 @@ impl Sample {
         }
     }
 
-    /// `since_sent`, counted from the intended send time instead, in the open model.
-    fn counted_from_intended(&self, since_sent: Option<Duration>) -> Option<Duration> {
-        self.open_model.then(|| since_sent.map(|d| d + (self.sent - self.intended)))?
+    /// `since_sent` as the headline counts it: from the intended send in
+    /// the open model (what the user waited, coordinated omission
+    /// corrected), from the send otherwise.
+    fn headline(&self, since_sent: Option<Duration>) -> Option<Duration> {
+        if self.open_model { since_sent.map(|d| d + (self.sent - self.intended)) } else { since_sent }
+    }
+
+    /// `since_sent` as the open model's service view (none in the closed
+    /// model, where the headline is it).
+    fn service(&self, since_sent: Option<Duration>) -> Option<Duration> {
+        self.open_model.then_some(since_sent)?
     }
 
     /// This request's value of `metric`; `None` for the metrics recorded
-    /// per event (`EventGap`, `EmitToReceipt`) and for what it never saw.
+    /// per event (`EventGap`, `EmitToReceipt`), for what it never saw, and
+    /// for the metrics of the other outcome: a failure has only
+    /// `FailedDuration`, a success everything else.
     pub fn value(&self, metric: Metric) -> Option<Duration> {
+        if self.outcome.is_err() {
+            return (metric == Metric::FailedDuration).then(|| self.done - self.intended);
+        }
         match metric {
-            Metric::Ttfb => self.ttfb,
-            Metric::Ttfe => self.ttfe,
-            Metric::FirstTextChunk => self.first_text,
+            Metric::Ttfb => self.headline(self.ttfb),
+            Metric::Ttfe => self.headline(self.ttfe),
+            Metric::FirstTextChunk => self.headline(self.first_text),
             Metric::Duration => Some(self.done - self.intended),
             Metric::ServiceTime => Some(self.done - self.sent),
             Metric::LongestGapPerStream => self.max_gap,
             Metric::StreamTail => self.stream_tail,
-            Metric::TtfbFromIntended => self.counted_from_intended(self.ttfb),
-            Metric::TtfeFromIntended => self.counted_from_intended(self.ttfe),
-            Metric::FirstTextChunkFromIntended => self.counted_from_intended(self.first_text),
-            Metric::EventGap | Metric::EmitToReceipt => None,
+            Metric::TtfbFromSent => self.service(self.ttfb),
+            Metric::TtfeFromSent => self.service(self.ttfe),
+            Metric::FirstTextChunkFromSent => self.service(self.first_text),
+            Metric::EventGap | Metric::EmitToReceipt | Metric::FailedDuration => None,
         }
     }
 }

@@ -4,6 +4,13 @@
 //! of the warm-up. Recorders merge losslessly at the end; shards of
 //! workers share one behind a lock, so the hot path takes no global lock.
 //! Every request sent is counted once, warm-up or not.
+//!
+//! Latencies are of the requests intended in the measured phase, and of
+//! successes only: a failure (refused in 50 µs, or timed out) is counted
+//! by class and timed in `failed_duration`, never averaged into a success's
+//! figure. Throughput is by completion: a measured second counts what
+//! finished in it, whichever second the request was sent in, so long
+//! streams begun in the warm-up are not lost from the first seconds.
 
 use super::metrics::{ErrorClass, Metric, Sample, new_histogram};
 use hdrhistogram::Histogram;
@@ -36,6 +43,8 @@ pub struct Recorder {
     pub warmup_events_per_s: Vec<u64>,
     pub warmup_ok_per_s: Vec<u64>,
     pub warmup_errors_per_s: Vec<u64>,
+    /// Summed over users: time waited before retrying after a connect error.
+    pub backoff: Duration,
     /// Per app, when a run has more than one (empty otherwise).
     pub apps: Vec<AppTally>,
 }
@@ -81,6 +90,7 @@ impl Recorder {
             warmup_events_per_s: Vec::new(),
             warmup_ok_per_s: Vec::new(),
             warmup_errors_per_s: Vec::new(),
+            backoff: Duration::ZERO,
             apps,
         }
     }
@@ -132,28 +142,21 @@ impl Recorder {
     pub fn record(&mut self, sample: &Sample) {
         self.n_sent += 1;
         self.n_events_all += sample.n_events;
+        // Throughput, by completion.
+        if let Some(s) = self.second(sample.done) {
+            bump(if sample.outcome.is_ok() { &mut self.ok_per_s } else { &mut self.errors_per_s }, s, 1);
+        } else if let Some(s) = self.warmup_second(sample.done) {
+            bump(if sample.outcome.is_ok() { &mut self.warmup_ok_per_s } else { &mut self.warmup_errors_per_s }, s, 1);
+        }
         if sample.intended < self.measure_start {
             self.n_warmup += 1;
-            if let Some(s) = self.warmup_second(sample.done) {
-                bump(if sample.outcome.is_ok() { &mut self.warmup_ok_per_s } else { &mut self.warmup_errors_per_s }, s, 1);
-            }
             return;
         }
         match sample.outcome {
-            Ok(()) => {
-                self.n_ok += 1;
-                if let Some(s) = self.second(sample.done) {
-                    bump(&mut self.ok_per_s, s, 1);
-                }
-            }
-            Err(class) => {
-                *self.errors.entry(class).or_default() += 1;
-                if let Some(s) = self.second(sample.done) {
-                    bump(&mut self.errors_per_s, s, 1);
-                }
-            }
+            Ok(()) => self.n_ok += 1,
+            Err(class) => *self.errors.entry(class).or_default() += 1,
         }
-        // Failed requests stay in the latency sample: nothing is dropped.
+        // A success's metrics, or a failure's `failed_duration`.
         for metric in Metric::ALL {
             if let Some(v) = sample.value(metric) {
                 self.histograms[metric as usize].saturating_record(us(v));
@@ -195,6 +198,7 @@ impl Recorder {
         self.n_events += other.n_events;
         self.n_events_all += other.n_events_all;
         self.n_bytes += other.n_bytes;
+        self.backoff += other.backoff;
         for (mine, theirs) in [
             (&mut self.events_per_s, &other.events_per_s),
             (&mut self.ok_per_s, &other.ok_per_s),
@@ -255,7 +259,9 @@ mod tests {
         b.record(&sample(measure + Duration::from_millis(1500), 7, Err(ErrorClass::Http5xx)));
         a.merge(&b);
         assert_eq!((a.n_sent, a.n_warmup, a.n_ok, a.n_errors()), (3, 1, 1, 1));
-        assert_eq!(a.histogram(Metric::Duration).len(), 2);
+        assert_eq!(a.histogram(Metric::Duration).len(), 1, "a failure is in no success's latency");
+        assert_eq!(a.histogram(Metric::Ttfe).len(), 1);
+        assert_eq!(a.histogram(Metric::FailedDuration).len(), 1, "it is timed apart");
         assert_eq!(a.ok_per_s, [1]);
         assert_eq!(a.errors_per_s, [0, 1]);
         assert!(a.warmup_ok_per_s.is_empty(), "no warm-up seconds kept unless asked");
@@ -273,11 +279,14 @@ mod tests {
         b.record(&sample(t0 + ms(1200), 5, Err(ErrorClass::Timeout)));
         b.record(&sample(t0 + ms(2000), 5, Ok(())));
         b.events_at(t0 + ms(2005), 2);
-        // Sent in the warm-up, finished in the measured phase: in neither series.
+        // Sent in the warm-up, finished in the measured phase: the measured
+        // phase's throughput counts it (by completion), its figures do not.
         a.record(&sample(t0 + ms(2400), 200, Ok(())));
         a.events_at(measure + ms(100), 4);
         a.merge(&b);
         assert_eq!((a.n_warmup, a.n_ok), (4, 0));
+        assert_eq!(a.ok_per_s, [1]);
+        assert!(a.histogram(Metric::Duration).is_empty());
         assert_eq!(a.warmup_ok_per_s, [1, 0, 1]);
         assert_eq!(a.warmup_errors_per_s, [0, 1]);
         assert_eq!(a.warmup_events_per_s, [3, 0, 2]);

@@ -162,21 +162,21 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         add_shifted(&mut per_second.warmup.errors, &p.warmup.errors, 0);
     }
     let measured_s = parts.iter().zip(&offsets).map(|(p, o)| *o as f64 + p.load.measured_s).fold(0.0, f64::max);
-    let mut counts = Counts { sent: 0, warmup: 0, ok: 0, errors: 0, errors_by_class: BTreeMap::new() };
+    let mut counts = Counts { sent: 0, warmup: 0, ok: 0, errors: 0, errors_by_class: BTreeMap::new(), backoff_s: 0.0 };
     let mut n_events = 0u64;
     for p in parts {
         counts.sent += p.counts.sent;
         counts.warmup += p.counts.warmup;
         counts.ok += p.counts.ok;
         counts.errors += p.counts.errors;
+        counts.backoff_s += p.counts.backoff_s;
         for (class, n) in &p.counts.errors_by_class {
             *counts.errors_by_class.entry(class.clone()).or_default() += n;
         }
         // events_per_request = n / m in f64: n comes back exactly.
         n_events += (p.events_per_request * (p.counts.ok + p.counts.errors) as f64).round() as u64;
     }
-    let derived =
-        super::derive(|m| &by_metric[m as usize], &per_second, first.load.window_s, measured_s, n_events, counts.ok + counts.errors);
+    let derived = super::derive(|m| &by_metric[m as usize], &per_second, &first.load, measured_s, n_events, counts.ok + counts.errors);
     let peak = if per_second.peak_connections.is_empty() {
         parts.iter().map(|p| p.connections.max_concurrent).sum()
     } else {

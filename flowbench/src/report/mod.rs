@@ -54,7 +54,7 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             errors: warmup(&r.warmup_errors_per_s),
         },
     };
-    let derived = derive(|m| r.histogram(m), &per_second, load.window_s, measured_s, r.n_events, r.n_ok + r.n_errors());
+    let derived = derive(|m| r.histogram(m), &per_second, &load, measured_s, r.n_events, r.n_ok + r.n_errors());
     ScenarioReport {
         name: name.to_owned(),
         mode,
@@ -66,6 +66,7 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             ok: r.n_ok,
             errors: r.n_errors(),
             errors_by_class: r.errors.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
+            backoff_s: r.backoff.as_secs_f64(),
         },
         event_throughput: derived.event_throughput,
         qps: derived.qps,
@@ -102,12 +103,13 @@ pub(crate) struct Derived {
 /// Every metric's summary (an optional one only when it holds values) and
 /// encoded histogram, from `histogram(metric)` over the measured phase;
 /// requests and events per second over `measured_s` with their slowest
-/// and fastest `window_s` windows; the seed's average duration (the mean
-/// service time); events per measured request.
+/// and fastest windows of `load.window_s`; the seed's average duration
+/// (the successes' mean service time, or in the open model their mean
+/// time from the intended send); events per measured request.
 pub(crate) fn derive<'h>(
     histogram: impl Fn(Metric) -> &'h Histogram<u64>,
     per_second: &PerSecond,
-    window_s: u64,
+    load: &LoadParams,
     measured_s: f64,
     n_events: u64,
     measured_requests: u64,
@@ -121,9 +123,9 @@ pub(crate) fn derive<'h>(
                 .collect(),
         ),
         histograms: Metric::ALL.into_iter().map(|m| (m.key().to_owned(), encode_histogram(histogram(m)))).collect(),
-        qps: rates(&per_second.ok, window_s, measured_s),
-        event_throughput: rates(&per_second.events, window_s, measured_s),
-        avg_duration_ms: summary_of(histogram(Metric::ServiceTime)).avg,
+        qps: rates(&per_second.ok, load.window_s, measured_s),
+        event_throughput: rates(&per_second.events, load.window_s, measured_s),
+        avg_duration_ms: summary_of(histogram(if load.model.is_open() { Metric::Duration } else { Metric::ServiceTime })).avg,
         events_per_request: if measured_requests > 0 { n_events as f64 / measured_requests as f64 } else { 0.0 },
     }
 }

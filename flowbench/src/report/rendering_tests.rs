@@ -108,12 +108,15 @@ mod text {
             if line.starts_with("| ") && line.chars().nth(2).is_some_and(|c| c.is_ascii_digit()) {
                 return None;
             }
+            if line.starts_with("| failed") {
+                return None;
+            }
             if line.starts_with("| ") {
                 return Some(line.split(" | ").next().map_or(line, |label| if line.contains("| Avg |") { line } else { label }).to_owned());
             }
             let head = line.split([':', '(']).next().unwrap_or("").trim();
             // Only when requests failed.
-            if head == "Errors by class" {
+            if matches!(head, "Errors by class" | "Latency" | "Back-off") {
                 return None;
             }
             (!head.is_empty() && !head.chars().any(|c| c.is_ascii_digit())).then(|| head.to_owned())
