@@ -48,6 +48,24 @@ pub struct MergeArgs {
     pub reports: Vec<PathBuf>,
     #[command(flatten)]
     pub files: ReportFiles,
+    #[command(flatten)]
+    pub errors: ErrorBudget,
+}
+
+/// How many failures a run may have and still pass (`run`, `merge`).
+#[derive(Debug, Clone, Args)]
+pub struct ErrorBudget {
+    /// The largest share of a scenario's measured requests that may fail
+    /// (a fraction or a `%`; `aborted` ones, left on purpose, are not
+    /// failures); above it the run exits 5. `100%` turns the check off.
+    #[arg(long, value_name = "RATE", default_value = "1%", value_parser = parse_error_rate)]
+    pub max_error_rate: f64,
+}
+
+fn parse_error_rate(text: &str) -> Result<f64, String> {
+    crate::report::thresholds::parse_fraction(text)
+        .filter(|v| *v <= 1.0)
+        .ok_or_else(|| format!("{text:?} is not a share of requests: a fraction from 0 to 1 or a % from 0% to 100%"))
 }
 
 /// Where a run's report goes besides the terminal (`run` and `merge`).
@@ -318,6 +336,8 @@ pub struct RunArgs {
     pub start_at: Option<std::time::SystemTime>,
     #[command(flatten)]
     pub files: ReportFiles,
+    #[command(flatten)]
+    pub errors: ErrorBudget,
     #[command(flatten)]
     pub tls: TargetTls,
     #[command(flatten)]

@@ -15,5 +15,9 @@ pub const INVALID: i32 = 3;
 /// The run is valid and a `--threshold` was crossed (or had nothing to
 /// measure): the target is slower than asked.
 pub const THRESHOLD: i32 = 4;
+/// The run is valid, but a scenario's failures were over
+/// `--max-error-rate` (1% by default): its latencies describe the
+/// requests that succeeded, and too many did not.
+pub const ERRORS: i32 = 5;
 /// Ctrl-C; the report of what ran is printed and written.
 pub const INTERRUPTED: i32 = 130;

@@ -119,6 +119,8 @@ pub struct Plan {
     pub target_pids: Vec<u32>,
     pub target_cgroup: Option<PathBuf>,
     pub thresholds: Vec<Threshold>,
+    /// `--max-error-rate`: above it a scenario's failures fail the run (exit 5).
+    pub max_error_rate: f64,
     pub shard: Option<Shard>,
     /// In the future when planned.
     pub start_at: Option<SystemTime>,
@@ -291,6 +293,7 @@ impl RunArgs {
             after_terminal: self.driver.after_terminal.into(),
             target_pids: self.target_pids.clone(),
             thresholds,
+            max_error_rate: self.errors.max_error_rate,
             shard: self.shard,
             start_at: self.start_at,
             target_cgroup: self.target_cgroup.clone(),
@@ -359,6 +362,7 @@ impl RunArgs {
     fn load(&self, origin: &str, s: &FileScenario, seed: u64) -> Result<(LoadModel, Duration, Duration), UsageError> {
         match &s.load {
             FileLoad::Flat { users, spawn_rate, rate, poisson, connections, duration, warmup } => {
+                let warmup_given = self.warmup.is_some() || (!self.quick && warmup.is_some());
                 // A flag wins over --quick, and --quick over the file.
                 let (duration, warmup) = if self.quick {
                     (self.duration.unwrap_or(QUICK.0), self.warmup.unwrap_or(QUICK.1))
@@ -381,6 +385,13 @@ impl RunArgs {
                         s.line
                     ));
                 }
+                // A warm-up no flag or file set covers the users' ramp and a
+                // second after it, so the figures are of every user running.
+                let covering = |users: u32, spawn_rate: f64| {
+                    let ramp = f64::from(users.saturating_sub(1)) / spawn_rate;
+                    if warmup_given { warmup } else { warmup.max(Duration::from_secs_f64(ramp) + QUICK.1) }
+                };
+                let mut warmup = warmup;
                 let load = match rate {
                     Some(rate) => LoadModel::Open {
                         rate,
@@ -398,6 +409,7 @@ impl RunArgs {
                         }
                         let users = self.users.or(*users).unwrap_or(DEFAULT_USERS);
                         let spawn_rate = self.spawn_rate.or(*spawn_rate).unwrap_or(DEFAULT_SPAWN_RATE);
+                        warmup = covering(users, spawn_rate);
                         if s.think_time.is_zero() {
                             LoadModel::Closed { users, spawn_rate }
                         } else {
@@ -597,7 +609,13 @@ mod tests {
         let dify = plan(&[]);
         assert_eq!(dify.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["empty", "llm"]);
         assert_eq!(dify.scenarios[0].load, LoadModel::Closed { users: 10, spawn_rate: 2.0 });
+        // The profile's 5 s warm-up covers its ramp (10 users at 2/s: the last starts at 4.5 s).
         assert_eq!((dify.scenarios[0].warmup, dify.scenarios[0].duration), (DEFAULT_WARMUP, DEFAULT_DURATION));
+        // --quick's warm-up lasts a second past the ramp.
+        let quick = plan(&["--quick"]);
+        assert_eq!(quick.scenarios[0].warmup, Duration::from_millis(5500), "--quick measures after the ramp too");
+        let given = plan(&["--quick", "--warmup", "1s"]);
+        assert_eq!(given.scenarios[0].warmup, Duration::from_secs(1), "a warm-up asked for is kept");
         assert!(plan(&["--profile", "capacity"]).mock_script.is_some_and(|p| p.ends_with("fixtures/mock/fast.toml")));
     }
 
@@ -677,7 +695,8 @@ mod tests {
         assert!(plan_err(&["--scenario-file", &two, "--scenario", "a", "--api-key", "a=x", "--api-key", "a=y"]).contains("given twice"));
         // A flag wins over --quick.
         let quick = plan(&["--scenario-file", &two, "--scenario", "a", "--quick", "--duration", "2s"]);
-        assert_eq!((quick.scenarios[0].duration, quick.scenarios[0].warmup), (Duration::from_secs(2), QUICK.1));
+        // --quick's warm-up covers the ramp of the file's users (10 at 2/s) and a second.
+        assert_eq!((quick.scenarios[0].duration, quick.scenarios[0].warmup), (Duration::from_secs(2), Duration::from_millis(5500)));
         assert!(plan_err(&["--scenario-file", &two, "--scenario", "a", "--duration", "400days"]).contains("--duration: over a year"));
         // A chat app's --inputs must carry its query.
         let chat = write(

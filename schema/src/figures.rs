@@ -234,9 +234,10 @@ pub const SCALARS: [ScalarRow; 14] = [
         label: "Error rate",
         unit: Unit::Fraction,
         higher_is_better: false,
+        // Streams left on purpose (`aborted`) are not the target's failures.
         read: |s| {
             let measured = s.counts.ok + s.counts.errors;
-            (measured > 0).then(|| s.counts.errors as f64 / measured as f64)
+            (measured > 0).then(|| s.counts.errors.saturating_sub(s.counts.aborted()) as f64 / measured as f64)
         },
         bounds: None,
     },

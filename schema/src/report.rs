@@ -196,6 +196,14 @@ pub struct LoadParams {
     pub seed: u64,
 }
 
+impl Counts {
+    /// Streams the driver left on purpose (`--abort-after-chunks`): errors
+    /// by class, but not the target's failures.
+    pub fn aborted(&self) -> u64 {
+        self.errors_by_class.get("aborted").copied().unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Counts {
     /// Every request sent; = warmup + ok + errors.

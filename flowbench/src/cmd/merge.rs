@@ -1,6 +1,6 @@
 //! `flowbench merge`: the shards' JSON reports → one report, printed and
-//! written; the exit code as `run`'s (INVALID if any shard was, 4 for a
-//! crossed threshold).
+//! written; the exit code as `run`'s (INVALID if any shard was, 5 for
+//! failures over `--max-error-rate`, 4 for a crossed threshold).
 
 use crate::cli::MergeArgs;
 use crate::exit;
@@ -23,7 +23,7 @@ pub fn execute(args: &MergeArgs) -> anyhow::Result<i32> {
     };
     print!("{}", merged.to_text());
     super::run::write_outputs(&merged, &args.files)?;
-    let code = super::run::exit_code(&merged);
-    super::run::say_why(&merged, code);
+    let code = super::run::exit_code(&merged, args.errors.max_error_rate);
+    super::run::say_why(&merged, code, args.errors.max_error_rate);
     Ok(code)
 }

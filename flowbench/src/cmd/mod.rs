@@ -132,7 +132,17 @@ pub fn read_reports(paths: &[std::path::PathBuf]) -> Result<Vec<(String, crate::
         .map(|path| {
             let name = path.display().to_string();
             let bytes = std::fs::read(path).map_err(|e| format!("reading {name}: {e}"))?;
-            let report = serde_json::from_slice(&bytes).map_err(|e| format!("{name} is not a flowbench run --json report: {e}"))?;
+            let report: crate::report::Report =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{name} is not a flowbench run --json report: {e}"))?;
+            // Another version's figures mean other things (schema 3 keeps
+            // failures out of the latencies): never mixed.
+            if report.schema_version != crate::report::SCHEMA_VERSION {
+                return Err(format!(
+                    "{name} is a report of schema version {}; this flowbench reads version {} (rerun it with this flowbench)",
+                    report.schema_version,
+                    crate::report::SCHEMA_VERSION
+                ));
+            }
             Ok((name, report))
         })
         .collect()

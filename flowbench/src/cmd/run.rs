@@ -140,8 +140,8 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
     }
     print!("{}", report.to_text());
     write_outputs(&report, &plan.files)?;
-    let code = exit_code(&report);
-    say_why(&report, code);
+    let code = exit_code(&report, plan.max_error_rate);
+    say_why(&report, code, plan.max_error_rate);
     Ok(code)
 }
 
@@ -188,15 +188,18 @@ fn apps(plan: &Plan, key: impl Fn(&PlannedApp) -> anyhow::Result<HeaderValue>) -
 /// Interrupted, else INVALID when any scenario's driver was the bottleneck
 /// (so CI cannot take a lying run for a pass), else FAILED when a scenario
 /// had no successful request in its measured phase (an outage, or a
-/// target that refuses every run: its figures describe failures, and a
-/// run that cannot tell is not a pass), else THRESHOLD, else OK.
-pub(crate) fn exit_code(report: &Report) -> i32 {
+/// target that refuses every run: a run that cannot tell is not a pass),
+/// else ERRORS when a scenario's failures were over `max_error_rate`,
+/// else THRESHOLD, else OK.
+pub(crate) fn exit_code(report: &Report, max_error_rate: f64) -> i32 {
     if report.interrupted {
         exit::INTERRUPTED
     } else if report.scenarios.iter().any(|s| s.health.verdict == HealthVerdict::Invalid) {
         exit::INVALID
     } else if !unsucceeded(report).is_empty() {
         exit::FAILED
+    } else if !over_error_budget(report, max_error_rate).is_empty() {
+        exit::ERRORS
     } else if report.thresholds.iter().any(|t| !t.passed) {
         exit::THRESHOLD
     } else {
@@ -205,22 +208,42 @@ pub(crate) fn exit_code(report: &Report) -> i32 {
 }
 
 /// Why the run exits as it does, on stderr (`run` and `merge`).
-pub(crate) fn say_why(report: &Report, code: i32) {
+pub(crate) fn say_why(report: &Report, code: i32, max_error_rate: f64) {
     if code == exit::INVALID {
         eprintln!("flowbench: INVALID: the driver, not the target, was the bottleneck (see each scenario's driver health)");
     }
     for (name, errors) in unsucceeded(report) {
         eprintln!("flowbench: scenario {name}: no request succeeded in the measured phase ({errors} failed; see its errors by class)");
     }
+    if code == exit::ERRORS {
+        for (name, rate) in over_error_budget(report, max_error_rate) {
+            eprintln!(
+                "flowbench: scenario {name}: {:.2}% of measured requests failed, over --max-error-rate {}% (see its errors by class)",
+                rate * 100.0,
+                max_error_rate * 100.0
+            );
+        }
+    }
     if code == exit::THRESHOLD {
         eprintln!("flowbench: a threshold was crossed (see Thresholds)");
     }
 }
 
-/// The scenarios without one successful request in their measured phase,
+/// The scenarios without one answered request in their measured phase
+/// (successes, and streams left on purpose with `--abort-after-chunks`),
 /// each with its errors.
 pub(crate) fn unsucceeded(report: &Report) -> Vec<(&str, u64)> {
-    report.scenarios.iter().filter(|s| s.counts.ok == 0).map(|s| (s.name.as_str(), s.counts.errors)).collect()
+    report.scenarios.iter().filter(|s| s.counts.ok + s.counts.aborted() == 0).map(|s| (s.name.as_str(), s.counts.errors)).collect()
+}
+
+/// The scenarios whose error rate (`figures`' `error_rate`) is over `limit`, with it.
+fn over_error_budget(report: &Report, limit: f64) -> Vec<(&str, f64)> {
+    use crate::report::figures::{Figure, Scalar};
+    report
+        .scenarios
+        .iter()
+        .filter_map(|s| Figure::Scalar(Scalar::ErrorRate).read(s).filter(|rate| *rate > limit).map(|rate| (s.name.as_str(), rate)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,15 +253,37 @@ mod tests {
     #[test]
     fn an_invalid_run_has_its_own_exit_code() {
         let mut report = crate::report::sample::sample_report();
-        assert_eq!(exit_code(&report), exit::OK);
+        assert_eq!(exit_code(&report, 1.0), exit::OK);
         report.scenarios[1].health.verdict = HealthVerdict::Disturbed;
-        assert_eq!(exit_code(&report), exit::OK, "disturbed figures are marked, not failed");
+        assert_eq!(exit_code(&report, 1.0), exit::OK, "disturbed figures are marked, not failed");
         report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
-        assert_eq!(exit_code(&report), exit::THRESHOLD);
+        assert_eq!(exit_code(&report, 1.0), exit::THRESHOLD);
         report.scenarios[0].health.verdict = HealthVerdict::Invalid;
-        assert_eq!(exit_code(&report), exit::INVALID, "an invalid run's thresholds mean nothing");
+        assert_eq!(exit_code(&report, 1.0), exit::INVALID, "an invalid run's thresholds mean nothing");
         report.interrupted = true;
-        assert_eq!(exit_code(&report), exit::INTERRUPTED);
+        assert_eq!(exit_code(&report, 1.0), exit::INTERRUPTED);
+    }
+
+    /// Failures over the budget have their own code, after INVALID and a
+    /// scenario with no success, before thresholds; streams left on
+    /// purpose are not failures.
+    #[test]
+    fn failures_over_the_error_budget_fail_the_run() {
+        let mut report = crate::report::sample::sample_report();
+        // In each of the sample's scenarios, 10% of measured requests failed.
+        assert_eq!(exit_code(&report, 0.01), exit::ERRORS);
+        assert_eq!(over_error_budget(&report, 0.01)[0], ("empty", 0.1));
+        assert_eq!(exit_code(&report, 0.10), exit::OK, "at the limit is within it");
+        report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
+        assert_eq!(exit_code(&report, 0.01), exit::ERRORS);
+        report.scenarios[0].counts.ok = 0;
+        assert_eq!(exit_code(&report, 0.01), exit::FAILED);
+        // Every failure a stream left on purpose after its first chunks: answered, not failed.
+        for s in &mut report.scenarios {
+            s.counts.errors_by_class = [("aborted".to_owned(), s.counts.errors)].into();
+        }
+        assert!(unsucceeded(&report).is_empty());
+        assert_eq!(exit_code(&report, 0.0), exit::THRESHOLD);
     }
 
     /// A scenario whose every measured request failed, or that measured
@@ -247,13 +292,13 @@ mod tests {
     fn a_scenario_without_a_success_fails_the_run() {
         let mut report = crate::report::sample::sample_report();
         report.scenarios[0].counts.ok = 0;
-        assert_eq!(exit_code(&report), exit::FAILED);
+        assert_eq!(exit_code(&report, 1.0), exit::FAILED);
         assert_eq!(unsucceeded(&report), [("empty", report.scenarios[0].counts.errors)]);
         report.scenarios[0].counts.errors = 0;
-        assert_eq!(exit_code(&report), exit::FAILED, "nothing measured is not a pass");
+        assert_eq!(exit_code(&report, 1.0), exit::FAILED, "nothing measured is not a pass");
         report.thresholds.push(ThresholdResult { threshold: "qps>1".into(), scenario: "llm".into(), value: Some(0.5), passed: false });
-        assert_eq!(exit_code(&report), exit::FAILED, "a failed run's thresholds come after");
+        assert_eq!(exit_code(&report, 1.0), exit::FAILED, "a failed run's thresholds come after");
         report.scenarios[1].health.verdict = HealthVerdict::Invalid;
-        assert_eq!(exit_code(&report), exit::INVALID);
+        assert_eq!(exit_code(&report, 1.0), exit::INVALID);
     }
 }

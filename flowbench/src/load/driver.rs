@@ -226,7 +226,8 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
             tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => break,
-                () = tokio::time::sleep_until(began + pause) => {}
+                // Never past the load's end: a pause does not stretch the run.
+                () = tokio::time::sleep_until((began + pause).min(ctx.schedule.end().max(began))) => {}
             }
             retry.waited += began.elapsed();
         }

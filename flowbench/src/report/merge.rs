@@ -95,12 +95,10 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<Report> {
 /// Shards of one load: the same N, each index once, all of them.
 fn check_shards(reports: &[(String, Report)]) -> anyhow::Result<()> {
     let shards: Vec<Option<Shard>> = reports.iter().map(|(_, r)| r.shard).collect();
-    if shards.iter().all(Option::is_none) {
-        return Ok(());
-    }
     let mut seen = Vec::new();
     for ((name, _), shard) in reports.iter().zip(&shards) {
-        let shard = shard.with_context(|| format!("{name} is not a shard's report (no --shard), but others are"))?;
+        // Two whole runs summed would be a load no one ran.
+        let shard = shard.with_context(|| format!("{name} is not a shard's report (run each part with --shard I/N)"))?;
         if let Some(first) = seen.first().copied() {
             let Shard { count, .. } = first;
             ensure!(shard.count == count, "{name} is a shard of {}, the others of {count}", shard.count);
@@ -183,6 +181,14 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         per_second.peak_connections.iter().copied().max().unwrap_or(0)
     };
     let mut health = merged_health(parts, reports);
+    // Apart by more than a window, the shards were not one load: their
+    // seconds would stretch the series and no window would hold them all.
+    ensure!(
+        spread <= first.load.window_s.max(1) * 1000,
+        "the shards' measured phases began {:.1} s apart, more than a {} s window: not one load (give every shard the same --start-at)",
+        spread as f64 / 1000.0,
+        first.load.window_s.max(1)
+    );
     if spread > ALIGNED_MS {
         health.reasons.push(format!(
             "the shards' measured phases began up to {:.1} s apart (give every shard the same --start-at): per-second figures are aligned to the nearest second",
@@ -389,5 +395,17 @@ mod tests {
         assert_eq!(merged.scenarios[0].health.verdict, HealthVerdict::Invalid, "one invalid shard makes the merge invalid");
         assert!(merged.scenarios[0].health.reasons.iter().any(|r| r == "shard 3/3: the driver was saturated"));
         assert_eq!(merged.scenarios[0].target_cpu_us_per_request, None, "the target's CPU is not attributed across shards");
+        // Whole runs are not shards: summing them is a load no one ran.
+        let mut unsharded = shards.clone();
+        for r in &mut unsharded {
+            r.shard = None;
+        }
+        assert!(merge(&named(unsharded)).unwrap_err().to_string().contains("not a shard's report"));
+        // Shards begun further apart than a window were not one load.
+        let mut apart = shards.clone();
+        for s in &mut apart[1].scenarios {
+            s.measure_start_unix_ms = s.measure_start_unix_ms.map(|t| t + 1000 * s.load.window_s + 1);
+        }
+        assert!(format!("{:#}", merge(&named(apart)).unwrap_err()).contains("s apart, more than a"));
     }
 }

@@ -55,16 +55,22 @@ impl std::str::FromStr for Threshold {
         let figure = Figure::from_key(name).map_err(|e| format!("{text:?}: {e}"))?;
         let limit = match figure.unit() {
             Unit::Ms => parse_ms(value),
-            Unit::Fraction => match value.strip_suffix('%') {
-                Some(percent) => percent.parse::<f64>().ok().map(|p| p / 100.0),
-                None => value.parse().ok(),
-            },
+            Unit::Fraction => parse_fraction(value),
             Unit::Us | Unit::PerSecond | Unit::Count => value.parse().ok(),
         }
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| format!("{text:?}: {value:?} is not a value for {name}"))?;
         Ok(Self { text: text.to_owned(), scenario, figure, op, limit })
     }
+}
+
+/// A share: a fraction (`0.01`) or a percentage (`1%`).
+pub fn parse_fraction(value: &str) -> Option<f64> {
+    match value.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => value.trim().parse().ok(),
+    }
+    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
 }
 
 /// A duration in ms: `200ms`, `1.5s`, `750us` (or `µs`), bare ms, or any

@@ -400,6 +400,100 @@ fn a_run_without_one_success_exits_1() {
     let c = &report["scenarios"][0]["counts"];
     assert_eq!(c["ok"], 0, "{c}");
     assert!(c["errors_by_class"]["http_4xx"].as_u64().unwrap() > 0, "{c}");
+    // No latency: every summary of a success is empty, and the seed's tables say so.
+    let s = &report["scenarios"][0];
+    for metric in ["duration_ms", "ttfb_ms", "service_time_ms"] {
+        assert_eq!(s[metric]["n"], 0, "{metric}: {}", s[metric]);
+    }
+    assert!(s["failed_duration_ms"]["n"].as_u64().unwrap() > 0);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Latency: none; no request succeeded"), "{stdout}");
+    assert!(stdout.contains("| — |"), "the seed's Avg Duration is not a number: {stdout}");
+    std::fs::remove_file(&json).unwrap();
+}
+
+/// A Dify-shaped target on loopback that answers `GET /v1/parameters`, and
+/// of its workflow runs drops every second one without an answer (the
+/// connection closed as it came) and answers the rest, blocking, after
+/// `delay`. Each answer closes its connection.
+fn half_broken_target(delay: std::time::Duration) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut runs = 0u64;
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let mut reader = BufReader::new(tcp.try_clone().unwrap());
+            let (mut head, mut length) = (String::new(), 0usize);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = if head.starts_with("GET") {
+                r#"{"user_input_form":[]}"#
+            } else {
+                runs += 1;
+                if runs % 2 == 0 {
+                    continue; // dropped: the connection closes unanswered
+                }
+                std::thread::sleep(delay);
+                r#"{"task_id":"t","workflow_run_id":"r","data":{"id":"r","status":"succeeded","outputs":{}}}"#
+            };
+            let _ = write!(
+                tcp,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    url
+}
+
+/// An outage is not a faster target: with every second run dropped in
+/// about no time, the latencies are the answered runs' (none under the
+/// target's delay), the drops are counted and timed on their own row, and
+/// the run exits 5 for failures over --max-error-rate.
+#[test]
+fn failures_stay_out_of_the_latencies_and_over_the_error_budget_exit_5() {
+    let delay = std::time::Duration::from_millis(20);
+    let url = half_broken_target(delay);
+    let json = std::env::temp_dir().join(format!("flowbench-outage-{}.json", std::process::id()));
+    let output = flowbench()
+        .args(["run", "--target", &url, "--api-key", "app-x", "--scenario", "empty", "--users", "2", "--spawn-rate", "100"])
+        .args(["--duration", "2s", "--warmup", "0s", "--window", "1s", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert!(stderr.contains("scenario empty:") && stderr.contains("over --max-error-rate 1%"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &report["scenarios"][0];
+    let (ok, errors) = (s["counts"]["ok"].as_u64().unwrap(), s["counts"]["errors"].as_u64().unwrap());
+    assert!(ok > 10 && errors > 10 && ok.abs_diff(errors) <= 3, "about one run in two fails: {}", s["counts"]);
+    let floor = delay.as_secs_f64() * 1000.0;
+    for metric in ["duration_ms", "service_time_ms", "ttfb_ms"] {
+        let summary = &s[metric];
+        assert_eq!(summary["n"].as_u64(), Some(ok), "{metric} holds the successes only: {summary}");
+        assert!(summary["min"].as_f64().unwrap() >= floor, "{metric}: no answered run took under {floor} ms: {summary}");
+    }
+    assert!(s["avg_duration_ms"].as_f64().unwrap() >= floor, "the seed's Avg Duration too");
+    assert_eq!(s["failed_duration_ms"]["n"].as_u64(), Some(errors), "the failures are timed apart");
+    assert!(stdout.contains("failures are timed on their own row"), "{stdout}");
+    // Failures within the budget pass.
+    let lenient = flowbench()
+        .args(["run", "--target", &url, "--api-key", "app-x", "--scenario", "empty", "--users", "1"])
+        .args(["--duration", "1s", "--warmup", "0s", "--window", "1s", "--max-error-rate", "60%"])
+        .output()
+        .unwrap();
+    assert_eq!(lenient.status.code(), Some(0), "{}", String::from_utf8_lossy(&lenient.stderr));
     std::fs::remove_file(&json).unwrap();
 }
 

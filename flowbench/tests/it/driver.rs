@@ -455,3 +455,71 @@ async fn a_large_input_set_sends_each_row_once_per_round() {
     seen.sort_unstable();
     assert_eq!(seen, (0..300).collect::<Vec<_>>());
 }
+
+/// A refused connection is retried as a user's client would, after a
+/// growing pause, not at loopback speed: the run counts each attempt and
+/// says how long its users waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_model_backs_off_after_a_refused_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let load = LoadModel::Closed { users: 2, spawn_rate: 100.0 };
+    let result = drive(&url, spec("app-x", Mode::Blocking, load, Duration::from_secs(1))).await;
+    let r = &result.recorder;
+    assert_eq!(r.n_ok, 0);
+    assert_eq!(r.errors.get(&ErrorClass::Connect).copied(), Some(r.n_sent), "{:?}", r.errors);
+    // Pauses of 50, 100, 200, 400 ms… : a handful of attempts a user in a second.
+    assert!((2..=16).contains(&r.n_sent), "{} attempts", r.n_sent);
+    assert!(r.backoff >= Duration::from_millis(2 * 350), "users waited {:?}", r.backoff);
+    // The open model keeps its schedule: each arrival is one attempt.
+    let result = drive(&url, spec("app-x", Mode::Blocking, open(50.0, 2), Duration::from_secs(1))).await;
+    assert_eq!(result.recorder.n_sent, 50);
+    assert_eq!(result.recorder.backoff, Duration::ZERO);
+}
+
+/// The server's `runs_finished`, from its stats endpoint (HTTP/1.0: the
+/// answer ends with the connection).
+async fn runs_finished(server_url: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server_url.trim_start_matches("http://")).await.unwrap();
+    tcp.write_all(b"GET /_flowbench/stats HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["runs_finished"].as_u64().unwrap()
+}
+
+/// Throughput is by completion: streams longer than the warm-up, begun in
+/// it and finished in the measured phase, count in the seconds they end
+/// in. The driver's measured completions are the ones the server counted
+/// over the same seconds (the streams end in bursts a second away from
+/// either edge of the phase, so the two clocks need not agree to the ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_count_in_the_seconds_they_finish_in() {
+    // 2 s streams; every user starts at once, so they end at 2, 4 and 6 s.
+    let script = Script { reply: Reply::Tokens(20), inter_token_delay: Duration::from_millis(100), ..Script::default() };
+    let stack = stack(script).await;
+    let url = stack.info.server_url.clone();
+    let load = LoadModel::Closed { users: 4, spawn_rate: 1000.0 };
+    let spec = RunSpec { warmup: Duration::from_secs(1), ..spec(stack.api_key("llm"), Mode::Streaming, load, Duration::from_secs(6)) };
+    let started = tokio::time::Instant::now();
+    let run = tokio::spawn(drive_owned(url.clone(), spec));
+    tokio::time::sleep_until(started + Duration::from_secs(1)).await;
+    let before = runs_finished(&url).await;
+    tokio::time::sleep_until(started + Duration::from_secs(7)).await;
+    let server = runs_finished(&url).await - before;
+    let result = run.await.unwrap();
+    let r = &result.recorder;
+    assert_eq!(r.n_errors(), 0, "{:?}", r.errors);
+    let measured: u64 = r.ok_per_s.iter().take(6).sum();
+    assert_eq!(server, 12, "the server finished 4 runs at each of 2, 4 and 6 s");
+    assert_eq!(measured, server, "per second: {:?}", r.ok_per_s);
+    // Latencies stay the measured phase's requests': those sent at 2, 4
+    // and 6 s, not those sent in the warm-up.
+    assert_eq!((r.n_warmup, r.n_ok), (4, 12));
+    stack.shutdown().await.unwrap();
+}
+
+async fn drive_owned(url: String, spec: RunSpec) -> RunResult {
+    drive(&url, spec).await
+}
