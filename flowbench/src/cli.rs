@@ -150,7 +150,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "memory")]
     pub store: String,
     /// Server processes sharing the server address (SO_REUSEPORT), as the
-    /// seed's three replicas; more than one needs a shared store.
+    /// seed's three replicas; more than one needs a shared store. Each is
+    /// its own process, apart from the mock's, so the target's CPU is the
+    /// servers' alone.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub replicas: u16,
     #[command(flatten)]
@@ -171,6 +173,9 @@ pub struct InjectArgs {
 /// `flowbench replica`: one server process of `up --replicas N`.
 #[derive(Debug, Args)]
 pub struct ReplicaArgs {
+    /// Exit when stdin ends (`up` holds the other end of the pipe).
+    #[arg(long)]
+    pub exit_with_stdin: bool,
     /// The address the replicas share.
     #[arg(long)]
     pub listen: SocketAddr,

@@ -277,6 +277,20 @@ impl RunArgs {
         }
         thresholds.extend(self.thresholds.iter().cloned());
         let target_options = target_options(&self.tls, self.target.as_deref())?;
+        // A CPU source that cannot be read is a mistake, not "not measured".
+        for pid in &self.target_pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(usage!("--target-pid {pid}: no such process on this machine"));
+            }
+        }
+        if let Some(cgroup) = &self.target_cgroup
+            && crate::load::health::cgroup_cpu_ns(cgroup).is_none()
+        {
+            return Err(usage!(
+                "--target-cgroup {}: no cgroup v2 with a readable cpu.stat there (a relative path is under /sys/fs/cgroup)",
+                cgroup.display()
+            ));
+        }
         if let Some(at) = self.start_at.filter(|at| *at <= SystemTime::now()) {
             return Err(usage!("--start-at {}: that instant has passed", humantime::format_rfc3339_seconds(at)));
         }

@@ -28,7 +28,11 @@ pub struct HealthReport {
     /// measured. Absent from reports before it was written.
     #[serde(default)]
     pub target_cpu_of: Option<String>,
-    /// Processes other than the driver and the target(s).
+    /// The embedded stack's mock LLM, measured apart from the target (the
+    /// servers): in neither the target's figure nor the others'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock_cpu_cores: Option<f64>,
+    /// Processes other than the driver, the target(s) and the mock.
     pub other_cpu_cores: f64,
     /// Time the hypervisor held back this VM's runnable CPUs, in cores: a
     /// neighbour on the host. It swings from one second to the next under

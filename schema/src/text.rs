@@ -157,13 +157,14 @@ impl Report {
             let h = &s.health;
             let _ = writeln!(
                 out,
-                "Driver health: {:?}; scheduler lag p50 {} / p99 {} ms; CPU (cores): driver {:.2} of {}, target {}, others {:.2}, stolen by the host {:.2}, on {} cores",
+                "Driver health: {:?}; scheduler lag p50 {} / p99 {} ms; CPU (cores): driver {:.2} of {}, target {}{}, others {:.2}, stolen by the host {:.2}, on {} cores",
                 h.verdict,
                 num(h.scheduler_lag_ms.p50),
                 num(h.scheduler_lag_ms.p99),
                 h.driver_cpu_cores,
                 h.driver_threads,
                 h.target_cpu_cores.map_or("not measured (remote)".to_owned(), |c| format!("{c:.2}")),
+                h.mock_cpu_cores.map_or(String::new(), |c| format!(", mock LLM {c:.2} (not the target's)")),
                 h.other_cpu_cores,
                 h.steal_cores,
                 h.machine_cores

@@ -22,7 +22,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
     let mut embedded = None;
     // Each scenario's apps, their keys resolved (the embedded stack's for
     // the fixture apps named).
-    let (url, apps, target_pid) = match &plan.target {
+    let (url, apps, embedded_pids) = match &plan.target {
         Some(url) => {
             (url.clone(), apps(&plan, |app| app.key.clone().ok_or_else(|| anyhow::anyhow!("app {:?} has no key", app.name)))?, None)
         }
@@ -34,15 +34,20 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
                 None => bearer(stack.info.api_key(&app.fixture)?),
             })?;
             let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
-            let out = (url, apps, Some(stack.child.id()));
+            // The servers are the target; `up`'s own process is the mock.
+            let out = (url, apps, Some((stack.info.server_pids.clone(), stack.child.id())));
             embedded = Some(stack);
             out
         }
     };
     let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
-    let target_cpu = match (&plan.target_cgroup, target_pid) {
+    let mock_cpu = embedded_pids.as_ref().map_or(TargetCpu::Remote, |(_, mock)| TargetCpu::Process(*mock));
+    let direct = plan.scenarios.iter().all(|s| s.protocol == Protocol::OpenAi);
+    let target_cpu = match (&plan.target_cgroup, embedded_pids) {
         (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
-        (None, Some(pid)) => TargetCpu::Processes(vec![pid]),
+        // The direct path's target is the mock itself.
+        (None, Some((_, mock))) if direct => TargetCpu::Process(mock),
+        (None, Some((servers, _))) => TargetCpu::Processes(servers),
         (None, None) => {
             let mut roots = crate::load::health::local_pids_listening_on(target.addr);
             roots.extend(&plan.target_pids);
@@ -108,7 +113,11 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
-        let health = HealthMonitor::start(target_cpu.clone(), plan.driver_threads);
+        let health = if scenario.protocol == Protocol::OpenAi || mock_cpu == TargetCpu::Remote {
+            HealthMonitor::start(target_cpu.clone(), plan.driver_threads)
+        } else {
+            HealthMonitor::start_with_mock(target_cpu.clone(), mock_cpu.clone(), plan.driver_threads)
+        };
         let run_apps = spec.apps.clone();
         let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
         let health = health.finish().await;

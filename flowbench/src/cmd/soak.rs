@@ -22,6 +22,7 @@ use crate::plan::SoakPlan;
 use crate::report::soak::{SCHEMA, SCHEMA_VERSION, SoakReport, SoakSample, growth_ends};
 use crate::report::{LoadParams, build_scenario};
 use crate::stack::ChildStack;
+use anyhow::Context;
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
     let args = &plan.flags;
     let stack = ChildStack::start(Some(&plan.mock_script), &["--max-stored-runs".to_owned(), args.max_stored_runs.to_string()])?;
-    let pid = stack.child.id();
+    // The server's memory and CPU: its own process, apart from the mock's.
+    let pid = *stack.info.server_pids.first().context("the stack named no server process")?;
     let target = Target::resolve(&stack.info.server_url).await.map_err(|e| PreflightError(format!("{e:#}")))?;
     let key = bearer(stack.info.api_key("llm")?)?;
     preflight(&target, Protocol::Dify, "llm", &key).await?;

@@ -1,15 +1,18 @@
 //! `flowbench up`: the mocked stack; one JSON line on stdout (`StackInfo`),
 //! then serves until SIGINT or SIGTERM.
 //!
-//! With one replica the server runs in this process. With `--replicas N`
-//! the mock stays here and N server processes (`flowbench replica`, this
-//! binary) share one address by SO_REUSEPORT, as the seed's replicas sit
-//! behind one Service, on the shared store `--store` names.
+//! The mock LLM runs in this process and the server in its own: one or
+//! (`--replicas N`) N server processes (`flowbench replica`, this binary)
+//! share one address by SO_REUSEPORT, as the seed's replicas sit behind
+//! one Service, on the shared store `--store` names. The target's CPU is
+//! then the servers' alone (`StackInfo::server_pids`), never the mock's.
+//! Each replica exits when this process's end of its stdin closes, so a
+//! stack killed outright leaves no server behind.
 
 use super::shutdown_signal;
 use crate::cli::{InjectArgs, ReplicaArgs, UpArgs};
 use crate::exit;
-use crate::stack::{InProcessStack, StackInfo, StackOptions, apps, server_config};
+use crate::stack::{StackInfo, StackOptions, apps, server_config};
 use anyhow::Context;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -40,14 +43,7 @@ pub async fn execute(args: &UpArgs) -> anyhow::Result<i32> {
         options.limits.max_stored_runs = n;
     }
     inject(&mut options.limits, &args.inject);
-    if args.replicas > 1 {
-        return replicas(args, options).await;
-    }
-    let stack = InProcessStack::start(options).await?;
-    announce(&stack.info)?;
-    shutdown_signal().await;
-    stack.shutdown().await?;
-    Ok(exit::OK)
+    replicas(args, options).await
 }
 
 fn announce(info: &StackInfo) -> anyhow::Result<()> {
@@ -61,6 +57,9 @@ fn announce(info: &StackInfo) -> anyhow::Result<()> {
 
 /// Server processes, stopped (SIGTERM, then waited for) on drop.
 struct Replicas(Vec<Child>);
+
+/// A replica's stdin, held open by `up`: it ends when `up` does.
+const EXIT_WITH_STDIN: &str = "--exit-with-stdin";
 
 impl Drop for Replicas {
     fn drop(&mut self) {
@@ -86,7 +85,8 @@ async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
     let mut children = Replicas(Vec::new());
     for _ in 0..args.replicas {
         let mut command = Command::new(&exe);
-        command.args(["replica", "--listen", &addr.to_string(), "--provider-base-url", &mock.base_url(), "--store", &args.store]);
+        command.args(["replica", EXIT_WITH_STDIN, "--listen", &addr.to_string(), "--provider-base-url", &mock.base_url()]);
+        command.args(["--store", &args.store]);
         if let Some(n) = args.max_stored_runs {
             command.args(["--max-stored-runs", &n.to_string()]);
         }
@@ -96,7 +96,7 @@ async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
         if let Some(d) = args.inject.inject_busy_per_event {
             command.args(["--inject-busy-per-event", &humantime::format_duration(d).to_string()]);
         }
-        let child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a replica")?;
+        let child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a replica")?;
         children.0.push(child);
     }
     // Each replica prints one line once it listens.
@@ -138,7 +138,20 @@ pub async fn replica(args: &ReplicaArgs) -> anyhow::Result<i32> {
     let server = server::Running::open(&config, true).await.context("starting the replica")?;
     println!("listening {}", server.url);
     std::io::stdout().flush()?;
-    shutdown_signal().await;
+    if args.exit_with_stdin {
+        // `up`'s end of the pipe closes when `up` exits, however it exits.
+        let orphaned = tokio::task::spawn_blocking(|| {
+            use std::io::Read;
+            let mut sink = [0u8; 64];
+            while std::io::stdin().read(&mut sink).is_ok_and(|n| n > 0) {}
+        });
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = orphaned => {}
+        }
+    } else {
+        shutdown_signal().await;
+    }
     server.shutdown().await?;
     Ok(exit::OK)
 }

@@ -300,8 +300,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Retry {
     fn after(&mut self, outcome: &Result<(), ErrorClass>) {
-        self.next = (self.closed && *outcome == Err(ErrorClass::Connect))
-            .then(|| self.next.map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF)));
+        self.next =
+            (self.closed && *outcome == Err(ErrorClass::Connect)).then(|| self.next.map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF)));
     }
 
     /// The wait before the next request, if the last could not connect.

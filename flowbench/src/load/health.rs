@@ -28,6 +28,8 @@ struct CpuShare {
     seconds: f64,
     driver: f64,
     target: Option<f64>,
+    /// The embedded stack's mock LLM, apart from the target.
+    mock: Option<f64>,
     others: f64,
     steal: f64,
 }
@@ -40,20 +42,24 @@ impl CpuShare {
         let driver = cores(b.self_ticks.saturating_sub(a.self_ticks));
         let target = ns(a.target_ns, b.target_ns);
         let sibling = ns(a.sibling_ns, b.sibling_ns).unwrap_or(0.0);
+        let mock = ns(a.mock_ns, b.mock_ns);
         let machine = cores(b.machine_busy_ticks.saturating_sub(a.machine_busy_ticks));
         let steal = cores(b.steal_ticks.saturating_sub(a.steal_ticks));
-        let others = (machine - driver - target.unwrap_or(0.0) - sibling).max(0.0);
-        Self { seconds, driver, target, others, steal }
+        let others = (machine - driver - target.unwrap_or(0.0) - sibling - mock.unwrap_or(0.0)).max(0.0);
+        Self { seconds, driver, target, mock, others, steal }
     }
 }
 
 /// Where the target's CPU is read: a set of processes with all their
 /// descendants (the listening socket's owners, and any `--target-pid`), a
 /// cgroup (`--target-cgroup`: a container's or a systemd unit's, exact for
-/// everything inside), or nowhere (a remote target: not measured).
+/// everything inside), or nowhere (a remote target: not measured). The
+/// embedded stack's mock is read as one process without its descendants
+/// (`Process`: its children are the servers, the target).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetCpu {
     Processes(Vec<u32>),
+    Process(u32),
     Cgroup(std::path::PathBuf),
     Remote,
 }
@@ -64,6 +70,7 @@ impl TargetCpu {
         match self {
             TargetCpu::Processes(roots) if !roots.is_empty() => Some(tree_cpu_ns(roots)),
             TargetCpu::Processes(_) | TargetCpu::Remote => None,
+            TargetCpu::Process(pid) => process_cpu_ns(*pid),
             TargetCpu::Cgroup(path) => cgroup_cpu_ns(path),
         }
     }
@@ -77,6 +84,7 @@ impl TargetCpu {
                 let plural = if members == 1 { "" } else { "es" };
                 format!("pid {} and descendants: {members} process{plural}", roots.join(", "))
             }
+            TargetCpu::Process(pid) => format!("pid {pid} alone"),
             TargetCpu::Cgroup(path) => format!("cgroup {}", path.display()),
             TargetCpu::Remote => "not measured (remote)".to_owned(),
         }
@@ -133,7 +141,7 @@ fn reaped_children_ns(pid: u32) -> Option<u64> {
 }
 
 /// A cgroup v2's `usage_usec`, in ns; a relative path is under /sys/fs/cgroup.
-fn cgroup_cpu_ns(path: &std::path::Path) -> Option<u64> {
+pub fn cgroup_cpu_ns(path: &std::path::Path) -> Option<u64> {
     let path = if path.is_absolute() { path.to_owned() } else { std::path::Path::new("/sys/fs/cgroup").join(path) };
     let stat = std::fs::read_to_string(path.join("cpu.stat")).ok()?;
     stat.lines().find_map(|l| l.strip_prefix("usage_usec "))?.trim().parse::<u64>().ok().map(|us| us * 1000)
@@ -148,6 +156,7 @@ struct CpuSnapshot {
     self_ticks: u64,
     target_ns: Option<u64>,
     sibling_ns: Option<u64>,
+    mock_ns: Option<u64>,
 }
 
 /// Started before a run, finished after it.
@@ -155,6 +164,7 @@ pub struct HealthMonitor {
     start: CpuSnapshot,
     target: TargetCpu,
     sibling: TargetCpu,
+    mock: TargetCpu,
     driver_threads: usize,
     lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     seconds: Arc<Mutex<Vec<HealthSecond>>>,
@@ -165,7 +175,14 @@ pub struct HealthMonitor {
 
 impl HealthMonitor {
     pub fn start(target: TargetCpu, driver_threads: usize) -> Self {
-        Self::start_beside(target, TargetCpu::Remote, driver_threads, true)
+        Self::start_all(target, TargetCpu::Remote, TargetCpu::Remote, driver_threads, true)
+    }
+
+    /// On the embedded stack: the target is the servers, and `mock` (the
+    /// mock LLM's process) has its own figure, in neither the target's nor
+    /// the others'.
+    pub fn start_with_mock(target: TargetCpu, mock: TargetCpu, driver_threads: usize) -> Self {
+        Self::start_all(target, TargetCpu::Remote, mock, driver_threads, true)
     }
 
     /// For `flowbench ab`: `sibling_pid` is the other target, driven at the
@@ -175,25 +192,30 @@ impl HealthMonitor {
     /// `per_second`: also keep each second's figures (walking `/proc` each
     /// second; `flowbench ab` keeps no seconds, so it does not ask).
     pub fn start_beside(target: TargetCpu, sibling: TargetCpu, driver_threads: usize, per_second: bool) -> Self {
+        Self::start_all(target, sibling, TargetCpu::Remote, driver_threads, per_second)
+    }
+
+    fn start_all(target: TargetCpu, sibling: TargetCpu, mock: TargetCpu, driver_threads: usize, per_second: bool) -> Self {
         let lag = Arc::new(Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
-        let start = snapshot(&target, &sibling);
+        let start = snapshot(&target, &sibling, &mock);
         let seconds = Arc::new(Mutex::new(Vec::new()));
         let sampler = if per_second {
-            tokio::spawn(sample_each_second(start, target.clone(), sibling.clone(), seconds.clone(), stop.clone()))
+            let watched = [target.clone(), sibling.clone(), mock.clone()];
+            tokio::spawn(sample_each_second(start, watched, seconds.clone(), stop.clone()))
         } else {
             tokio::spawn(async {})
         };
-        Self { start, target, sibling, driver_threads, lag, seconds, stop, probe, sampler }
+        Self { start, target, sibling, mock, driver_threads, lag, seconds, stop, probe, sampler }
     }
 
     pub async fn finish(self) -> HealthReport {
         self.stop.cancel();
         let _ = self.probe.await;
         let _ = self.sampler.await;
-        let end = snapshot(&self.target, &self.sibling);
-        let CpuShare { seconds, driver, target, others, steal } = CpuShare::between(&self.start, &end);
+        let end = snapshot(&self.target, &self.sibling, &self.mock);
+        let CpuShare { seconds, driver, target, mock, others, steal } = CpuShare::between(&self.start, &end);
         let per_second = std::mem::take(&mut *self.seconds.lock().unwrap_or_else(|e| e.into_inner()));
         let lag = summary_of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -205,6 +227,7 @@ impl HealthMonitor {
             driver_threads: self.driver_threads,
             target_cpu_cores: target,
             target_cpu_of: Some(self.target.describe()),
+            mock_cpu_cores: mock,
             other_cpu_cores: others,
             steal_cores: steal,
             machine_cores,
@@ -262,8 +285,7 @@ async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: Cancella
 /// threads (walking `/proc` blocks), so the lag probe does not see it.
 async fn sample_each_second(
     start: CpuSnapshot,
-    target: TargetCpu,
-    sibling: TargetCpu,
+    [target, sibling, mock]: [TargetCpu; 3],
     seconds: Arc<Mutex<Vec<HealthSecond>>>,
     stop: CancellationToken,
 ) {
@@ -275,8 +297,8 @@ async fn sample_each_second(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let (t, s) = (target.clone(), sibling.clone());
-        let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&t, &s)).await else { return };
+        let (t, s, m) = (target.clone(), sibling.clone(), mock.clone());
+        let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&t, &s, &m)).await else { return };
         let used = CpuShare::between(&last, &now);
         let second = HealthSecond {
             t_s: (now.at - start.at).as_secs_f64(),
@@ -290,7 +312,7 @@ async fn sample_each_second(
     }
 }
 
-fn snapshot(target: &TargetCpu, sibling: &TargetCpu) -> CpuSnapshot {
+fn snapshot(target: &TargetCpu, sibling: &TargetCpu, mock: &TargetCpu) -> CpuSnapshot {
     CpuSnapshot {
         at: std::time::Instant::now(),
         machine_busy_ticks: machine_busy_ticks().unwrap_or(0),
@@ -298,6 +320,7 @@ fn snapshot(target: &TargetCpu, sibling: &TargetCpu) -> CpuSnapshot {
         self_ticks: process_ticks("self").unwrap_or(0),
         target_ns: target.read_ns(),
         sibling_ns: sibling.read_ns(),
+        mock_ns: mock.read_ns(),
     }
 }
 
@@ -346,49 +369,160 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     exact.or_else(|| process_ticks(&pid.to_string()).map(|t| t * (1e9 / TICKS_PER_S) as u64))
 }
 
-/// Every process on this machine holding a socket listening on `addr`'s
-/// port (from `/proc/net/tcp*` and the processes' open sockets): a forking
-/// server's master and workers (gunicorn), or processes sharing the port
+/// Every process on this machine that serves `addr`: those holding a
+/// socket listening on its port at its address (or at the wildcard), from
+/// `/proc/net/tcp*` and the processes' open sockets: a forking server's
+/// master and workers (gunicorn), or processes sharing the port
 /// (`SO_REUSEPORT`), so a `--target` that runs here has its CPU measured.
+/// An address that is not this machine's is served elsewhere: none, so a
+/// remote target is never given a local process's CPU. A container's port
+/// published by `docker-proxy` is followed into the container's network
+/// namespace to the server listening there; none when it cannot be.
 pub fn local_pids_listening_on(addr: std::net::SocketAddr) -> Vec<u32> {
-    listeners(addr).unwrap_or_default()
+    if !is_this_machines(addr.ip()) {
+        return Vec::new();
+    }
+    let mut owners = Vec::new();
+    for pid in listeners_in_namespace("self", addr) {
+        match docker_proxy_target(pid) {
+            Some(inner) => owners.extend(listeners_in_any_namespace(inner)),
+            None if command_name(pid).as_deref() == Some("docker-proxy") => {}
+            None => owners.push(pid),
+        }
+    }
+    owners.sort_unstable();
+    owners.dedup();
+    owners
 }
 
-fn listeners(addr: std::net::SocketAddr) -> Option<Vec<u32>> {
-    let port = format!(":{:04X}", addr.port());
+/// Whether `ip` is one of this machine's addresses: loopback, or one a
+/// socket can bind (the kernel refuses an address no interface has).
+fn is_this_machines(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// A `/proc/net/tcp*` address (`0100007F:1F90`, or 32 hex digits for
+/// IPv6): the kernel prints each 32-bit word of the address as a native
+/// integer, so its native bytes are the address's bytes in order.
+fn proc_net_addr(text: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| Some(u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes());
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(word(0)?).into(),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            std::net::Ipv6Addr::from(bytes).into()
+        }
+        _ => return None,
+    };
+    Some((ip, port).into())
+}
+
+/// Whether a listener on `local` takes connections to `target`: the same
+/// port, and the same address, the wildcard, or an IPv4-mapped IPv6 form of it.
+fn serves(local: std::net::SocketAddr, target: std::net::SocketAddr) -> bool {
+    use std::net::IpAddr;
+    if local.port() != target.port() {
+        return false;
+    }
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (l, t) = (canonical(local.ip()), canonical(target.ip()));
+    // A dual-stack wildcard (`[::]`) takes IPv4 connections too.
+    l.is_unspecified() || l == t
+}
+
+/// The socket inodes listening for `target` in the network namespace of
+/// `pid` (`self`: this process's).
+fn listening_inodes(pid: &str, target: std::net::SocketAddr) -> Vec<String> {
     let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address, st (0A = LISTEN), inode.
-            if fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == "0A" {
+            if fields.len() > 9 && fields[3] == "0A" && proc_net_addr(fields[1]).is_some_and(|local| serves(local, target)) {
                 inodes.push(format!("socket:[{}]", fields[9]));
             }
         }
     }
+    inodes
+}
+
+/// Every process but this one.
+fn other_pids() -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .collect()
+}
+
+/// The processes among `pids` holding one of `inodes`.
+fn holders(pids: &[u32], inodes: &[String]) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str())))
+        })
+        .collect()
+}
+
+/// The processes listening for `target` in this process's network namespace.
+fn listeners_in_namespace(pid: &str, target: std::net::SocketAddr) -> Vec<u32> {
+    let inodes = listening_inodes(pid, target);
     if inodes.is_empty() {
+        return Vec::new();
+    }
+    holders(&other_pids(), &inodes)
+}
+
+/// The processes listening for `target` in any network namespace this
+/// machine shows (a container's), read once per namespace.
+fn listeners_in_any_namespace(target: std::net::SocketAddr) -> Vec<u32> {
+    let pids = other_pids();
+    let mut by_namespace: std::collections::BTreeMap<std::path::PathBuf, Vec<u32>> = Default::default();
+    for &pid in &pids {
+        if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+            by_namespace.entry(ns).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    for members in by_namespace.values() {
+        let inodes = listening_inodes(&members[0].to_string(), target);
+        if !inodes.is_empty() {
+            found.extend(holders(members, &inodes));
+        }
+    }
+    found
+}
+
+/// A process's command name (`/proc/PID/comm`).
+fn command_name(pid: u32) -> Option<String> {
+    Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
+}
+
+/// Where a `docker-proxy` forwards to (`-container-ip X -container-port Y`).
+fn docker_proxy_target(pid: u32) -> Option<std::net::SocketAddr> {
+    if command_name(pid)? != "docker-proxy" {
         return None;
     }
-    let me = std::process::id();
-    let mut owners = Vec::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path())
-                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
-            {
-                owners.push(pid);
-                break;
-            }
-        }
-    }
-    owners.sort_unstable();
-    Some(owners)
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let ip = value("-container-ip")?.parse().ok()?;
+    let port = value("-container-port")?.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// Resident memory of `pid`, from `/proc/PID/status`.
@@ -421,6 +555,42 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found, [child.id()]);
+    }
+
+    /// A target is matched by address and port: a local listener on the
+    /// same port at another address, or a remote host's port that happens
+    /// to be listened on here, is not the target.
+    #[test]
+    fn a_listener_is_the_targets_only_at_its_address() {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap();
+        let here = local_pids_listening_on(([127, 0, 0, 1], port).into());
+        let other_loopback = local_pids_listening_on(([127, 0, 0, 2], port).into());
+        // TEST-NET-1 (RFC 5737): no machine's address.
+        let remote = local_pids_listening_on(([192, 0, 2, 1], port).into());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(here, [child.id()]);
+        assert!(other_loopback.is_empty(), "{other_loopback:?}");
+        assert!(remote.is_empty(), "a remote port is not a local process's: {remote:?}");
+    }
+
+    #[test]
+    fn proc_net_addresses_read_as_the_kernel_writes_them() {
+        assert_eq!(proc_net_addr("0100007F:1F90"), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(proc_net_addr("00000000:0050"), Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(proc_net_addr("00000000000000000000000001000000:1F90"), Some("[::1]:8080".parse().unwrap()));
+        assert_eq!(proc_net_addr("0000000000000000FFFF00000100007F:1F90"), Some("[::ffff:127.0.0.1]:8080".parse().unwrap()));
+        assert!(serves("[::]:80".parse().unwrap(), "127.0.0.1:80".parse().unwrap()), "a dual-stack wildcard");
+        assert!(serves("[::ffff:127.0.0.1]:80".parse().unwrap(), "127.0.0.1:80".parse().unwrap()));
+        assert!(!serves("127.0.0.1:80".parse().unwrap(), "127.0.0.1:81".parse().unwrap()));
+        assert!(!serves("10.0.0.5:80".parse().unwrap(), "10.0.0.6:80".parse().unwrap()));
     }
 
     #[test]
@@ -510,6 +680,7 @@ mod tests {
             driver_threads: 1,
             target_cpu_cores: Some(0.5),
             target_cpu_of: None,
+            mock_cpu_cores: None,
             other_cpu_cores: 0.3,
             steal_cores: 0.0,
             machine_cores: 2,

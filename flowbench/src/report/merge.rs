@@ -296,6 +296,7 @@ fn merged_health(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> Hea
         driver_threads: parts.iter().map(|p| p.health.driver_threads).sum(),
         target_cpu_cores: None,
         target_cpu_of: Some("not attributed: merged shards (each shard's figure is in `shards`)".to_owned()),
+        mock_cpu_cores: None,
         other_cpu_cores: parts.iter().map(|p| p.health.other_cpu_cores).fold(0.0, f64::max),
         steal_cores: parts.iter().map(|p| p.health.steal_cores).fold(0.0, f64::max),
         machine_cores: worst_part.health.machine_cores,

@@ -74,6 +74,7 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
         driver_threads: 1,
         target_cpu_cores: Some(0.5),
         target_cpu_of: Some("pid 4242 and descendants: 1 process".to_owned()),
+        mock_cpu_cores: Some(0.2),
         other_cpu_cores: 0.01,
         steal_cores: 0.0,
         machine_cores: 2,
