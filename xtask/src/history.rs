@@ -136,14 +136,40 @@ pub struct Point {
     pub figures: BTreeMap<String, f64>,
 }
 
+/// Why a run's figures are no point of a series: interrupted, its driver
+/// the bottleneck, a scenario with no success or failures over 1%, a
+/// threshold crossed. `None`: valid.
+pub fn not_valid(report: &schema::report::Report) -> Option<String> {
+    use schema::figures::{Figure, Scalar};
+    if report.interrupted {
+        return Some("the run was interrupted".to_owned());
+    }
+    for s in &report.scenarios {
+        if s.health.verdict == schema::health::HealthVerdict::Invalid {
+            return Some(format!("scenario {} is INVALID (the driver was the bottleneck)", s.name));
+        }
+        if s.counts.ok + s.counts.aborted() == 0 {
+            return Some(format!("scenario {} had no successful request", s.name));
+        }
+        if let Some(rate) = Figure::Scalar(Scalar::ErrorRate).read(s).filter(|r| *r > 0.01) {
+            return Some(format!("scenario {}: {:.2}% of its requests failed", s.name, rate * 100.0));
+        }
+    }
+    report.thresholds.iter().find(|t| !t.passed).map(|t| format!("threshold {:?} was crossed", t.threshold))
+}
+
 /// A file's figures: a `flowbench run --json` report (through its BMF), or
-/// a BMF document (`{"bench": {"measure": {"value": …}}}`).
-fn figures(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
+/// a BMF document (`{"bench": {"measure": {"value": …}}}`); `Err(why)` for
+/// a report whose run was not valid (`not_valid`).
+fn figures(path: &Path) -> anyhow::Result<Result<BTreeMap<String, f64>, String>> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let bmf = if value.get("schema").and_then(|s| s.as_str()) == Some(schema::report::SCHEMA) {
         let report: schema::report::Report =
             serde_json::from_value(value).with_context(|| format!("{} is not a readable flowbench report", path.display()))?;
+        if let Some(why) = not_valid(&report) {
+            return Ok(Err(why));
+        }
         serde_json::to_value(report.to_bmf())?
     } else {
         value
@@ -160,7 +186,7 @@ fn figures(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     if out.is_empty() {
         bail!("{}: neither a flowbench report nor BMF (no figures in it)", path.display());
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 /// The commit a file is of: the name, or its last `-`/`_`-separated part,
@@ -204,7 +230,10 @@ pub fn read_series(root: &Path, dir: &Path) -> anyhow::Result<Vec<Point>> {
     }
     let mut points = Vec::new();
     for (commit, position, path) in seen {
-        points.push(Point { commit, position, figures: figures(&path)? });
+        match figures(&path)? {
+            Ok(figures) => points.push(Point { commit, position, figures }),
+            Err(why) => eprintln!("history: {} left out: {why}", path.display()),
+        }
     }
     points.sort_by_key(|p| p.position);
     Ok(points)
@@ -470,6 +499,31 @@ mod tests {
         let only = html(&points, &analyse(&points, &settings, &llm), &settings, &llm).unwrap();
         assert_eq!(only.matches("<svg ").count(), 1);
         assert!(only.contains("llm/events_per_s") && !only.contains(">empty/requests_per_s<"));
+    }
+
+    /// A run that was not valid is no point of the series, and says why.
+    #[test]
+    fn runs_that_were_not_valid_are_left_out() {
+        let mut report = flowbench::report::sample::sample_report();
+        assert!(not_valid(&report).is_some_and(|why| why.contains("10.00% of its requests failed")), "{:?}", not_valid(&report));
+        for s in &mut report.scenarios {
+            s.counts.errors = 0;
+            s.counts.errors_by_class.clear();
+        }
+        assert_eq!(not_valid(&report), None);
+        report.scenarios[1].health.verdict = schema::health::HealthVerdict::Invalid;
+        assert!(not_valid(&report).is_some_and(|why| why.contains("INVALID")));
+        report.scenarios[1].health.verdict = schema::health::HealthVerdict::Valid;
+        report.interrupted = true;
+        assert!(not_valid(&report).is_some());
+        report.interrupted = false;
+        report.thresholds.push(schema::report::ThresholdResult {
+            threshold: "qps>1".into(),
+            scenario: "llm".into(),
+            value: Some(0.5),
+            passed: false,
+        });
+        assert!(not_valid(&report).is_some_and(|why| why.contains("qps>1")));
     }
 
     #[test]

@@ -274,7 +274,12 @@ fn run_history(root: &Path, dir: &Path, range: &str) -> anyhow::Result<()> {
             Err(e) => e.to_string(),
         };
         match &ran {
-            Some(Ok(out)) if report.exists() => steps.step(&format!("{short}: done ({})", out.status)),
+            Some(Ok(out)) if report.exists() && out.status.success() => steps.step(&format!("{short}: done")),
+            // A run that was not valid is no point of the series.
+            Some(Ok(out)) if report.exists() => {
+                let _ = std::fs::remove_file(&report);
+                steps.step(&format!("{short}: not valid ({}), left out: {}", out.status, said(ran.as_ref().expect("ran"))));
+            }
             Some(out) => steps.step(&format!("{short}: no result, the run failed; left out: {}", said(out))),
             None => steps.step(&format!("{short}: no result, the build failed; left out: {}", said(&built))),
         }

@@ -85,6 +85,8 @@ fn the_ci_workflow_passes_actionlint_and_runs_the_gate_on_pull_requests() {
     assert_eq!(jobs["gate"]["if"], "github.event_name == 'pull_request'");
     let gate = runs("gate");
     assert!(gate.contains("cargo xtask gate --base \"origin/$BASE\"") && gate.contains("$GITHUB_STEP_SUMMARY"), "{gate}");
+    // Unresolved (exit 3) is a warning, not a pass and not a failure; any other non-zero fails.
+    assert!(gate.contains("\"$code\" -eq 3") && gate.contains("::warning") && gate.contains("exit \"$code\""), "{gate}");
     let env = jobs["gate"]["steps"].as_sequence().unwrap().iter().find_map(|s| s["env"]["BASE"].as_str()).unwrap();
     assert_eq!(env, "${{ github.base_ref }}");
     assert!(runs("main").contains("--bmf report-bmf.json"));

@@ -18,7 +18,9 @@
 //!
 //! This file holds the flags and `run`, which only puts those jobs in order.
 //!
-//! Exit codes: 0 no regression, 1 regression, 2 could not measure.
+//! Exit codes: 0 pass (no gating metric regressed or unresolved), 1
+//! regressed, 2 could not measure, 3 unresolved (no regression found, but
+//! a gating metric could not exclude one: never a pass).
 
 mod build;
 mod metrics;
@@ -79,12 +81,17 @@ pub struct GateArgs {
     /// its interval, and each round's change.
     #[arg(long)]
     pub html: Option<PathBuf>,
-    /// Measure the gate itself: A/A false alarms and power at +5% and +10% injected cost.
+    /// Measure the gate itself: A/A false alarms and power at +3%, +5% and
+    /// +10% cost injected into one side's server.
     #[arg(long)]
     pub self_test: bool,
-    /// Self-test: measured rounds per condition (gates are resampled from them).
-    #[arg(long, default_value_t = 16)]
+    /// Self-test: measured A/A rounds (at least 30), from which gates are
+    /// drawn with replacement.
+    #[arg(long, default_value_t = 30)]
     pub self_test_rounds: usize,
+    /// Self-test: measured rounds of each injected condition.
+    #[arg(long, default_value_t = 12)]
+    pub self_test_injected_rounds: usize,
 }
 
 pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
@@ -120,5 +127,32 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     let markdown = render::markdown(&label, &verdicts, rounds.len(), args, &summary, started.elapsed());
     print!("{markdown}");
     render::write_outputs(args, &verdicts, &rounds, &markdown, &summary)?;
-    Ok(if regressed.is_empty() { 0 } else { 1 })
+    Ok(exit_code(&regressed, &unresolved))
+}
+
+/// Exit code of a gate that measured: regressed 1, else unresolved 3, else 0.
+fn exit_code(regressed: &[&str], unresolved: &[&str]) -> i32 {
+    if !regressed.is_empty() {
+        1
+    } else if !unresolved.is_empty() {
+        UNRESOLVED
+    } else {
+        0
+    }
+}
+
+/// The gate could not tell: a gating metric's interval still reaches its floor.
+pub const UNRESOLVED: i32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate that cannot rule a regression out does not pass.
+    #[test]
+    fn unresolved_has_its_own_exit_code_and_regressed_wins() {
+        assert_eq!(exit_code(&[], &[]), 0);
+        assert_eq!(exit_code(&[], &["empty p99 duration"]), UNRESOLVED);
+        assert_eq!(exit_code(&["error rate (pp)"], &["empty p99 duration"]), 1);
+    }
 }

@@ -18,7 +18,7 @@ pub(super) fn summary(regressed: &[&str], unresolved: &[&str]) -> String {
     } else if unresolved.is_empty() {
         "PASS: no metric regressed past its floor".to_owned()
     } else {
-        format!("NO REGRESSION DETECTED; inconclusive (too noisy for the floor): {}", unresolved.join(", "))
+        format!("UNRESOLVED: no regression found, but too noisy to rule one out past the floor: {}", unresolved.join(", "))
     }
 }
 
@@ -38,8 +38,15 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
         };
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {:.3} | {:+.2}% | [{:+.2}%, {:+.2}%] | {:.1}% | {}% | {verdict} |",
-            v.metric, v.base_mean, v.head_mean, v.change_pct, v.ci_low_pct, v.ci_high_pct, v.mde_pct, v.floor_pct
+            "| {} | {:.3} | {:.3} | {:+.2}% | [{:+.2}%, {:+.2}%] | {} | {}% | {verdict} |",
+            v.metric,
+            v.base_mean,
+            v.head_mean,
+            v.change_pct,
+            v.ci_low_pct,
+            v.ci_high_pct,
+            mde(v),
+            v.floor_pct
         );
     }
     let _ = writeln!(
@@ -51,6 +58,11 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
         wall.as_secs_f64()
     );
     out
+}
+
+/// A metric's MDE, or a dash where it has none (the error rate).
+fn mde(v: &MetricVerdict) -> String {
+    if v.mde_pct.is_finite() { format!("{:.1}%", v.mde_pct) } else { "—".to_owned() }
 }
 
 /// `--markdown`, `--json`, `--bmf` and `--html`, those given.
@@ -96,7 +108,7 @@ fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &
                 format!("{:.3}", v.head_mean),
                 format!("{:+.2}%", v.change_pct),
                 format!("[{:+.2}%, {:+.2}%]", v.ci_low_pct, v.ci_high_pct),
-                format!("{:.1}%", v.mde_pct),
+                mde(v),
                 format!("{}%", v.floor_pct),
                 esc(&verdict),
             ]
@@ -147,8 +159,14 @@ fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &
 fn bmf(verdicts: &[MetricVerdict]) -> Bmf {
     let mut out = Bmf::default();
     for v in verdicts {
-        let key = v.metric.replace(' ', "_").replace('/', "_per_");
-        out.insert(format!("gate/{key}"), "value", Measure::of_change(v.head_mean, v.base_mean, v.ci_low_pct, v.ci_high_pct));
+        let key = v.metric.replace(' ', "_").replace('/', "_per_").replace(['(', ')'], "");
+        let measure = if v.metric == super::verdict::ERROR_RATE {
+            // Percentage points: the interval is added, not applied as a ratio.
+            Measure { value: v.head_mean, lower_value: Some(v.base_mean + v.ci_low_pct), upper_value: Some(v.base_mean + v.ci_high_pct) }
+        } else {
+            Measure::of_change(v.head_mean, v.base_mean, v.ci_low_pct, v.ci_high_pct)
+        };
+        out.insert(format!("gate/{key}"), "value", measure);
     }
     out
 }
@@ -198,7 +216,7 @@ mod tests {
         );
         assert!(json.get("gate/TTFE_p99").is_some());
         assert_eq!(summary(&[], &[]), "PASS: no metric regressed past its floor");
-        assert_eq!(summary(&[], &["TTFE p50"]), "NO REGRESSION DETECTED; inconclusive (too noisy for the floor): TTFE p50");
+        assert_eq!(summary(&[], &["TTFE p50"]), "UNRESOLVED: no regression found, but too noisy to rule one out past the floor: TTFE p50");
     }
 
     #[test]
@@ -209,6 +227,8 @@ mod tests {
                 log_ratios: METRICS.iter().enumerate().map(|(m, _)| 0.01 * (m as f64 - 3.0) + 0.002 * f64::from(r)).collect(),
                 base: vec![1.0; METRICS.len()],
                 head: vec![1.0; METRICS.len()],
+                base_errors: Default::default(),
+                head_errors: Default::default(),
                 disturbed: None,
             })
             .collect();

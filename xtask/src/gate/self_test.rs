@@ -1,7 +1,9 @@
 //! `cargo xtask gate --self-test`: the gate measuring itself on the head
 //! build against itself. A/A rounds first (they calibrate the injected
-//! costs), then rounds with cost injected on one side; from each
-//! condition's measured rounds, gates of `--rounds` rounds are resampled to
+//! costs), then rounds with cost injected into one side's server (its own
+//! process: the mock is not slowed); from each condition's measured
+//! rounds, gates of `--rounds` rounds are drawn with replacement (a
+//! bootstrap: a gate is a sample of rounds, not a subset of these) to
 //! estimate false alarms and power.
 
 use super::GateArgs;
@@ -28,13 +30,18 @@ struct Condition {
 /// A/A first (all phases; it calibrates the others), then injected CPU on
 /// the head side for the saturated phases, then an injected delay before
 /// the first event for the TTFE phase.
-const CONDITIONS: [Condition; 5] = [
+const CONDITIONS: [Condition; 7] = [
     Condition { name: "A/A", slowdown: 0.0, phases: &Phase::ALL },
+    Condition { name: "+3%", slowdown: 0.03, phases: &[Phase::Empty, Phase::Llm] },
     Condition { name: "+5%", slowdown: 0.05, phases: &[Phase::Empty, Phase::Llm] },
     Condition { name: "+10%", slowdown: 0.10, phases: &[Phase::Empty, Phase::Llm] },
+    Condition { name: "TTFE +3%", slowdown: 0.03, phases: &[Phase::Ttfe] },
     Condition { name: "TTFE +5%", slowdown: 0.05, phases: &[Phase::Ttfe] },
     Condition { name: "TTFE +10%", slowdown: 0.10, phases: &[Phase::Ttfe] },
 ];
+
+/// The fewest A/A rounds the false-alarm rate is drawn from.
+pub(super) const MIN_AA_ROUNDS: usize = 30;
 
 /// What the A/A rounds' base side measured, to size the injected costs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -82,8 +89,9 @@ pub(super) fn run(root: &Path, args: &GateArgs, bin: &Path, started: Instant) ->
     let mut calibration = Calibration::default();
     for condition in &CONDITIONS {
         let slowed = calibration.slowed(&plain, condition);
-        eprintln!("gate self-test: {}: {} rounds", condition.name, args.self_test_rounds);
-        let rounds = match rounds::measure(root, args, &plain, &slowed, bin, args.self_test_rounds, condition.phases)? {
+        let n = if condition.slowdown == 0.0 { args.self_test_rounds.max(MIN_AA_ROUNDS) } else { args.self_test_injected_rounds };
+        eprintln!("gate self-test: {}: {n} rounds", condition.name);
+        let rounds = match rounds::measure(root, args, &plain, &slowed, bin, n, condition.phases)? {
             Ok(r) => r,
             Err(why) => {
                 eprintln!("gate self-test: could not measure {}: {why}", condition.name);
@@ -117,7 +125,7 @@ pub(super) fn run(root: &Path, args: &GateArgs, bin: &Path, started: Instant) ->
 fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], calibration: &Calibration, wall: Duration) -> String {
     let n_measured: Vec<String> = table.iter().map(|(c, n, _)| format!("{} {n}", c.name)).collect();
     let mut out = format!(
-        "### Gate self-test\n\nGates of {} rounds resampled {SELF_TEST_DRAWS} times from the measured rounds ({}). At +5%, the head side spends {:.2} µs more CPU per request and {:.3} µs per event (empty and llm phases), or {:.1} µs more before each run's first event (TTFE phase); {} slices of {} per phase per round, {} users a side, TTFE at {}/s a side.\n\n",
+        "### Gate self-test\n\nGates of {} rounds drawn with replacement {SELF_TEST_DRAWS} times from the measured rounds ({}). At +5%, the head side spends {:.2} µs more CPU per request and {:.3} µs per event (empty and llm phases), or {:.1} µs more before each run's first event (TTFE phase); {} slices of {} per phase per round, {} users a side, TTFE at {}/s a side.\n\n",
         args.rounds,
         n_measured.join(", "),
         calibration.per_request_s * 0.05 * 1e6,
@@ -129,7 +137,7 @@ fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], ca
         args.ttfe_rate
     );
     out.push_str(
-        "| metric | false alarms (A/A) | power at +5% | power at +10% | round SD | MDE at this size |\n|---|---|---|---|---|---|\n",
+        "| metric | false alarms (A/A) | power at +3% | power at +5% | power at +10% | round SD | MDE at this size |\n|---|---|---|---|---|---|---|\n",
     );
     for (i, metric) in METRICS.iter().enumerate() {
         let aa = &table[0].2[i];
@@ -141,8 +149,16 @@ fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], ca
                 .find(|(c, _, _)| c.slowdown == slowdown && c.phases.contains(&metric.phase))
                 .map_or("not measured".to_owned(), |t| format!("{:.1}%", t.2[i].regressed * 100.0))
         };
-        let _ =
-            writeln!(out, "| {name} | {} | {} | {} | {:.2}% | {:.1}% |", rate(0.0), rate(0.05), rate(0.10), aa.round_sd_pct, aa.mde_pct);
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {:.2}% | {:.1}% |",
+            rate(0.0),
+            rate(0.03),
+            rate(0.05),
+            rate(0.10),
+            aa.round_sd_pct,
+            aa.mde_pct
+        );
     }
     // Wall time per full round: A/A rounds drive every phase.
     let measured: usize = table.iter().map(|(c, n, _)| n * c.phases.len()).sum();
@@ -165,11 +181,11 @@ struct Rate {
 /// For each metric: the share of resampled gates that called a regression.
 fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
     let mut rng = SplitMix64::new(42);
-    let size = args.rounds.min(rounds.len());
+    let size = args.rounds;
     let mut out = Vec::new();
     for (i, metric) in METRICS.iter().enumerate() {
         let ratios: Vec<f64> = rounds.iter().map(|r| r.log_ratios[i]).collect();
-        if ratios.iter().any(|r| r.is_nan()) {
+        if ratios.is_empty() || ratios.iter().any(|r| r.is_nan()) {
             // Not driven in this condition.
             out.push(Rate { regressed: f64::NAN, round_sd_pct: f64::NAN, mde_pct: f64::NAN });
             continue;
@@ -177,11 +193,7 @@ fn rates(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<Rate>> {
         let floor = floor_for(args, metric.name)?;
         let mut n_regressed = 0;
         for _ in 0..SELF_TEST_DRAWS {
-            let mut pool = ratios.clone();
-            let mut draw = Vec::with_capacity(size);
-            for _ in 0..size {
-                draw.push(pool.swap_remove(rng.below(pool.len())));
-            }
+            let draw: Vec<f64> = (0..size).map(|_| ratios[rng.below(ratios.len())]).collect();
             if decide(&PairedChange::of(&draw), metric.higher_is_better(), floor) == ChangeVerdict::Regressed {
                 n_regressed += 1;
             }

@@ -9,6 +9,11 @@
 //! zero and the estimate is past its floor (default 2%); it is Unresolved, not
 //! passed, when the interval still reaches the floor. p99 metrics are
 //! advisory while their minimum detectable effect is above 20%.
+//!
+//! The error rate is gated too, on its own rule (`error_rate`): the two
+//! sides' shares of failed requests over every round, their difference in
+//! percentage points with a 95% interval, against a floor of
+//! `ERROR_FLOOR_PP`.
 
 use super::GateArgs;
 use super::metrics::{ADVISORY_MDE_PCT, METRICS};
@@ -72,7 +77,59 @@ pub(super) fn analyse(args: &GateArgs, rounds: &[Round]) -> anyhow::Result<Vec<M
             verdict: decide(&change, metric.higher_is_better(), floor_pct),
         });
     }
+    out.push(error_rate(rounds));
     Ok(out)
+}
+
+/// The name of the error rate's row.
+pub(super) const ERROR_RATE: &str = "error rate (pp)";
+/// The smallest rise in the share of failed requests, in percentage
+/// points, that counts as a regression.
+pub(super) const ERROR_FLOOR_PP: f64 = 0.1;
+
+/// The error rate's verdict over `rounds`: the head's share of failed
+/// requests less the base's, in percentage points, with a 95% normal
+/// interval (each side's requests as independent trials), judged by the
+/// gate's rule against `ERROR_FLOOR_PP`. No failure on either side is a
+/// pass; "base" and "head" are each side's share in %.
+pub(super) fn error_rate(rounds: &[Round]) -> MetricVerdict {
+    let (mut base, mut head) = (super::rounds::Tally::default(), super::rounds::Tally::default());
+    for r in rounds {
+        base.failed += r.base_errors.failed;
+        base.measured += r.base_errors.measured;
+        head.failed += r.head_errors.failed;
+        head.measured += r.head_errors.measured;
+    }
+    let share = |t: super::rounds::Tally| if t.measured == 0 { 0.0 } else { t.failed as f64 / t.measured as f64 };
+    let (pb, ph) = (share(base), share(head));
+    let variance = |p: f64, n: u64| if n == 0 { 0.0 } else { p * (1.0 - p) / n as f64 };
+    let half = 1.96 * (variance(pb, base.measured) + variance(ph, head.measured)).sqrt() * 100.0;
+    let diff = (ph - pb) * 100.0;
+    let (low, high) = (diff - half, diff + half);
+    let verdict = if base.measured == 0 || head.measured == 0 {
+        ChangeVerdict::Unresolved
+    } else if low > 0.0 && diff > ERROR_FLOOR_PP {
+        ChangeVerdict::Regressed
+    } else if high < 0.0 && -diff > ERROR_FLOOR_PP {
+        ChangeVerdict::Improved
+    } else if high < ERROR_FLOOR_PP {
+        ChangeVerdict::Pass
+    } else {
+        ChangeVerdict::Unresolved
+    };
+    MetricVerdict {
+        metric: ERROR_RATE,
+        base_mean: pb * 100.0,
+        head_mean: ph * 100.0,
+        change_pct: diff,
+        ci_low_pct: low,
+        ci_high_pct: high,
+        mde_pct: f64::NAN,
+        round_sd_pct: f64::NAN,
+        floor_pct: ERROR_FLOOR_PP,
+        advisory: false,
+        verdict,
+    }
 }
 
 /// The metrics that count (not advisory) and got `verdict`.
@@ -123,5 +180,42 @@ mod tests {
         assert_eq!(decide(&change(0.0, ln(4.0)), false, 2.0), ChangeVerdict::Unresolved);
         // Latency down 6% ± 1%: improved.
         assert_eq!(decide(&change(ln(-6.0), ln(1.0)), false, 2.0), ChangeVerdict::Improved);
+    }
+
+    fn round(base: (u64, u64), head: (u64, u64)) -> Round {
+        use super::super::rounds::Tally;
+        Round {
+            log_ratios: Vec::new(),
+            base: Vec::new(),
+            head: Vec::new(),
+            base_errors: Tally { failed: base.0, measured: base.1 },
+            head_errors: Tally { failed: head.0, measured: head.1 },
+            disturbed: None,
+        }
+    }
+
+    /// A head that fails now and then is caught; none failing passes; a
+    /// handful too few to tell either way is not a pass.
+    #[test]
+    fn an_erroring_head_regresses_the_error_rate() {
+        let clean = vec![round((0, 20_000), (0, 20_000)); 8];
+        assert_eq!(error_rate(&clean).verdict, ChangeVerdict::Pass);
+        // 1% of the head's requests fail, in every round.
+        let failing = vec![round((0, 20_000), (200, 20_000)); 8];
+        let v = error_rate(&failing);
+        assert_eq!(v.verdict, ChangeVerdict::Regressed, "{v:?}");
+        assert!((v.change_pct - 1.0).abs() < 1e-9 && (v.head_mean - 1.0).abs() < 1e-9);
+        // Fails in two rounds of eight only: still regressed over the gate.
+        let mut sometimes = clean.clone();
+        sometimes[2] = round((0, 20_000), (400, 20_000));
+        sometimes[5] = round((0, 20_000), (400, 20_000));
+        assert_eq!(error_rate(&sometimes).verdict, ChangeVerdict::Regressed);
+        // Both sides fail alike: not the head's doing.
+        let both = vec![round((100, 20_000), (100, 20_000)); 8];
+        assert_eq!(error_rate(&both).verdict, ChangeVerdict::Pass);
+        // Few requests and a few failures: the interval reaches the floor.
+        let few = vec![round((0, 200), (1, 200)); 2];
+        assert_eq!(error_rate(&few).verdict, ChangeVerdict::Unresolved);
+        assert_eq!(error_rate(&[]).verdict, ChangeVerdict::Unresolved, "nothing measured cannot pass");
     }
 }
