@@ -80,22 +80,41 @@ impl Target {
     /// as Dify's docs and SDKs write it: the Dify API lives under it either
     /// way.
     pub async fn resolve_with(url: &str, options: &TargetOptions) -> anyhow::Result<Self> {
-        let base_url = url.trim_end_matches('/').to_owned();
-        let uri: Uri = base_url.parse().map_err(|e| anyhow::anyhow!("target URL {url:?} is not a URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
+        // The WHATWG parser: ports past 65535, an IPv6 literal's brackets
+        // and userinfo are read as a browser reads them, not by hand.
+        let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("target URL {url:?} is not a URL: {e}"))?;
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
             _ => anyhow::bail!("target URL {url:?} must start with http:// or https://"),
         };
         options.check_for(https)?;
-        let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("target URL {url:?} has no host"))?;
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let addr = tokio::net::lookup_host((authority.host(), port))
-            .await
-            .map_err(|e| anyhow::anyhow!("resolving {}: {e}", authority.host()))?
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", authority.host()))?;
-        let prefix = uri.path().trim_end_matches('/').to_owned();
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // Dify's API key is the Authorization header: a gateway's own
+            // credentials go in --header, never into Host.
+            anyhow::bail!("target URL {url:?} holds a user name or password; give a gateway's credentials with --header instead");
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            anyhow::bail!("target URL {url:?} has a query or fragment; give the API's base URL only");
+        }
+        let host = parsed.host().ok_or_else(|| anyhow::anyhow!("target URL {url:?} has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+        let addr = match &host {
+            url::Host::Ipv4(ip) => std::net::SocketAddr::new((*ip).into(), port),
+            url::Host::Ipv6(ip) => std::net::SocketAddr::new((*ip).into(), port),
+            url::Host::Domain(name) => tokio::net::lookup_host((*name, port))
+                .await
+                .map_err(|e| anyhow::anyhow!("resolving {name}: {e}"))?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{name} resolves to no address"))?,
+        };
+        // `Host` as a browser sends it: the port only when not the scheme's.
+        let authority = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let prefix = parsed.path().trim_end_matches('/').to_owned();
+        let base_url = format!("{}://{authority}{prefix}", parsed.scheme());
         let dify_root = prefix.strip_suffix("/v1").unwrap_or(&prefix).to_owned();
         let run_uri = format!("{dify_root}/v1/workflows/run").parse()?;
         let chat_uri = format!("{prefix}/chat/completions").parse()?;
@@ -103,8 +122,13 @@ impl Target {
         for (name, value) in &options.headers {
             headers.append(name.clone(), value.clone());
         }
-        let tls = if https { Some(tls(authority.host(), options)?) } else { None };
-        Ok(Self { base_url, addr, host: HeaderValue::from_str(authority.as_str())?, run_uri, chat_uri, prefix, dify_root, headers, tls })
+        let server_name = match &host {
+            url::Host::Domain(name) => (*name).to_owned(),
+            url::Host::Ipv4(ip) => ip.to_string(),
+            url::Host::Ipv6(ip) => ip.to_string(),
+        };
+        let tls = if https { Some(tls(&server_name, options)?) } else { None };
+        Ok(Self { base_url, addr, host: HeaderValue::from_str(&authority)?, run_uri, chat_uri, prefix, dify_root, headers, tls })
     }
 
     /// `POST /v1/workflows/run`'s URI under the target's Dify API root.
@@ -217,8 +241,7 @@ fn tls(host: &str, options: &TargetOptions) -> anyhow::Result<Tls> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    let name = rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
-        .with_context(|| format!("{host:?} is not a TLS server name"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).with_context(|| format!("{host:?} is not a TLS server name"))?;
     Ok(Tls { connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name })
 }
 
@@ -421,6 +444,29 @@ pub async fn preflight(target: &Target, protocol: Protocol, scenario: &str, head
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// URLs as a browser reads them: a port past 65535 is an error (not
+    /// port 80), an IPv6 literal resolves, and userinfo never reaches `Host`.
+    #[tokio::test]
+    async fn target_urls_are_parsed_as_urls() {
+        for (url, says) in [
+            ("http://127.0.0.1:70000", "not a URL"),
+            ("http://user:secret@127.0.0.1:5001", "user name or password"),
+            ("http://127.0.0.1:5001/v1?x=1", "query"),
+            ("ftp://127.0.0.1", "http:// or https://"),
+        ] {
+            let err = format!("{:#}", Target::resolve(url).await.err().unwrap_or_else(|| panic!("{url} resolved")));
+            assert!(err.contains(says), "{url}: {err}");
+        }
+        let v6 = Target::resolve("http://[::1]:5001/v1").await.unwrap();
+        assert_eq!(v6.addr, "[::1]:5001".parse().unwrap());
+        assert_eq!(v6.host, "[::1]:5001");
+        assert_eq!(v6.run_uri().path(), "/v1/workflows/run");
+        let default_port = Target::resolve("http://127.0.0.1/").await.unwrap();
+        assert_eq!((default_port.addr.port(), default_port.host.to_str().unwrap()), (80, "127.0.0.1"));
+        let explicit = Target::resolve("http://127.0.0.1:80").await.unwrap();
+        assert_eq!(explicit.host, "127.0.0.1", "the scheme's own port is not written");
+    }
 
     #[tokio::test]
     async fn a_base_url_with_or_without_v1_reaches_the_same_paths_with_the_extra_headers() {
