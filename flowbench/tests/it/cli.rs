@@ -511,6 +511,79 @@ fn failures_stay_out_of_the_latencies_and_over_the_error_budget_exit_5() {
     std::fs::remove_file(&json).unwrap();
 }
 
+/// A streaming Dify-shaped target on loopback that serves one connection
+/// at a time and stalls `stall` before answering its `at`-th run: runs
+/// sent meanwhile wait in the backlog, later arrivals for a free connection.
+fn stalling_target(at: u64, stall: std::time::Duration) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut runs = 0u64;
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let mut reader = BufReader::new(tcp.try_clone().unwrap());
+            let (mut get, mut length, mut first) = (false, 0usize, true);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                get |= first && line.starts_with("GET");
+                first = false;
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            if get {
+                let body = r#"{"user_input_form":[]}"#;
+                let _ = write!(tcp, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                continue;
+            }
+            runs += 1;
+            if runs == at {
+                std::thread::sleep(stall);
+            }
+            let _ = tcp.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+                  data: {\"event\":\"workflow_started\",\"data\":{}}\n\n\
+                  data: {\"event\":\"workflow_finished\",\"data\":{\"status\":\"succeeded\"}}\n\n",
+            );
+        }
+    });
+    url
+}
+
+/// Coordinated omission corrected in the headline: under --rate, a 1 s
+/// stall of the target holds back the arrivals that find every connection
+/// busy; the seed's TTFE (from the intended send) shows their wait, the
+/// service row (from the send) does not.
+#[test]
+fn a_stall_under_an_open_load_shows_in_the_seed_tables_ttfe() {
+    let url = stalling_target(20, std::time::Duration::from_secs(1));
+    let json = std::env::temp_dir().join(format!("flowbench-stall-{}.json", std::process::id()));
+    let output = flowbench()
+        .args(["run", "--target", &url, "--api-key", "app-x", "--scenario", "llm", "--rate", "50", "--connections", "4"])
+        .args(["--duration", "3s", "--warmup", "0s", "--window", "1s", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &report["scenarios"][0];
+    assert_eq!(s["counts"]["ok"], 150, "{}", s["counts"]);
+    let (headline, service) = (&s["ttfe_ms"], &s["ttfe_from_sent_ms"]);
+    // About 50 arrivals fall in the stall; all but the 4 sent wait for a connection.
+    assert!(headline["p90"].as_f64().unwrap() > 300.0, "headline {headline}, service {service}");
+    assert!(headline["max"].as_f64().unwrap() > 900.0, "{headline}");
+    assert!(service["p90"].as_f64().unwrap() < headline["p90"].as_f64().unwrap() / 2.0, "headline {headline}, service {service}");
+    // The seed's table prints the headline: its P90 column is the stall's.
+    let seed_row = stdout.lines().skip_while(|l| !l.starts_with("TTFE - Time To First Event")).nth(3).unwrap();
+    let p90: f64 = seed_row.split('|').nth(5).unwrap().trim().parse().unwrap();
+    assert!((p90 - headline["p90"].as_f64().unwrap()).abs() < 0.01, "{seed_row} vs {headline}");
+    std::fs::remove_file(&json).unwrap();
+}
+
 #[test]
 fn a_crossed_threshold_exits_4_and_the_report_says_which() {
     let output = flowbench()
