@@ -454,7 +454,7 @@ fn half_broken_target(delay: std::time::Duration) -> String {
                 r#"{"user_input_form":[]}"#
             } else {
                 runs += 1;
-                if runs % 2 == 0 {
+                if runs.is_multiple_of(2) {
                     continue; // dropped: the connection closes unanswered
                 }
                 std::thread::sleep(delay);

@@ -36,6 +36,12 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
             // bench-compare's verdict; the gate's rule never gives it.
             (verdict @ ChangeVerdict::NonSignificant, false) => verdict.to_string(),
         };
+        if v.change_pct.is_nan() {
+            // Measured over different processes on the two sides (a base
+            // whose stack ran the mock in its server's process).
+            let _ = writeln!(out, "| {} | — | — | not compared | — | — | {}% | {verdict} |", v.metric, v.floor_pct);
+            continue;
+        }
         let _ = writeln!(
             out,
             "| {} | {:.3} | {:.3} | {:+.2}% | [{:+.2}%, {:+.2}%] | {} | {}% | {verdict} |",
@@ -120,8 +126,11 @@ fn html(verdicts: &[MetricVerdict], rounds: &[Round], markdown: &str, summary: &
         &rows,
     ));
     body.push_str("<div class=\"plots\">\n");
-    let intervals: Vec<(String, f64, f64, f64)> =
-        verdicts.iter().map(|v| (v.metric.to_owned(), v.change_pct, v.ci_low_pct, v.ci_high_pct)).collect();
+    let intervals: Vec<(String, f64, f64, f64)> = verdicts
+        .iter()
+        .filter(|v| v.change_pct.is_finite())
+        .map(|v| (v.metric.to_owned(), v.change_pct, v.ci_low_pct, v.ci_high_pct))
+        .collect();
     body.push_str(&interval_plot("Change per metric, with its 95% interval", "% change, head against base", &intervals, &[0.0])?);
     let by_round: Vec<(String, Vec<(f64, f64)>)> = METRICS
         .iter()

@@ -20,6 +20,7 @@ use super::metrics::{METRICS, paired};
 use super::phase::Phase;
 use anyhow::{Context, bail};
 use schema::ab::{AbReport, Slice};
+use schema::figures::{Figure, Scalar};
 use schema::health;
 use schema::report::ScenarioReport;
 use schema::stack::StackInfo;
@@ -81,7 +82,23 @@ impl Round {
     /// Round `index` (from 0) from its phases' reports, side a labelled `a`
     /// and side b `b`: per metric, the mean of the slices' log ratios and the
     /// geometric means of each side; then whether any slice was disturbed.
+    #[cfg(test)]
     fn of(index: usize, phases: &[Phase], reports: &[(Phase, AbReport)], a: &str, b: &str) -> anyhow::Result<Round> {
+        Self::of_stacks(index, phases, reports, a, b, true)
+    }
+
+    /// As `of`; `same_cpu_scope` false when the two stacks' target CPU
+    /// covers different processes (a base from before the server ran in a
+    /// process of its own counts the mock's CPU too): the CPU metrics are
+    /// then not compared (NaN, so their verdict is Unresolved, never a pass).
+    fn of_stacks(
+        index: usize,
+        phases: &[Phase],
+        reports: &[(Phase, AbReport)],
+        a: &str,
+        b: &str,
+        same_cpu_scope: bool,
+    ) -> anyhow::Result<Round> {
         let slices = |phase: Phase| -> &[Slice] { reports.iter().find(|(p, _)| *p == phase).map_or(&[], |(_, r)| &r.slices) };
         let mut out = Round {
             log_ratios: Vec::new(),
@@ -98,7 +115,8 @@ impl Round {
             }
         }
         for metric in &METRICS {
-            if !phases.contains(&metric.phase) {
+            let cpu = matches!(metric.figure, Figure::Scalar(Scalar::TargetCpuPerRequest | Scalar::TargetCpuPerEvent));
+            if !phases.contains(&metric.phase) || (cpu && !same_cpu_scope) {
                 out.log_ratios.push(f64::NAN);
                 out.base.push(f64::NAN);
                 out.head.push(f64::NAN);
@@ -294,12 +312,15 @@ fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index:
         }
         reports.push((phase, read_phase(&json)?));
     }
+    // A stack that names its server processes measures the server alone;
+    // one that does not (before issue 27) measured the mock with it.
+    let same_cpu_scope = a_stack.info.server_pids.is_empty() == b_stack.info.server_pids.is_empty();
     drop(a_stack);
     drop(b_stack);
     if let Some(why) = failure {
         bail!(why);
     }
-    Round::of(index, phases, &reports, a.label, b.label)
+    Round::of_stacks(index, phases, &reports, a.label, b.label, same_cpu_scope)
 }
 
 #[cfg(test)]
@@ -445,6 +466,9 @@ mod tests {
             let p = paired(qps, slice).unwrap();
             assert!((p.log_ratio - 0.9f64.ln()).abs() < 1e-12, "{}", p.log_ratio);
         }
+        // A base whose stack measured the mock with its server: CPU not compared.
+        let scopes = Round::of_stacks(0, &[Phase::Empty], &[(Phase::Empty, read.clone())], "base", "head", false).unwrap();
+        assert!(scopes.log_ratios[1].is_nan() && (scopes.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12, "{:?}", scopes.log_ratios);
         let round = Round::of(0, &[Phase::Empty], &[(Phase::Empty, read.clone())], "base", "head").unwrap();
         assert!((round.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12);
         assert!((round.head[0] / round.base[0] - 0.9).abs() < 1e-12);
