@@ -401,9 +401,18 @@ impl RunArgs {
                 }
                 // A warm-up no flag or file set covers the users' ramp and a
                 // second after it, so the figures are of every user running.
-                let covering = |users: u32, spawn_rate: f64| {
+                let covering = |users: u32, spawn_rate: f64| -> Result<Duration, UsageError> {
+                    if warmup_given {
+                        return Ok(warmup);
+                    }
                     let ramp = f64::from(users.saturating_sub(1)) / spawn_rate;
-                    if warmup_given { warmup } else { warmup.max(Duration::from_secs_f64(ramp) + QUICK.1) }
+                    match Duration::try_from_secs_f64(ramp).ok().and_then(|r| r.checked_add(QUICK.1)) {
+                        Some(covering) if covering <= crate::scenario::MAX_DURATION => Ok(warmup.max(covering)),
+                        _ => Err(usage!(
+                            "scenario {:?}: {users} users at {spawn_rate}/s take over a year to start, and the warm-up covers the ramp; give --warmup, or a higher --spawn-rate",
+                            s.name
+                        )),
+                    }
                 };
                 let mut warmup = warmup;
                 let load = match rate {
@@ -423,7 +432,7 @@ impl RunArgs {
                         }
                         let users = self.users.or(*users).unwrap_or(DEFAULT_USERS);
                         let spawn_rate = self.spawn_rate.or(*spawn_rate).unwrap_or(DEFAULT_SPAWN_RATE);
-                        warmup = covering(users, spawn_rate);
+                        warmup = covering(users, spawn_rate)?;
                         if s.think_time.is_zero() {
                             LoadModel::Closed { users, spawn_rate }
                         } else {
@@ -630,6 +639,8 @@ mod tests {
         assert_eq!(quick.scenarios[0].warmup, Duration::from_millis(5500), "--quick measures after the ramp too");
         let given = plan(&["--quick", "--warmup", "1s"]);
         assert_eq!(given.scenarios[0].warmup, Duration::from_secs(1), "a warm-up asked for is kept");
+        // A ramp no warm-up can cover is refused, not a panic.
+        assert!(plan_err(&["--quick", "--users", "100", "--spawn-rate", "1e-18"]).contains("take over a year to start"));
         assert!(plan(&["--profile", "capacity"]).mock_script.is_some_and(|p| p.ends_with("fixtures/mock/fast.toml")));
     }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
 pub const SCHEMA: &str = "flowbench.ab";
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the scenario reports inside hold latencies of successes only, and
+/// the open model's first bytes from the intended send (report schema 3).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,9 @@ use crate::report::ScenarioReport;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: &str = "flowbench.soak";
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the scenario reports inside hold latencies of successes only, and
+/// the open model's first bytes from the intended send (report schema 3).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One second of the soak.
 #[derive(Debug, Clone, Serialize, Deserialize)]

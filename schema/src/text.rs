@@ -65,8 +65,9 @@ impl Report {
             let _ = writeln!(out, "Requests: {} sent = {} warm-up + {} ok + {} errors", c.sent, c.warmup, c.ok, c.errors);
             if !c.errors_by_class.is_empty() {
                 let classes: Vec<String> = c.errors_by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                let rate = c.errors as f64 / (c.ok + c.errors).max(1) as f64 * 100.0;
-                let _ = writeln!(out, "Errors by class: {} ({} % of measured requests)", classes.join(", "), num(rate));
+                // As `error_rate`: streams left on purpose are not failures.
+                let rate = c.errors.saturating_sub(c.aborted()) as f64 / (c.ok + c.errors).max(1) as f64 * 100.0;
+                let _ = writeln!(out, "Errors by class: {} ({} % of measured requests failed)", classes.join(", "), num(rate));
             }
             if c.backoff_s > 0.0 {
                 let _ = writeln!(out, "Back-off: users waited {} s in all before retrying refused connections", num(c.backoff_s));
@@ -81,10 +82,15 @@ impl Report {
                 num(s.event_throughput.avg),
                 s.events_per_request
             );
-            if c.ok == 0 {
+            let failed = c.errors.saturating_sub(c.aborted());
+            if c.ok + c.aborted() == 0 {
                 let _ = writeln!(out, "Latency: none; no request succeeded in the measured phase (failures are timed on their own row)");
-            } else if c.errors > 0 {
-                let _ = writeln!(out, "Latency: of the {} successful requests; the {} failures are timed on their own row", c.ok, c.errors);
+            } else if failed > 0 {
+                let _ = writeln!(
+                    out,
+                    "Latency: of the {} answered requests; the {failed} failures are timed on their own row",
+                    c.ok + c.aborted()
+                );
             }
             let _ = writeln!(out, "| ms | Avg | Min | P50 | P90 | P95 | P99 | P99.9 | Max |");
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");

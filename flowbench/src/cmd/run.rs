@@ -227,7 +227,7 @@ pub(crate) fn say_why(report: &Report, code: i32, max_error_rate: f64) {
     if code == exit::ERRORS {
         for (name, rate) in over_error_budget(report, max_error_rate) {
             eprintln!(
-                "flowbench: scenario {name}: {:.2}% of measured requests failed, over --max-error-rate {}% (see its errors by class)",
+                "flowbench: scenario {name}: {:.2}% of measured requests failed, over --max-error-rate {:.2}% (see its errors by class)",
                 rate * 100.0,
                 max_error_rate * 100.0
             );

@@ -63,7 +63,10 @@ const EXIT_WITH_STDIN: &str = "--exit-with-stdin";
 
 impl Drop for Replicas {
     fn drop(&mut self) {
-        for child in &self.0 {
+        for child in &mut self.0 {
+            // Its stdin closed first: the replica's reader of it returns,
+            // so nothing holds its runtime's shutdown.
+            drop(child.stdin.take());
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         }
         for child in &mut self.0 {

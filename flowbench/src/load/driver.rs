@@ -264,8 +264,9 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         }
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
         // A failed stream's gaps and lags are no success's figures; its
-        // events still arrived, and count by receipt.
-        let ok = sample.outcome.is_ok();
+        // events still arrived, and count by receipt. A stream left on
+        // purpose keeps them.
+        let ok = sample.answered();
         for (gap, intended) in pending.gaps.drain(..).filter(|_| ok) {
             recorder.gap(gap, intended);
         }

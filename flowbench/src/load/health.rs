@@ -380,7 +380,8 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
 /// namespace to the server listening there; none when it cannot be.
 pub fn local_pids_listening_on(addr: std::net::SocketAddr) -> Vec<u32> {
     if !is_this_machines(addr.ip()) {
-        return Vec::new();
+        // A container's own address (a bridge network's), seen from here.
+        return listeners_in_any_namespace(addr);
     }
     let mut owners = Vec::new();
     for pid in listeners_in_namespace("self", addr) {
@@ -487,24 +488,50 @@ fn listeners_in_namespace(pid: &str, target: std::net::SocketAddr) -> Vec<u32> {
     holders(&other_pids(), &inodes)
 }
 
-/// The processes listening for `target` in any network namespace this
-/// machine shows (a container's), read once per namespace.
+/// The processes listening for `target` in the other network namespaces
+/// this machine shows that own its address (a container's), read once per
+/// namespace; none when no namespace here owns it (a remote host).
 fn listeners_in_any_namespace(target: std::net::SocketAddr) -> Vec<u32> {
-    let pids = other_pids();
+    let own = std::fs::read_link("/proc/self/ns/net").ok();
     let mut by_namespace: std::collections::BTreeMap<std::path::PathBuf, Vec<u32>> = Default::default();
-    for &pid in &pids {
-        if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+    for pid in other_pids() {
+        if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            && Some(&ns) != own.as_ref()
+        {
             by_namespace.entry(ns).or_default().push(pid);
         }
     }
     let mut found = Vec::new();
     for members in by_namespace.values() {
-        let inodes = listening_inodes(&members[0].to_string(), target);
+        let pid = members[0].to_string();
+        if !namespace_owns(&pid, target.ip()) {
+            continue;
+        }
+        let inodes = listening_inodes(&pid, target);
         if !inodes.is_empty() {
             found.extend(holders(members, &inodes));
         }
     }
     found
+}
+
+/// Whether `ip` is a local address of the network namespace of `pid`: an
+/// IPv4 address its `fib_trie` marks `/32 host LOCAL`, an IPv6 one in its
+/// `if_inet6`.
+fn namespace_owns(pid: &str, ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let trie = std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie")).unwrap_or_default();
+            let lines: Vec<&str> = trie.lines().collect();
+            let name = v4.to_string();
+            lines.windows(2).any(|w| w[0].trim().strip_prefix("|-- ") == Some(name.as_str()) && w[1].contains("/32 host LOCAL"))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+            let table = std::fs::read_to_string(format!("/proc/{pid}/net/if_inet6")).unwrap_or_default();
+            table.lines().any(|l| l.split_whitespace().next() == Some(hex.as_str()))
+        }
+    }
 }
 
 /// A process's command name (`/proc/PID/comm`).
@@ -572,13 +599,24 @@ mod tests {
         let port: u16 = line.trim().parse().unwrap();
         let here = local_pids_listening_on(([127, 0, 0, 1], port).into());
         let other_loopback = local_pids_listening_on(([127, 0, 0, 2], port).into());
-        // TEST-NET-1 (RFC 5737): no machine's address.
-        let remote = local_pids_listening_on(([192, 0, 2, 1], port).into());
+        // TEST-NET-3 (RFC 5737): no machine's address.
+        let remote = local_pids_listening_on(([203, 0, 113, 1], port).into());
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(here, [child.id()]);
         assert!(other_loopback.is_empty(), "{other_loopback:?}");
         assert!(remote.is_empty(), "a remote port is not a local process's: {remote:?}");
+    }
+
+    /// A namespace owns its loopback address and not a remote one: what
+    /// decides which container a published port leads to.
+    #[test]
+    fn a_namespace_owns_its_own_addresses_only() {
+        assert!(namespace_owns("self", std::net::Ipv4Addr::LOCALHOST.into()));
+        assert!(!namespace_owns("self", std::net::Ipv4Addr::new(203, 0, 113, 1).into()));
+        if std::fs::read_to_string("/proc/self/net/if_inet6").is_ok_and(|t| !t.is_empty()) {
+            assert!(namespace_owns("self", std::net::Ipv6Addr::LOCALHOST.into()));
+        }
     }
 
     #[test]

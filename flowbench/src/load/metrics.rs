@@ -78,13 +78,24 @@ impl Sample {
         self.open_model.then_some(since_sent)?
     }
 
+    /// Whether this request answered: it succeeded, or it is a stream the
+    /// driver left on purpose after its first chunks (`--abort-after-chunks`),
+    /// which answered as far as it was read.
+    pub fn answered(&self) -> bool {
+        matches!(self.outcome, Ok(()) | Err(ErrorClass::Aborted))
+    }
+
     /// This request's value of `metric`; `None` for the metrics recorded
     /// per event (`EventGap`, `EmitToReceipt`), for what it never saw, and
     /// for the metrics of the other outcome: a failure has only
-    /// `FailedDuration`, a success everything else.
+    /// `FailedDuration`, a success everything else, a stream left on
+    /// purpose its first bytes and gaps (it has no whole answer to time).
     pub fn value(&self, metric: Metric) -> Option<Duration> {
-        if self.outcome.is_err() {
+        if !self.answered() {
             return (metric == Metric::FailedDuration).then(|| self.done - self.intended);
+        }
+        if self.outcome.is_err() && matches!(metric, Metric::Duration | Metric::ServiceTime | Metric::StreamTail) {
+            return None;
         }
         match metric {
             Metric::Ttfb => self.headline(self.ttfb),

@@ -247,6 +247,12 @@ async fn aborted_streams_are_counted_and_the_server_cancels_each_upstream_reques
     assert_eq!(r.n_sent, 100);
     assert_eq!(r.errors.get(&ErrorClass::Aborted).copied(), Some(100), "every stream left after 3 chunks: {:?}", r.errors);
     assert_eq!(r.n_ok + r.n_errors() + r.n_warmup, r.n_sent, "every request has one outcome");
+    // Left on purpose, not failed: their first bytes and gaps are figures, a
+    // whole answer's time is not, and nothing is timed as a failure.
+    assert_eq!(r.histogram(Metric::Ttfe).len(), 100);
+    assert_eq!(r.histogram(Metric::FirstTextChunk).len(), 100);
+    assert!(!r.histogram(Metric::EventGap).is_empty());
+    assert!(r.histogram(Metric::Duration).is_empty() && r.histogram(Metric::FailedDuration).is_empty());
     // Each left before its 50 tokens: the server saw the client go and cancelled its upstream.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while (stack.server.state.stats().live_runs > 0 || stack.mock.stats().live_streams() > 0) && tokio::time::Instant::now() < deadline {

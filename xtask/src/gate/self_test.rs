@@ -1,8 +1,9 @@
 //! `cargo xtask gate --self-test`: the gate measuring itself on the head
 //! build against itself. A/A rounds first (they calibrate the injected
 //! costs), then rounds with cost injected into one side's server (its own
-//! process: the mock is not slowed); from each condition's measured
-//! rounds, gates of `--rounds` rounds are drawn with replacement (a
+//! process: the mock is not slowed), each condition measured until it has
+//! its rounds undisturbed (at most twice as many attempts); from each
+//! condition's measured rounds, gates of `--rounds` rounds are drawn with replacement (a
 //! bootstrap: a gate is a sample of rounds, not a subset of these) to
 //! estimate false alarms and power.
 
@@ -91,7 +92,7 @@ pub(super) fn run(root: &Path, args: &GateArgs, bin: &Path, started: Instant) ->
         let slowed = calibration.slowed(&plain, condition);
         let n = if condition.slowdown == 0.0 { args.self_test_rounds.max(MIN_AA_ROUNDS) } else { args.self_test_injected_rounds };
         eprintln!("gate self-test: {}: {n} rounds", condition.name);
-        let rounds = match rounds::measure(root, args, &plain, &slowed, bin, n, condition.phases)? {
+        let rounds = match rounds::measure_undisturbed(root, args, &plain, &slowed, bin, n, condition.phases)? {
             Ok(r) => r,
             Err(why) => {
                 eprintln!("gate self-test: could not measure {}: {why}", condition.name);
