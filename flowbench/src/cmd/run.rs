@@ -20,6 +20,8 @@ use std::sync::Arc;
 /// exit code: INVALID when any scenario's driver was the bottleneck.
 pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
     let mut embedded = None;
+    // The direct path (chosen alone) drives the mock LLM itself.
+    let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
     // Each scenario's apps, their keys resolved (the embedded stack's for
     // the fixture apps named).
     let (url, apps, embedded_pids) = match &plan.target {
@@ -28,7 +30,6 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         }
         None => {
             let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
-            let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
             let apps = apps(&plan, |app| match &app.key {
                 Some(key) => Ok(key.clone()),
                 None => bearer(stack.info.api_key(&app.fixture)?),
@@ -41,8 +42,11 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         }
     };
     let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
-    let mock_cpu = embedded_pids.as_ref().map_or(TargetCpu::Remote, |(_, mock)| TargetCpu::Process(*mock));
-    let direct = plan.scenarios.iter().all(|s| s.protocol == Protocol::OpenAi);
+    // The embedded mock's own figure, unless it is the target (or there is none).
+    let mock_cpu = match &embedded_pids {
+        Some((_, mock)) if !direct => TargetCpu::Process(*mock),
+        _ => TargetCpu::Remote,
+    };
     let target_cpu = match (&plan.target_cgroup, embedded_pids) {
         (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
         // The direct path's target is the mock itself.
@@ -113,11 +117,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         };
         let live = Arc::new(Live::default());
         let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
-        let health = if scenario.protocol == Protocol::OpenAi || mock_cpu == TargetCpu::Remote {
-            HealthMonitor::start(target_cpu.clone(), plan.driver_threads)
-        } else {
-            HealthMonitor::start_with_mock(target_cpu.clone(), mock_cpu.clone(), plan.driver_threads)
-        };
+        let health = HealthMonitor::start_with_mock(target_cpu.clone(), mock_cpu.clone(), plan.driver_threads);
         let run_apps = spec.apps.clone();
         let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
         let health = health.finish().await;

@@ -221,7 +221,7 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
     let mut first = true;
     let mut retry = Retry { closed: !ctx.spec.load.is_open(), ..Retry::default() };
     loop {
-        if let Some(pause) = retry.pause() {
+        if let Some(pause) = retry.next {
             let began = Instant::now();
             tokio::select! {
                 biased;
@@ -292,6 +292,7 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
 #[derive(Default)]
 struct Retry {
     closed: bool,
+    /// The wait before the next request, if the last could not connect.
     next: Option<Duration>,
     waited: Duration,
 }
@@ -303,11 +304,6 @@ impl Retry {
     fn after(&mut self, outcome: &Result<(), ErrorClass>) {
         self.next =
             (self.closed && *outcome == Err(ErrorClass::Connect)).then(|| self.next.map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF)));
-    }
-
-    /// The wait before the next request, if the last could not connect.
-    fn pause(&self) -> Option<Duration> {
-        self.next
     }
 }
 

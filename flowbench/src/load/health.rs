@@ -180,7 +180,7 @@ impl HealthMonitor {
 
     /// On the embedded stack: the target is the servers, and `mock` (the
     /// mock LLM's process) has its own figure, in neither the target's nor
-    /// the others'.
+    /// the others'; `TargetCpu::Remote` for none (as `start`).
     pub fn start_with_mock(target: TargetCpu, mock: TargetCpu, driver_threads: usize) -> Self {
         Self::start_all(target, TargetCpu::Remote, mock, driver_threads, true)
     }
@@ -567,9 +567,9 @@ mod tests {
         assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
     }
 
-    #[test]
-    fn finds_the_local_process_listening_on_a_port() {
-        // A listener in a child process, so it is not excluded as ourselves.
+    /// A listener on 127.0.0.1 in a child process (so it is not excluded
+    /// as ourselves), and its port.
+    fn listener_at_127_0_0_1() -> (std::process::Child, u16) {
         let mut child = std::process::Command::new("python3")
             .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)"])
             .stdout(std::process::Stdio::piped())
@@ -577,7 +577,12 @@ mod tests {
             .unwrap();
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let port: u16 = line.trim().parse().unwrap();
+        (child, line.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn finds_the_local_process_listening_on_a_port() {
+        let (mut child, port) = listener_at_127_0_0_1();
         let found = local_pids_listening_on(([127, 0, 0, 1], port).into());
         child.kill().unwrap();
         child.wait().unwrap();
@@ -589,14 +594,7 @@ mod tests {
     /// to be listened on here, is not the target.
     #[test]
     fn a_listener_is_the_targets_only_at_its_address() {
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let port: u16 = line.trim().parse().unwrap();
+        let (mut child, port) = listener_at_127_0_0_1();
         let here = local_pids_listening_on(([127, 0, 0, 1], port).into());
         let other_loopback = local_pids_listening_on(([127, 0, 0, 2], port).into());
         // TEST-NET-3 (RFC 5737): no machine's address.

@@ -426,31 +426,38 @@ fn a_run_without_one_success_exits_1() {
     std::fs::remove_file(&json).unwrap();
 }
 
+/// Reads one request, head and body (by its `content-length`), from
+/// `tcp`; whether it was a GET (the preflight's `/v1/parameters`).
+fn read_request(tcp: &std::net::TcpStream) -> bool {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(tcp);
+    let (mut get, mut length, mut first) = (false, 0usize, true);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+        get |= first && line.starts_with("GET");
+        first = false;
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let _ = reader.read_exact(&mut vec![0; length]);
+    get
+}
+
 /// A Dify-shaped target on loopback that answers `GET /v1/parameters`, and
 /// of its workflow runs drops every second one without an answer (the
 /// connection closed as it came) and answers the rest, blocking, after
 /// `delay`. Each answer closes its connection.
 fn half_broken_target(delay: std::time::Duration) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         let mut runs = 0u64;
         for tcp in listener.incoming() {
             let Ok(mut tcp) = tcp else { continue };
-            let mut reader = BufReader::new(tcp.try_clone().unwrap());
-            let (mut head, mut length) = (String::new(), 0usize);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let answer = if head.starts_with("GET") {
+            let answer = if read_request(&tcp) {
                 r#"{"user_input_form":[]}"#
             } else {
                 runs += 1;
@@ -515,26 +522,14 @@ fn failures_stay_out_of_the_latencies_and_over_the_error_budget_exit_5() {
 /// at a time and stalls `stall` before answering its `at`-th run: runs
 /// sent meanwhile wait in the backlog, later arrivals for a free connection.
 fn stalling_target(at: u64, stall: std::time::Duration) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         let mut runs = 0u64;
         for tcp in listener.incoming() {
             let Ok(mut tcp) = tcp else { continue };
-            let mut reader = BufReader::new(tcp.try_clone().unwrap());
-            let (mut get, mut length, mut first) = (false, 0usize, true);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                get |= first && line.starts_with("GET");
-                first = false;
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let _ = reader.read_exact(&mut vec![0; length]);
-            if get {
+            if read_request(&tcp) {
                 let body = r#"{"user_input_form":[]}"#;
                 let _ = write!(tcp, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 continue;

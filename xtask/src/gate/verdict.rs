@@ -110,14 +110,8 @@ pub(super) fn error_rate(rounds: &[Round]) -> MetricVerdict {
         ChangeVerdict::Unresolved
     } else if base.failed == 0 && head.failed == 0 {
         ChangeVerdict::Pass
-    } else if low > 0.0 && diff > ERROR_FLOOR_PP {
-        ChangeVerdict::Regressed
-    } else if high < 0.0 && -diff > ERROR_FLOOR_PP {
-        ChangeVerdict::Improved
-    } else if high < ERROR_FLOOR_PP {
-        ChangeVerdict::Pass
     } else {
-        ChangeVerdict::Unresolved
+        rule(diff, low, high, ERROR_FLOOR_PP)
     };
     MetricVerdict {
         metric: ERROR_RATE,
@@ -150,11 +144,17 @@ pub fn decide(change: &PairedChange, higher_is_better: bool, floor_pct: f64) -> 
     } else {
         (change.log_mean, change.log_low, change.log_high)
     };
-    if bad_low > 0.0 && bad > floor {
+    rule(bad, bad_low, bad_high, floor)
+}
+
+/// The gate's rule on a change in the worse direction (`bad`, with its
+/// interval `low`..`high`) against `floor`, in the same units.
+fn rule(bad: f64, low: f64, high: f64, floor: f64) -> ChangeVerdict {
+    if low > 0.0 && bad > floor {
         ChangeVerdict::Regressed
-    } else if bad_high < 0.0 && -bad > floor {
+    } else if high < 0.0 && -bad > floor {
         ChangeVerdict::Improved
-    } else if bad_high < floor {
+    } else if high < floor {
         ChangeVerdict::Pass
     } else {
         ChangeVerdict::Unresolved
