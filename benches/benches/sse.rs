@@ -44,5 +44,53 @@ fn sse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sse);
+/// A Start → LLM → End stream as the driver reads it: Dify's own stream
+/// from the transcripts with 32 more `text_chunk`s in its LLM node, so
+/// text chunks dominate as they do in an LLM app's stream.
+fn llm_stream_events() -> Vec<String> {
+    let stream = transcript_streams();
+    let text = String::from_utf8(stream).expect("UTF-8");
+    let last = text.split("event: ping").filter(|s| s.contains("text_chunk")).last().expect("a stream with text");
+    let mut events: Vec<String> = last.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect();
+    let at = events.iter().position(|e| e.contains("\"event\":\"text_chunk\"")).expect("a text chunk");
+    let chunk = events[at].clone();
+    let start = chunk.find("\"text\":\"").expect("its text") + 8;
+    let end = start + chunk[start..].find("\",\"from_variable_selector").expect("its end");
+    for i in 0..32 {
+        events.insert(at, format!("{}tok{i} {}", &chunk[..start], &chunk[end..]));
+    }
+    events
+}
+
+/// The driver's cost per event with the grammar check (a borrowed parse of
+/// each event, the run's state) and without it (`--no-integrity`: a prefix
+/// test for text chunks, a parse for the rest), side by side.
+fn integrity(c: &mut Criterion) {
+    use flowbench::load::integrity::{Grammar, Kind, Labels, Trace, unchecked};
+    let events = llm_stream_events();
+    let mut group = c.benchmark_group("integrity");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("unchecked", |b| {
+        b.iter(|| {
+            for e in &events {
+                std::hint::black_box(unchecked(std::hint::black_box(e), Kind::Workflow));
+            }
+        });
+    });
+    let (mut grammar, mut trace, mut labels) = (Grammar::new(Kind::Workflow), Trace::default(), Labels::default());
+    group.bench_function("checked", |b| {
+        b.iter(|| {
+            grammar.reset(Kind::Workflow);
+            trace.clear();
+            for (i, e) in events.iter().enumerate() {
+                let at = std::time::Duration::from_micros(i as u64);
+                std::hint::black_box(grammar.event(std::hint::black_box(e), at, &mut trace, &mut labels));
+            }
+            std::hint::black_box(grammar.violations())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sse, integrity);
 criterion_main!(benches);

@@ -115,6 +115,10 @@ pub struct DriverFlags {
     /// terminal event either way.
     #[arg(long, value_enum, default_value_t = AfterTerminalArg::Close)]
     pub after_terminal: AfterTerminalArg,
+    /// Do not check each stream's event grammar (nor keep its timeline):
+    /// the driver's own ceiling, one JSON parse per event less.
+    #[arg(long)]
+    pub no_integrity: bool,
 }
 
 /// `flowbench report`.
@@ -339,6 +343,14 @@ pub struct RunArgs {
     /// RFC 3339 (`2026-12-03T18:00:00Z`) or Unix seconds.
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<std::time::SystemTime>,
+    /// What the run is called where reports are shown together (HTML series,
+    /// `flowbench report`) [default: none].
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// The commit measured, shown beside the label [default: the current
+    /// directory's git HEAD, if it is a git work tree].
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
     #[command(flatten)]
     pub files: ReportFiles,
     #[command(flatten)]

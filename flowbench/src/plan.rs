@@ -115,6 +115,10 @@ pub struct Plan {
     pub stamped: bool,
     pub abort_after_chunks: Option<u32>,
     pub after_terminal: AfterTerminal,
+    /// Check each stream's grammar and keep its timeline.
+    pub integrity: bool,
+    /// The report's name and commit.
+    pub label: crate::report::RunLabel,
     pub target_options: TargetOptions,
     pub target_pids: Vec<u32>,
     pub target_cgroup: Option<PathBuf>,
@@ -305,6 +309,8 @@ impl RunArgs {
             stamped: self.stamped,
             abort_after_chunks: self.abort_after_chunks,
             after_terminal: self.driver.after_terminal.into(),
+            integrity: !self.driver.no_integrity,
+            label: crate::report::RunLabel { name: self.label.clone(), commit: self.commit.clone().or_else(git_head) },
             target_pids: self.target_pids.clone(),
             thresholds,
             max_error_rate: self.errors.max_error_rate,
@@ -579,6 +585,13 @@ impl SoakArgs {
     }
 }
 
+/// The current directory's git HEAD (12 hex digits), if it is in a work tree.
+fn git_head() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
+    let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !sha.is_empty()).then_some(sha)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,3 +756,4 @@ mod tests {
         assert!(twice.contains("scenario \"a\" is in ") && twice.contains("two.toml and in "), "{twice}");
     }
 }
+

@@ -11,7 +11,9 @@ use std::fmt::Write;
 pub const SCHEMA: &str = "flowbench.ab";
 /// 2: the scenario reports inside hold latencies of successes only, and
 /// the open model's first bytes from the intended send (report schema 3).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: each stream's grammar checked, its `integrity` in each slice (report
+/// schema 4; a slice keeps no timeline).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -101,6 +101,7 @@ pub enum Scalar {
     AvgActive,
     Errors,
     ErrorRate,
+    IntegrityErrors,
     EventsPerRequest,
     TargetCpuPerRequest,
     TargetCpuPerEvent,
@@ -125,7 +126,7 @@ pub struct ScalarRow {
 }
 
 /// Every scalar figure, in `Scalar`'s order.
-pub const SCALARS: [ScalarRow; 14] = [
+pub const SCALARS: [ScalarRow; 15] = [
     ScalarRow {
         scalar: Scalar::RequestsPerS,
         key: "requests_per_s",
@@ -239,6 +240,17 @@ pub const SCALARS: [ScalarRow; 14] = [
             let measured = s.counts.ok + s.counts.errors;
             (measured > 0).then(|| s.counts.errors.saturating_sub(s.counts.aborted()) as f64 / measured as f64)
         },
+        bounds: None,
+    },
+    ScalarRow {
+        scalar: Scalar::IntegrityErrors,
+        key: "integrity_errors",
+        aliases: &[],
+        label: "Integrity errors",
+        unit: Unit::Count,
+        higher_is_better: false,
+        // Not measured where no stream was checked: never a silent zero.
+        read: |s| s.integrity.as_ref().map(|i| i.violating as f64),
         bounds: None,
     },
     ScalarRow {
@@ -363,7 +375,7 @@ impl Figure {
 }
 
 /// The figures `flowbench report` compares, saved run against saved run.
-pub const COMPARED: [Figure; 16] = [
+pub const COMPARED: [Figure; 17] = [
     Figure::Scalar(Scalar::RequestsPerS),
     Figure::Scalar(Scalar::EventsPerS),
     Figure::Latency(Metric::Ttfe, Stat::P50),
@@ -378,6 +390,7 @@ pub const COMPARED: [Figure; 16] = [
     Figure::Scalar(Scalar::MaxConcurrent),
     Figure::Scalar(Scalar::AvgActive),
     Figure::Scalar(Scalar::Errors),
+    Figure::Scalar(Scalar::IntegrityErrors),
     Figure::Scalar(Scalar::TargetCpuPerRequest),
     Figure::Scalar(Scalar::TargetCpuPerEvent),
 ];

@@ -32,6 +32,9 @@ pub enum ErrorClass {
     /// The driver left the stream on purpose (`--abort-after-chunks`): a
     /// client that goes away mid-answer, for the server's cancellation path.
     Aborted,
+    /// The stream reached its terminal event but broke Dify's event
+    /// grammar (`integrity::Violation`): counted by rule in `integrity`.
+    Integrity,
 }
 
 impl ErrorClass {
@@ -49,6 +52,7 @@ impl ErrorClass {
             ErrorClass::Interrupted => "interrupted",
             ErrorClass::Unstamped => "unstamped",
             ErrorClass::Aborted => "aborted",
+            ErrorClass::Integrity => "integrity",
         }
     }
 }

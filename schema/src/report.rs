@@ -5,6 +5,7 @@
 //! `merge`, the gate and `history` read them back.
 
 use crate::health::{HealthReport, Machine};
+use crate::integrity::{Integrity, Timeline};
 use crate::load::{LoadModel, Mode};
 use crate::metrics::{Metric, Summary};
 use serde::de::{MapAccess, Visitor};
@@ -18,8 +19,10 @@ pub const SCHEMA: &str = "flowbench.report";
 /// `failed_duration`); in the open model TTFB, TTFE and the first text
 /// chunk count from the intended send (the service view is `*_from_sent`);
 /// per-second throughput counts by completion, whichever second a request
-/// was sent in; `counts.backoff_s`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// was sent in; `counts.backoff_s`. 4: each stream's event grammar is
+/// checked (`integrity`, errors of class `integrity`), a scenario has its
+/// `timeline`, a report its `label`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -27,6 +30,9 @@ pub struct Report {
     pub schema_version: u32,
     pub flowbench_version: String,
     pub started_at_unix: u64,
+    /// What the run is called in a page that shows several (`--label`, the commit).
+    #[serde(default, skip_serializing_if = "RunLabel::is_empty")]
+    pub label: RunLabel,
     pub interrupted: bool,
     pub target: TargetInfo,
     pub machine: Machine,
@@ -40,6 +46,21 @@ pub struct Report {
     /// A merged report's parts (`flowbench merge`), each with its health.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardSummary>,
+}
+
+/// A run's name and the commit it measured, where known.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunLabel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+impl RunLabel {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.commit.is_none()
+    }
 }
 
 /// Shard `index` (from 1) of `count`.
@@ -118,6 +139,13 @@ pub struct ScenarioReport {
     /// Each app's share, when a scenario file's scenario mixes several.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppReport>,
+    /// What the grammar check found; `None` where no stream was checked
+    /// (`--no-integrity`, blocking requests, an OpenAI-compatible target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<Integrity>,
+    /// Where the streams' time went; `None` without streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
     /// When the measured phase began, in ms since the Unix epoch: where
     /// `flowbench merge` aligns the shards' per-second series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +160,9 @@ pub struct AppReport {
     pub weight: u32,
     pub ok: u64,
     pub errors: u64,
+    /// Its streams per grammar rule broken (`integrity`'s classes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub integrity: BTreeMap<String, u64>,
     pub duration_ms: Summary,
     pub ttfe_ms: Summary,
     /// The two distributions as histograms (as `histograms`), for merges.
@@ -290,10 +321,11 @@ impl ScenarioReport {
         }
     }
 
-    /// Without the histograms and the per-second series, as `flowbench ab`
-    /// keeps each slice.
+    /// Without the histograms, the timeline and the per-second series, as
+    /// `flowbench ab` keeps each slice.
     pub fn slim(mut self) -> Self {
         self.histograms.clear();
+        self.timeline = None;
         self.per_second = PerSecond::default();
         self.health.per_second.clear();
         self

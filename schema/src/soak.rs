@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA: &str = "flowbench.soak";
 /// 2: the scenario reports inside hold latencies of successes only, and
 /// the open model's first bytes from the intended send (report schema 3).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: its scenario report is of schema 4 (integrity, timeline).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One second of the soak.
 #[derive(Debug, Clone, Serialize, Deserialize)]

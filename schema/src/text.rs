@@ -69,6 +69,30 @@ impl Report {
                 let rate = c.errors.saturating_sub(c.aborted()) as f64 / (c.ok + c.errors).max(1) as f64 * 100.0;
                 let _ = writeln!(out, "Errors by class: {} ({} % of measured requests failed)", classes.join(", "), num(rate));
             }
+            match &s.integrity {
+                Some(i) if i.violating == 0 => {
+                    let _ = writeln!(out, "Integrity: {} streams checked against Dify's event grammar, none broke it", i.checked);
+                }
+                Some(i) => {
+                    let classes: Vec<String> = i.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    let kept = if i.examples.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the first {} are in the JSON, whole (integrity.examples)", i.examples.len())
+                    };
+                    let _ = writeln!(
+                        out,
+                        "Integrity: {} of {} streams checked broke Dify's event grammar (errors of class integrity): {}{kept}",
+                        i.violating,
+                        i.checked,
+                        classes.join(", ")
+                    );
+                }
+                None if s.streams() => {
+                    let _ = writeln!(out, "Integrity: not checked (--no-integrity, or no stream reached its end)");
+                }
+                None => {}
+            }
             if c.backoff_s > 0.0 {
                 let _ = writeln!(out, "Back-off: users waited {} s in all before retrying refused connections", num(c.backoff_s));
             }
@@ -147,6 +171,25 @@ impl Report {
                     us(lag.p999),
                     us(lag.max)
                 );
+            }
+            if let Some(t) = &s.timeline {
+                let _ = writeln!(out, "Timeline of the successful streams (ms from the intended send; node_time is a node's own, the per-chunk rows per chunk):");
+                let _ = writeln!(out, "| step | node | n | P50 | P90 | P99 | Max |");
+                let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+                for step in &t.steps {
+                    let node = step.node.as_ref().map_or(String::new(), |n| format!("{} ({})", n.title, n.node_type));
+                    let m = &step.ms;
+                    let _ = writeln!(
+                        out,
+                        "| {} | {node} | {} | {} | {} | {} | {} |",
+                        step.step.as_str(),
+                        m.n,
+                        num(m.p50),
+                        num(m.p90),
+                        num(m.p99),
+                        num(m.max)
+                    );
+                }
             }
             if let Some(per_request) = s.target_cpu_us_per_request {
                 let per_event = s.target_cpu_us_per_event.map_or(String::new(), |e| format!(", {e:.2} µs per event"));

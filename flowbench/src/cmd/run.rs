@@ -85,6 +85,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         schema_version: SCHEMA_VERSION,
         flowbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        label: plan.label.clone(),
         interrupted: false,
         target: TargetInfo {
             url: url.clone(),
@@ -113,6 +114,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
             stamped: plan.stamped,
             abort_after_chunks: plan.abort_after_chunks,
             after_terminal: plan.after_terminal,
+            integrity: plan.integrity,
             arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
         };
         let live = Arc::new(Live::default());

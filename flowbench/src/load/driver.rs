@@ -12,8 +12,9 @@
 use super::client::{Conn, Protocol, SendError, Target};
 use super::gauge::Gauge;
 use super::inputs::{InputOrder, InputSet, QUESTIONS, Row};
+use super::integrity::{self, Grammar, Kind, Labels, Seen, Trace};
 use super::metrics::{ErrorClass, Sample};
-use super::recorder::Recorder;
+use super::recorder::{MAX_EXAMPLES, Recorder};
 use super::schedule::{LoadModel, Schedule};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -23,7 +24,7 @@ pub use schema::load::Mode;
 use serde_json::{Value, json};
 use server::sse::SseParser;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -89,6 +90,9 @@ pub struct RunSpec {
     pub after_terminal: AfterTerminal,
     /// Evenly spaced arrivals shifted by this part of a period (a shard's, `--shard`).
     pub arrival_phase: f64,
+    /// Check each Dify stream's event grammar and keep its timeline
+    /// (`--no-integrity` turns both off, for the driver's own ceiling).
+    pub integrity: bool,
 }
 
 /// Live totals, for the progress line.
@@ -125,6 +129,11 @@ struct Ctx {
     next_row: Vec<AtomicU64>,
     /// Running sums of the apps' weights, to pick one per request.
     weights: Vec<u64>,
+    /// Each app's grammar, by its path.
+    kinds: Vec<Kind>,
+    /// Offending streams still to keep whole; while any are, each stream's
+    /// frames are kept until it ends.
+    examples_left: AtomicUsize,
     target: Target,
     schedule: Schedule,
     gauge: Gauge,
@@ -142,6 +151,14 @@ struct Pending {
     events: Vec<(Instant, u64)>,
     /// Emit → receipt of stamped chunks, in ns.
     lags: Vec<u64>,
+    /// The stamped chunks' emit times (ns since the Unix epoch).
+    stamps: Vec<u64>,
+    grammar: Grammar,
+    trace: Trace,
+    /// The node labels this worker has met (the trace's points name them).
+    labels: Labels,
+    /// The stream's reads, from the send, while offending streams are kept.
+    frames: Vec<(Duration, Bytes)>,
 }
 
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
@@ -156,6 +173,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps).warming_from(start))).collect();
     let uris = spec.apps.iter().map(|app| app.path.as_ref().map_or_else(|| target.run_uri().clone(), |p| target.dify_uri(p))).collect();
     let next_row = spec.apps.iter().map(|_| AtomicU64::new(0)).collect();
+    let kinds = spec.apps.iter().map(|app| Kind::of_path(app.path.as_ref().map(http::uri::PathAndQuery::path))).collect();
     let weights = spec
         .apps
         .iter()
@@ -170,6 +188,8 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
         uris,
         next_row,
         weights,
+        kinds,
+        examples_left: AtomicUsize::new(MAX_EXAMPLES),
         target,
         schedule,
         live,
@@ -262,7 +282,15 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         if sample.outcome.is_err() {
             ctx.live.errors.fetch_add(1, Ordering::Relaxed);
         }
+        let example = (sample.violations != 0 && !pending.frames.is_empty() && ctx.take_example()).then(|| offending(&ctx, &sample, &pending));
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(example) = example {
+            recorder.examples.push(example);
+        }
+        // The timeline is of the measured successes, as every latency.
+        if let Some(terminal) = sample.terminal.filter(|_| sample.outcome.is_ok() && ctx.spec.integrity && recorder.measures(&sample)) {
+            recorder.timeline.record(&pending.trace, &pending.labels, terminal - sample.intended, &pending.stamps, &pending.lags);
+        }
         // A failed stream's gaps and lags are no success's figures; its
         // events still arrived, and count by receipt. A stream left on
         // purpose keeps them.
@@ -307,7 +335,46 @@ impl Retry {
     }
 }
 
+/// A stream that broke the grammar, whole: its reads parsed again into
+/// events, each at the time its read came.
+fn offending(ctx: &Ctx, sample: &Sample, pending: &Pending) -> schema::integrity::OffendingStream {
+    /// Events a kept stream holds at most.
+    const MAX_EVENTS: usize = 2000;
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut truncated = false;
+    for (at, bytes) in &pending.frames {
+        parser.push_ref(bytes, |e| {
+            if events.len() < MAX_EVENTS {
+                events.push(schema::integrity::StreamEvent {
+                    at_ms: at.as_secs_f64() * 1e3,
+                    event: e.event.map(str::to_owned),
+                    data: e.data.to_owned(),
+                });
+            } else {
+                truncated = true;
+            }
+        });
+    }
+    schema::integrity::OffendingStream {
+        app: ctx.spec.apps[usize::from(sample.app)].name.clone(),
+        violations: schema::integrity::Violation::of_set(sample.violations).map(|v| v.as_str().to_owned()).collect(),
+        events,
+        truncated,
+    }
+}
+
 impl Ctx {
+    /// Whether a request of `mode` has its stream's grammar checked.
+    fn checks(&self, mode: Mode) -> bool {
+        self.spec.integrity && mode == Mode::Streaming && self.spec.protocol == Protocol::Dify
+    }
+
+    /// Whether an offending stream may still be kept whole (and one fewer may).
+    fn take_example(&self) -> bool {
+        self.examples_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
     /// The app of the next request, by weight.
     fn pick_app(&self, rng: &mut impl Rng) -> usize {
         match self.weights.as_slice() {
@@ -399,7 +466,11 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
     sample.open_model = ctx.spec.load.is_open();
     let deadline = sent + ctx.spec.timeout;
     let mode = ctx.spec.apps[app].mode;
-    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, mode, &mut sample)).await {
+    recorder.grammar.reset(ctx.kinds[app]);
+    recorder.trace.clear();
+    recorder.stamps.clear();
+    recorder.frames.clear();
+    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, (mode, ctx.kinds[app]), &mut sample)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(ErrorClass::Timeout),
     };
@@ -409,6 +480,15 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
         conn.reset();
     }
     sample.outcome = outcome.map(|_| ());
+    // A stream that reached its terminal event is judged whole; one that
+    // failed before it is an error of its own class.
+    if ctx.checks(mode) && sample.terminal.is_some() {
+        sample.checked = true;
+        sample.violations = recorder.grammar.violations();
+        if sample.violations != 0 && matches!(sample.outcome, Ok(()) | Err(ErrorClass::WorkflowFailed)) {
+            sample.outcome = Err(ErrorClass::Integrity);
+        }
+    }
     // A stream's run ends at its terminal event, whatever its body does after.
     sample.done = sample.terminal.unwrap_or_else(Instant::now);
     sample
@@ -426,7 +506,7 @@ async fn exchange(
     conn: &mut Conn,
     recorder: &mut Pending,
     request: http::Request<http_body_util::Full<Bytes>>,
-    mode: Mode,
+    (mode, kind): (Mode, Kind),
     sample: &mut Sample,
 ) -> Result<Body, ErrorClass> {
     let response = conn.send(&ctx.target, request).await.map_err(|e| match e {
@@ -463,7 +543,7 @@ async fn exchange(
                 (None, None) => Err(ErrorClass::InvalidJson),
             }
         }
-        Mode::Streaming => read_stream(ctx, &mut body, recorder, sample).await,
+        Mode::Streaming => read_stream(ctx, &mut body, recorder, kind, sample).await,
     }
 }
 
@@ -495,34 +575,48 @@ struct StreamState {
     text_chunks: u32,
 }
 
-async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut Pending, sample: &mut Sample) -> Result<Body, ErrorClass> {
+async fn read_stream(
+    ctx: &Ctx,
+    body: &mut hyper::body::Incoming,
+    recorder: &mut Pending,
+    kind: Kind,
+    sample: &mut Sample,
+) -> Result<Body, ErrorClass> {
     let mut parser = SseParser::new();
     let mut state = StreamState::default();
     let mut left = false;
+    let grammar = ctx.checks(Mode::Streaming);
+    let Pending { gaps, lags, stamps, grammar: checker, trace, labels, frames, events: reads } = recorder;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
         let Ok(data) = frame.into_data() else { continue };
         let now = Instant::now();
         let now_unix_ns = if ctx.spec.stamped { mock::llm::unix_nanos() } else { 0 };
         sample.n_bytes += data.len() as u64;
+        if grammar && ctx.examples_left.load(Ordering::Relaxed) > 0 {
+            frames.push((now - sample.sent, data.clone()));
+        }
+        let since_intended = now - sample.intended;
         let before = state.n_events;
         parser.push_ref(&data, |event| {
             state.n_events += 1;
             if let Some(last) = state.last_event {
                 let gap = now - last;
-                recorder.gaps.push((gap, sample.intended));
+                gaps.push((gap, sample.intended));
                 sample.max_gap = Some(sample.max_gap.map_or(gap, |g| g.max(gap)));
             }
             state.last_event = Some(now);
             if sample.ttfe.is_none() {
                 sample.ttfe = Some(now - sample.sent);
             }
-            let name = match ctx.spec.protocol {
-                Protocol::Dify => event_name(event.data),
+            let seen = match ctx.spec.protocol {
+                // A ping that carries data is still no part of the run.
+                Protocol::Dify if grammar && event.event != Some("ping") => checker.event(event.data, since_intended, trace, labels),
+                Protocol::Dify => integrity::unchecked(event.data, kind),
                 Protocol::OpenAi => chunk_name(event.data),
             };
-            match name {
-                Some(EventName::TextChunk) => {
+            match seen {
+                Seen::Text => {
                     state.text_chunks += 1;
                     if sample.first_text.is_none() {
                         sample.first_text = Some(now - sample.sent);
@@ -530,26 +624,25 @@ async fn read_stream(ctx: &Ctx, body: &mut hyper::body::Incoming, recorder: &mut
                     if ctx.spec.stamped {
                         let key = if ctx.spec.protocol == Protocol::Dify { TEXT_KEY } else { CONTENT_KEY };
                         match stamp_of(event.data, key) {
-                            Some(emitted) => recorder.lags.push(now_unix_ns.saturating_sub(emitted)),
+                            Some(emitted) => {
+                                lags.push(now_unix_ns.saturating_sub(emitted));
+                                stamps.push(emitted);
+                            }
                             None => state.unstamped = true,
                         }
                     }
                 }
-                Some(EventName::WorkflowFinished(ok)) => {
+                Seen::Terminal(ok) => {
                     state.finished = Some(if ok { Ok(()) } else { Err(ErrorClass::WorkflowFailed) });
                     sample.terminal.get_or_insert(now);
                 }
-                Some(EventName::Error) => {
-                    state.finished = Some(Err(ErrorClass::WorkflowFailed));
-                    sample.terminal.get_or_insert(now);
-                }
-                Some(EventName::Other) => {}
-                None => state.invalid = true,
+                Seen::Other => {}
+                Seen::Invalid => state.invalid = true,
             }
         });
         let new = state.n_events - before;
         if new > 0 {
-            recorder.events.push((now, new));
+            reads.push((now, new));
             ctx.live.events.fetch_add(new, Ordering::Relaxed);
         }
         if ctx.spec.abort_after_chunks.is_some_and(|n| state.text_chunks >= n) && state.finished.is_none() {
@@ -609,37 +702,13 @@ fn stamp_of(data: &str, key: &str) -> Option<u64> {
 
 /// An OpenAI stream's event: a chunk with text (the direct path's
 /// `text_chunk`), another chunk, or `[DONE]` (finished).
-fn chunk_name(data: &str) -> Option<EventName> {
+fn chunk_name(data: &str) -> Seen {
     if data == "[DONE]" {
-        return Some(EventName::WorkflowFinished(true));
+        return Seen::Terminal(true);
     }
-    let json: Value = serde_json::from_str(data).ok()?;
+    let Ok(json) = serde_json::from_str::<Value>(data) else { return Seen::Invalid };
     let content = json.pointer("/choices/0/delta/content").and_then(Value::as_str);
-    Some(if content.is_some_and(|c| !c.is_empty()) { EventName::TextChunk } else { EventName::Other })
-}
-
-enum EventName {
-    TextChunk,
-    WorkflowFinished(bool),
-    Error,
-    Other,
-}
-
-/// The event's name; cheap for the frequent `text_chunk` (Dify's envelope
-/// always starts with `"event"`), a JSON parse for the rest.
-fn event_name(data: &str) -> Option<EventName> {
-    if data.starts_with(r#"{"event":"text_chunk""#) && data.ends_with('}') {
-        return Some(EventName::TextChunk);
-    }
-    let json: Value = serde_json::from_str(data).ok()?;
-    Some(match json.get("event")?.as_str()? {
-        "text_chunk" => EventName::TextChunk,
-        "workflow_finished" => EventName::WorkflowFinished(json.pointer("/data/status").and_then(Value::as_str) == Some("succeeded")),
-        // A chat app's stream ends with `message_end`, after its workflow's.
-        "message_end" => EventName::WorkflowFinished(true),
-        "error" => EventName::Error,
-        _ => EventName::Other,
-    })
+    if content.is_some_and(|c| !c.is_empty()) { Seen::Text } else { Seen::Other }
 }
 
 #[cfg(test)]
@@ -660,9 +729,9 @@ mod tests {
 
     #[test]
     fn openai_chunks_are_named() {
-        assert!(matches!(chunk_name("[DONE]"), Some(EventName::WorkflowFinished(true))));
-        assert!(matches!(chunk_name(r#"{"choices":[{"delta":{"content":"hi "}}]}"#), Some(EventName::TextChunk)));
-        assert!(matches!(chunk_name(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Some(EventName::Other)));
-        assert!(chunk_name("{not json").is_none());
+        assert_eq!(chunk_name("[DONE]"), Seen::Terminal(true));
+        assert_eq!(chunk_name(r#"{"choices":[{"delta":{"content":"hi "}}]}"#), Seen::Text);
+        assert_eq!(chunk_name(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Seen::Other);
+        assert_eq!(chunk_name("{not json"), Seen::Invalid);
     }
 }

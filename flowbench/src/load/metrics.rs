@@ -41,6 +41,10 @@ pub struct Sample {
     pub open_model: bool,
     /// The app it went to (its index in the run's apps).
     pub app: u16,
+    /// Its stream reached its terminal event and its grammar was checked.
+    pub checked: bool,
+    /// The rules of the grammar it broke (`integrity::Violation` bits).
+    pub violations: u16,
     pub outcome: Result<(), ErrorClass>,
 }
 
@@ -61,6 +65,8 @@ impl Sample {
             stream_tail: None,
             open_model: false,
             app: 0,
+            checked: false,
+            violations: 0,
             outcome,
         }
     }

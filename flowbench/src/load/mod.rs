@@ -9,6 +9,8 @@ pub mod driver;
 pub mod gauge;
 pub mod health;
 pub mod inputs;
+pub mod integrity;
 pub mod metrics;
 pub mod recorder;
 pub mod schedule;
+pub mod timeline;

@@ -13,7 +13,9 @@
 //! streams begun in the warm-up are not lost from the first seconds.
 
 use super::metrics::{ErrorClass, Metric, Sample, new_histogram};
+use super::timeline::TimelineTally;
 use hdrhistogram::Histogram;
+use schema::integrity::{OffendingStream, Violation};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,12 +49,26 @@ pub struct Recorder {
     pub backoff: Duration,
     /// Per app, when a run has more than one (empty otherwise).
     pub apps: Vec<AppTally>,
+    /// Measured streams whose grammar was checked, and those that broke it.
+    pub n_checked: u64,
+    pub n_violating: u64,
+    /// Streams per rule broken, indexed by `Violation as usize`.
+    pub violations: [u64; Violation::ALL.len()],
+    /// The first offending streams, whole.
+    pub examples: Vec<OffendingStream>,
+    /// The successful streams' timeline.
+    pub timeline: TimelineTally,
 }
+
+/// Offending streams a run keeps whole.
+pub const MAX_EXAMPLES: usize = 5;
 
 /// One app's share of a run's measured requests.
 pub struct AppTally {
     pub n_ok: u64,
     pub n_errors: u64,
+    /// Streams per rule broken, as the run's.
+    pub violations: [u64; Violation::ALL.len()],
     pub duration: Histogram<u64>,
     pub ttfe: Histogram<u64>,
 }
@@ -69,7 +85,13 @@ impl Recorder {
     /// A recorder that also tallies each of `n_apps` apps, if more than one.
     pub fn with_apps(measure_start: Instant, n_apps: usize) -> Self {
         let apps = if n_apps > 1 {
-            (0..n_apps).map(|_| AppTally { n_ok: 0, n_errors: 0, duration: new_histogram(), ttfe: new_histogram() }).collect()
+            (0..n_apps).map(|_| AppTally {
+                    n_ok: 0,
+                    n_errors: 0,
+                    violations: [0; Violation::ALL.len()],
+                    duration: new_histogram(),
+                    ttfe: new_histogram(),
+                }).collect()
         } else {
             Vec::new()
         };
@@ -92,6 +114,11 @@ impl Recorder {
             warmup_errors_per_s: Vec::new(),
             backoff: Duration::ZERO,
             apps,
+            n_checked: 0,
+            n_violating: 0,
+            violations: [0; Violation::ALL.len()],
+            examples: Vec::new(),
+            timeline: TimelineTally::default(),
         }
     }
 
@@ -156,6 +183,13 @@ impl Recorder {
             Ok(()) => self.n_ok += 1,
             Err(class) => *self.errors.entry(class).or_default() += 1,
         }
+        if sample.checked {
+            self.n_checked += 1;
+            self.n_violating += u64::from(sample.violations != 0);
+            for v in Violation::of_set(sample.violations) {
+                self.violations[v as usize] += 1;
+            }
+        }
         // A success's metrics, or a failure's `failed_duration`.
         for metric in Metric::ALL {
             if let Some(v) = sample.value(metric) {
@@ -167,6 +201,9 @@ impl Recorder {
                 app.n_ok += 1;
             } else {
                 app.n_errors += 1;
+            }
+            for v in Violation::of_set(sample.violations) {
+                app.violations[v as usize] += 1;
             }
             if let Some(v) = sample.value(Metric::Duration) {
                 app.duration.saturating_record(us(v));
@@ -192,6 +229,9 @@ impl Recorder {
         for (mine, theirs) in self.apps.iter_mut().zip(&other.apps) {
             mine.n_ok += theirs.n_ok;
             mine.n_errors += theirs.n_errors;
+            for (m, t) in mine.violations.iter_mut().zip(&theirs.violations) {
+                *m += t;
+            }
             mine.duration.add(&theirs.duration).expect("histograms share bounds");
             mine.ttfe.add(&theirs.ttfe).expect("histograms share bounds");
         }
@@ -199,6 +239,14 @@ impl Recorder {
         self.n_events_all += other.n_events_all;
         self.n_bytes += other.n_bytes;
         self.backoff += other.backoff;
+        self.n_checked += other.n_checked;
+        self.n_violating += other.n_violating;
+        for (m, t) in self.violations.iter_mut().zip(&other.violations) {
+            *m += t;
+        }
+        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(other.examples.iter().take(room).cloned());
+        self.timeline.merge(&other.timeline);
         for (mine, theirs) in [
             (&mut self.events_per_s, &other.events_per_s),
             (&mut self.ok_per_s, &other.ok_per_s),
@@ -211,6 +259,11 @@ impl Recorder {
                 bump(mine, s, *n);
             }
         }
+    }
+
+    /// Whether `sample` is of the measured phase (its figures count).
+    pub fn measures(&self, sample: &Sample) -> bool {
+        sample.intended >= self.measure_start
     }
 
     pub fn n_errors(&self) -> u64 {
@@ -231,20 +284,12 @@ mod tests {
 
     fn sample(at: Instant, ms: u64, outcome: Result<(), ErrorClass>) -> Sample {
         Sample {
-            intended: at,
-            sent: at,
             done: at + Duration::from_millis(ms),
             ttfb: Some(Duration::from_millis(1)),
             ttfe: Some(Duration::from_millis(2)),
-            first_text: None,
             n_events: 3,
             n_bytes: 100,
-            max_gap: None,
-            terminal: None,
-            stream_tail: None,
-            open_model: false,
-            app: 0,
-            outcome,
+            ..Sample::new(at, at, outcome)
         }
     }
 

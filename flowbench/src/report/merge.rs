@@ -17,7 +17,9 @@
 //!   shards saw the same target from different machines.
 
 use super::thresholds::{Threshold, ThresholdResult};
-use super::{AppReport, Connections, Counts, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary};
+use super::integrity::{NodeLabel, Step, StreamTrace};
+use super::{AppReport, Connections, Counts, Integrity, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, Timeline};
+use crate::load::recorder::MAX_EXAMPLES;
 use crate::load::health::{HealthReport, HealthVerdict};
 use crate::load::metrics::{Metric, decode_histogram, encode_histogram, new_histogram, summary_of};
 use crate::load::schedule::{LoadModel, Stage};
@@ -53,6 +55,7 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<Report> {
         schema_version: first.schema_version,
         flowbench_version: first.flowbench_version.clone(),
         started_at_unix: reports.iter().map(|(_, r)| r.started_at_unix).min().unwrap_or(first.started_at_unix),
+        label: first.label.clone(),
         interrupted: reports.iter().any(|(_, r)| r.interrupted),
         target: first.target.clone(),
         machine: first.machine.clone(),
@@ -214,8 +217,53 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         health,
         histograms: derived.histograms,
         apps: merge_apps(parts)?,
+        integrity: merge_integrity(parts),
+        timeline: merge_timelines(parts, by_metric[Metric::Duration as usize].value_at_quantile(0.5) as f64 / 1000.0)?,
         measure_start_unix_ms: earliest,
     })
+}
+
+/// The shards' grammar checks added up; `None` when no shard checked a stream.
+fn merge_integrity(parts: &[&ScenarioReport]) -> Option<Integrity> {
+    let mut merged: Option<Integrity> = None;
+    for i in parts.iter().filter_map(|p| p.integrity.as_ref()) {
+        let m = merged.get_or_insert_with(Integrity::default);
+        m.checked += i.checked;
+        m.violating += i.violating;
+        for (class, n) in &i.by_class {
+            *m.by_class.entry(class.clone()).or_default() += n;
+        }
+        let room = MAX_EXAMPLES.saturating_sub(m.examples.len());
+        m.examples.extend(i.examples.iter().take(room).cloned());
+    }
+    merged
+}
+
+/// The shards' timelines: each step's histograms added; the slowest of the
+/// slowest streams, and of their median streams the one nearest the
+/// merged median.
+fn merge_timelines(parts: &[&ScenarioReport], median_ms: f64) -> anyhow::Result<Option<Timeline>> {
+    let timelines: Vec<&Timeline> = parts.iter().filter_map(|p| p.timeline.as_ref()).collect();
+    if timelines.is_empty() {
+        return Ok(None);
+    }
+    let mut rows: Vec<(Step, Option<NodeLabel>, Histogram<u64>)> = Vec::new();
+    for t in &timelines {
+        for step in &t.steps {
+            let h = decode_histogram(&step.histogram).with_context(|| format!("timeline step {}", step.step.as_str()))?;
+            match rows.iter_mut().find(|(s, n, _)| *s == step.step && *n == step.node) {
+                Some((_, _, mine)) => mine.add(&h)?,
+                None => rows.push((step.step, step.node.clone(), h)),
+            }
+        }
+    }
+    let medians: Vec<StreamTrace> = timelines.iter().filter_map(|t| t.median.clone()).collect();
+    Ok(Some(Timeline {
+        steps: crate::load::timeline::ordered(rows.iter().map(|(s, n, h)| (*s, n.clone(), h)).collect()),
+        median: crate::load::timeline::nearest(&medians, median_ms),
+        slowest: timelines.iter().filter_map(|t| t.slowest.as_ref()).max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms)).cloned(),
+        nodes_left_out: timelines.iter().map(|t| t.nodes_left_out).sum(),
+    }))
 }
 
 fn add_shifted<T: Copy + Default + std::ops::AddAssign>(into: &mut Vec<T>, from: &[T], offset: usize) {
@@ -319,6 +367,9 @@ fn merge_apps(parts: &[&ScenarioReport]) -> anyhow::Result<Vec<AppReport>> {
                 Some((a, dh, th)) => {
                     a.ok += app.ok;
                     a.errors += app.errors;
+                    for (class, n) in &app.integrity {
+                        *a.integrity.entry(class.clone()).or_default() += n;
+                    }
                     dh.add(&d)?;
                     th.add(&t)?;
                 }

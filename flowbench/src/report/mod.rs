@@ -12,8 +12,9 @@ mod rendering_tests;
 pub mod sample;
 pub mod thresholds;
 
+pub use schema::integrity::{Integrity, Timeline, Violation};
 pub use schema::report::*;
-pub use schema::{ab, bmf, figures, soak, text};
+pub use schema::{ab, bmf, figures, integrity, soak, text};
 
 use crate::load::driver::{App, Mode, RunResult};
 use crate::load::health::HealthReport;
@@ -84,8 +85,25 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
         health,
         histograms: derived.histograms,
         apps: app_reports(apps, r),
+        integrity: integrity_of(r),
+        timeline: r.timeline.finish(r.histogram(Metric::Duration).value_at_quantile(0.5) as f64 / 1000.0),
         measure_start_unix_ms: Some(unix_ms_of(result.measure_start)),
     }
+}
+
+/// What the grammar check found; `None` where no stream was checked.
+fn integrity_of(r: &crate::load::recorder::Recorder) -> Option<Integrity> {
+    (r.n_checked > 0).then(|| Integrity {
+        checked: r.n_checked,
+        violating: r.n_violating,
+        by_class: by_class(&r.violations),
+        examples: r.examples.clone(),
+    })
+}
+
+/// Counts per rule broken, by name, the rules never broken left out.
+fn by_class(counts: &[u64]) -> BTreeMap<String, u64> {
+    Violation::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(v, n)| (v.as_str().to_owned(), *n)).collect()
 }
 
 /// The figures a scenario's tallies give, derived in this one place for
@@ -140,6 +158,7 @@ fn app_reports(apps: &[App], recorder: &crate::load::recorder::Recorder) -> Vec<
             weight: app.weight,
             ok: tally.n_ok,
             errors: tally.n_errors,
+            integrity: by_class(&tally.violations),
             duration_ms: summary_of(&tally.duration),
             ttfe_ms: summary_of(&tally.ttfe),
             duration_histogram: Some(encode_histogram(&tally.duration)),

@@ -5,7 +5,9 @@
 use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
 use crate::load::health::{HealthReport, HealthSecond, HealthVerdict, Machine};
+use crate::load::integrity::{EventKind, Labels, Point, Trace};
 use crate::load::metrics::{ErrorClass, Sample, Summary};
+use schema::integrity::Violation;
 use crate::load::recorder::Recorder;
 use crate::load::schedule::LoadModel;
 use std::time::Duration;
@@ -53,6 +55,22 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
             sample.stream_tail = Some(ms(1 + i % 2));
             recorder.emit_lag(50_000 + 1_000 * i, intended);
         }
+        if name == "llm" && sample.outcome.is_ok() {
+            sample.checked = true;
+            // Two streams broke the grammar, one of them two ways.
+            sample.violations = match i {
+                20 => Violation::MissingStart.bit(),
+                30 => Violation::MissingStart.bit() | Violation::TextMismatch.bit(),
+                _ => 0,
+            };
+            if sample.violations != 0 {
+                sample.outcome = Err(ErrorClass::Integrity);
+            } else if recorder.measures(&sample) {
+                let (trace, labels) = sample_trace(i);
+                sample.terminal = Some(sample.done);
+                recorder.timeline.record(&trace, &labels, sample.done - intended, &[], &[]);
+            }
+        }
         recorder.events_at(sample.done, sample.n_events);
         recorder.record(&sample);
     }
@@ -94,6 +112,35 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
     let mut report = super::build_scenario(name, mode, load, &result, health, &[]);
     report.measure_start_unix_ms = Some(1_764_000_001_000);
     report
+}
+
+/// Stream `i`'s events: Start, an LLM node streaming three chunks, End.
+fn sample_trace(i: u64) -> (Trace, Labels) {
+    let mut labels = Labels::default();
+    let mut trace = Trace::default();
+    let ms = |v: u64| Duration::from_millis(v);
+    let start = labels.intern("Start", "start");
+    let llm = labels.intern("LLM", "llm");
+    let end = labels.intern("End", "end");
+    let done = 20 + 3 * i;
+    let points = [
+        (1, EventKind::WorkflowStarted, None),
+        (1, EventKind::NodeStarted, start),
+        (1, EventKind::NodeFinished, start),
+        (2, EventKind::NodeStarted, llm),
+        (3 + i % 7, EventKind::TextChunk, None),
+        (done / 2, EventKind::TextChunk, None),
+        (done - 2, EventKind::TextChunk, None),
+        (done - 1, EventKind::NodeFinished, llm),
+        (done - 1, EventKind::NodeStarted, end),
+        (done, EventKind::NodeFinished, end),
+        (done, EventKind::WorkflowFinished, None),
+    ];
+    for (at, kind, label) in points {
+        trace.points.push(Point { at: ms(at), kind, label });
+    }
+    trace.node_times = vec![(start, ms(0)), (llm, ms(done - 3)), (end, ms(1))];
+    (trace, labels)
 }
 
 /// The sample report's load as `n` shards' reports: shard k (from 0) ran
@@ -138,6 +185,7 @@ pub fn sample_report() -> Report {
         schema_version: SCHEMA_VERSION,
         flowbench_version: "0.1.0".to_owned(),
         started_at_unix: 1_764_000_000,
+        label: super::RunLabel { name: Some("sample".to_owned()), commit: Some("0123456789ab".to_owned()) },
         interrupted: false,
         target: TargetInfo { url: "http://127.0.0.1:5001".to_owned(), embedded: true, mock_script: None },
         machine: Machine { cpu_model: "Test CPU".to_owned(), cores: 2, kernel: "6.0.0".to_owned(), memory_gib: 4.0 },

@@ -27,12 +27,14 @@ enum Op {
     Le,
     Gt,
     Ge,
+    Eq,
 }
 
 impl std::str::FromStr for Threshold {
     type Err = String;
 
-    /// `[SCENARIO:]FIGURE OP VALUE`, e.g. `ttfe_p95<200ms`: FIGURE is any
+    /// `[SCENARIO:]FIGURE OP VALUE` (OP one of `<`, `<=`, `>`, `>=`, `==`),
+    /// e.g. `ttfe_p95<200ms`, `integrity_errors==0`: FIGURE is any
     /// figure of the figure table by its key (`report::figures`): a latency
     /// as `<metric>_<stat>` (`ttfb`, `ttfe`, `duration`, … with `avg`,
     /// `min`, `max`, `p50`, `p90`, `p95`, `p99`, `p999`; the value in `ms`,
@@ -40,9 +42,11 @@ impl std::str::FromStr for Threshold {
     /// `qps` (`requests_per_s`), `events_per_s`, `max_concurrent`, …
     fn from_str(text: &str) -> Result<Self, String> {
         let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let at = compact.find(['<', '>']).ok_or_else(|| format!("{text:?} has no comparison (<, <=, >, >=)"))?;
+        let at = compact.find(['<', '>', '=']).ok_or_else(|| format!("{text:?} has no comparison (<, <=, >, >=, ==)"))?;
         let (left, rest) = compact.split_at(at);
         let (op, value) = match rest.as_bytes() {
+            [b'=', b'=', ..] => (Op::Eq, &rest[2..]),
+            [b'=', ..] => return Err(format!("{text:?}: compare with ==, not =")),
             [b'<', b'=', ..] => (Op::Le, &rest[2..]),
             [b'>', b'=', ..] => (Op::Ge, &rest[2..]),
             [b'<', ..] => (Op::Lt, &rest[1..]),
@@ -104,6 +108,7 @@ impl Threshold {
             Op::Le => v <= self.limit,
             Op::Gt => v > self.limit,
             Op::Ge => v >= self.limit,
+            Op::Eq => v == self.limit,
         });
         ThresholdResult { threshold: self.text.clone(), scenario: report.name.clone(), value, passed }
     }
@@ -127,6 +132,10 @@ mod tests {
         assert!(judge("error_rate<=100%").passed);
         assert!(!judge("qps>1e12").passed);
         assert!(judge("qps>=0").passed);
+        assert!(judge("errors==0").passed && !judge("errors==1").passed);
+        // Not checked is not zero.
+        assert_eq!(judge("integrity_errors==0").value, None);
+        assert!(!judge("integrity_errors==0").passed);
         let scoped: Threshold = "empty:duration_p99<1ms".parse().unwrap();
         assert!(scoped.applies_to("empty") && !scoped.applies_to("llm"));
         // What a run did not record fails, rather than passing unseen.
@@ -134,6 +143,7 @@ mod tests {
         assert!(!judge("stream_tail_p50<1s").passed);
         for (bad, says) in [
             ("ttfe_p95", "no comparison"),
+            ("errors=0", "not ="),
             ("ttfe_p42<1ms", "unknown statistic"),
             ("ttfx_p95<1ms", "unknown figure"),
             ("ttfe_p95<soon", "not a value"),

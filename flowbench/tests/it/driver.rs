@@ -32,6 +32,7 @@ pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> R
         abort_after_chunks: None,
         after_terminal: Default::default(),
         arrival_phase: 0.0,
+        integrity: true,
     }
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod deploy;
 mod driver;
 mod html;
+mod integrity;
 mod target_cpu;
 mod tls;
 mod up;
