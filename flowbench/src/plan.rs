@@ -587,7 +587,8 @@ impl SoakArgs {
 
 /// The current directory's git HEAD (12 hex digits), if it is in a work tree.
 fn git_head() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
+    let out =
+        std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
     let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && !sha.is_empty()).then_some(sha)
 }
@@ -756,4 +757,3 @@ mod tests {
         assert!(twice.contains("scenario \"a\" is in ") && twice.contains("two.toml and in "), "{twice}");
     }
 }
-

@@ -173,7 +173,10 @@ impl Report {
                 );
             }
             if let Some(t) = &s.timeline {
-                let _ = writeln!(out, "Timeline of the successful streams (ms from the intended send; node_time is a node's own, the per-chunk rows per chunk):");
+                let _ = writeln!(
+                    out,
+                    "Timeline of the successful streams (ms from the intended send; node_time is a node's own, the per-chunk rows per chunk):"
+                );
                 let _ = writeln!(out, "| step | node | n | P50 | P90 | P99 | Max |");
                 let _ = writeln!(out, "|---|---|---|---|---|---|---|");
                 for step in &t.steps {

@@ -54,7 +54,7 @@ pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
         stamped: false,
         abort_after_chunks: None,
         after_terminal: args.driver.after_terminal.into(),
-                integrity: !args.driver.no_integrity,
+        integrity: !args.driver.no_integrity,
         arrival_phase: 0.0,
     };
     let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver.driver_threads);

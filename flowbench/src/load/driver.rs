@@ -282,7 +282,8 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         if sample.outcome.is_err() {
             ctx.live.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let example = (sample.violations != 0 && !pending.frames.is_empty() && ctx.take_example()).then(|| offending(&ctx, &sample, &pending));
+        let example =
+            (sample.violations != 0 && !pending.frames.is_empty() && ctx.take_example()).then(|| offending(&ctx, &sample, &pending));
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(example) = example {
             recorder.examples.push(example);
@@ -470,7 +471,8 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
     recorder.trace.clear();
     recorder.stamps.clear();
     recorder.frames.clear();
-    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, (mode, ctx.kinds[app]), &mut sample)).await {
+    let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, (mode, ctx.kinds[app]), &mut sample)).await
+    {
         Ok(outcome) => outcome,
         Err(_) => Err(ErrorClass::Timeout),
     };

@@ -140,7 +140,7 @@ impl Labels {
 
 /// One event of a stream on its time line.
 #[derive(Debug, Clone, Copy)]
-pub struct Point {
+pub struct TracedEvent {
     /// From the intended send.
     pub at: Duration,
     pub kind: EventKind,
@@ -152,7 +152,7 @@ pub struct Point {
 /// nodes' own times. Buffers are reused from stream to stream.
 #[derive(Debug, Default)]
 pub struct Trace {
-    pub points: Vec<Point>,
+    pub points: Vec<TracedEvent>,
     /// Per finished node execution: its label and its finish minus its start.
     pub node_times: Vec<(Option<u32>, Duration)>,
     /// Points past `MAX_POINTS` were not kept.
@@ -169,7 +169,7 @@ impl Trace {
         self.truncated = false;
     }
 
-    fn push(&mut self, point: Point) {
+    fn push(&mut self, point: TracedEvent) {
         if self.points.len() < MAX_POINTS {
             self.points.push(point);
         } else {
@@ -180,7 +180,7 @@ impl Trace {
 
 /// A node execution the stream started.
 #[derive(Debug)]
-struct Node {
+struct OpenNode {
     id: String,
     label: Option<u32>,
     started: Duration,
@@ -201,7 +201,7 @@ pub struct Grammar {
     terminal: bool,
     /// A chat's run failed before its `message_end`.
     chat_failed: bool,
-    nodes: Vec<Node>,
+    nodes: Vec<OpenNode>,
     /// Node executions finished (Dify's `total_steps`).
     n_finished: u64,
     text: String,
@@ -260,7 +260,7 @@ impl Grammar {
     /// Takes one data event (its `data:` text) that came `at` after the
     /// intended send; `trace` gets its point, `labels` its node's label.
     pub fn event(&mut self, data: &str, at: Duration, trace: &mut Trace, labels: &mut Labels) -> Seen {
-        let Ok(e) = serde_json::from_str::<Envelope<'_>>(data) else { return Seen::Invalid };
+        let Ok(e) = serde_json::from_str::<EventFields<'_>>(data) else { return Seen::Invalid };
         let kind = match &*e.event {
             "workflow_started" => EventKind::WorkflowStarted,
             "node_started" => EventKind::NodeStarted,
@@ -307,7 +307,7 @@ impl Grammar {
                         Some(i) if self.nodes[i].finished => self.flag(Violation::NodeAfterFinish),
                         // Started twice, finished at most once.
                         Some(_) => self.flag(Violation::UnpairedNode),
-                        None => self.nodes.push(Node { id: id.to_owned(), label, started: at, finished: false }),
+                        None => self.nodes.push(OpenNode { id: id.to_owned(), label, started: at, finished: false }),
                     }
                 } else {
                     match open {
@@ -357,7 +357,7 @@ impl Grammar {
             }
             _ => {}
         }
-        trace.push(Point { at, kind, label });
+        trace.push(TracedEvent { at, kind, label });
         seen
     }
 
@@ -370,9 +370,10 @@ impl Grammar {
 
     /// Each id the event carries is the first one of its key the stream
     /// carried (`workflow_started`'s own id included).
-    fn same_run(&mut self, e: &Envelope<'_>) {
+    fn same_run(&mut self, e: &EventFields<'_>) {
         let run_of_start = (e.event == "workflow_started").then(|| e.data.as_ref().and_then(|d| d.id.as_deref())).flatten();
-        let carried = [e.workflow_run_id.as_deref().or(run_of_start), e.task_id.as_deref(), e.message_id.as_deref(), e.conversation_id.as_deref()];
+        let carried =
+            [e.workflow_run_id.as_deref().or(run_of_start), e.task_id.as_deref(), e.message_id.as_deref(), e.conversation_id.as_deref()];
         let mut foreign = false;
         for ((mine, known), theirs) in self.ids.iter_mut().zip(&mut self.carried).zip(carried) {
             match theirs {
@@ -418,7 +419,7 @@ fn holds_text(outputs: Option<&Value>, text: &str) -> bool {
 
 /// The fields of an event the grammar reads; the rest are skipped.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct EventFields<'a> {
     #[serde(borrow)]
     event: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "lenient_str")]
@@ -430,11 +431,11 @@ struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "lenient_str")]
     conversation_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient_data")]
-    data: Option<Data<'a>>,
+    data: Option<EventData<'a>>,
 }
 
 #[derive(Deserialize, Default)]
-struct Data<'a> {
+struct EventData<'a> {
     #[serde(borrow, default, deserialize_with = "lenient_str")]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient_str")]
@@ -454,8 +455,8 @@ struct Data<'a> {
 /// A string field, or `None` for any other value: an event whose field
 /// is not what Dify sends is judged on what it has, not refused.
 fn lenient_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
+    struct AnyStr;
+    impl<'de> Visitor<'de> for AnyStr {
         type Value = Option<Cow<'de, str>>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any value")
@@ -496,7 +497,7 @@ fn lenient_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>,
             Ok(None)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(AnyStr)
 }
 
 /// An integer field, or `None` for any other value.
@@ -508,15 +509,15 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 }
 
 /// `data` when it is an object, `None` otherwise.
-fn lenient_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Data<'de>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Data<'de>>;
+fn lenient_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EventData<'de>>, D::Error> {
+    struct AnyData;
+    impl<'de> Visitor<'de> for AnyData {
+        type Value = Option<EventData<'de>>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any value")
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            Data::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            EventData::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -544,7 +545,7 @@ fn lenient_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Data<'de>>, D:
             Ok(None)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(AnyData)
 }
 
 #[cfg(test)]
@@ -590,7 +591,8 @@ mod tests {
     #[test]
     fn each_broken_rule_is_named() {
         let stream = dify_streams().into_iter().max_by_key(Vec::len).unwrap();
-        let other_run = |e: &str| e.replacen(&e[e.find("\"workflow_run_id\":\"").unwrap() + 19..][..36], "00000000-0000-4000-8000-000000000000", 1);
+        let other_run =
+            |e: &str| e.replacen(&e[e.find("\"workflow_run_id\":\"").unwrap() + 19..][..36], "00000000-0000-4000-8000-000000000000", 1);
         let position = |name: &str| stream.iter().position(|e| e.contains(&format!("\"event\":\"{name}\""))).unwrap();
         let text_at = position("text_chunk");
         let node_finished = position("node_finished");
@@ -621,7 +623,8 @@ mod tests {
 
     #[test]
     fn a_chat_stream_ends_at_message_end_and_keeps_its_ids() {
-        let e = |event: &str, extra: &str| format!(r#"{{"event":"{event}","task_id":"t1","message_id":"m1","conversation_id":"c1"{extra}}}"#);
+        let e =
+            |event: &str, extra: &str| format!(r#"{{"event":"{event}","task_id":"t1","message_id":"m1","conversation_id":"c1"{extra}}}"#);
         let stream = vec![e("message", r#","answer":"hi""#), e("message", r#","answer":" there""#), e("message_end", "")];
         assert_eq!(check(Kind::Chat, &stream), (0, Seen::Terminal(true)));
         let mut foreign = stream.clone();

@@ -85,13 +85,15 @@ impl Recorder {
     /// A recorder that also tallies each of `n_apps` apps, if more than one.
     pub fn with_apps(measure_start: Instant, n_apps: usize) -> Self {
         let apps = if n_apps > 1 {
-            (0..n_apps).map(|_| AppTally {
+            (0..n_apps)
+                .map(|_| AppTally {
                     n_ok: 0,
                     n_errors: 0,
                     violations: [0; Violation::ALL.len()],
                     duration: new_histogram(),
                     ttfe: new_histogram(),
-                }).collect()
+                })
+                .collect()
         } else {
             Vec::new()
         };

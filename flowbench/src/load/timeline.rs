@@ -17,7 +17,7 @@ const RESERVOIR: usize = 32;
 const MAX_NODE_ROWS: usize = 64;
 
 /// One row's histogram, keyed by its step and node.
-struct Row {
+struct StepRow {
     step: Step,
     node: Option<NodeLabel>,
     histogram: Histogram<u64>,
@@ -26,7 +26,7 @@ struct Row {
 /// What a recorder keeps of its successful streams' timelines.
 #[derive(Default)]
 pub struct TimelineTally {
-    rows: Vec<Row>,
+    rows: Vec<StepRow>,
     nodes_left_out: u64,
     slowest: Option<StreamTrace>,
     reservoir: Vec<StreamTrace>,
@@ -61,7 +61,7 @@ impl TimelineTally {
                     return None;
                 }
                 let node = node.map(|(title, node_type)| NodeLabel { title: title.to_owned(), node_type: node_type.to_owned() });
-                self.rows.push(Row { step, node, histogram: new_histogram() });
+                self.rows.push(StepRow { step, node, histogram: new_histogram() });
                 self.rows.len() - 1
             }
         };
@@ -195,8 +195,5 @@ pub fn ordered(rows: Vec<(Step, Option<NodeLabel>, &Histogram<u64>)>) -> Vec<Tim
     };
     let mut keyed: Vec<_> = rows.iter().enumerate().map(|(i, (s, n, h))| (key(i, *s, n), (*s, n.clone(), *h))).collect();
     keyed.sort_by_key(|(k, _)| *k);
-    keyed
-        .into_iter()
-        .map(|(_, (step, node, h))| TimelineStep { step, node, ms: summary_of(h), histogram: encode_histogram(h) })
-        .collect()
+    keyed.into_iter().map(|(_, (step, node, h))| TimelineStep { step, node, ms: summary_of(h), histogram: encode_histogram(h) }).collect()
 }

@@ -16,12 +16,12 @@
 //!   (INVALID if any shard was). The target's CPU is not attributed: the
 //!   shards saw the same target from different machines.
 
-use super::thresholds::{Threshold, ThresholdResult};
 use super::integrity::{NodeLabel, Step, StreamTrace};
+use super::thresholds::{Threshold, ThresholdResult};
 use super::{AppReport, Connections, Counts, Integrity, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, Timeline};
-use crate::load::recorder::MAX_EXAMPLES;
 use crate::load::health::{HealthReport, HealthVerdict};
 use crate::load::metrics::{Metric, decode_histogram, encode_histogram, new_histogram, summary_of};
+use crate::load::recorder::MAX_EXAMPLES;
 use crate::load::schedule::{LoadModel, Stage};
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
@@ -413,6 +413,16 @@ mod tests {
             assert_eq!(m.per_second.events, w.per_second.events);
             assert_eq!((m.counts.sent, m.counts.ok, m.counts.errors), (w.counts.sent, w.counts.ok, w.counts.errors));
             assert_eq!(m.events_per_request, w.events_per_request);
+            // The grammar's counts add up; the timeline's histograms too.
+            assert_eq!(m.integrity, w.integrity, "{}", w.name);
+            let steps = |s: &ScenarioReport| -> Vec<(Step, Option<NodeLabel>, crate::load::metrics::Summary)> {
+                s.timeline.iter().flat_map(|t| &t.steps).map(|r| (r.step, r.node.clone(), r.ms)).collect()
+            };
+            assert_eq!(steps(m), steps(w), "{}", w.name);
+            assert_eq!(
+                m.timeline.as_ref().and_then(|t| t.slowest.as_ref()).map(|t| t.duration_ms),
+                w.timeline.as_ref().and_then(|t| t.slowest.as_ref()).map(|t| t.duration_ms)
+            );
         }
         assert_eq!(merged.seed_tables(), whole.seed_tables());
         assert_eq!(merged.shards.len(), 3);

@@ -5,11 +5,11 @@
 use super::{LoadParams, Report, RunResult, SCHEMA, SCHEMA_VERSION, ScenarioReport, Shard, TargetInfo};
 use crate::load::driver::Mode;
 use crate::load::health::{HealthReport, HealthSecond, HealthVerdict, Machine};
-use crate::load::integrity::{EventKind, Labels, Point, Trace};
+use crate::load::integrity::{EventKind, Labels, Trace, TracedEvent};
 use crate::load::metrics::{ErrorClass, Sample, Summary};
-use schema::integrity::Violation;
 use crate::load::recorder::Recorder;
 use crate::load::schedule::LoadModel;
+use schema::integrity::Violation;
 use std::time::Duration;
 
 /// A scenario report from a fixed set of samples: the same figures on
@@ -137,7 +137,7 @@ fn sample_trace(i: u64) -> (Trace, Labels) {
         (done, EventKind::WorkflowFinished, None),
     ];
     for (at, kind, label) in points {
-        trace.points.push(Point { at: ms(at), kind, label });
+        trace.points.push(TracedEvent { at: ms(at), kind, label });
     }
     trace.node_times = vec![(start, ms(0)), (llm, ms(done - 3)), (end, ms(1))];
     (trace, labels)

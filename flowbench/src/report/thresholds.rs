@@ -132,10 +132,15 @@ mod tests {
         assert!(judge("error_rate<=100%").passed);
         assert!(!judge("qps>1e12").passed);
         assert!(judge("qps>=0").passed);
-        assert!(judge("errors==0").passed && !judge("errors==1").passed);
-        // Not checked is not zero.
-        assert_eq!(judge("integrity_errors==0").value, None);
-        assert!(!judge("integrity_errors==0").passed);
+        let errors = report.counts.errors;
+        assert!(judge(&format!("errors=={errors}")).passed && !judge(&format!("errors=={}", errors + 1)).passed);
+        assert_eq!(judge("integrity_errors==0").value, Some(2.0), "two of the sample's streams broke the grammar");
+        assert!(!judge("integrity_errors==0").passed && judge("integrity_errors<=2").passed);
+        // A scenario that checked no stream: not checked is not zero.
+        let blocking = crate::report::sample::sample_scenario("empty");
+        let unchecked: Threshold = "integrity_errors==0".parse().unwrap();
+        assert_eq!(unchecked.judge(&blocking).value, None);
+        assert!(!unchecked.judge(&blocking).passed);
         let scoped: Threshold = "empty:duration_p99<1ms".parse().unwrap();
         assert!(scoped.applies_to("empty") && !scoped.applies_to("llm"));
         // What a run did not record fails, rather than passing unseen.

@@ -7,6 +7,7 @@ use flowbench::load::driver::{self, App, Live, Mode, RunResult, RunSpec};
 use flowbench::load::inputs::{InputOrder, InputSet, Row};
 use flowbench::load::metrics::{ErrorClass, Metric, summary_of};
 use flowbench::load::schedule::LoadModel;
+use flowbench::report::integrity::Step;
 use flowbench::{InProcessStack, StackOptions};
 use mock::{Fault, Reply, Script};
 use serde_json::json;
@@ -217,6 +218,13 @@ async fn stamps_through_the_relay_and_a_missing_stamp_is_an_error() {
     let result = drive(&stamping.info.server_url, relayed).await;
     assert_eq!(result.recorder.n_ok, 10, "errors: {:?}", result.recorder.errors);
     assert_eq!(result.recorder.histogram(Metric::EmitToReceipt).len(), 30, "one lag per text_chunk");
+    // The timeline puts the server's share of each chunk beside the upstream's.
+    let timeline = result.recorder.timeline.finish(0.0).expect("a timeline");
+    let row = |step: Step| timeline.steps.iter().find(|s| s.step == step).map(|s| s.ms).unwrap_or_else(|| panic!("{step:?}"));
+    assert_eq!(row(Step::ServerAddedPerChunk).n, 30);
+    let upstream = row(Step::UpstreamPerChunk);
+    assert_eq!(upstream.n, 20, "between each stream's three chunks");
+    assert!(upstream.min >= 1.0, "the mock waits 1 ms between chunks: {upstream:?}");
     stamping.shutdown().await.unwrap();
     // The same run against a mock that does not stamp: every stream says so.
     let plain = stack(Script { reply: Reply::Tokens(3), inter_token_delay: Duration::from_millis(1), ..Script::default() }).await;

@@ -117,7 +117,9 @@ fn async_stream(
                     // Another run's, or one made up as another run's would be.
                     let foreign = match theirs {
                         Some((other, f)) if other != run => f,
-                        _ => frame.replace(&run, "ffffffff-0000-4000-8000-000000000000").replace(&task, "eeeeeeee-0000-4000-8000-000000000000"),
+                        _ => frame
+                            .replace(&run, "ffffffff-0000-4000-8000-000000000000")
+                            .replace(&task, "eeeeeeee-0000-4000-8000-000000000000"),
                     };
                     if tx.send(Ok(foreign)).await.is_err() {
                         return;
@@ -222,7 +224,13 @@ async fn flowbench_s_own_server_keeps_the_grammar_and_leaves_a_timeline() {
     let median_ms = r.histogram(flowbench::load::metrics::Metric::Duration).value_at_quantile(0.5) as f64 / 1000.0;
     let t = r.timeline.finish(median_ms).expect("a timeline");
     let steps: Vec<(Step, Option<String>)> = t.steps.iter().map(|s| (s.step, s.node.as_ref().map(|n| n.title.clone()))).collect();
-    for (step, node) in [(Step::WorkflowStarted, None), (Step::NodeStarted, Some("LLM")), (Step::NodeTime, Some("LLM")), (Step::FirstText, None), (Step::Terminal, None)] {
+    for (step, node) in [
+        (Step::WorkflowStarted, None),
+        (Step::NodeStarted, Some("LLM")),
+        (Step::NodeTime, Some("LLM")),
+        (Step::FirstText, None),
+        (Step::Terminal, None),
+    ] {
         assert!(steps.contains(&(step, node.map(str::to_owned))), "{step:?} {node:?} in {steps:?}");
     }
     assert_eq!(steps.first(), Some(&(Step::WorkflowStarted, None)), "in the order a run meets them");
