@@ -132,7 +132,7 @@ struct Ctx {
     /// Each app's grammar, by its path.
     kinds: Vec<Kind>,
     /// Offending streams still to keep whole; while any are, each stream's
-    /// frames are kept until it ends.
+    /// reads are copied until it ends.
     examples_left: AtomicUsize,
     target: Target,
     schedule: Schedule,
@@ -157,8 +157,14 @@ struct Pending {
     trace: Trace,
     /// The node labels this worker has met (the trace's points name them).
     labels: Labels,
-    /// The stream's reads, from the send, while offending streams are kept.
-    frames: Vec<(Duration, Bytes)>,
+    /// The stream's reads while offending streams are kept: each read's
+    /// time from the send and where it ends in `raw`, which holds their
+    /// bytes. Copied, not held: a held read would keep the connection's
+    /// read buffer from being reused.
+    frames: Vec<(Duration, usize)>,
+    raw: Vec<u8>,
+    /// Reads past `MAX_RAW` bytes were not copied.
+    raw_cut: bool,
 }
 
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
@@ -344,7 +350,10 @@ fn offending(ctx: &Ctx, sample: &Sample, pending: &Pending) -> schema::integrity
     let mut parser = SseParser::new();
     let mut events = Vec::new();
     let mut truncated = false;
-    for (at, bytes) in &pending.frames {
+    let mut from = 0;
+    for &(at, end) in &pending.frames {
+        let bytes = &pending.raw[from..end];
+        from = end;
         parser.push_ref(bytes, |e| {
             if events.len() < MAX_EVENTS {
                 events.push(schema::integrity::StreamEvent {
@@ -361,7 +370,7 @@ fn offending(ctx: &Ctx, sample: &Sample, pending: &Pending) -> schema::integrity
         app: ctx.spec.apps[usize::from(sample.app)].name.clone(),
         violations: schema::integrity::Violation::of_set(sample.violations).map(|v| v.as_str().to_owned()).collect(),
         events,
-        truncated,
+        truncated: truncated || pending.raw_cut,
     }
 }
 
@@ -401,6 +410,10 @@ struct Bodies {
     /// The direct path's OpenAI requests, whole.
     openai: Vec<Bytes>,
 }
+
+/// Bytes of a stream copied while offending streams are kept: a kept
+/// stream is for reading, and a huge one would hold a worker's memory.
+const MAX_RAW: usize = 1 << 20;
 
 /// Rows (over all apps) up to which each worker builds its bodies ahead.
 const PREBUILT_ROWS: usize = 256;
@@ -471,6 +484,8 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
     recorder.trace.clear();
     recorder.stamps.clear();
     recorder.frames.clear();
+    recorder.raw.clear();
+    recorder.raw_cut = false;
     let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, (mode, ctx.kinds[app]), &mut sample)).await
     {
         Ok(outcome) => outcome,
@@ -588,7 +603,7 @@ async fn read_stream(
     let mut state = StreamState::default();
     let mut left = false;
     let grammar = ctx.checks(Mode::Streaming);
-    let Pending { gaps, lags, stamps, grammar: checker, trace, labels, frames, events: reads } = recorder;
+    let Pending { gaps, lags, stamps, grammar: checker, trace, labels, frames, raw, raw_cut, events: reads } = recorder;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ErrorClass::EarlyTermination)?;
         let Ok(data) = frame.into_data() else { continue };
@@ -596,7 +611,12 @@ async fn read_stream(
         let now_unix_ns = if ctx.spec.stamped { mock::llm::unix_nanos() } else { 0 };
         sample.n_bytes += data.len() as u64;
         if grammar && ctx.examples_left.load(Ordering::Relaxed) > 0 {
-            frames.push((now - sample.sent, data.clone()));
+            if raw.len() + data.len() <= MAX_RAW {
+                raw.extend_from_slice(&data);
+                frames.push((now - sample.sent, raw.len()));
+            } else {
+                *raw_cut = true;
+            }
         }
         let since_intended = now - sample.intended;
         let before = state.n_events;

@@ -98,12 +98,12 @@ pub fn unchecked(data: &str, kind: Kind) -> Seen {
     if data.starts_with(r#"{"event":"text_chunk""#) && data.ends_with('}') {
         return Seen::Text;
     }
-    let Ok(json) = serde_json::from_str::<Value>(data) else { return Seen::Invalid };
-    let Some(event) = json.get("event").and_then(Value::as_str) else { return Seen::Invalid };
-    match event {
+    // Borrowed: the event's name and status, the rest skipped.
+    let Ok(e) = serde_json::from_str::<EventName<'_>>(data) else { return Seen::Invalid };
+    match &*e.event {
         "text_chunk" | "message" | "agent_message" => Seen::Text,
         "workflow_finished" if kind == Kind::Chat => Seen::Other,
-        "workflow_finished" => Seen::Terminal(json.pointer("/data/status").and_then(Value::as_str) == Some("succeeded")),
+        "workflow_finished" => Seen::Terminal(e.data.and_then(|d| d.status).as_deref() == Some("succeeded")),
         "message_end" => Seen::Terminal(true),
         "error" => Seen::Terminal(false),
         _ => Seen::Other,
@@ -260,6 +260,11 @@ impl Grammar {
     /// Takes one data event (its `data:` text) that came `at` after the
     /// intended send; `trace` gets its point, `labels` its node's label.
     pub fn event(&mut self, data: &str, at: Duration, trace: &mut Trace, labels: &mut Labels) -> Seen {
+        if let Some(text) = self.plain_chunk(data) {
+            self.text.push_str(text);
+            trace.push(TracedEvent { at, kind: EventKind::TextChunk, label: None });
+            return Seen::Text;
+        }
         let Ok(e) = serde_json::from_str::<EventFields<'_>>(data) else { return Seen::Invalid };
         let kind = match &*e.event {
             "workflow_started" => EventKind::WorkflowStarted,
@@ -338,7 +343,8 @@ impl Grammar {
                 self.open_nodes_at_end();
                 match self.kind {
                     Kind::Workflow => {
-                        if ok && !self.text.is_empty() && !holds_text(data_fields.outputs.as_ref(), &self.text) {
+                        let outputs = data_fields.outputs.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+                        if ok && !self.text.is_empty() && !holds_text(outputs.as_ref(), &self.text) {
                             self.flag(Violation::TextMismatch);
                         }
                         self.terminal = true;
@@ -359,6 +365,29 @@ impl Grammar {
         }
         trace.push(TracedEvent { at, kind, label });
         seen
+    }
+
+    /// The text of a `text_chunk` in Dify's own shape, within the run, with
+    /// this run's ids and a text without escapes: the hot path's common
+    /// event, read without a parse (a parse per chunk was the check's main
+    /// cost, docs/performance.md). Anything else (another key order, an
+    /// escape, another id, a chunk outside the run) is `None`, and the
+    /// event is parsed and judged in full.
+    fn plain_chunk<'d>(&self, data: &'d str) -> Option<&'d str> {
+        if !self.started || self.terminal || !self.carried[RUN] || !self.carried[TASK] {
+            return None;
+        }
+        let rest = data.strip_prefix(r#"{"event":"text_chunk","workflow_run_id":""#)?;
+        let rest = rest.strip_prefix(self.ids[RUN].as_str())?.strip_prefix(r#"","task_id":""#)?;
+        let rest = rest.strip_prefix(self.ids[TASK].as_str())?.strip_prefix(r#"","data":{"text":""#)?;
+        // The text ends at the first quote; an escape or a control character
+        // (invalid raw in JSON) sends the event to the parser.
+        let end = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let (text, tail) = rest.split_at(end);
+        // Then the selector, an array of plain strings, and the two closing braces.
+        let selector = tail.strip_prefix(r#"","from_variable_selector":["#)?.strip_suffix("]}}")?;
+        let plain = selector.bytes().all(|b| !matches!(b, b'\\' | b'{' | b'}' | b'[' | b']') && b >= 0x20);
+        (plain && selector.bytes().filter(|&b| b == b'"').count() % 2 == 0).then_some(text)
     }
 
     /// A run that finished with a node still open: unpaired.
@@ -396,6 +425,7 @@ impl Grammar {
 }
 
 const RUN: usize = 0;
+const TASK: usize = 1;
 
 /// Whether outputs hold the streamed text: Dify 1.13 streams an End
 /// node's outputs in order, joined by a newline; earlier versions stream
@@ -446,8 +476,9 @@ struct EventData<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient_str")]
     status: Option<Cow<'a, str>>,
-    #[serde(default)]
-    outputs: Option<Value>,
+    /// Kept raw: only a `workflow_finished`'s are read.
+    #[serde(borrow, default)]
+    outputs: Option<&'a serde_json::value::RawValue>,
     #[serde(default, deserialize_with = "lenient_u64")]
     total_steps: Option<u64>,
 }
@@ -509,15 +540,15 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 }
 
 /// `data` when it is an object, `None` otherwise.
-fn lenient_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EventData<'de>>, D::Error> {
-    struct AnyData;
-    impl<'de> Visitor<'de> for AnyData {
-        type Value = Option<EventData<'de>>;
+fn lenient_data<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct AnyData<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for AnyData<T> {
+        type Value = Option<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any value")
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            EventData::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -545,7 +576,22 @@ fn lenient_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EventData<'de>
             Ok(None)
         }
     }
-    d.deserialize_any(AnyData)
+    d.deserialize_any(AnyData(std::marker::PhantomData))
+}
+
+/// An event's name and status, all `unchecked` reads of the events it parses.
+#[derive(Deserialize)]
+struct EventName<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "lenient_data")]
+    data: Option<StatusOnly<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StatusOnly<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    status: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]
@@ -634,6 +680,36 @@ mod tests {
         let failed = r#"{"event":"workflow_finished","task_id":"t1","data":{"status":"failed"}}"#.to_owned();
         let (v, last) = check(Kind::Chat, &[stream[0].clone(), failed, stream[2].clone()]);
         assert_eq!((v, last), (0, Seen::Terminal(false)));
+    }
+
+    /// The unparsed path for plain chunks reads what the parser reads, and
+    /// leaves everything else to it.
+    #[test]
+    fn plain_chunks_are_read_as_the_parser_reads_them() {
+        let (run, task) = ("r-1", "t-1");
+        let chunk = |text: &str| {
+            serde_json::json!({"event": "text_chunk", "workflow_run_id": run, "task_id": task, "data": {"text": text, "from_variable_selector": ["llm", "text"]}})
+                .to_string()
+        };
+        let mut g = Grammar::new(Kind::Workflow);
+        let (mut trace, mut labels) = (Trace::default(), Labels::default());
+        let started = format!(r#"{{"event":"workflow_started","workflow_run_id":"{run}","task_id":"{task}","data":{{"id":"{run}"}}}}"#);
+        assert!(g.plain_chunk(&chunk("early")).is_none(), "not before the run starts");
+        g.event(&started, Duration::ZERO, &mut trace, &mut labels);
+        let texts = ["plain ", "a \"quote\" ", "new\nline ", "tab\t", "ünï ", ""];
+        for text in texts {
+            let e = chunk(text);
+            assert_eq!(g.plain_chunk(&e).is_some(), !text.contains(['"', '\n', '\t']), "{e}");
+            assert_eq!(g.event(&e, Duration::ZERO, &mut trace, &mut labels), Seen::Text);
+        }
+        assert_eq!(g.text, texts.concat());
+        // Another run's chunk, or one with a key more, is parsed and judged.
+        assert!(g.plain_chunk(&chunk("x").replace("r-1", "r-2")).is_none());
+        assert!(g.plain_chunk(&chunk("x").replace("]}}", r#"]},"extra":1}"#)).is_none());
+        assert!(g.plain_chunk(&chunk("x").replace(r#"["llm","text"]"#, r#"["llm",{"a":1}]"#)).is_none());
+        assert_eq!(g.violations(), 0);
+        g.event(&chunk("x").replace("r-1", "r-2"), Duration::ZERO, &mut trace, &mut labels);
+        assert_eq!(names(g.violations()), ["foreign_event"]);
     }
 
     #[test]

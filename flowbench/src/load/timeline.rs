@@ -6,10 +6,19 @@
 //! which the one nearest the median is picked at the end.
 
 use super::integrity::{EventKind, Labels, Trace};
-use super::metrics::{encode_histogram, new_histogram, summary_of};
+use super::metrics::{encode_histogram, summary_of};
 use hdrhistogram::Histogram;
 use schema::integrity::{NodeLabel, Step, StreamTrace, Timeline, TimelineStep, TracePoint};
 use std::time::Duration;
+
+/// The timeline's histograms hold two significant digits (1% apart): a
+/// run records a dozen rows per stream into them, each recorder its own,
+/// and at three digits their size made each record a cache miss that cost
+/// the driver a measurable share of its time per event
+/// (docs/performance.md, "Stream integrity's cost").
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
 
 /// Streams each recorder keeps for the median's pick.
 const RESERVOIR: usize = 32;
