@@ -452,29 +452,29 @@ fn holds_text(outputs: Option<&Value>, text: &str) -> bool {
 struct EventFields<'a> {
     #[serde(borrow)]
     event: Cow<'a, str>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     workflow_run_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     task_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     message_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     conversation_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_data")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     data: Option<EventData<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 struct EventData<'a> {
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     title: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     node_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     status: Option<Cow<'a, str>>,
     /// Kept raw: only a `workflow_finished`'s are read.
     #[serde(borrow, default)]
@@ -483,23 +483,61 @@ struct EventData<'a> {
     total_steps: Option<u64>,
 }
 
-/// A string field, or `None` for any other value: an event whose field
-/// is not what Dify sends is judged on what it has, not refused.
-fn lenient_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct AnyStr;
-    impl<'de> Visitor<'de> for AnyStr {
-        type Value = Option<Cow<'de, str>>;
+/// What a field is read as when it has the type Dify sends (a string, an
+/// object); any other value is `None`: an event whose field is not what
+/// Dify sends is judged on what it has, not refused.
+trait Lenient<'de>: Sized {
+    fn of_str(_: Cow<'de, str>) -> Option<Self> {
+        None
+    }
+    fn of_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de> Lenient<'de> for Cow<'de, str> {
+    fn of_str(s: Cow<'de, str>) -> Option<Self> {
+        Some(s)
+    }
+}
+
+/// An object read as `T` itself.
+macro_rules! lenient_object {
+    ($t:ident) => {
+        impl<'de> Lenient<'de> for $t<'de> {
+            fn of_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+                $t::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+    };
+}
+lenient_object!(EventData);
+lenient_object!(StatusOnly);
+
+/// A field read as `T` if it has `T`'s type, `None` otherwise.
+fn lenient<'de, D: Deserializer<'de>, T: Lenient<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct AnyValue<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Lenient<'de>> Visitor<'de> for AnyValue<T> {
+        type Value = Option<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any value")
         }
         fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(v)))
+            Ok(T::of_str(Cow::Borrowed(v)))
         }
         fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v.to_owned())))
+            Ok(T::of_str(Cow::Owned(v.to_owned())))
         }
         fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v)))
+            Ok(T::of_str(Cow::Owned(v)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::of_map(map)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -519,16 +557,8 @@ fn lenient_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>,
         fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
             Ok(None)
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
     }
-    d.deserialize_any(AnyStr)
+    d.deserialize_any(AnyValue(std::marker::PhantomData))
 }
 
 /// An integer field, or `None` for any other value.
@@ -539,58 +569,18 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
     })
 }
 
-/// `data` when it is an object, `None` otherwise.
-fn lenient_data<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    struct AnyData<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for AnyData<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("any value")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-    }
-    d.deserialize_any(AnyData(std::marker::PhantomData))
-}
-
 /// An event's name and status, all `unchecked` reads of the events it parses.
 #[derive(Deserialize)]
 struct EventName<'a> {
     #[serde(borrow)]
     event: Cow<'a, str>,
-    #[serde(borrow, default, deserialize_with = "lenient_data")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     data: Option<StatusOnly<'a>>,
 }
 
 #[derive(Deserialize)]
 struct StatusOnly<'a> {
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     status: Option<Cow<'a, str>>,
 }
 
