@@ -40,6 +40,10 @@ pub struct Report {
     /// Each `--threshold` on each scenario it applies to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdResult>,
+    /// `--max-error-rate` as the run (or merge) judged it: a scenario whose
+    /// error rate is above it failed the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
     /// The part of a load this run was (`--shard I/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,

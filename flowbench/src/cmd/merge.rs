@@ -14,13 +14,14 @@ pub fn execute(args: &MergeArgs) -> anyhow::Result<i32> {
             return Ok(exit::USAGE);
         }
     };
-    let merged = match crate::report::merge::merge(&reports) {
+    let mut merged = match crate::report::merge::merge(&reports) {
         Ok(merged) => merged,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(exit::USAGE);
         }
     };
+    merged.max_error_rate = Some(args.errors.max_error_rate);
     print!("{}", merged.to_text());
     super::run::write_outputs(&merged, &args.files)?;
     let code = super::run::exit_code(&merged, args.errors.max_error_rate);

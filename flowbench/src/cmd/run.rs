@@ -95,6 +95,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         machine: Machine::here(),
         scenarios: Vec::new(),
         thresholds: Vec::new(),
+        max_error_rate: None,
         shard: plan.shard,
         shards: Vec::new(),
     };
@@ -149,6 +150,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         }
         report.thresholds.extend(judged);
     }
+    report.max_error_rate = Some(plan.max_error_rate);
     print!("{}", report.to_text());
     write_outputs(&report, &plan.files)?;
     let code = exit_code(&report, plan.max_error_rate);

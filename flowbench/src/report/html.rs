@@ -170,8 +170,9 @@ pub fn seed_tables(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
 
 /// Why scenario `s` of `report` fails (none: it passes), and what else a
 /// reader should know of it: interrupted, the driver the bottleneck, no
-/// success, any error (streams left on purpose are not errors), any
-/// stream that broke the grammar, a threshold crossed.
+/// success, errors over the run's `--max-error-rate` (streams left on
+/// purpose are not errors, streams that broke the grammar are; any error
+/// when the report records no budget), a threshold crossed.
 fn verdict(report: &Report, s: &ScenarioReport) -> (Vec<String>, Vec<String>) {
     let (mut fails, mut notes) = (Vec::new(), Vec::new());
     if report.interrupted || s.interrupted {
@@ -187,21 +188,40 @@ fn verdict(report: &Report, s: &ScenarioReport) -> (Vec<String>, Vec<String>) {
     if c.ok + c.aborted() == 0 {
         fails.push("no request succeeded in the measured phase".to_owned());
     }
+    // Failures fail the scenario as they failed the run: over the error
+    // budget it ran with; a report that does not say its budget is judged
+    // with none.
     let failed = c.errors.saturating_sub(c.aborted());
+    let measured = c.ok + c.errors;
+    let rate = if measured > 0 { failed as f64 / measured as f64 } else { 0.0 };
+    let over = report.max_error_rate.is_none_or(|budget| rate > budget);
+    let budget = report
+        .max_error_rate
+        .map_or_else(|| "no error budget recorded".to_owned(), |b| format!("--max-error-rate {}%", schema::text::num(b * 100.0)));
     if failed > 0 {
         let classes: Vec<String> = c.errors_by_class.iter().filter(|(k, _)| *k != "aborted").map(|(k, v)| format!("{k} {v}")).collect();
-        fails.push(format!("{failed} error{} ({})", if failed == 1 { "" } else { "s" }, classes.join(", ")));
+        let what = format!(
+            "{failed} error{} ({}): {}% of measured requests, {} {budget}",
+            if failed == 1 { "" } else { "s" },
+            classes.join(", "),
+            schema::text::num(rate * 100.0),
+            if over { "over" } else { "within" }
+        );
+        if over { fails.push(what) } else { notes.push(what) }
     }
     if c.aborted() > 0 {
         notes.push(format!("{} streams left on purpose (aborted): not failures", c.aborted()));
     }
     match &s.integrity {
-        Some(i) if i.violating > 0 => fails.push(format!(
-            "integrity: {} of {} streams broke the grammar: {}",
-            i.violating,
-            i.checked,
-            i.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
-        )),
+        Some(i) if i.violating > 0 => {
+            let what = format!(
+                "integrity: {} of {} streams broke the grammar: {}",
+                i.violating,
+                i.checked,
+                i.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            );
+            if over { fails.push(what) } else { notes.push(what) }
+        }
         Some(i) => notes.push(format!("integrity: {} streams checked, none broke the grammar", i.checked)),
         None => {}
     }
@@ -930,17 +950,29 @@ mod tests {
             assert!(page.contains(&format!("<section class=\"scenario\" id=\"{id}\">")), "{name}: {id}");
         }
         let empty = card_of(&page, "empty");
-        assert!(empty.contains("FAIL") && empty.contains("<li>3 errors (http_5xx 3)</li>"), "{empty}");
+        assert!(empty.contains("FAIL") && empty.contains("<li>3 errors (http_5xx 3): 10.0% of measured requests, over no error budget recorded</li>"), "{empty}");
         assert!(empty.contains("requests/s") && empty.contains("avg duration (ms)") && !empty.contains("events/s"), "{empty}");
         assert!(empty.contains("integrity: not checked"), "{empty}");
         assert!(!empty.contains("target CPU"), "the sample's target CPU is measured: {empty}");
         let llm = card_of(&page, "llm");
-        assert!(llm.contains("FAIL") && llm.contains("<li>5 errors (http_5xx 3, integrity 2)</li>"), "{llm}");
+        assert!(llm.contains("FAIL") && llm.contains("<li>5 errors (http_5xx 3, integrity 2): 16.67% of measured requests"), "{llm}");
         assert!(llm.contains("integrity: 2 of 27 streams broke the grammar: missing_start 2, text_mismatch 1"), "{llm}");
         for figure in ["events/s", "TTFE p50 / p99 (ms)", "duration p50 / p99 (ms)", "max concurrent"] {
             assert!(llm.contains(figure), "{figure}: {llm}");
         }
         assert!(llm.contains("<td>6.00 / 9.01</td>"), "TTFE p50 / p99: {llm}");
+        // Judged by the budget the run had, as its exit code was: within
+        // 20%, both pass and say what failed; within 12%, llm fails.
+        let mut budgeted = sample_report();
+        budgeted.max_error_rate = Some(0.2);
+        let page = render(&[("run.json".to_owned(), budgeted.clone())]).unwrap();
+        let llm = card_of(&page, "llm");
+        assert!(llm.contains("PASS") && llm.contains("within --max-error-rate 20.0%") && llm.contains("integrity: 2 of 27"), "{llm}");
+        budgeted.max_error_rate = Some(0.12);
+        let page = render(&[("run.json".to_owned(), budgeted)]).unwrap();
+        assert!(card_of(&page, "empty").contains("PASS"));
+        let llm = card_of(&page, "llm");
+        assert!(llm.contains("FAIL") && llm.contains("over --max-error-rate 12.0%"), "{llm}");
     }
 
     #[test]

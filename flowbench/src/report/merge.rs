@@ -61,6 +61,7 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<Report> {
         machine: first.machine.clone(),
         scenarios,
         thresholds: Vec::new(),
+        max_error_rate: None,
         shard: None,
         shards: reports
             .iter()

@@ -191,6 +191,7 @@ pub fn sample_report() -> Report {
         machine: Machine { cpu_model: "Test CPU".to_owned(), cores: 2, kernel: "6.0.0".to_owned(), memory_gib: 4.0 },
         scenarios: vec![sample_scenario("empty"), sample_scenario("llm")],
         thresholds: Vec::new(),
+        max_error_rate: None,
         shard: None,
         shards: Vec::new(),
     }
