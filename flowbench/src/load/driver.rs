@@ -16,6 +16,7 @@ use super::integrity::{self, Grammar, Kind, Labels, Seen, Trace};
 use super::metrics::{ErrorClass, Sample};
 use super::recorder::{MAX_EXAMPLES, Recorder};
 use super::schedule::{LoadModel, Schedule};
+use super::timeline::TimelineTally;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::BodyExt;
@@ -140,7 +141,15 @@ struct Ctx {
     live: Arc<Live>,
     cancel: CancellationToken,
     shards: Vec<std::sync::Mutex<Recorder>>,
+    /// The timeline's tallies, fewer than the recorders: a stream records
+    /// a dozen rows into one, and few tallies stay in cache where one per
+    /// recorder made each record a miss (docs/performance.md, section 5).
+    timelines: Vec<std::sync::Mutex<TimelineTally>>,
+    measure_start: Instant,
 }
+
+/// The timeline's tallies a run shares among its workers.
+const TIMELINE_SHARDS: usize = 4;
 
 /// What one request saw event by event, buffered by its worker and handed
 /// to a shared recorder once, with the request's sample: the per-event path
@@ -201,6 +210,8 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
         live,
         cancel,
         shards,
+        timelines: (0..TIMELINE_SHARDS.min(n_shards)).map(|_| std::sync::Mutex::new(TimelineTally::default())).collect(),
+        measure_start,
     });
     let closer = {
         let ctx = ctx.clone();
@@ -221,6 +232,9 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let mut recorder = Recorder::with_apps(measure_start, n_apps).warming_from(start);
     for shard in &ctx.shards {
         recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+    for timeline in &ctx.timelines {
+        recorder.timeline.merge(&timeline.lock().unwrap_or_else(|e| e.into_inner()));
     }
     let interrupted = ctx.cancel.is_cancelled();
     closer.abort();
@@ -290,13 +304,16 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         }
         let example =
             (sample.violations != 0 && !pending.frames.is_empty() && ctx.take_example()).then(|| offending(&ctx, &sample, &pending));
+        // The timeline is of the measured successes, as every latency.
+        if let Some(terminal) =
+            sample.terminal.filter(|_| sample.outcome.is_ok() && ctx.spec.integrity && sample.intended >= ctx.measure_start)
+        {
+            let mut timeline = ctx.timelines[id as usize % ctx.timelines.len()].lock().unwrap_or_else(|e| e.into_inner());
+            timeline.record(&pending.trace, &pending.labels, terminal - sample.intended, &pending.stamps, &pending.lags);
+        }
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(example) = example {
             recorder.examples.push(example);
-        }
-        // The timeline is of the measured successes, as every latency.
-        if let Some(terminal) = sample.terminal.filter(|_| sample.outcome.is_ok() && ctx.spec.integrity && recorder.measures(&sample)) {
-            recorder.timeline.record(&pending.trace, &pending.labels, terminal - sample.intended, &pending.stamps, &pending.lags);
         }
         // A failed stream's gaps and lags are no success's figures; its
         // events still arrived, and count by receipt. A stream left on

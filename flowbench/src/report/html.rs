@@ -950,7 +950,11 @@ mod tests {
             assert!(page.contains(&format!("<section class=\"scenario\" id=\"{id}\">")), "{name}: {id}");
         }
         let empty = card_of(&page, "empty");
-        assert!(empty.contains("FAIL") && empty.contains("<li>3 errors (http_5xx 3): 10.0% of measured requests, over no error budget recorded</li>"), "{empty}");
+        assert!(
+            empty.contains("FAIL")
+                && empty.contains("<li>3 errors (http_5xx 3): 10.0% of measured requests, over no error budget recorded</li>"),
+            "{empty}"
+        );
         assert!(empty.contains("requests/s") && empty.contains("avg duration (ms)") && !empty.contains("events/s"), "{empty}");
         assert!(empty.contains("integrity: not checked"), "{empty}");
         assert!(!empty.contains("target CPU"), "the sample's target CPU is measured: {empty}");
