@@ -93,25 +93,12 @@ fn run_labels(reports: &[(String, Report)]) -> Vec<String> {
     distinct(labels, &|i, l| format!("{l} #{}", i + 1))
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM` (UTC).
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM` (UTC), from
+/// humantime's RFC 3339 form.
 fn utc_minute(unix: u64) -> String {
-    let (days, secs) = (unix / 86_400, unix % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
-
-/// Days since 1970-01-01 as a proleptic Gregorian (year, month, day):
-/// Howard Hinnant's `civil_from_days`, eras of 400 years.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    let rfc = humantime::format_rfc3339_seconds(at).to_string();
+    rfc.get(..16).map_or(rfc.clone(), |minute| minute.replacen('T', " ", 1))
 }
 
 /// A figure's value in a cell: a whole count without decimals, others to
