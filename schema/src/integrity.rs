@@ -89,6 +89,9 @@ impl Violation {
     }
 }
 
+/// What a report says of a streaming scenario without `integrity`.
+pub const NOT_CHECKED: &str = "not checked (--no-integrity, or no stream reached its end)";
+
 /// What the grammar check found in a scenario's measured streams.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Integrity {

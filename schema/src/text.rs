@@ -89,7 +89,7 @@ impl Report {
                     );
                 }
                 None if s.streams() => {
-                    let _ = writeln!(out, "Integrity: not checked (--no-integrity, or no stream reached its end)");
+                    let _ = writeln!(out, "Integrity: {}", crate::integrity::NOT_CHECKED);
                 }
                 None => {}
             }

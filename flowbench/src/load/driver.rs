@@ -176,6 +176,20 @@ struct Pending {
     raw_cut: bool,
 }
 
+impl Pending {
+    /// Ready for a new stream of `kind`: what the last one left is cleared,
+    /// its buffers kept. (Gaps, reads and lags are drained into the
+    /// recorder after each request.)
+    fn start(&mut self, kind: Kind) {
+        self.grammar.reset(kind);
+        self.trace.clear();
+        self.stamps.clear();
+        self.frames.clear();
+        self.raw.clear();
+        self.raw_cut = false;
+    }
+}
+
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
 pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: CancellationToken) -> RunResult {
     // Plans are checked for both; a spec built by hand must hold them too.
@@ -497,12 +511,7 @@ async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intende
     sample.open_model = ctx.spec.load.is_open();
     let deadline = sent + ctx.spec.timeout;
     let mode = ctx.spec.apps[app].mode;
-    recorder.grammar.reset(ctx.kinds[app]);
-    recorder.trace.clear();
-    recorder.stamps.clear();
-    recorder.frames.clear();
-    recorder.raw.clear();
-    recorder.raw_cut = false;
+    recorder.start(ctx.kinds[app]);
     let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn, recorder, request, (mode, ctx.kinds[app]), &mut sample)).await
     {
         Ok(outcome) => outcome,

@@ -202,8 +202,6 @@ pub struct Grammar {
     /// A chat's run failed before its `message_end`.
     chat_failed: bool,
     nodes: Vec<OpenNode>,
-    /// Node executions finished (Dify's `total_steps`).
-    n_finished: u64,
     text: String,
     violations: u16,
 }
@@ -225,7 +223,6 @@ impl Grammar {
             terminal: false,
             chat_failed: false,
             nodes: Vec::new(),
-            n_finished: 0,
             text: String::new(),
             violations: 0,
         }
@@ -243,7 +240,6 @@ impl Grammar {
         self.terminal = false;
         self.chat_failed = false;
         self.nodes.clear();
-        self.n_finished = 0;
         self.text.clear();
         self.violations = 0;
     }
@@ -320,7 +316,6 @@ impl Grammar {
                         Some(i) if self.nodes[i].finished => self.flag(Violation::NodeAfterFinish),
                         Some(i) => {
                             self.nodes[i].finished = true;
-                            self.n_finished += 1;
                             trace.node_times.push((self.nodes[i].label, at.saturating_sub(self.nodes[i].started)));
                         }
                     }
@@ -336,7 +331,8 @@ impl Grammar {
             EventKind::WorkflowFinished => {
                 let ok = data_fields.status.as_deref() == Some("succeeded");
                 if data_fields.id.as_deref().is_some_and(|id| self.carried[RUN] && self.ids[RUN] != id)
-                    || data_fields.total_steps.is_some_and(|n| n != self.n_finished)
+                    // Dify's `total_steps`: the node executions finished.
+                    || data_fields.total_steps.is_some_and(|steps| steps != self.nodes.iter().filter(|n| n.finished).count() as u64)
                 {
                     self.flag(Violation::TerminalMismatch);
                 }

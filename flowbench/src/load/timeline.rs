@@ -169,6 +169,26 @@ impl TimelineTally {
         self.offered += other.offered;
     }
 
+    /// A report's timeline as a tally, to merge with others (`flowbench
+    /// merge`): its rows' histograms, its slowest stream, and its median
+    /// stream as the one stream of its reservoir.
+    pub fn of_report(timeline: &Timeline) -> anyhow::Result<Self> {
+        let mut rows = Vec::with_capacity(timeline.steps.len());
+        for step in &timeline.steps {
+            let histogram = super::metrics::decode_histogram(&step.histogram)
+                .map_err(|e| e.context(format!("timeline step {}", step.step.as_str())))?;
+            rows.push(StepRow { step: step.step, node: step.node.clone(), histogram });
+        }
+        Ok(Self {
+            rows,
+            nodes_left_out: timeline.nodes_left_out,
+            slowest: timeline.slowest.clone(),
+            reservoir: timeline.median.iter().cloned().collect(),
+            offered: 0,
+            rng: 0,
+        })
+    }
+
     /// The report's timeline, the kept stream nearest `median_ms` as the
     /// median's; `None` when no stream was recorded.
     pub fn finish(&self, median_ms: f64) -> Option<Timeline> {
@@ -185,7 +205,7 @@ impl TimelineTally {
 }
 
 /// The stream of `traces` whose duration is nearest `median_ms`.
-pub fn nearest(traces: &[StreamTrace], median_ms: f64) -> Option<StreamTrace> {
+fn nearest(traces: &[StreamTrace], median_ms: f64) -> Option<StreamTrace> {
     traces.iter().min_by(|a, b| (a.duration_ms - median_ms).abs().total_cmp(&(b.duration_ms - median_ms).abs())).cloned()
 }
 
@@ -193,7 +213,7 @@ pub fn nearest(traces: &[StreamTrace], median_ms: f64) -> Option<StreamTrace> {
 /// which is a stream's event order): workflow_started, each node's start
 /// and finish with its own time after its finish, the first text; then the
 /// terminal event and the per-chunk rows.
-pub fn ordered(rows: Vec<(Step, Option<NodeLabel>, &Histogram<u64>)>) -> Vec<TimelineStep> {
+fn ordered(rows: Vec<(Step, Option<NodeLabel>, &Histogram<u64>)>) -> Vec<TimelineStep> {
     let finished_at = |node: &Option<NodeLabel>| rows.iter().position(|(s, n, _)| *s == Step::NodeFinished && n == node);
     let key = |i: usize, step: Step, node: &Option<NodeLabel>| match step {
         Step::NodeTime => (0, finished_at(node).unwrap_or(i), 1),

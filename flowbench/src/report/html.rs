@@ -237,7 +237,7 @@ fn not_measured(report: &Report, s: &ScenarioReport) -> Vec<String> {
     }
     if s.streams() {
         if s.integrity.is_none() {
-            out.push("integrity: not checked (--no-integrity, or no stream reached its end)".to_owned());
+            out.push(format!("integrity: {}", schema::integrity::NOT_CHECKED));
         }
         if s.latency(Metric::Ttfe).n == 0 {
             out.push("TTFE: no event received".to_owned());

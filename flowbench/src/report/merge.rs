@@ -16,13 +16,13 @@
 //!   (INVALID if any shard was). The target's CPU is not attributed: the
 //!   shards saw the same target from different machines.
 
-use super::integrity::{NodeLabel, Step, StreamTrace};
 use super::thresholds::{Threshold, ThresholdResult};
 use super::{AppReport, Connections, Counts, Integrity, LoadParams, PerSecond, Report, ScenarioReport, Shard, ShardSummary, Timeline};
 use crate::load::health::{HealthReport, HealthVerdict};
 use crate::load::metrics::{Metric, decode_histogram, encode_histogram, new_histogram, summary_of};
 use crate::load::recorder::MAX_EXAMPLES;
 use crate::load::schedule::{LoadModel, Stage};
+use crate::load::timeline::TimelineTally;
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -244,27 +244,15 @@ fn merge_integrity(parts: &[&ScenarioReport]) -> Option<Integrity> {
 /// slowest streams, and of their median streams the one nearest the
 /// merged median.
 fn merge_timelines(parts: &[&ScenarioReport], median_ms: f64) -> anyhow::Result<Option<Timeline>> {
-    let timelines: Vec<&Timeline> = parts.iter().filter_map(|p| p.timeline.as_ref()).collect();
-    if timelines.is_empty() {
-        return Ok(None);
-    }
-    let mut rows: Vec<(Step, Option<NodeLabel>, Histogram<u64>)> = Vec::new();
-    for t in &timelines {
-        for step in &t.steps {
-            let h = decode_histogram(&step.histogram).with_context(|| format!("timeline step {}", step.step.as_str()))?;
-            match rows.iter_mut().find(|(s, n, _)| *s == step.step && *n == step.node) {
-                Some((_, _, mine)) => mine.add(&h)?,
-                None => rows.push((step.step, step.node.clone(), h)),
-            }
+    let mut merged: Option<TimelineTally> = None;
+    for timeline in parts.iter().filter_map(|p| p.timeline.as_ref()) {
+        let tally = TimelineTally::of_report(timeline)?;
+        match merged.as_mut() {
+            Some(m) => m.merge(&tally),
+            None => merged = Some(tally),
         }
     }
-    let medians: Vec<StreamTrace> = timelines.iter().filter_map(|t| t.median.clone()).collect();
-    Ok(Some(Timeline {
-        steps: crate::load::timeline::ordered(rows.iter().map(|(s, n, h)| (*s, n.clone(), h)).collect()),
-        median: crate::load::timeline::nearest(&medians, median_ms),
-        slowest: timelines.iter().filter_map(|t| t.slowest.as_ref()).max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms)).cloned(),
-        nodes_left_out: timelines.iter().map(|t| t.nodes_left_out).sum(),
-    }))
+    Ok(merged.and_then(|m| m.finish(median_ms)))
 }
 
 fn add_shifted<T: Copy + Default + std::ops::AddAssign>(into: &mut Vec<T>, from: &[T], offset: usize) {
@@ -393,6 +381,7 @@ fn merge_apps(parts: &[&ScenarioReport]) -> anyhow::Result<Vec<AppReport>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::integrity::{NodeLabel, Step};
     use crate::report::sample::{sample_report, sample_shards};
 
     /// Three shards' reports, each from a third of the samples, merged:

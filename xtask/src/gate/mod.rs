@@ -112,7 +112,8 @@ pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     let base_bin = build::build(root, args.base.as_deref())?;
     let base = Side::plain("base", base_bin);
     let head = Side::plain("head", head_bin.clone());
-    let rounds = match rounds::measure(root, args, &base, &head, &head_bin, args.rounds, &Phase::ALL)? {
+    let rounds = match rounds::measure(rounds::Rig { root, args, a: &base, b: &head, driver: &head_bin, phases: &Phase::ALL }, args.rounds)?
+    {
         Ok(rounds) => rounds,
         Err(why) => {
             eprintln!("gate: could not measure: {why}");

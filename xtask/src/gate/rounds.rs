@@ -180,24 +180,28 @@ fn read_phase(path: &Path) -> anyhow::Result<AbReport> {
     Ok(report)
 }
 
+/// What every round of a gate (or of a self-test condition) measures the
+/// same way: the two sides, the driver and the phases.
+#[derive(Clone, Copy)]
+pub(super) struct Rig<'a> {
+    pub(super) root: &'a Path,
+    pub(super) args: &'a GateArgs,
+    pub(super) a: &'a Side,
+    pub(super) b: &'a Side,
+    pub(super) driver: &'a Path,
+    pub(super) phases: &'a [Phase],
+}
+
 /// Measures `n` rounds, each rerun once when disturbed; `Err(why)` when
 /// more than a quarter of them stayed disturbed.
-pub(super) fn measure(
-    root: &Path,
-    args: &GateArgs,
-    a: &Side,
-    b: &Side,
-    driver: &Path,
-    n: usize,
-    phases: &[Phase],
-) -> anyhow::Result<Result<Vec<Round>, String>> {
+pub(super) fn measure(rig: Rig<'_>, n: usize) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = Vec::new();
     let steps = pages::progress::Steps::new("gate", n as u64);
     for index in 0..n {
         for attempt in 0..2 {
-            steps.doing(&format!("round {}, attempt {}: fresh stacks, {} phases", index + 1, attempt + 1, phases.len()));
-            let measured = round(root, args, a, b, driver, index, phases)?;
+            steps.doing(&format!("round {}, attempt {}: fresh stacks, {} phases", index + 1, attempt + 1, rig.phases.len()));
+            let measured = round(rig, index)?;
             match &measured.disturbed {
                 None => {
                     rounds.push(measured);
@@ -224,15 +228,7 @@ pub(super) fn measure(
 /// attempts; `Err(why)` when fewer were. Its conditions are measured on
 /// one build, so leaving out a round the host disturbed (both sides alike)
 /// leans neither way, and the rates are drawn from rounds a gate would keep.
-pub(super) fn measure_undisturbed(
-    root: &Path,
-    args: &GateArgs,
-    a: &Side,
-    b: &Side,
-    driver: &Path,
-    n: usize,
-    phases: &[Phase],
-) -> anyhow::Result<Result<Vec<Round>, String>> {
+pub(super) fn measure_undisturbed(rig: Rig<'_>, n: usize) -> anyhow::Result<Result<Vec<Round>, String>> {
     let mut rounds = Vec::new();
     let mut disturbed = 0;
     let steps = pages::progress::Steps::new("gate", n as u64);
@@ -240,8 +236,8 @@ pub(super) fn measure_undisturbed(
         if rounds.len() == n {
             break;
         }
-        steps.doing(&format!("attempt {}: fresh stacks, {} phases ({} undisturbed so far)", index + 1, phases.len(), rounds.len()));
-        let measured = round(root, args, a, b, driver, index, phases)?;
+        steps.doing(&format!("attempt {}: fresh stacks, {} phases ({} undisturbed so far)", index + 1, rig.phases.len(), rounds.len()));
+        let measured = round(rig, index)?;
         match &measured.disturbed {
             None => {
                 rounds.push(measured);
@@ -327,7 +323,8 @@ fn start_both(root: &Path, first: &Side, second: &Side) -> anyhow::Result<(Round
 /// One round: fresh `a` and `b` stacks (started in alternating order),
 /// `phases` driven at once on both by `driver`'s `flowbench ab` (on CPU 0),
 /// then stopped.
-fn round(root: &Path, args: &GateArgs, a: &Side, b: &Side, driver: &Path, index: usize, phases: &[Phase]) -> anyhow::Result<Round> {
+fn round(rig: Rig<'_>, index: usize) -> anyhow::Result<Round> {
+    let Rig { root, args, a, b, driver, phases } = rig;
     let (a_stack, b_stack) = if matches!(index % 4, 0 | 3) {
         start_both(root, a, b)?
     } else {

@@ -92,17 +92,19 @@ pub(super) fn run(root: &Path, args: &GateArgs, bin: &Path, started: Instant) ->
         let slowed = calibration.slowed(&plain, condition);
         let n = if condition.slowdown == 0.0 { args.self_test_rounds.max(MIN_AA_ROUNDS) } else { args.self_test_injected_rounds };
         eprintln!("gate self-test: {}: {n} rounds", condition.name);
-        let rounds = match rounds::measure_undisturbed(root, args, &plain, &slowed, bin, n, condition.phases)? {
-            Ok(r) => r,
-            Err(why) => {
-                eprintln!("gate self-test: could not measure {}: {why}", condition.name);
-                // What was measured still counts: print it before giving up.
-                if !table.is_empty() {
-                    print!("{}", self_test_table(args, &table, &calibration, started.elapsed()));
+        let rounds =
+            match rounds::measure_undisturbed(rounds::Rig { root, args, a: &plain, b: &slowed, driver: bin, phases: condition.phases }, n)?
+            {
+                Ok(r) => r,
+                Err(why) => {
+                    eprintln!("gate self-test: could not measure {}: {why}", condition.name);
+                    // What was measured still counts: print it before giving up.
+                    if !table.is_empty() {
+                        print!("{}", self_test_table(args, &table, &calibration, started.elapsed()));
+                    }
+                    return Ok(2);
                 }
-                return Ok(2);
-            }
-        };
+            };
         if condition.slowdown == 0.0 {
             calibration = Calibration::of(&rounds);
             eprintln!(
