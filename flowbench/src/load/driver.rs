@@ -141,15 +141,25 @@ struct Ctx {
     live: Arc<Live>,
     cancel: CancellationToken,
     shards: Vec<std::sync::Mutex<Recorder>>,
-    /// The timeline's tallies, fewer than the recorders: a stream records
-    /// a dozen rows into one, and few tallies stay in cache where one per
-    /// recorder made each record a miss (docs/performance.md, section 5).
+    /// The timeline's tallies, fewer than the recorders and picked by the
+    /// thread a stream ended on, not by its worker: a stream records a
+    /// dozen rows into one, and a tally a thread keeps to itself stays in
+    /// its core's cache, where one per recorder made each record a miss and
+    /// one per worker moved between cores (docs/performance.md, section 5).
     timelines: Vec<std::sync::Mutex<TimelineTally>>,
     measure_start: Instant,
 }
 
 /// The timeline's tallies a run shares among its workers.
 const TIMELINE_SHARDS: usize = 4;
+
+/// A number of the thread this runs on, each thread its own in the order
+/// they first asked.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed));
+    SLOT.with(|slot| *slot)
+}
 
 /// What one request saw event by event, buffered by its worker and handed
 /// to a shared recorder once, with the request's sample: the per-event path
@@ -322,7 +332,7 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
         if let Some(terminal) =
             sample.terminal.filter(|_| sample.outcome.is_ok() && ctx.spec.integrity && sample.intended >= ctx.measure_start)
         {
-            let mut timeline = ctx.timelines[id as usize % ctx.timelines.len()].lock().unwrap_or_else(|e| e.into_inner());
+            let mut timeline = ctx.timelines[thread_slot() % ctx.timelines.len()].lock().unwrap_or_else(|e| e.into_inner());
             timeline.record(&pending.trace, &pending.labels, terminal - sample.intended, &pending.stamps, &pending.lags);
         }
         let mut recorder = shard.lock().unwrap_or_else(|e| e.into_inner());

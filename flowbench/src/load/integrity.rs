@@ -21,6 +21,7 @@ use schema::integrity::Violation;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -201,10 +202,24 @@ pub struct Grammar {
     terminal: bool,
     /// A chat's run failed before its `message_end`.
     chat_failed: bool,
+    /// The stream's node executions: the first `n_nodes`; those past them
+    /// are a stream before's, kept for their strings.
     nodes: Vec<OpenNode>,
+    n_nodes: usize,
     text: String,
     violations: u16,
+    /// Once the run's ids are known, how a `text_chunk`, a `node_started`
+    /// and a `node_finished` of this run begin in Dify's shape, up to
+    /// their first data field's value (empty until then).
+    prefixes: [String; 3],
+    /// The last text chunk's tail after its text, read as plain: the next
+    /// one of the same node ends the same way.
+    chunk_tail: String,
 }
+
+const CHUNK: usize = 0;
+const NODE_STARTED: usize = 1;
+const NODE_FINISHED: usize = 2;
 
 impl Default for Grammar {
     fn default() -> Self {
@@ -223,8 +238,11 @@ impl Grammar {
             terminal: false,
             chat_failed: false,
             nodes: Vec::new(),
+            n_nodes: 0,
             text: String::new(),
             violations: 0,
+            prefixes: Default::default(),
+            chunk_tail: String::new(),
         }
     }
 
@@ -239,9 +257,13 @@ impl Grammar {
         self.any = false;
         self.terminal = false;
         self.chat_failed = false;
-        self.nodes.clear();
+        self.n_nodes = 0;
         self.text.clear();
         self.violations = 0;
+        for prefix in &mut self.prefixes {
+            prefix.clear();
+        }
+        self.chunk_tail.clear();
     }
 
     /// The rules broken so far, as `Violation` bits.
@@ -261,7 +283,13 @@ impl Grammar {
             trace.push(TracedEvent { at, kind: EventKind::TextChunk, label: None });
             return Seen::Text;
         }
-        let Ok(e) = serde_json::from_str::<EventFields<'_>>(data) else { return Seen::Invalid };
+        let e = match self.plain_node(data) {
+            Some(e) => e,
+            None => match serde_json::from_str::<EventFields<'_>>(data) {
+                Ok(e) => e,
+                Err(_) => return Seen::Invalid,
+            },
+        };
         let kind = match &*e.event {
             "workflow_started" => EventKind::WorkflowStarted,
             "node_started" => EventKind::NodeStarted,
@@ -302,13 +330,13 @@ impl Grammar {
             EventKind::NodeStarted | EventKind::NodeFinished => {
                 label = labels.intern(data_fields.title.as_deref().unwrap_or(""), data_fields.node_type.as_deref().unwrap_or(""));
                 let id = data_fields.id.as_deref().unwrap_or("");
-                let open = self.nodes.iter().position(|n| n.id == id);
+                let open = self.nodes[..self.n_nodes].iter().position(|n| n.id == id);
                 if kind == EventKind::NodeStarted {
                     match open {
                         Some(i) if self.nodes[i].finished => self.flag(Violation::NodeAfterFinish),
                         // Started twice, finished at most once.
                         Some(_) => self.flag(Violation::UnpairedNode),
-                        None => self.nodes.push(OpenNode { id: id.to_owned(), label, started: at, finished: false }),
+                        None => self.open_node(id, label, at),
                     }
                 } else {
                     match open {
@@ -332,15 +360,14 @@ impl Grammar {
                 let ok = data_fields.status.as_deref() == Some("succeeded");
                 if data_fields.id.as_deref().is_some_and(|id| self.carried[RUN] && self.ids[RUN] != id)
                     // Dify's `total_steps`: the node executions finished.
-                    || data_fields.total_steps.is_some_and(|steps| steps != self.nodes.iter().filter(|n| n.finished).count() as u64)
+                    || data_fields.total_steps.is_some_and(|steps| steps != self.nodes[..self.n_nodes].iter().filter(|n| n.finished).count() as u64)
                 {
                     self.flag(Violation::TerminalMismatch);
                 }
                 self.open_nodes_at_end();
                 match self.kind {
                     Kind::Workflow => {
-                        let outputs = data_fields.outputs.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
-                        if ok && !self.text.is_empty() && !holds_text(outputs.as_ref(), &self.text) {
+                        if ok && !self.text.is_empty() && !holds_text(data_fields.outputs, &self.text) {
                             self.flag(Violation::TextMismatch);
                         }
                         self.terminal = true;
@@ -369,26 +396,81 @@ impl Grammar {
     /// cost, docs/performance.md). Anything else (another key order, an
     /// escape, another id, a chunk outside the run) is `None`, and the
     /// event is parsed and judged in full.
-    fn plain_chunk<'d>(&self, data: &'d str) -> Option<&'d str> {
-        if !self.started || self.terminal || !self.carried[RUN] || !self.carried[TASK] {
+    fn plain_chunk<'d>(&mut self, data: &'d str) -> Option<&'d str> {
+        if !self.started || self.terminal || self.prefixes[CHUNK].is_empty() {
             return None;
         }
-        let rest = data.strip_prefix(r#"{"event":"text_chunk","workflow_run_id":""#)?;
-        let rest = rest.strip_prefix(self.ids[RUN].as_str())?.strip_prefix(r#"","task_id":""#)?;
-        let rest = rest.strip_prefix(self.ids[TASK].as_str())?.strip_prefix(r#"","data":{"text":""#)?;
+        let rest = data.strip_prefix(self.prefixes[CHUNK].as_str())?;
         // The text ends at the first quote; an escape or a control character
         // (invalid raw in JSON) sends the event to the parser.
-        let end = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let (text, tail) = rest.split_at(end);
-        // Then the selector, an array of plain strings, and the two closing braces.
-        let selector = tail.strip_prefix(r#"","from_variable_selector":["#)?.strip_suffix("]}}")?;
-        let plain = selector.bytes().all(|b| !matches!(b, b'\\' | b'{' | b'}' | b'[' | b']') && b >= 0x20);
-        (plain && selector.bytes().filter(|&b| b == b'"').count() % 2 == 0).then_some(text)
+        let (text, tail) = plain_str(rest)?;
+        // Then the selector, an array of plain strings, and the two closing
+        // braces: as the last chunk's, or read.
+        if tail != self.chunk_tail {
+            let selector = tail.strip_prefix(r#","from_variable_selector":["#)?.strip_suffix("]}}")?;
+            let plain = selector.bytes().all(|b| !matches!(b, b'\\' | b'{' | b'}' | b'[' | b']') && b >= 0x20);
+            if !plain || selector.bytes().filter(|&b| b == b'"').count() % 2 != 0 {
+                return None;
+            }
+            self.chunk_tail.clear();
+            self.chunk_tail.push_str(tail);
+        }
+        Some(text)
+    }
+
+    /// A `node_started` or `node_finished` in Dify's own shape, within the
+    /// run, with this run's ids and its node's id, `node_id`, `node_type`
+    /// and `title` first and without escapes: the fields the grammar reads,
+    /// taken from their places, the whole event still checked to be JSON
+    /// (the cheapest full read serde has, as `--no-integrity` reads it).
+    /// A node event's inputs and outputs make it the largest of a stream, and
+    /// a parse into fields cost the check more than the rest of its work.
+    /// Anything else is `None`, and the event is parsed.
+    fn plain_node<'d>(&self, data: &'d str) -> Option<EventFields<'d>> {
+        if !self.started || self.terminal || self.prefixes[NODE_STARTED].is_empty() {
+            return None;
+        }
+        let (event, rest) = if let Some(rest) = data.strip_prefix(self.prefixes[NODE_STARTED].as_str()) {
+            ("node_started", rest)
+        } else {
+            ("node_finished", data.strip_prefix(self.prefixes[NODE_FINISHED].as_str())?)
+        };
+        let (id, rest) = plain_str(rest)?;
+        let (_, rest) = plain_str(rest.strip_prefix(r#","node_id":""#)?)?;
+        let (node_type, rest) = plain_str(rest.strip_prefix(r#","node_type":""#)?)?;
+        let (title, _) = plain_str(rest.strip_prefix(r#","title":""#)?)?;
+        serde_json::from_str::<IgnoredAny>(data).ok()?;
+        Some(EventFields {
+            event: Cow::Borrowed(event),
+            // The ids matched the run's: nothing for `same_run` to compare.
+            workflow_run_id: None,
+            task_id: None,
+            message_id: None,
+            conversation_id: None,
+            data: Some(EventData {
+                id: Some(Cow::Borrowed(id)),
+                title: Some(Cow::Borrowed(title)),
+                node_type: Some(Cow::Borrowed(node_type)),
+                ..EventData::default()
+            }),
+        })
+    }
+
+    fn open_node(&mut self, id: &str, label: Option<u32>, at: Duration) {
+        match self.nodes.get_mut(self.n_nodes) {
+            Some(node) => {
+                node.id.clear();
+                node.id.push_str(id);
+                (node.label, node.started, node.finished) = (label, at, false);
+            }
+            None => self.nodes.push(OpenNode { id: id.to_owned(), label, started: at, finished: false }),
+        }
+        self.n_nodes += 1;
     }
 
     /// A run that finished with a node still open: unpaired.
     fn open_nodes_at_end(&mut self) {
-        if self.nodes.iter().any(|n| !n.finished) {
+        if self.nodes[..self.n_nodes].iter().any(|n| !n.finished) {
             self.flag(Violation::UnpairedNode);
         }
     }
@@ -417,7 +499,23 @@ impl Grammar {
         if foreign {
             self.flag(Violation::ForeignEvent);
         }
+        if self.prefixes[CHUNK].is_empty() && self.carried[RUN] && self.carried[TASK] {
+            // Written into the strings a stream before left, not allocated.
+            let (run, task) = (&self.ids[RUN], &self.ids[TASK]);
+            for (prefix, (event, field)) in self.prefixes.iter_mut().zip([("text_chunk", "text"), ("node_started", "id"), ("node_finished", "id")]) {
+                for part in [r#"{"event":""#, event, r#"","workflow_run_id":""#, run, r#"","task_id":""#, task, r#"","data":{""#, field, r#"":""#] {
+                    prefix.push_str(part);
+                }
+            }
+        }
     }
+}
+
+/// A JSON string's text up to its closing quote, and what follows the
+/// quote; `None` if it holds an escape or a control character.
+fn plain_str(s: &str) -> Option<(&str, &str)> {
+    let end = s.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (s.as_bytes()[end] == b'"').then(|| (&s[..end], &s[end + 1..]))
 }
 
 const RUN: usize = 0;
@@ -427,20 +525,131 @@ const TASK: usize = 1;
 /// node's outputs in order, joined by a newline; earlier versions stream
 /// one output's text. Outputs that are not all strings or integers
 /// (objects, files, floats) are not text the stream can be held to.
-fn holds_text(outputs: Option<&Value>, text: &str) -> bool {
-    let Some(Value::Object(outputs)) = outputs else { return true };
-    let mut values = Vec::with_capacity(outputs.len());
-    for v in outputs.values() {
-        match v {
-            Value::String(s) => values.push(Cow::Borrowed(s.as_str())),
-            Value::Number(n) if n.is_i64() || n.is_u64() => values.push(Cow::Owned(n.to_string())),
-            _ => return true,
-        }
-    }
+fn holds_text(outputs: Option<&RawValue>, text: &str) -> bool {
+    // Outputs that are not an object (or not JSON) hold no text to compare.
+    let Some(OutputTexts(Some(values))) = outputs.and_then(|raw| serde_json::from_str::<OutputTexts<'_>>(raw.get()).ok()) else {
+        return true;
+    };
     if values.is_empty() {
         return true;
     }
-    values.iter().any(|v| v == text) || values.join("\n") == text || values.concat() == text
+    // Compared in place: one of them, all joined by a newline, or all in a row.
+    let joined_by = |sep: &str| {
+        let mut rest = text;
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                let Some(r) = rest.strip_prefix(sep) else { return false };
+                rest = r;
+            }
+            let Some(r) = rest.strip_prefix(v.as_ref()) else { return false };
+            rest = r;
+        }
+        rest.is_empty()
+    };
+    values.iter().any(|v| v == text) || joined_by("\n") || joined_by("")
+}
+
+/// An outputs object's values as text, in order, borrowed where they
+/// hold no escape; `None` when one is not a string or an integer.
+struct OutputTexts<'a>(Option<Vec<Cow<'a, str>>>);
+
+/// One output's value as text, `None` for any other type.
+struct OutputText<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for OutputTexts<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Texts;
+        impl<'de> Visitor<'de> for Texts {
+            type Value = OutputTexts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an outputs object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut values = Some(Vec::new());
+                while let Some((IgnoredAny, OutputText(v))) = map.next_entry()? {
+                    match (&mut values, v) {
+                        (Some(vs), Some(v)) => vs.push(v),
+                        _ => values = None,
+                    }
+                }
+                Ok(OutputTexts(values))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(OutputTexts(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(OutputTexts(None))
+            }
+        }
+        d.deserialize_any(Texts)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = OutputText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an output")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(OutputText(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(OutputText(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(OutputText(Some(Cow::Owned(v))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(OutputText(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(OutputText(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(OutputText(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(OutputText(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(OutputText(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(OutputText(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(OutputText(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(OutputText(None))
+            }
+        }
+        d.deserialize_any(Text)
+    }
 }
 
 /// The fields of an event the grammar reads; the rest are skipped.
@@ -474,7 +683,7 @@ struct EventData<'a> {
     status: Option<Cow<'a, str>>,
     /// Kept raw: only a `workflow_finished`'s are read.
     #[serde(borrow, default)]
-    outputs: Option<&'a serde_json::value::RawValue>,
+    outputs: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "lenient_u64")]
     total_steps: Option<u64>,
 }
@@ -617,6 +826,24 @@ mod tests {
             assert_eq!(names(violations), Vec::<&str>::new(), "{stream:#?}");
             assert_eq!(last, Seen::Terminal(true));
         }
+        // One grammar, reset between streams as a worker's is, judges each
+        // as a new one would: its buffers carry nothing over.
+        let (mut g, mut trace, mut labels) = (Grammar::new(Kind::Workflow), Trace::default(), Labels::default());
+        let streams = dify_streams();
+        for stream in streams.iter().chain(&streams) {
+            g.reset(Kind::Workflow);
+            let seen: Vec<Seen> = stream.iter().map(|e| g.event(e, Duration::ZERO, &mut trace, &mut labels)).collect();
+            assert_eq!((g.violations(), seen.last()), (0, Some(&Seen::Terminal(true))));
+        }
+        let longest = streams.iter().max_by_key(|s| s.len()).unwrap();
+        let finish = longest.iter().position(|e| e.contains(r#""event":"node_finished""#)).unwrap();
+        g.reset(Kind::Workflow);
+        for (i, e) in longest.iter().enumerate() {
+            if i != finish {
+                g.event(e, Duration::ZERO, &mut trace, &mut labels);
+            }
+        }
+        assert_eq!(names(g.violations()), ["unpaired_node", "terminal_mismatch"]);
     }
 
     /// A Dify stream broken one way, and the one rule it must name.
@@ -698,14 +925,53 @@ mod tests {
         assert_eq!(names(g.violations()), ["foreign_event"]);
     }
 
+    /// Each node event of Dify's streams is read in place, with the fields
+    /// the parser reads; one not in that shape, or not JSON, goes to the
+    /// parser.
+    #[test]
+    fn plain_node_events_are_read_as_the_parser_reads_them() {
+        let mut read_in_place = 0;
+        for stream in dify_streams() {
+            let (mut g, mut trace, mut labels) = (Grammar::new(Kind::Workflow), Trace::default(), Labels::default());
+            for e in &stream {
+                if let Some(fast) = g.plain_node(e) {
+                    read_in_place += 1;
+                    let parsed = serde_json::from_str::<EventFields<'_>>(e).unwrap();
+                    let (fast_data, data) = (fast.data.unwrap(), parsed.data.unwrap());
+                    assert_eq!(fast.event, parsed.event);
+                    assert_eq!((fast_data.id, fast_data.title, fast_data.node_type), (data.id, data.title, data.node_type));
+                    assert_eq!(parsed.workflow_run_id.as_deref(), Some(g.ids[RUN].as_str()), "only the run's own");
+                    // Cut short, or with an escape in its title: parsed.
+                    assert!(g.plain_node(&e[..e.len() - 1]).is_none());
+                    let title_at = e.find(r#""title":""#).unwrap() + 9;
+                    assert!(g.plain_node(&format!("{}\\u0041{}", &e[..title_at], &e[title_at..])).is_none());
+                    assert!(g.plain_node(&e.replacen(g.ids[TASK].as_str(), "another-task", 1)).is_none());
+                } else {
+                    assert!(!g.started || !e.starts_with(r#"{"event":"node_"#), "a Dify node event read in place: {e}");
+                }
+                g.event(e, Duration::ZERO, &mut trace, &mut labels);
+            }
+            assert_eq!(g.violations(), 0);
+        }
+        assert!(read_in_place >= 6, "{read_in_place}");
+    }
+
     #[test]
     fn outputs_hold_the_text_joined_one_by_one_or_alone() {
-        let outputs = serde_json::json!({"text": "hello", "user": "bench", "n": 200});
+        let raw = |json: &str| RawValue::from_string(json.to_owned()).unwrap();
+        let outputs = raw(r#"{"text": "hello", "user": "bench", "n": 200}"#);
         assert!(holds_text(Some(&outputs), "hello\nbench\n200"));
+        assert!(holds_text(Some(&outputs), "hellobench200"));
         assert!(holds_text(Some(&outputs), "bench"));
         assert!(!holds_text(Some(&outputs), "hell\nbench\n200"));
+        assert!(!holds_text(Some(&outputs), "hello\nbench\n2000"));
+        assert!(!holds_text(Some(&outputs), "hello\nbench"));
+        // Escaped text is compared as its characters.
+        assert!(holds_text(Some(&raw(r#"{"text": "a \"quote\"\nline \u00fc"}"#)), "a \"quote\"\nline ü"));
         // Outputs that are not text are not held to the stream.
-        assert!(holds_text(Some(&serde_json::json!({"files": []})), "anything"));
+        assert!(holds_text(Some(&raw(r#"{"files": []}"#)), "anything"));
+        assert!(holds_text(Some(&raw(r#"{"text": "x", "score": 0.5}"#)), "anything"));
+        assert!(holds_text(Some(&raw("null")), "anything"));
         assert!(holds_text(None, "anything"));
     }
 
