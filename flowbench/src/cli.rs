@@ -25,6 +25,8 @@ pub enum Command {
     Ab(Box<AbArgs>),
     /// Many streams for a long time: RSS and live runs each second, growth verdict.
     Soak(Box<SoakArgs>),
+    /// The most load each scenario takes within an SLO: a ramp, then bisection, each step judged with 95% confidence.
+    Capacity(Box<CapacityArgs>),
     /// Start the mocked stack and print its URLs and API keys as one JSON line.
     Up(Box<UpArgs>),
     /// Serve a bare axum handler for blocking runs: the yardstick for Start→End QPS.
@@ -159,6 +161,11 @@ pub struct UpArgs {
     /// servers' alone.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub replicas: u16,
+    /// Each replica's runtime worker threads, as a pod's CPU limit would
+    /// size it (`--replicas 3 --worker-threads 1`: the seed's 3 x 1 CPU)
+    /// [default: one per core].
+    #[arg(long, value_parser = at_least_one_usize)]
+    pub worker_threads: Option<usize>,
     #[command(flatten)]
     pub inject: InjectArgs,
 }
@@ -190,6 +197,9 @@ pub struct ReplicaArgs {
     pub store: String,
     #[arg(long, value_parser = at_least_one_usize)]
     pub max_stored_runs: Option<usize>,
+    /// The runtime's worker threads [default: one per core].
+    #[arg(long, value_parser = at_least_one_usize)]
+    pub worker_threads: Option<usize>,
     #[command(flatten)]
     pub inject: InjectArgs,
 }
@@ -311,6 +321,12 @@ pub struct RunArgs {
     /// `target_cpu_us_per_request`, …). Crossed: exit code 4. Repeatable.
     #[arg(long = "threshold", value_name = "EXPR", value_parser = |s: &str| s.parse::<crate::report::thresholds::Threshold>())]
     pub thresholds: Vec<crate::report::thresholds::Threshold>,
+    /// Each request's own limits, for goodput (the rate of requests that
+    /// succeeded within all of them), e.g. `ttfe<200ms,duration<5s`; a
+    /// latency by its key (`ttfb`, `ttfe`, `first_text_chunk`, `duration`,
+    /// `service_time`, …) [default: a scenario file's `[slo] request`].
+    #[arg(long, value_name = "LIMITS", value_parser = |s: &str| s.parse::<crate::load::metrics::RequestSlo>())]
+    pub request_slo: Option<crate::load::metrics::RequestSlo>,
     /// With --target: a process of the target beyond the one listening (and
     /// its descendants), e.g. a worker queue or a database; repeatable.
     #[arg(long = "target-pid", value_name = "PID", requires = "target")]
@@ -359,6 +375,62 @@ pub struct RunArgs {
     pub tls: TargetTls,
     #[command(flatten)]
     pub driver: DriverFlags,
+}
+
+/// `flowbench capacity`: `run`'s flags for the target, scenarios and
+/// reports (`--json`, `--bmf`, `--html` write the search's), and the search.
+#[derive(Debug, Clone, Args)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// A criterion every step must meet, as --threshold writes it
+    /// (`duration_p95<100ms`, `ttfe_p99<200ms`, `error_rate<0.1%`);
+    /// repeatable. A scenario file's `[slo] thresholds` and thresholds join it.
+    #[arg(long = "slo", value_name = "EXPR", value_parser = |s: &str| s.parse::<crate::report::thresholds::Threshold>())]
+    pub slo: Vec<crate::report::thresholds::Threshold>,
+    /// What to search: the open model's arrival rate, or the closed model's users.
+    #[arg(long, value_enum, default_value = "rate")]
+    pub by: SearchByArg,
+    /// The first step's load [default: 10 req/s, or 1 user].
+    #[arg(long, value_parser = positive)]
+    pub start: Option<f64>,
+    /// The most load to try [default: 100000 req/s, or 10000 users].
+    #[arg(long, value_parser = positive)]
+    pub max: Option<f64>,
+    /// Bisect until the highest pass and the lowest failure are this close.
+    #[arg(long, value_parser = parse_share, default_value = "5%")]
+    pub resolution: f64,
+    /// Times a step too near a limit to tell is measured again, each twice as long.
+    #[arg(long, default_value_t = 2)]
+    pub repeats: u32,
+    /// The CPU the target may use, in cores (a pod's limit times its
+    /// replicas, a process's worker threads), for saying its CPU ran out
+    /// [default: the cgroup's cpu.max with --target-cgroup; else the
+    /// machine's cores less the driver's].
+    #[arg(long, value_parser = positive)]
+    pub target_cores: Option<f64>,
+}
+
+/// `--by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchByArg {
+    Rate,
+    Users,
+}
+
+impl From<SearchByArg> for schema::capacity::SearchBy {
+    fn from(by: SearchByArg) -> Self {
+        match by {
+            SearchByArg::Rate => schema::capacity::SearchBy::Rate,
+            SearchByArg::Users => schema::capacity::SearchBy::Users,
+        }
+    }
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    crate::report::thresholds::parse_fraction(text)
+        .filter(|v| *v > 0.0 && *v < 1.0)
+        .ok_or_else(|| format!("{text:?} is not a share between 0 and 100% (e.g. 5%)"))
 }
 
 fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {

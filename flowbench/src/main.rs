@@ -32,6 +32,8 @@ fn main() {
         Command::Run(args) => args.driver.driver_threads.max(1),
         Command::Ab(args) => args.driver.driver_threads.max(1),
         Command::Soak(args) => args.driver.driver_threads.max(1),
+        Command::Capacity(args) => args.run.driver.driver_threads.max(1),
+        Command::Replica(args) => args.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
@@ -71,6 +73,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 (false, true) => exit::OK,
                 (false, false) => exit::FAILED,
             })
+        }
+        Command::Capacity(args) => {
+            let (plan, search, slo) = args.plan().unwrap_or_else(|e| usage_error(e));
+            cmd::capacity::execute(plan, search, slo).await
         }
         Command::Up(args) => {
             args.check().unwrap_or_else(|e| usage_error(e));

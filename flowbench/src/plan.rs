@@ -9,6 +9,7 @@ use crate::load::client::Protocol;
 use crate::load::client::{TargetOptions, bearer};
 use crate::load::driver::{AfterTerminal, Mode};
 use crate::load::inputs::{InputOrder, InputSet};
+use crate::load::metrics::RequestSlo;
 use crate::load::schedule::{LoadModel, Stage};
 use crate::report::Shard;
 use crate::report::ab::AbScenario;
@@ -123,6 +124,10 @@ pub struct Plan {
     pub target_pids: Vec<u32>,
     pub target_cgroup: Option<PathBuf>,
     pub thresholds: Vec<Threshold>,
+    /// The files' `[slo] thresholds` (`capacity` adds its `--slo`s).
+    pub slo: Vec<Threshold>,
+    /// `--request-slo`, or a file's `[slo] request`: goodput is counted.
+    pub request_slo: Option<RequestSlo>,
     /// `--max-error-rate`: above it a scenario's failures fail the run (exit 5).
     pub max_error_rate: f64,
     pub shard: Option<Shard>,
@@ -148,12 +153,16 @@ impl RunArgs {
         let mut timeout = None;
         let mut seed = None;
         let mut thresholds = Vec::new();
+        let mut slo = Vec::new();
+        let mut request_slo = None;
         let mut all: Vec<(String, FileScenario)> = Vec::new();
         for (origin, file) in files {
             merge_once(&mut timeout, file.timeout, "timeout", &origin)?;
             merge_once(&mut seed, file.seed, "seed", &origin)?;
             merge_once(&mut mock_script, file.mock_script, "mock_script", &origin)?;
             thresholds.extend(file.thresholds);
+            slo.extend(file.slo);
+            merge_once(&mut request_slo, file.request_slo, "[slo] request", &origin)?;
             for s in file.scenarios {
                 if let Some((first, _)) = all.iter().find(|(_, o)| o.name == s.name) {
                     return Err(usage!("scenario {:?} is in {first} and in {origin}", s.name));
@@ -200,9 +209,9 @@ impl RunArgs {
         let keys = self.keys(&chosen, known)?;
         // A file's thresholds on a scenario that does not run are not
         // judged (`--threshold`s are: the user named them for this run).
-        thresholds.retain(|t: &crate::report::thresholds::Threshold| {
-            t.scenario.as_ref().is_none_or(|scope| chosen.iter().any(|(_, s, _)| &s.name == scope))
-        });
+        let runs = |t: &Threshold| t.scenario.as_ref().is_none_or(|scope| chosen.iter().any(|(_, s, _)| &s.name == scope));
+        thresholds.retain(runs);
+        slo.retain(runs);
         let seed = self.seed.or(seed.map(|(s, _)| s)).unwrap_or(1);
         // A shard's users draw their own inputs and think times.
         let seed = match self.shard {
@@ -313,6 +322,8 @@ impl RunArgs {
             label: crate::report::RunLabel { name: self.label.clone(), commit: self.commit.clone().or_else(git_head) },
             target_pids: self.target_pids.clone(),
             thresholds,
+            slo,
+            request_slo: self.request_slo.clone().or(request_slo.map(|(r, _)| r)),
             max_error_rate: self.errors.max_error_rate,
             shard: self.shard,
             start_at: self.start_at,

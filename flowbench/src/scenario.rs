@@ -9,6 +9,7 @@
 
 use crate::load::driver::Mode;
 use crate::load::inputs::{InputOrder, InputSet};
+use crate::load::metrics::RequestSlo;
 use crate::load::schedule::{Stage, ThinkTime};
 use crate::report::thresholds::Threshold;
 use serde::Deserialize;
@@ -42,6 +43,10 @@ pub struct ScenarioFile {
     pub seed: Option<u64>,
     /// Every threshold, each scoped (a scenario's own carry its name).
     pub thresholds: Vec<Threshold>,
+    /// `[slo] thresholds`: what `flowbench capacity` searches against.
+    pub slo: Vec<Threshold>,
+    /// `[slo] request`: each request's own limits, for goodput.
+    pub request_slo: Option<RequestSlo>,
 }
 
 /// One `[[scenario]]`.
@@ -113,6 +118,14 @@ impl ScenarioFile {
         })?;
         let mut thresholds = Vec::new();
         let mut file_scopes = Vec::new();
+        let (slo_thresholds, request_slo) = raw.slo.map_or((Vec::new(), None), |s| (s.thresholds, s.request));
+        let mut slo = Vec::new();
+        for t in slo_thresholds {
+            let line = line_of(text, t.span().start);
+            let t = t.into_inner().0;
+            file_scopes.push((t.scenario.clone(), t.text.clone(), line));
+            slo.push(t);
+        }
         for t in raw.thresholds {
             let line = line_of(text, t.span().start);
             let t = t.into_inner().0;
@@ -330,6 +343,8 @@ impl ScenarioFile {
             timeout: raw.timeout.map(|d| d.0),
             seed: raw.seed,
             thresholds,
+            slo,
+            request_slo: request_slo.map(|r| r.into_inner().0),
         })
     }
 }
@@ -352,6 +367,16 @@ struct RawFile {
     seed: Option<u64>,
     #[serde(default)]
     thresholds: Vec<Spanned<ThresholdText>>,
+    slo: Option<RawSlo>,
+}
+
+/// `[slo]`: the service level `flowbench capacity` holds a load to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlo {
+    #[serde(default)]
+    thresholds: Vec<Spanned<ThresholdText>>,
+    request: Option<Spanned<RequestSloText>>,
 }
 
 #[derive(Deserialize)]
@@ -483,6 +508,16 @@ impl<'de> Deserialize<'de> for ApiPath {
 /// A threshold as `--threshold` takes it.
 struct ThresholdText(Threshold);
 
+/// A request SLO as `--request-slo` takes it.
+struct RequestSloText(RequestSlo);
+
+impl<'de> Deserialize<'de> for RequestSloText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(RequestSloText).map_err(de::Error::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for ThresholdText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -560,6 +595,29 @@ users = 5
         assert_eq!((chat.mode, chat.weight), (Mode::Blocking, 1));
         let scopes: Vec<_> = file.thresholds.iter().map(|t| t.scenario.clone()).collect();
         assert_eq!(scopes, [None, Some("mixed".to_owned())], "a scenario's own thresholds carry its name");
+    }
+
+    /// `[slo]`: the thresholds capacity holds a load to, scoped as a
+    /// file's thresholds are, and each request's limits for goodput.
+    #[test]
+    fn a_files_slo_is_read_and_its_errors_named() {
+        let file = parse(
+            "[slo]\nthresholds = [\"ttfe_p95 < 200ms\", \"a:error_rate < 0.1%\"]\nrequest = \"ttfe<200ms, duration<5s\"\n\
+             [[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let texts: Vec<&str> = file.slo.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["ttfe_p95 < 200ms", "a:error_rate < 0.1%"]);
+        assert!(file.thresholds.is_empty(), "an SLO is not a run's threshold");
+        assert_eq!(file.request_slo.unwrap().text, "ttfe<200ms, duration<5s");
+        for (text, says) in [
+            ("[slo]\nrequest = \"ttfe>1s\"\n", "load.toml line 2: \"ttfe>1s\": a request SLO is an upper limit"),
+            ("[slo]\nthresholds = [\"b:qps > 1\"]\n", "load.toml line 2: threshold \"b:qps > 1\" names scenario \"b\""),
+            ("[slo]\nlatency = 3\n", "load.toml line 2: unknown field `latency`"),
+        ] {
+            let err = parse(&format!("{text}[[scenario]]\nname = \"a\"\n[[scenario.apps]]\nkey = \"k\"\n")).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod ab;
 pub mod bmf;
+pub mod capacity;
 pub mod figures;
 pub mod health;
 pub mod integrity;

@@ -44,6 +44,10 @@ pub struct Report {
     /// error rate is above it failed the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_error_rate: Option<f64>,
+    /// The per-request SLO goodput was counted against (`--request-slo`),
+    /// as written; each scenario's `counts.good` met it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_slo: Option<String>,
     /// The part of a load this run was (`--shard I/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
@@ -252,6 +256,10 @@ pub struct Counts {
     /// off; an outage is not hammered at loopback speed).
     #[serde(default)]
     pub backoff_s: f64,
+    /// Measured requests that met the per-request SLO (`--request-slo`),
+    /// when one was given: goodput's count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good: Option<u64>,
 }
 
 /// Max and Min over the measured phase's windows; Avg over the whole phase.

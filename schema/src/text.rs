@@ -93,6 +93,15 @@ impl Report {
                 }
                 None => {}
             }
+            if let Some(good) = c.good {
+                let measured = c.ok + c.errors;
+                let _ = writeln!(
+                    out,
+                    "Goodput: {} req/s met the request SLO{} ({good} of {measured} measured requests)",
+                    num(if s.load.measured_s > 0.0 { good as f64 / s.load.measured_s } else { 0.0 }),
+                    self.request_slo.as_deref().map(|t| format!(" {t}")).unwrap_or_default(),
+                );
+            }
             if c.backoff_s > 0.0 {
                 let _ = writeln!(out, "Back-off: users waited {} s in all before retrying refused connections", num(c.backoff_s));
             }

@@ -4,6 +4,9 @@
 //!   place: both scenarios on the embedded stack, the seed's report.
 //! - `up`: builds flowbench in release and runs `flowbench up` in its place
 //!   (one JSON line on stdout, serves until SIGINT/SIGTERM).
+//! - `capacity [--replicas 1,2,3]`: builds flowbench in release and runs
+//!   `flowbench capacity` on the embedded stack, or once per replica count
+//!   (see `capacity.rs`).
 //! - `bench-compare BASE`: criterion's latest run against its saved baseline
 //!   `BASE`: a verdict table and an exit code (criterion itself exits 0).
 //! - `soak`: builds flowbench in release and runs `flowbench soak` in its
@@ -14,6 +17,7 @@
 //! - `test`: the test suite, as README.md and `.ci/run` run it.
 //! - `ci`: exactly what `.ci/run` checks: fmt, clippy, tests.
 
+mod capacity;
 mod compare;
 mod gate;
 mod history;
@@ -46,6 +50,15 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// More flags for `flowbench run` (e.g. --json report.json --markdown report.md).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The most load each scenario takes within its SLO (the capacity profile's, or --slo), on the embedded stack.
+    Capacity {
+        /// Search once per replica count (comma-separated), each against `up --replicas N --worker-threads 1`.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=64))]
+        replicas: Vec<u16>,
+        /// More flags for `flowbench capacity` (e.g. --slo 'ttfe_p95<100ms' --json capacity.json).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -150,6 +163,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut command = flowbench(&root)?;
             command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);
             exec(command).context("running flowbench run").map(|()| 0)
+        }
+        Task::Capacity { replicas, args } => {
+            let flowbench = flowbench(&root)?;
+            if !replicas.is_empty() {
+                return capacity::replicas(&root, Path::new(flowbench.get_program()), &replicas, &args);
+            }
+            let mut command = capacity::command(flowbench, &args);
+            if let Some(html) = capacity::default_html(&root, &args)? {
+                command.arg("--html").arg(html);
+            }
+            exec(command).context("running flowbench capacity").map(|()| 0)
         }
         Task::Soak { args } => {
             let mut command = flowbench(&root)?;

@@ -85,6 +85,7 @@ pub async fn execute(plan: &AbPlan) -> anyhow::Result<AbReport> {
                 abort_after_chunks: None,
                 after_terminal: args.driver.after_terminal.into(),
                 integrity: !args.driver.no_integrity,
+                request_slo: None,
                 arrival_phase: 0.0,
             };
             let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());

@@ -3,6 +3,7 @@
 
 pub mod ab;
 pub mod bare;
+pub mod capacity;
 pub mod merge;
 pub mod mock;
 pub mod report;

@@ -9,65 +9,144 @@ use crate::exit;
 use crate::load::client::{PreflightError, Protocol, Target, bearer, preflight};
 use crate::load::driver::{self, App, Live, RunSpec};
 use crate::load::health::{HealthMonitor, HealthVerdict, Machine, TargetCpu};
+use crate::load::schedule::LoadModel;
 use crate::plan::{Plan, PlannedApp};
 use crate::report::thresholds::ThresholdResult;
-use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, TargetInfo, build_scenario};
+use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo, build_scenario};
 use crate::stack::ChildStack;
 use http::HeaderValue;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A plan's target made ready: the embedded stack started (or the
+/// `--target` resolved), each scenario's apps with their keys, preflighted,
+/// and whose CPU is the target's; `run` and `capacity` drive scenarios
+/// through it.
+pub(crate) struct Prepared {
+    embedded: Option<ChildStack>,
+    pub url: String,
+    target: Target,
+    /// Each planned scenario's apps, in the plan's order.
+    apps: Vec<Vec<App>>,
+    target_cpu: TargetCpu,
+    mock_cpu: TargetCpu,
+}
+
+impl Prepared {
+    pub async fn new(plan: &Plan) -> anyhow::Result<Self> {
+        let mut embedded = None;
+        // The direct path (chosen alone) drives the mock LLM itself.
+        let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
+        // Each scenario's apps, their keys resolved (the embedded stack's for
+        // the fixture apps named).
+        let (url, apps, embedded_pids) = match &plan.target {
+            Some(url) => {
+                (url.clone(), apps(plan, |app| app.key.clone().ok_or_else(|| anyhow::anyhow!("app {:?} has no key", app.name)))?, None)
+            }
+            None => {
+                let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
+                let apps = apps(plan, |app| match &app.key {
+                    Some(key) => Ok(key.clone()),
+                    None => bearer(stack.info.api_key(&app.fixture)?),
+                })?;
+                let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
+                // The servers are the target; `up`'s own process is the mock.
+                let out = (url, apps, Some((stack.info.server_pids.clone(), stack.child.id())));
+                embedded = Some(stack);
+                out
+            }
+        };
+        let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
+        // The embedded mock's own figure, unless it is the target (or there is none).
+        let mock_cpu = match &embedded_pids {
+            Some((_, mock)) if !direct => TargetCpu::Process(*mock),
+            _ => TargetCpu::Remote,
+        };
+        let target_cpu = match (&plan.target_cgroup, embedded_pids) {
+            (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
+            // The direct path's target is the mock itself.
+            (None, Some((_, mock))) if direct => TargetCpu::Process(mock),
+            (None, Some((servers, _))) => TargetCpu::Processes(servers),
+            (None, None) => {
+                let mut roots = crate::load::health::local_pids_listening_on(target.addr);
+                roots.extend(&plan.target_pids);
+                roots.sort_unstable();
+                roots.dedup();
+                if roots.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(roots) }
+            }
+        };
+        let mut checked = std::collections::HashSet::new();
+        for (scenario, apps) in plan.scenarios.iter().zip(&apps) {
+            for (app, key) in scenario.apps.iter().zip(apps) {
+                if checked.insert(key.api_key.clone()) {
+                    preflight(&target, scenario.protocol, &app.name, &key.api_key).await?;
+                }
+            }
+        }
+        Ok(Self { embedded, url, target, apps, target_cpu, mock_cpu })
+    }
+
+    pub fn embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Drives the plan's `index`-th scenario under `load` for `warmup` then
+    /// `duration`; its report, the driver's health and the target's CPU in it.
+    pub async fn drive(
+        &self,
+        plan: &Plan,
+        index: usize,
+        load: LoadModel,
+        (warmup, duration): (Duration, Duration),
+        cancel: &CancellationToken,
+    ) -> (ScenarioReport, bool) {
+        let scenario = &plan.scenarios[index];
+        let spec = RunSpec {
+            apps: self.apps[index].clone(),
+            load: load.clone(),
+            warmup,
+            duration,
+            timeout: plan.timeout,
+            seed: plan.seed,
+            protocol: scenario.protocol,
+            stamped: plan.stamped,
+            abort_after_chunks: plan.abort_after_chunks,
+            after_terminal: plan.after_terminal,
+            integrity: plan.integrity,
+            request_slo: plan.request_slo.clone(),
+            arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
+        };
+        let live = Arc::new(Live::default());
+        let progress = Progress::start(&scenario.name, warmup + duration, live.clone());
+        let health = HealthMonitor::start_with_mock(self.target_cpu.clone(), self.mock_cpu.clone(), plan.driver_threads);
+        let run_apps = spec.apps.clone();
+        let result = driver::run(spec, self.target.clone(), live, cancel.clone()).await;
+        let health = health.finish().await;
+        progress.finish();
+        let params = LoadParams {
+            model: load,
+            warmup_s: warmup.as_secs_f64(),
+            duration_s: duration.as_secs_f64(),
+            measured_s: 0.0,
+            window_s: plan.window_s,
+            timeout_s: plan.timeout.as_secs_f64(),
+            seed: plan.seed,
+        };
+        (build_scenario(&scenario.name, run_apps[0].mode, params, &result, health, &run_apps), result.interrupted)
+    }
+
+    pub fn stop(self) {
+        if let Some(stack) = self.embedded {
+            stack.stop();
+        }
+    }
+}
 
 /// Runs the plan, prints the text report and writes the files; returns the
 /// exit code: INVALID when any scenario's driver was the bottleneck.
 pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
-    let mut embedded = None;
-    // The direct path (chosen alone) drives the mock LLM itself.
-    let direct = plan.scenarios.iter().any(|s| s.protocol == Protocol::OpenAi);
-    // Each scenario's apps, their keys resolved (the embedded stack's for
-    // the fixture apps named).
-    let (url, apps, embedded_pids) = match &plan.target {
-        Some(url) => {
-            (url.clone(), apps(&plan, |app| app.key.clone().ok_or_else(|| anyhow::anyhow!("app {:?} has no key", app.name)))?, None)
-        }
-        None => {
-            let stack = ChildStack::start(plan.mock_script.as_deref(), &[])?;
-            let apps = apps(&plan, |app| match &app.key {
-                Some(key) => Ok(key.clone()),
-                None => bearer(stack.info.api_key(&app.fixture)?),
-            })?;
-            let url = if direct { stack.info.mock_llm_url.clone() } else { stack.info.server_url.clone() };
-            // The servers are the target; `up`'s own process is the mock.
-            let out = (url, apps, Some((stack.info.server_pids.clone(), stack.child.id())));
-            embedded = Some(stack);
-            out
-        }
-    };
-    let target = Target::resolve_with(&url, &plan.target_options).await.map_err(|e| PreflightError(format!("{e:#}")))?;
-    // The embedded mock's own figure, unless it is the target (or there is none).
-    let mock_cpu = match &embedded_pids {
-        Some((_, mock)) if !direct => TargetCpu::Process(*mock),
-        _ => TargetCpu::Remote,
-    };
-    let target_cpu = match (&plan.target_cgroup, embedded_pids) {
-        (Some(cgroup), _) => TargetCpu::Cgroup(cgroup.clone()),
-        // The direct path's target is the mock itself.
-        (None, Some((_, mock))) if direct => TargetCpu::Process(mock),
-        (None, Some((servers, _))) => TargetCpu::Processes(servers),
-        (None, None) => {
-            let mut roots = crate::load::health::local_pids_listening_on(target.addr);
-            roots.extend(&plan.target_pids);
-            roots.sort_unstable();
-            roots.dedup();
-            if roots.is_empty() { TargetCpu::Remote } else { TargetCpu::Processes(roots) }
-        }
-    };
-    let mut checked = std::collections::HashSet::new();
-    for (scenario, apps) in plan.scenarios.iter().zip(&apps) {
-        for (app, key) in scenario.apps.iter().zip(apps) {
-            if checked.insert(key.api_key.clone()) {
-                preflight(&target, scenario.protocol, &app.name, &key.api_key).await?;
-            }
-        }
-    }
+    let prepared = Prepared::new(&plan).await?;
     let (cancel, signal) = cancel_on_ctrl_c("flowbench: interrupted; finishing the report");
     if let Some(at) = plan.start_at {
         // Every shard's load starts at the same instant.
@@ -88,59 +167,30 @@ pub async fn execute(plan: Plan) -> anyhow::Result<i32> {
         label: plan.label.clone(),
         interrupted: false,
         target: TargetInfo {
-            url: url.clone(),
-            embedded: embedded.is_some(),
+            url: prepared.url.clone(),
+            embedded: prepared.embedded(),
             mock_script: plan.mock_script.as_ref().map(|p| p.display().to_string()),
         },
         machine: Machine::here(),
         scenarios: Vec::new(),
         thresholds: Vec::new(),
         max_error_rate: None,
+        request_slo: plan.request_slo.as_ref().map(|r| r.text.clone()),
         shard: plan.shard,
         shards: Vec::new(),
     };
     report.interrupted |= stopped_before_start;
-    for (scenario, apps) in plan.scenarios.iter().zip(apps) {
+    for (index, scenario) in plan.scenarios.iter().enumerate() {
         if cancel.is_cancelled() {
             break;
         }
-        let spec = RunSpec {
-            apps,
-            load: scenario.load.clone(),
-            warmup: scenario.warmup,
-            duration: scenario.duration,
-            timeout: plan.timeout,
-            seed: plan.seed,
-            protocol: scenario.protocol,
-            stamped: plan.stamped,
-            abort_after_chunks: plan.abort_after_chunks,
-            after_terminal: plan.after_terminal,
-            integrity: plan.integrity,
-            arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
-        };
-        let live = Arc::new(Live::default());
-        let progress = Progress::start(&scenario.name, scenario.warmup + scenario.duration, live.clone());
-        let health = HealthMonitor::start_with_mock(target_cpu.clone(), mock_cpu.clone(), plan.driver_threads);
-        let run_apps = spec.apps.clone();
-        let result = driver::run(spec, target.clone(), live, cancel.clone()).await;
-        let health = health.finish().await;
-        progress.finish();
-        let load = LoadParams {
-            model: scenario.load.clone(),
-            warmup_s: scenario.warmup.as_secs_f64(),
-            duration_s: scenario.duration.as_secs_f64(),
-            measured_s: 0.0,
-            window_s: plan.window_s,
-            timeout_s: plan.timeout.as_secs_f64(),
-            seed: plan.seed,
-        };
-        report.scenarios.push(build_scenario(&scenario.name, run_apps[0].mode, load, &result, health, &run_apps));
-        report.interrupted |= result.interrupted;
+        let (scenario, interrupted) =
+            prepared.drive(&plan, index, scenario.load.clone(), (scenario.warmup, scenario.duration), &cancel).await;
+        report.scenarios.push(scenario);
+        report.interrupted |= interrupted;
     }
     signal.abort();
-    if let Some(stack) = embedded {
-        stack.stop();
-    }
+    prepared.stop();
     for threshold in &plan.thresholds {
         let judged: Vec<_> = report.scenarios.iter().filter(|s| threshold.applies_to(&s.name)).map(|s| threshold.judge(s)).collect();
         if judged.is_empty() {

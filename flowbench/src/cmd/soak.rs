@@ -55,6 +55,7 @@ pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
         abort_after_chunks: None,
         after_terminal: args.driver.after_terminal.into(),
         integrity: !args.driver.no_integrity,
+        request_slo: None,
         arrival_phase: 0.0,
     };
     let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver.driver_threads);

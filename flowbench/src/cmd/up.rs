@@ -93,6 +93,9 @@ async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
         if let Some(n) = args.max_stored_runs {
             command.args(["--max-stored-runs", &n.to_string()]);
         }
+        if let Some(n) = args.worker_threads {
+            command.args(["--worker-threads", &n.to_string()]);
+        }
         if let Some(d) = args.inject.inject_busy_per_request {
             command.args(["--inject-busy-per-request", &humantime::format_duration(d).to_string()]);
         }

@@ -13,6 +13,7 @@ use super::client::{Conn, Protocol, SendError, Target};
 use super::gauge::Gauge;
 use super::inputs::{InputOrder, InputSet, QUESTIONS, Row};
 use super::integrity::{self, Grammar, Kind, Labels, Seen, Trace};
+use super::metrics::RequestSlo;
 use super::metrics::{ErrorClass, Sample};
 use super::recorder::{MAX_EXAMPLES, Recorder};
 use super::schedule::{LoadModel, Schedule};
@@ -94,6 +95,8 @@ pub struct RunSpec {
     /// Check each Dify stream's event grammar and keep its timeline
     /// (`--no-integrity` turns both off, for the driver's own ceiling).
     pub integrity: bool,
+    /// Count the measured requests that meet it (goodput).
+    pub request_slo: Option<RequestSlo>,
 }
 
 /// Live totals, for the progress line.
@@ -209,7 +212,11 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
     let schedule = Schedule::new(&spec.load, start, spec.warmup + spec.duration).with_phase(spec.arrival_phase);
     let n_shards = (spec.load.n_workers() as usize).clamp(1, RECORDER_SHARDS);
     let n_apps = spec.apps.len();
-    let shards = (0..n_shards).map(|_| std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps).warming_from(start))).collect();
+    let shards = (0..n_shards)
+        .map(|_| {
+            std::sync::Mutex::new(Recorder::with_apps(measure_start, n_apps).warming_from(start).counting_good(spec.request_slo.is_some()))
+        })
+        .collect();
     let uris = spec.apps.iter().map(|app| app.path.as_ref().map_or_else(|| target.run_uri().clone(), |p| target.dify_uri(p))).collect();
     let next_row = spec.apps.iter().map(|_| AtomicU64::new(0)).collect();
     let kinds = spec.apps.iter().map(|app| Kind::of_path(app.path.as_ref().map(http::uri::PathAndQuery::path))).collect();
@@ -253,7 +260,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
             tracing::error!("a driver worker failed: {e}");
         }
     }
-    let mut recorder = Recorder::with_apps(measure_start, n_apps).warming_from(start);
+    let mut recorder = Recorder::with_apps(measure_start, n_apps).warming_from(start).counting_good(ctx.spec.request_slo.is_some());
     for shard in &ctx.shards {
         recorder.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
     }
@@ -353,6 +360,9 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
             recorder.emit_lag(lag, sample.intended);
         }
         recorder.record(&sample);
+        if ctx.spec.request_slo.as_ref().is_some_and(|slo| slo.met(&sample)) {
+            recorder.good(&sample);
+        }
         drop(recorder);
         retry.after(&sample.outcome);
     }

@@ -502,8 +502,12 @@ impl Grammar {
         if self.prefixes[CHUNK].is_empty() && self.carried[RUN] && self.carried[TASK] {
             // Written into the strings a stream before left, not allocated.
             let (run, task) = (&self.ids[RUN], &self.ids[TASK]);
-            for (prefix, (event, field)) in self.prefixes.iter_mut().zip([("text_chunk", "text"), ("node_started", "id"), ("node_finished", "id")]) {
-                for part in [r#"{"event":""#, event, r#"","workflow_run_id":""#, run, r#"","task_id":""#, task, r#"","data":{""#, field, r#"":""#] {
+            for (prefix, (event, field)) in
+                self.prefixes.iter_mut().zip([("text_chunk", "text"), ("node_started", "id"), ("node_finished", "id")])
+            {
+                for part in
+                    [r#"{"event":""#, event, r#"","workflow_run_id":""#, run, r#"","task_id":""#, task, r#"","data":{""#, field, r#"":""#]
+                {
                     prefix.push_str(part);
                 }
             }

@@ -157,6 +157,95 @@ pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
     Ok(hdrhistogram::serialization::Deserializer::new().deserialize(&mut bytes.as_slice())?)
 }
 
+/// A per-request SLO, as vLLM's goodput takes it: `ttfe<200ms,duration<5s`.
+/// A request meets it when it succeeded and each of its named latencies
+/// was measured and under its limit; goodput is the rate of those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSlo {
+    /// As the user wrote it.
+    pub text: String,
+    /// Each latency and its limit (strict `<`, or `<=`).
+    limits: Vec<(Metric, Duration, bool)>,
+}
+
+impl std::str::FromStr for RequestSlo {
+    type Err = String;
+
+    /// `METRIC<VALUE[,METRIC<=VALUE…]`: METRIC a per-request latency by its
+    /// key (`ttfb`, `ttfe`, `first_text_chunk`, `duration`, …; the report's
+    /// latency rows less those of events), VALUE as a threshold's (`200ms`,
+    /// `5s`, bare ms).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut limits = Vec::new();
+        for part in compact.split(',').filter(|p| !p.is_empty()) {
+            let at = part.find(['<', '>', '=']).ok_or_else(|| format!("{part:?} has no limit: write METRIC<VALUE, e.g. ttfe<200ms"))?;
+            let (key, rest) = part.split_at(at);
+            let (inclusive, value) = match rest.as_bytes() {
+                [b'<', b'=', ..] => (true, &rest[2..]),
+                [b'<', ..] => (false, &rest[1..]),
+                _ => return Err(format!("{part:?}: a request SLO is an upper limit, < or <=")),
+            };
+            let metric = Metric::from_key(key)
+                .filter(|m| PER_REQUEST.contains(m))
+                .ok_or_else(|| format!("{part:?}: {key:?} is not a request's latency (one of {})", per_request_keys()))?;
+            let ms = parse_ms(value)
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| format!("{part:?}: {value:?} is not a duration (200ms, 5s)"))?;
+            limits.push((metric, Duration::from_secs_f64(ms / 1e3), inclusive));
+        }
+        if limits.is_empty() {
+            return Err(format!("{text:?} names no limit: write e.g. 'ttfe<200ms,duration<5s'"));
+        }
+        Ok(Self { text: text.trim().to_owned(), limits })
+    }
+}
+
+/// The latencies a request has one value of (an event gap is per event).
+const PER_REQUEST: [Metric; 10] = [
+    Metric::Ttfb,
+    Metric::Ttfe,
+    Metric::FirstTextChunk,
+    Metric::Duration,
+    Metric::ServiceTime,
+    Metric::LongestGapPerStream,
+    Metric::StreamTail,
+    Metric::TtfbFromSent,
+    Metric::TtfeFromSent,
+    Metric::FirstTextChunkFromSent,
+];
+
+fn per_request_keys() -> String {
+    PER_REQUEST.iter().map(|m| m.key()).collect::<Vec<_>>().join(", ")
+}
+
+impl RequestSlo {
+    /// Whether `sample` succeeded within every limit (a latency it did not
+    /// have, such as a first text chunk of a run without text, is not met).
+    pub fn met(&self, sample: &Sample) -> bool {
+        sample.outcome.is_ok()
+            && self
+                .limits
+                .iter()
+                .all(|&(metric, limit, inclusive)| sample.value(metric).is_some_and(|v| if inclusive { v <= limit } else { v < limit }))
+    }
+}
+
+/// A duration in ms: `200ms`, `1.5s`, `750us` (or `µs`), bare ms, or any
+/// humantime duration (`1h`, `2m30s`).
+pub fn parse_ms(value: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix("us").or_else(|| value.strip_suffix("µs")) {
+        (n, 1e-3)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        (value, 1.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * scale).or_else(|| humantime::parse_duration(value).ok().map(|d| d.as_secs_f64() * 1e3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +268,41 @@ mod tests {
         let back = decode_histogram(&encode_histogram(&h)).unwrap();
         assert_eq!(back.len(), 5);
         assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+
+    /// A request meets its SLO when it succeeded and every latency named
+    /// was measured and under its limit; bad limits are refused by name.
+    #[test]
+    fn a_request_slo_judges_each_request() {
+        let slo: RequestSlo = "ttfe < 200ms, duration<=1s".parse().unwrap();
+        let t0 = Instant::now();
+        let mut sample = Sample::new(t0, t0, Ok(()));
+        sample.ttfb = Some(Duration::from_millis(10));
+        sample.ttfe = Some(Duration::from_millis(150));
+        sample.done = t0 + Duration::from_secs(1);
+        assert!(slo.met(&sample), "<= takes the limit itself");
+        sample.ttfe = Some(Duration::from_millis(200));
+        assert!(!slo.met(&sample), "< is strict");
+        sample.ttfe = Some(Duration::from_millis(150));
+        sample.done = t0 + Duration::from_millis(1001);
+        assert!(!slo.met(&sample));
+        sample.done = t0 + Duration::from_millis(500);
+        sample.outcome = Err(ErrorClass::Http5xx);
+        assert!(!slo.met(&sample), "a failure is never good");
+        let text: RequestSlo = "first_text_chunk<1s".parse().unwrap();
+        sample.outcome = Ok(());
+        assert!(!text.met(&sample), "a latency the request did not have is not met");
+        for (bad, says) in [
+            ("", "names no limit"),
+            ("ttfe>200ms", "upper limit"),
+            ("speed<3", "\"speed\" is not a request's latency"),
+            ("event_gap<3ms", "not a request's latency"),
+            ("ttfe<fast", "not a duration"),
+            ("ttfe<0ms", "not a duration"),
+            ("ttfe", "has no limit"),
+        ] {
+            let err = bad.parse::<RequestSlo>().unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 }

@@ -58,6 +58,8 @@ pub struct Recorder {
     pub examples: Vec<OffendingStream>,
     /// The successful streams' timeline.
     pub timeline: TimelineTally,
+    /// Measured requests that met the request SLO, when the run has one.
+    pub n_good: Option<u64>,
 }
 
 /// Offending streams a run keeps whole.
@@ -121,6 +123,20 @@ impl Recorder {
             violations: [0; Violation::ALL.len()],
             examples: Vec::new(),
             timeline: TimelineTally::default(),
+            n_good: None,
+        }
+    }
+
+    /// Goodput is counted: `good` requests are tallied (none, not unknown).
+    pub fn counting_good(mut self, counting: bool) -> Self {
+        self.n_good = counting.then_some(0);
+        self
+    }
+
+    /// `sample` met the request SLO: counted if it is of the measured phase.
+    pub fn good(&mut self, sample: &Sample) {
+        if sample.intended >= self.measure_start {
+            *self.n_good.get_or_insert(0) += 1;
         }
     }
 
@@ -249,6 +265,9 @@ impl Recorder {
         let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
         self.examples.extend(other.examples.iter().take(room).cloned());
         self.timeline.merge(&other.timeline);
+        if let Some(good) = other.n_good {
+            *self.n_good.get_or_insert(0) += good;
+        }
         for (mine, theirs) in [
             (&mut self.events_per_s, &other.events_per_s),
             (&mut self.ok_per_s, &other.ok_per_s),

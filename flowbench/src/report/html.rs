@@ -867,6 +867,116 @@ pub fn render_soak(report: &SoakReport) -> anyhow::Result<String> {
     Ok(page("flowbench soak", &out))
 }
 
+/// `flowbench capacity`'s page: per scenario the answer (capacity, its
+/// interval, what ran out), latency percentiles against the offered load
+/// with the SLO's latency limits as lines and the knee marked, the rates
+/// achieved, and every step as a table.
+pub fn render_capacity(report: &schema::capacity::CapacityReport) -> anyhow::Result<String> {
+    use schema::capacity::StepVerdict;
+    let mut out = String::new();
+    let unit = report.by.unit();
+    let x_desc = format!("offered load ({unit})");
+    for s in &report.scenarios {
+        let c = &s.capacity;
+        let answer = match (c.rate, c.high) {
+            (Some(rate), _) if c.at_least => format!("at least {rate:.1} {unit}"),
+            (Some(rate), Some(high)) => format!("{rate:.1} {unit} (held there, failed at {high:.1})"),
+            (Some(rate), None) => format!("{rate:.1} {unit}"),
+            (None, _) => "below the first step".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "<h2>{}</h2>\n<div class=\"cards\"><div class=\"card\"><b>Capacity: {}</b><br>limited by {}: {}<br>SLO: {}</div></div>",
+            esc(&s.name),
+            esc(&answer),
+            esc(&c.limited_by),
+            esc(&c.why),
+            esc(&report.slo.join(", "))
+        );
+        // Steps in order of load; a load measured twice is drawn at its last run.
+        let mut steps: Vec<&schema::capacity::CapacityStep> = s.steps.iter().collect();
+        steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+        let of = |pick: fn(&schema::capacity::CapacityStep) -> f64| -> Vec<(f64, f64)> {
+            steps.iter().map(|st| (st.offered, pick(st))).collect()
+        };
+        let mut series = vec![
+            ("duration p50".to_owned(), of(|st| st.duration_ms.p50)),
+            ("duration p95".to_owned(), of(|st| st.duration_ms.p95)),
+            ("duration p99".to_owned(), of(|st| st.duration_ms.p99)),
+        ];
+        if steps.iter().any(|st| st.ttfe_ms.is_some()) {
+            series.push(("TTFE p95".to_owned(), steps.iter().filter_map(|st| Some((st.offered, st.ttfe_ms?.p95))).collect()));
+        }
+        let (x_lo, x_hi) = (steps.first().map_or(0.0, |st| st.offered), steps.last().map_or(1.0, |st| st.offered));
+        for check in s.steps.first().map(|st| st.checks.as_slice()).unwrap_or_default() {
+            if let Some(limit) = check.limit.filter(|_| check.unit == "ms") {
+                series.push((format!("SLO {}", check.threshold), vec![(x_lo, limit), (x_hi, limit)]));
+            }
+        }
+        let labels = |x: &f64| format!("{x:.0}");
+        let mut plot = lines("Latency against the offered load", &x_desc, "ms", series, &labels, Vec::new());
+        plot.whole_x = false;
+        plot.marks = c.rate.into_iter().chain(c.high).collect();
+        out.push_str("<div class=\"plots\">\n");
+        out.push_str(&plot.svg()?);
+        let mut rates = vec![("offered".to_owned(), of(|st| st.offered)), ("completed".to_owned(), of(|st| st.achieved_rps))];
+        if steps.iter().any(|st| st.goodput_rps.is_some()) {
+            let good = steps.iter().filter_map(|st| Some((st.offered, st.goodput_rps?))).collect();
+            rates.push((format!("good ({})", report.request_slo.as_deref().unwrap_or("request SLO")), good));
+        }
+        let mut plot = lines("Requests per second against the offered load", &x_desc, "req/s", rates, &labels, Vec::new());
+        plot.whole_x = false;
+        plot.marks = c.rate.into_iter().chain(c.high).collect();
+        out.push_str(&plot.svg()?);
+        out.push_str("</div>\n");
+        let rows: Vec<Vec<String>> = s
+            .steps
+            .iter()
+            .map(|st| {
+                vec![
+                    format!("{:.1}", st.offered),
+                    format!("{:.1}", st.achieved_rps),
+                    st.goodput_rps.map_or_else(|| "-".to_owned(), |g| format!("{g:.1}")),
+                    st.ttfe_ms.map_or_else(|| "-".to_owned(), |t| format!("{:.2}", t.p95)),
+                    format!("{:.2}", st.duration_ms.p50),
+                    format!("{:.2}", st.duration_ms.p95),
+                    format!("{:.2}", st.duration_ms.p99),
+                    format!("{:.2}%", st.error_rate * 100.0),
+                    st.target_cpu_cores.map_or_else(|| "not measured".to_owned(), |c| format!("{c:.2}")),
+                    format!("{:.1}", st.concurrency),
+                    st.runs.to_string(),
+                    match st.verdict {
+                        StepVerdict::Pass => "pass".to_owned(),
+                        StepVerdict::PassWithinNoise => "pass (within noise)".to_owned(),
+                        StepVerdict::Fail => "FAIL".to_owned(),
+                        StepVerdict::FailWithinNoise => "FAIL (within noise)".to_owned(),
+                        StepVerdict::DriverLimited => format!("driver-limited: {}", st.driver_reasons.join("; ")),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            "Steps, in the order measured",
+            &[
+                "offered",
+                "completed/s",
+                "good/s",
+                "TTFE p95 ms",
+                "duration p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "errors",
+                "target CPU",
+                "in flight",
+                "runs",
+                "verdict",
+            ],
+            &rows,
+        ));
+    }
+    Ok(page("flowbench capacity", &out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1158,6 +1268,26 @@ mod tests {
         assert!(page.starts_with("<!doctype html>") && page.ends_with("</html>\n"));
         assert!(!page.contains("<script") && !page.contains("src="), "nothing to fetch, nothing to run");
         assert!(page.split("href=\"").skip(1).all(|link| link.starts_with('#')), "links only within the page");
+    }
+
+    /// A capacity search's page: its answer and what ran out, latency
+    /// against the offered load with the SLO's line and the knee marked,
+    /// the rates with goodput, every step in the table.
+    #[test]
+    fn a_capacity_page_draws_the_curve_and_the_knee() {
+        let report: schema::capacity::CapacityReport =
+            serde_json::from_str(include_str!("../../../fixtures/reports/capacity-llm.json")).unwrap();
+        let page = render_capacity(&report).unwrap();
+        self_contained(&page);
+        assert!(page.contains("Capacity: at least 3200.0 req/s"), "the answer first");
+        assert!(page.contains("limited by driver"), "what ran out");
+        let plots = structure(&page);
+        assert_eq!(plots.lines().count(), 2, "{plots}");
+        assert!(plots.contains("SLO ttfe_p95&lt;100ms") || plots.contains("SLO ttfe_p95<100ms"), "the SLO's line: {plots}");
+        assert!(plots.contains("TTFE p95") && plots.contains("good (ttfe&lt;100ms)"), "{plots}");
+        let steps = report.scenarios[0].steps.len();
+        assert_eq!(page.matches("<tr><td>").count(), steps, "a row per step");
+        assert!(page.contains("driver-limited: driver overloaded"));
     }
 
     #[test]

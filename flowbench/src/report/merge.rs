@@ -62,6 +62,7 @@ pub fn merge(reports: &[(String, Report)]) -> anyhow::Result<Report> {
         scenarios,
         thresholds: Vec::new(),
         max_error_rate: None,
+        request_slo: first.request_slo.clone(),
         shard: None,
         shards: reports
             .iter()
@@ -164,7 +165,7 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         add_shifted(&mut per_second.warmup.errors, &p.warmup.errors, 0);
     }
     let measured_s = parts.iter().zip(&offsets).map(|(p, o)| *o as f64 + p.load.measured_s).fold(0.0, f64::max);
-    let mut counts = Counts { sent: 0, warmup: 0, ok: 0, errors: 0, errors_by_class: BTreeMap::new(), backoff_s: 0.0 };
+    let mut counts = Counts { sent: 0, warmup: 0, ok: 0, errors: 0, errors_by_class: BTreeMap::new(), backoff_s: 0.0, good: None };
     let mut n_events = 0u64;
     for p in parts {
         counts.sent += p.counts.sent;
@@ -172,6 +173,9 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         counts.ok += p.counts.ok;
         counts.errors += p.counts.errors;
         counts.backoff_s += p.counts.backoff_s;
+        if let Some(good) = p.counts.good {
+            *counts.good.get_or_insert(0) += good;
+        }
         for (class, n) in &p.counts.errors_by_class {
             *counts.errors_by_class.entry(class.clone()).or_default() += n;
         }

@@ -68,6 +68,7 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             errors: r.n_errors(),
             errors_by_class: r.errors.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
             backoff_s: r.backoff.as_secs_f64(),
+            good: r.n_good,
         },
         event_throughput: derived.event_throughput,
         qps: derived.qps,

@@ -192,6 +192,7 @@ pub fn sample_report() -> Report {
         scenarios: vec![sample_scenario("empty"), sample_scenario("llm")],
         thresholds: Vec::new(),
         max_error_rate: None,
+        request_slo: None,
         shard: None,
         shards: Vec::new(),
     }

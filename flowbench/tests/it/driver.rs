@@ -34,6 +34,7 @@ pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> R
         after_terminal: Default::default(),
         arrival_phase: 0.0,
         integrity: true,
+        request_slo: None,
     }
 }
 

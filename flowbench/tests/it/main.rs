@@ -1,5 +1,6 @@
 //! flowbench's integration tests, over real loopback sockets.
 
+mod capacity;
 mod cli;
 mod deploy;
 mod driver;
