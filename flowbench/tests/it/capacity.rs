@@ -122,6 +122,25 @@ async fn the_knee_of_a_queue_is_found_within_the_resolution() {
     assert!(failed["checks"][0]["value"].as_f64().unwrap() > 50.0 || failed["verdict"] == "fail_within_noise");
 }
 
+/// `--by users`: N closed-model users on a queue of 5 ms a request wait
+/// about N x 5 ms each, so a p95 under 50 ms holds up to 9 users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_users_the_knee_of_a_queue_is_found_in_users() {
+    let url = server(Service::Queue(Duration::from_millis(5))).await;
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        capacity(&url, &["--by", "users", "--slo", "duration_p95<50ms", "--start", "2", "--resolution", "10%", "--repeats", "1"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["by"], "users");
+    let c = &report["scenarios"][0]["capacity"];
+    assert_eq!(c["unit"], "users");
+    let (rate, high) = (c["rate"].as_f64().unwrap(), c["high"].as_f64().unwrap());
+    assert!((7.0..=10.0).contains(&rate), "capacity {rate} users, known 9: {}", report["scenarios"][0]["steps"]);
+    assert!(high <= rate + 1.0, "users bisect to one: {rate}..{high}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_held_below_the_target_answers_at_least() {
     // 20 ms a request with no limit of the server's own, through 2
