@@ -141,6 +141,17 @@ pub struct ScenarioCapacity {
     pub steps: Vec<CapacityStep>,
 }
 
+impl ScenarioCapacity {
+    /// The criteria this scenario was held to (the report's `slo` less
+    /// those scoped to other scenarios), as its steps judged them.
+    pub fn slo<'a>(&'a self, all: &'a [String]) -> Vec<&'a str> {
+        match self.steps.first() {
+            Some(step) => step.checks.iter().map(|c| c.threshold.as_str()).collect(),
+            None => all.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CapacityReport {
     pub schema: String,
@@ -184,7 +195,7 @@ impl CapacityReport {
         let mut out = String::new();
         let unit = self.by.unit();
         for s in &self.scenarios {
-            let _ = writeln!(out, "\nCapacity of {} (SLO: {})", s.name, self.slo.join(", "));
+            let _ = writeln!(out, "\nCapacity of {} (SLO: {})", s.name, s.slo(&self.slo).join(", "));
             // Streams have a first event: its p95 beside the duration's.
             let streams = s.steps.iter().any(|step| step.ttfe_ms.is_some());
             let _ = writeln!(

@@ -443,7 +443,7 @@ fn driver_limit(step: &CapacityStep) -> (String, String) {
     (
         what.to_owned(),
         format!(
-            "at {:.1} the load generator, not the target, was the bottleneck ({}); the target takes at least the last load that passed",
+            "at {:.1} the driver could not keep up ({}); the target takes at least the last load that passed",
             step.offered,
             step.driver_reasons.join("; ")
         ),

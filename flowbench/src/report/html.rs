@@ -875,7 +875,7 @@ pub fn render_capacity(report: &schema::capacity::CapacityReport) -> anyhow::Res
     use schema::capacity::StepVerdict;
     let mut out = String::new();
     let unit = report.by.unit();
-    let x_desc = format!("offered load ({unit})");
+    let x_desc = format!("offered load ({unit}, log scale)");
     for s in &report.scenarios {
         let c = &s.capacity;
         let answer = match (c.rate, c.high) {
@@ -891,44 +891,70 @@ pub fn render_capacity(report: &schema::capacity::CapacityReport) -> anyhow::Res
             esc(&answer),
             esc(&c.limited_by),
             esc(&c.why),
-            esc(&report.slo.join(", "))
+            esc(&s.slo(&report.slo).join(", "))
         );
-        // Steps in order of load; a load measured twice is drawn at its last run.
-        let mut steps: Vec<&schema::capacity::CapacityStep> = s.steps.iter().collect();
+        // Steps in order of load, on a log scale (the ramp doubles); TTFE
+        // apart from duration, each with its SLO's lines. A step whose
+        // driver was the bottleneck is in the table, not drawn: its figures
+        // are not the target's.
+        let mut steps: Vec<&schema::capacity::CapacityStep> =
+            s.steps.iter().filter(|st| st.verdict != StepVerdict::DriverLimited && st.offered > 0.0).collect();
         steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
-        let of = |pick: fn(&schema::capacity::CapacityStep) -> f64| -> Vec<(f64, f64)> {
-            steps.iter().map(|st| (st.offered, pick(st))).collect()
+        // x is log10 of the load from the first step's (the axis starts at 0).
+        let base = steps.first().map_or(0.0, |st| st.offered.log10());
+        let x = move |load: f64| load.log10() - base;
+        let of = |pick: &dyn Fn(&schema::capacity::CapacityStep) -> Option<f64>| -> Vec<(f64, f64)> {
+            steps.iter().filter_map(|st| Some((x(st.offered), pick(st)?))).collect()
         };
-        let mut series = vec![
-            ("duration p50".to_owned(), of(|st| st.duration_ms.p50)),
-            ("duration p95".to_owned(), of(|st| st.duration_ms.p95)),
-            ("duration p99".to_owned(), of(|st| st.duration_ms.p99)),
-        ];
-        if steps.iter().any(|st| st.ttfe_ms.is_some()) {
-            series.push(("TTFE p95".to_owned(), steps.iter().filter_map(|st| Some((st.offered, st.ttfe_ms?.p95))).collect()));
-        }
-        let (x_lo, x_hi) = (steps.first().map_or(0.0, |st| st.offered), steps.last().map_or(1.0, |st| st.offered));
-        for check in s.steps.first().map(|st| st.checks.as_slice()).unwrap_or_default() {
-            if let Some(limit) = check.limit.filter(|_| check.unit == "ms") {
-                series.push((format!("SLO {}", check.threshold), vec![(x_lo, limit), (x_hi, limit)]));
-            }
-        }
-        let labels = |x: &f64| format!("{x:.0}");
-        let mut plot = lines("Latency against the offered load", &x_desc, "ms", series, &labels, Vec::new());
-        plot.whole_x = false;
-        plot.marks = c.rate.into_iter().chain(c.high).collect();
+        let x_hi = steps.last().map_or(1.0, |st| x(st.offered));
+        let checks = s.steps.first().map(|st| st.checks.as_slice()).unwrap_or_default();
+        // An SLO's limit as a line on the plot of its metric.
+        let slo_lines = |ttfe: bool| -> Vec<(String, Vec<(f64, f64)>)> {
+            checks
+                .iter()
+                .filter(|check| check.unit == "ms" && check.threshold.contains("ttfe") == ttfe)
+                .filter_map(|check| Some((format!("SLO {}", check.threshold), vec![(0.0, check.limit?), (x_hi, check.limit?)])))
+                .collect()
+        };
+        let labels = move |v: &f64| format!("{:.0}", 10f64.powf(*v + base));
+        let knee: Vec<f64> = c.rate.into_iter().chain(c.high).filter(|v| *v > 0.0).map(x).collect();
+        let plot_of = |caption: &str, y: &str, series: Vec<(String, Vec<(f64, f64)>)>| -> anyhow::Result<String> {
+            let mut plot = lines(caption, &x_desc, y, series, &labels, Vec::new());
+            plot.whole_x = false;
+            plot.marks = knee.clone();
+            plot.svg()
+        };
         out.push_str("<div class=\"plots\">\n");
-        out.push_str(&plot.svg()?);
-        let mut rates = vec![("offered".to_owned(), of(|st| st.offered)), ("completed".to_owned(), of(|st| st.achieved_rps))];
-        if steps.iter().any(|st| st.goodput_rps.is_some()) {
-            let good = steps.iter().filter_map(|st| Some((st.offered, st.goodput_rps?))).collect();
-            rates.push((format!("good ({})", report.request_slo.as_deref().unwrap_or("request SLO")), good));
+        if steps.iter().any(|st| st.ttfe_ms.is_some()) {
+            let mut series = vec![
+                ("TTFE p50".to_owned(), of(&|st| Some(st.ttfe_ms?.p50))),
+                ("TTFE p95".to_owned(), of(&|st| Some(st.ttfe_ms?.p95))),
+                ("TTFE p99".to_owned(), of(&|st| Some(st.ttfe_ms?.p99))),
+            ];
+            series.extend(slo_lines(true));
+            out.push_str(&plot_of("TTFE against the offered load", "ms", series)?);
         }
-        let mut plot = lines("Requests per second against the offered load", &x_desc, "req/s", rates, &labels, Vec::new());
-        plot.whole_x = false;
-        plot.marks = c.rate.into_iter().chain(c.high).collect();
-        out.push_str(&plot.svg()?);
+        let mut series = vec![
+            ("duration p50".to_owned(), of(&|st| Some(st.duration_ms.p50))),
+            ("duration p95".to_owned(), of(&|st| Some(st.duration_ms.p95))),
+            ("duration p99".to_owned(), of(&|st| Some(st.duration_ms.p99))),
+        ];
+        series.extend(slo_lines(false));
+        out.push_str(&plot_of("Duration against the offered load", "ms", series)?);
+        let mut rates = vec![("offered".to_owned(), of(&|st| Some(st.offered))), ("completed".to_owned(), of(&|st| Some(st.achieved_rps)))];
+        if steps.iter().any(|st| st.goodput_rps.is_some()) {
+            rates.push((format!("good ({})", report.request_slo.as_deref().unwrap_or("request SLO")), of(&|st| st.goodput_rps)));
+        }
+        out.push_str(&plot_of("Requests per second against the offered load", "req/s", rates)?);
         out.push_str("</div>\n");
+        if steps.len() < s.steps.len() {
+            out.push_str(
+                "<p class=\"note\">A red line marks the highest load that held and the lowest that failed. Steps where the \
+                 driver was the bottleneck are in the table, not drawn: their figures are not the target's.</p>\n",
+            );
+        } else {
+            out.push_str("<p class=\"note\">A red line marks the highest load that held and the lowest that failed.</p>\n");
+        }
         let rows: Vec<Vec<String>> = s
             .steps
             .iter()
@@ -1282,7 +1308,7 @@ mod tests {
         assert!(page.contains("Capacity: at least 3200.0 req/s"), "the answer first");
         assert!(page.contains("limited by driver"), "what ran out");
         let plots = structure(&page);
-        assert_eq!(plots.lines().count(), 2, "{plots}");
+        assert_eq!(plots.lines().count(), 3, "TTFE, duration, rates: {plots}");
         assert!(plots.contains("SLO ttfe_p95&lt;100ms") || plots.contains("SLO ttfe_p95<100ms"), "the SLO's line: {plots}");
         assert!(plots.contains("TTFE p95") && plots.contains("good (ttfe&lt;100ms)"), "{plots}");
         let steps = report.scenarios[0].steps.len();
