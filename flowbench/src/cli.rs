@@ -121,6 +121,15 @@ pub struct DriverFlags {
     /// the driver's own ceiling, one JSON parse per event less.
     #[arg(long)]
     pub no_integrity: bool,
+    /// Every request carries a W3C `traceparent` with a new trace id (the
+    /// slowest requests' ids are in the report, to find them in the
+    /// target's traces); this share of them is flagged sampled, e.g. `1%`.
+    #[arg(long, value_parser = parse_proportion, default_value = "0")]
+    pub trace_sample: f64,
+    /// Send no `traceparent` (and keep no trace ids): the driver's own
+    /// ceiling, one header less a request.
+    #[arg(long, conflicts_with = "trace_sample")]
+    pub no_traceparent: bool,
 }
 
 /// `flowbench report`.
@@ -431,6 +440,13 @@ fn parse_share(text: &str) -> Result<f64, String> {
     crate::report::thresholds::parse_fraction(text)
         .filter(|v| *v > 0.0 && *v < 1.0)
         .ok_or_else(|| format!("{text:?} is not a share between 0 and 100% (e.g. 5%)"))
+}
+
+/// A share from none to all: `0`, `1%`, `0.5`, `100%`.
+fn parse_proportion(text: &str) -> Result<f64, String> {
+    crate::report::thresholds::parse_fraction(text)
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{text:?} is not a share from 0 to 100% (e.g. 1%)"))
 }
 
 fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {

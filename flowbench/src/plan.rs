@@ -128,6 +128,9 @@ pub struct Plan {
     pub slo: Vec<Threshold>,
     /// `--request-slo`, or a file's `[slo] request`: goodput is counted.
     pub request_slo: Option<RequestSlo>,
+    /// `--trace-sample`: the share of traceparents flagged sampled; `None`
+    /// with `--no-traceparent`.
+    pub trace_sample: Option<f64>,
     /// `--max-error-rate`: above it a scenario's failures fail the run (exit 5).
     pub max_error_rate: f64,
     pub shard: Option<Shard>,
@@ -324,6 +327,7 @@ impl RunArgs {
             thresholds,
             slo,
             request_slo: self.request_slo.clone().or(request_slo.map(|(r, _)| r)),
+            trace_sample: (!self.driver.no_traceparent).then_some(self.driver.trace_sample),
             max_error_rate: self.errors.max_error_rate,
             shard: self.shard,
             start_at: self.start_at,

@@ -154,6 +154,9 @@ pub struct ScenarioReport {
     /// Where the streams' time went; `None` without streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Timeline>,
+    /// The slowest measured requests by their trace ids, slowest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<SlowRequest>,
     /// When the measured phase began, in ms since the Unix epoch: where
     /// `flowbench merge` aligns the shards' per-second series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +263,23 @@ pub struct Counts {
     /// when one was given: goodput's count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub good: Option<u64>,
+}
+
+/// One of a scenario's slowest measured requests, by the trace id its
+/// `traceparent` carried: what finds it in the target's tracing system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowRequest {
+    /// 32 lowercase hex digits, as in the header.
+    pub trace_id: String,
+    /// From the intended send to its end (a failure's to its failure).
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfe_ms: Option<f64>,
+    /// `ok` or the error class.
+    pub outcome: String,
+    /// The app it went to, when the scenario has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// Max and Min over the measured phase's windows; Avg over the whole phase.

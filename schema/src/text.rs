@@ -102,6 +102,23 @@ impl Report {
                     self.request_slo.as_deref().map(|t| format!(" {t}")).unwrap_or_default(),
                 );
             }
+            if !s.slowest.is_empty() {
+                // Three here; the JSON keeps ten.
+                let slow: Vec<String> = s
+                    .slowest
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{} ms {}{}",
+                            num(r.duration_ms),
+                            r.trace_id,
+                            if r.outcome == "ok" { String::new() } else { format!(" ({})", r.outcome) }
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(out, "Slowest requests by traceparent trace id: {}", slow.join("; "));
+            }
             if c.backoff_s > 0.0 {
                 let _ = writeln!(out, "Back-off: users waited {} s in all before retrying refused connections", num(c.backoff_s));
             }

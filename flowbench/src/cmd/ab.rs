@@ -86,6 +86,7 @@ pub async fn execute(plan: &AbPlan) -> anyhow::Result<AbReport> {
                 after_terminal: args.driver.after_terminal.into(),
                 integrity: !args.driver.no_integrity,
                 request_slo: None,
+                trace_sample: (!args.driver.no_traceparent).then_some(args.driver.trace_sample),
                 arrival_phase: 0.0,
             };
             let (target, pid, cancel, params) = (target.clone(), pid.clone(), cancel.clone(), params.clone());

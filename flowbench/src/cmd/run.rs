@@ -115,6 +115,7 @@ impl Prepared {
             after_terminal: plan.after_terminal,
             integrity: plan.integrity,
             request_slo: plan.request_slo.clone(),
+            trace_sample: plan.trace_sample,
             arrival_phase: plan.shard.map_or(0.0, |s| f64::from(s.index - 1) / f64::from(s.count)),
         };
         let live = Arc::new(Live::default());

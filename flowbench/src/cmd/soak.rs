@@ -56,6 +56,7 @@ pub async fn execute(plan: &SoakPlan) -> anyhow::Result<SoakReport> {
         after_terminal: args.driver.after_terminal.into(),
         integrity: !args.driver.no_integrity,
         request_slo: None,
+        trace_sample: (!args.driver.no_traceparent).then_some(args.driver.trace_sample),
         arrival_phase: 0.0,
     };
     let health = HealthMonitor::start(crate::load::health::TargetCpu::Processes(vec![pid]), args.driver.driver_threads);

@@ -188,6 +188,11 @@ impl Target {
         request
     }
 
+    /// Whether `--header` gives `name` for every request.
+    pub fn has_header(&self, name: &http::HeaderName) -> bool {
+        self.headers.contains_key(name)
+    }
+
     fn extra_headers(&self, headers: &mut http::HeaderMap) {
         for (name, value) in &self.headers {
             headers.append(name, value.clone());

@@ -97,6 +97,9 @@ pub struct RunSpec {
     pub integrity: bool,
     /// Count the measured requests that meet it (goodput).
     pub request_slo: Option<RequestSlo>,
+    /// Each request carries a `traceparent`, flagged sampled for this
+    /// share of them; `None`: no `traceparent` (`--no-traceparent`).
+    pub trace_sample: Option<f64>,
 }
 
 /// Live totals, for the progress line.
@@ -128,6 +131,8 @@ const RECORDER_SHARDS: usize = 64;
 
 struct Ctx {
     spec: RunSpec,
+    /// Requests get flowbench's `traceparent` (no `--header` gives one).
+    own_traces: bool,
     /// Each app's request URI, and its next round-robin row.
     uris: Vec<http::Uri>,
     next_row: Vec<AtomicU64>,
@@ -203,6 +208,9 @@ impl Pending {
     }
 }
 
+/// The W3C Trace Context header.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// Runs `spec` against `target` until its time is up or `cancel` fires.
 pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: CancellationToken) -> RunResult {
     // Plans are checked for both; a spec built by hand must hold them too.
@@ -229,6 +237,7 @@ pub async fn run(spec: RunSpec, target: Target, live: Arc<Live>, cancel: Cancell
         })
         .collect();
     let ctx = Arc::new(Ctx {
+        own_traces: spec.trace_sample.is_some() && !target.has_header(&TRACEPARENT),
         gauge: Gauge::new(measure_start, schedule.end()),
         spec,
         uris,
@@ -287,6 +296,8 @@ async fn worker(id: u32, ctx: Arc<Ctx>) {
     let mut pending = Pending::default();
     let mut bodies = Bodies::new(&ctx.spec, id);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.spec.seed.wrapping_add(u64::from(id)));
+    // Trace ids from the OS's entropy, not the run's seed: two runs with
+    // one seed must not send the same ids to one tracing system.
     let think = ctx.spec.load.think_time();
     let mut conn = Conn::new();
     let mut first = true;
@@ -518,16 +529,47 @@ fn interrupted(intended: Instant, sent: Instant) -> Sample {
     Sample { done: Instant::now(), ..Sample::new(intended, sent, Err(ErrorClass::Interrupted)) }
 }
 
+thread_local! {
+    /// Trace ids from the OS's entropy, not the run's seed: two runs with
+    /// one seed must not send the same ids to one tracing system.
+    static TRACE_RNG: std::cell::RefCell<rand::rngs::SmallRng> = std::cell::RefCell::new(rand::rngs::SmallRng::from_os_rng());
+}
+
+/// Gives `request` a W3C `traceparent` with a new trace id (version 00, the
+/// ids in lowercase hex, flagged sampled for `sample`'s share); its trace id,
+/// as two halves (W3C forbids an all-zero one).
+fn new_trace(request: &mut http::Request<http_body_util::Full<Bytes>>, sample: f64) -> [u64; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (ids, sampled) = TRACE_RNG.with_borrow_mut(|rng| {
+        ([rng.random::<u64>(), rng.random::<u64>().max(1), rng.random::<u64>().max(1)], rng.random::<f64>() < sample)
+    });
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (at, id) in [(3, ids[0]), (19, ids[1]), (36, ids[2])] {
+        for i in 0..16 {
+            text[at + i] = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    text[54] = if sampled { b'1' } else { b'0' };
+    request.headers_mut().insert(TRACEPARENT, HeaderValue::from_bytes(&text).expect("hex digits and dashes are a header value"));
+    [ids[0], ids[1]]
+}
+
 /// Sends one request and reads its whole answer.
 async fn one_request(ctx: &Ctx, conn: &mut Conn, recorder: &mut Pending, intended: Instant, app: usize, body: Bytes) -> Sample {
     let _in_flight = ctx.gauge.enter();
     let key = &ctx.spec.apps[app].api_key;
-    let request = match ctx.spec.protocol {
+    let mut request = match ctx.spec.protocol {
         Protocol::Dify => ctx.target.post_to(&ctx.uris[app], key, body),
         Protocol::OpenAi => ctx.target.chat_request(key, body),
     };
+    // A --header traceparent of the user's own is sent instead, and no id is kept.
+    let trace_id = match ctx.spec.trace_sample.filter(|_| ctx.own_traces) {
+        Some(share) => new_trace(&mut request, share),
+        None => [0; 2],
+    };
     let sent = Instant::now();
     let mut sample = Sample::new(intended, sent, Ok(()));
+    sample.trace_id = trace_id;
     sample.open_model = ctx.spec.load.is_open();
     let deadline = sent + ctx.spec.timeout;
     let mode = ctx.spec.apps[app].mode;

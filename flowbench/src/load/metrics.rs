@@ -45,6 +45,8 @@ pub struct Sample {
     pub checked: bool,
     /// The rules of the grammar it broke (`integrity::Violation` bits).
     pub violations: u16,
+    /// The trace id its `traceparent` carried, high half first (zero: none).
+    pub trace_id: [u64; 2],
     pub outcome: Result<(), ErrorClass>,
 }
 
@@ -67,6 +69,7 @@ impl Sample {
             app: 0,
             checked: false,
             violations: 0,
+            trace_id: [0; 2],
             outcome,
         }
     }

@@ -60,6 +60,32 @@ pub struct Recorder {
     pub timeline: TimelineTally,
     /// Measured requests that met the request SLO, when the run has one.
     pub n_good: Option<u64>,
+    /// The slowest measured requests with a trace id, slowest first.
+    pub slowest: Vec<Slow>,
+}
+
+/// Slow requests a run keeps by trace id.
+pub const MAX_SLOWEST: usize = 10;
+
+/// One of the slowest requests: what finds it in the target's traces.
+#[derive(Debug, Clone, Copy)]
+pub struct Slow {
+    /// Intended send to its end: its duration, or a failure's.
+    pub took: Duration,
+    pub ttfe: Option<Duration>,
+    pub trace_id: [u64; 2],
+    pub app: u16,
+    pub outcome: Result<(), ErrorClass>,
+}
+
+/// `slow` into `list`, kept slowest first and at most `MAX_SLOWEST` long.
+fn keep_slowest(list: &mut Vec<Slow>, slow: Slow) {
+    if list.len() == MAX_SLOWEST && list.last().is_some_and(|last| last.took >= slow.took) {
+        return;
+    }
+    let at = list.partition_point(|s| s.took >= slow.took);
+    list.insert(at, slow);
+    list.truncate(MAX_SLOWEST);
 }
 
 /// Offending streams a run keeps whole.
@@ -124,6 +150,7 @@ impl Recorder {
             examples: Vec::new(),
             timeline: TimelineTally::default(),
             n_good: None,
+            slowest: Vec::new(),
         }
     }
 
@@ -232,6 +259,16 @@ impl Recorder {
         }
         self.n_events += sample.n_events;
         self.n_bytes += sample.n_bytes;
+        if sample.trace_id != [0; 2] {
+            let slow = Slow {
+                took: sample.done.saturating_duration_since(sample.intended),
+                ttfe: sample.value(Metric::Ttfe),
+                trace_id: sample.trace_id,
+                app: sample.app,
+                outcome: sample.outcome,
+            };
+            keep_slowest(&mut self.slowest, slow);
+        }
     }
 
     pub fn merge(&mut self, other: &Recorder) {
@@ -267,6 +304,9 @@ impl Recorder {
         self.timeline.merge(&other.timeline);
         if let Some(good) = other.n_good {
             *self.n_good.get_or_insert(0) += good;
+        }
+        for slow in &other.slowest {
+            keep_slowest(&mut self.slowest, *slow);
         }
         for (mine, theirs) in [
             (&mut self.events_per_s, &other.events_per_s),
@@ -312,6 +352,31 @@ mod tests {
             n_bytes: 100,
             ..Sample::new(at, at, outcome)
         }
+    }
+
+    /// The slowest measured requests with a trace id are kept, slowest
+    /// first and ten at most, across shards merged too; warm-up and
+    /// untraced requests are not among them.
+    #[tokio::test(start_paused = true)]
+    async fn the_slowest_traced_requests_are_kept_slowest_first() {
+        let t0 = Instant::now();
+        let measure = t0 + Duration::from_secs(1);
+        let (mut a, mut b) = (Recorder::new(measure), Recorder::new(measure));
+        for i in 1..=30u64 {
+            let mut s = sample(measure, i, if i == 17 { Err(ErrorClass::Timeout) } else { Ok(()) });
+            s.trace_id = [0, i];
+            if i % 2 == 0 { &mut a } else { &mut b }.record(&s);
+        }
+        let mut untraced = sample(measure, 999, Ok(()));
+        untraced.trace_id = [0; 2];
+        a.record(&untraced);
+        let mut warm = sample(t0, 5_000, Ok(()));
+        warm.trace_id = [0, 99];
+        a.record(&warm);
+        a.merge(&b);
+        let ids: Vec<u64> = a.slowest.iter().map(|s| s.trace_id[1]).collect();
+        assert_eq!(ids, (21..=30).rev().collect::<Vec<_>>());
+        assert!(a.slowest.windows(2).all(|w| w[0].took >= w[1].took));
     }
 
     #[tokio::test(start_paused = true)]

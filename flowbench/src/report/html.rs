@@ -414,6 +414,32 @@ fn node_name(node: &NodeLabel) -> String {
 
 /// Where each run's streams spent their time: its steps from the intended
 /// send (a table), then the median and the slowest stream as waterfalls.
+/// The slowest requests by the trace ids their `traceparent` carried, to
+/// open in the target's tracing system.
+fn slowest_section(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
+    for (run, s) in rows.iter().filter(|(_, s)| !s.slowest.is_empty()) {
+        let of = if rows.len() > 1 { format!(" ({run})") } else { String::new() };
+        let slow: Vec<Vec<String>> = s
+            .slowest
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("<code>{}</code>", esc(&r.trace_id)),
+                    format!("{:.2}", r.duration_ms),
+                    r.ttfe_ms.map_or_else(|| "-".to_owned(), |t| format!("{t:.2}")),
+                    esc(&r.outcome),
+                    esc(r.app.as_deref().unwrap_or("")),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &format!("The slowest requests by trace id{of}"),
+            &["traceparent trace id", "duration ms", "TTFE ms", "outcome", "app"],
+            &slow,
+        ));
+    }
+}
+
 fn timeline_section(out: &mut String, rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<()> {
     let traced: Vec<(&str, &Timeline)> = rows.iter().filter_map(|(run, s)| Some((*run, s.timeline.as_ref()?))).collect();
     if traced.is_empty() {
@@ -679,6 +705,7 @@ pub fn render(reports: &[(String, Report)]) -> anyhow::Result<String> {
         seed_tables(&mut out, &rows);
         integrity_section(&mut out, &rows);
         timeline_section(&mut out, &rows)?;
+        slowest_section(&mut out, &rows);
         out.push_str(&scenario_plots(&rows)?);
         if let [(a_name, a), rest @ ..] = runs.as_slice() {
             for (b_name, b) in rest {

@@ -224,6 +224,13 @@ fn merge_scenario(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> an
         apps: merge_apps(parts)?,
         integrity: merge_integrity(parts),
         timeline: merge_timelines(parts, by_metric[Metric::Duration as usize].value_at_quantile(0.5) as f64 / 1000.0)?,
+        slowest: {
+            // The shards' slowest together, slowest first, as many as one driver keeps.
+            let mut all: Vec<_> = parts.iter().flat_map(|p| p.slowest.iter().cloned()).collect();
+            all.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
+            all.truncate(crate::load::recorder::MAX_SLOWEST);
+            all
+        },
         measure_start_unix_ms: earliest,
     })
 }

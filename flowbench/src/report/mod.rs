@@ -88,6 +88,17 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
         apps: app_reports(apps, r),
         integrity: integrity_of(r),
         timeline: r.timeline.finish(r.histogram(Metric::Duration).value_at_quantile(0.5) as f64 / 1000.0),
+        slowest: r
+            .slowest
+            .iter()
+            .map(|slow| schema::report::SlowRequest {
+                trace_id: format!("{:016x}{:016x}", slow.trace_id[0], slow.trace_id[1]),
+                duration_ms: slow.took.as_secs_f64() * 1e3,
+                ttfe_ms: slow.ttfe.map(|t| t.as_secs_f64() * 1e3),
+                outcome: slow.outcome.err().map_or("ok", |class| class.as_str()).to_owned(),
+                app: (apps.len() > 1).then(|| apps.get(usize::from(slow.app)).map(|a| a.name.clone())).flatten(),
+            })
+            .collect(),
         measure_start_unix_ms: Some(unix_ms_of(result.measure_start)),
     }
 }

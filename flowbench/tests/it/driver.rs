@@ -35,6 +35,7 @@ pub fn spec(api_key: &str, mode: Mode, load: LoadModel, duration: Duration) -> R
         arrival_phase: 0.0,
         integrity: true,
         request_slo: None,
+        trace_sample: Some(0.0),
     }
 }
 

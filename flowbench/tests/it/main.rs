@@ -8,4 +8,5 @@ mod html;
 mod integrity;
 mod target_cpu;
 mod tls;
+mod trace;
 mod up;

@@ -59,20 +59,31 @@ pub fn app(state: AppState) -> Router {
 /// store again: axum allocates every request's future, and a small one is
 /// cheaper to allocate (docs/performance.md, "Figures from code comments").
 fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<Output = Response> + Send {
+    // A client's W3C trace id, logged with the run's id at debug level; read
+    // only when that level is on, so the hot path pays one check.
+    let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| trace_id(request.headers())).flatten();
     let accepted = match authenticate(&state, request.headers()) {
         Ok(app) => json_body(request, &state).map(|body| (app, body)),
         Err(e) => Err(linger(request, &state, e)),
     };
     async move {
         let result = match accepted {
-            Ok((app, body)) => start_run(state, app, body).await,
+            Ok((app, body)) => start_run(state, app, body, trace).await,
             Err(e) => Err(e),
         };
         result.unwrap_or_else(IntoResponse::into_response)
     }
 }
 
-async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body) -> Result<Response, ApiError> {
+/// The trace id of a well-formed `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(headers: &http::HeaderMap) -> Option<Box<str>> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace, _parent, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.into())
+}
+
+async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body, trace: Option<Box<str>>) -> Result<Response, ApiError> {
     let shared = &state.shared;
     let body = read_body_in_time(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
@@ -88,6 +99,9 @@ async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body) -> Result<R
         None => None,
     };
     let run_id = shared.store.new_run_id(app.app_uuid);
+    if let Some(trace) = trace {
+        tracing::debug!(trace_id = %trace, workflow_run_id = %run_id, "run started");
+    }
     let mut run = Run::with_id(app.runnable.clone(), payload.user, payload.inputs, run_id);
     run.keep_nodes = state.shared.store.keeps_nodes();
     busy_for(shared.limits.inject_busy_per_request);

@@ -182,3 +182,48 @@ async fn pings_first_and_after_each_silence() {
     drop(body);
     stack.shutdown().await.unwrap();
 }
+
+/// A writer the test's subscriber logs into.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A client's W3C `traceparent` is logged (at debug) with the run's id, so
+/// a slow request a load test names by trace id is found in the server's log.
+#[tokio::test]
+async fn a_runs_traceparent_is_logged_with_its_run_id() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let stack = spawn_stack().await;
+    let client = TestClient::for_stack(&stack);
+    let key = stack.api_key("empty");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let auth = format!("Bearer {key}");
+    let body = json!({"inputs": {"question": "q"}, "user": "u", "response_mode": "blocking"}).to_string();
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ];
+    let reply = client.send("POST", "/v1/workflows/run", &headers, body.clone()).await;
+    assert_eq!(reply.status, 200);
+    let run_id = reply.json()["workflow_run_id"].as_str().unwrap().to_owned();
+    // A malformed header is not logged as a trace id.
+    let bad = [headers[0], headers[1], ("traceparent", "00-nothex-00f067aa0ba902b7-01")];
+    assert_eq!(client.send("POST", "/v1/workflows/run", &bad, body).await.status, 200);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().find(|l| l.contains(trace)).unwrap_or_else(|| panic!("no line with the trace id in:\n{text}"));
+    assert!(line.contains(&run_id), "{line}");
+    assert!(!text.contains("nothex"), "{text}");
+}
