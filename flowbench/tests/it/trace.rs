@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The headers seen, each with how long its request was held.
-type Seen = Arc<Mutex<Vec<(String, Duration)>>>;
+type Held = Arc<Mutex<Vec<(String, Duration)>>>;
 
-async fn server() -> (String, Seen) {
+async fn server() -> (String, Held) {
     use axum::routing::{get, post};
-    let seen: Seen = Arc::default();
+    let seen: Held = Arc::default();
     let record = seen.clone();
     let run = move |headers: http::HeaderMap| {
         let record = record.clone();
