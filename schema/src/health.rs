@@ -47,6 +47,10 @@ pub struct HealthReport {
     /// report's plot; left out of `flowbench ab`'s slices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_second: Vec<HealthSecond>,
+    /// The scheduler lag's worst in each second since the monitor started
+    /// (ms; by the second the late timer fired in): where a stall fell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lag_max_ms_per_second: Vec<f64>,
 }
 
 /// One second of the run's CPU, in cores.

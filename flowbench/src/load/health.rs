@@ -166,7 +166,7 @@ pub struct HealthMonitor {
     sibling: TargetCpu,
     mock: TargetCpu,
     driver_threads: usize,
-    lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    lag: Arc<Mutex<Lag>>,
     seconds: Arc<Mutex<Vec<HealthSecond>>>,
     stop: CancellationToken,
     probe: tokio::task::JoinHandle<()>,
@@ -196,7 +196,7 @@ impl HealthMonitor {
     }
 
     fn start_all(target: TargetCpu, sibling: TargetCpu, mock: TargetCpu, driver_threads: usize, per_second: bool) -> Self {
-        let lag = Arc::new(Mutex::new(new_histogram()));
+        let lag = Arc::new(Mutex::new(Lag { all: new_histogram(), worst_per_second: Vec::new() }));
         let stop = CancellationToken::new();
         let probe = tokio::spawn(probe_lag(lag.clone(), stop.clone()));
         let start = snapshot(&target, &sibling, &mock);
@@ -217,7 +217,10 @@ impl HealthMonitor {
         let end = snapshot(&self.target, &self.sibling, &self.mock);
         let CpuShare { seconds, driver, target, mock, others, steal } = CpuShare::between(&self.start, &end);
         let per_second = std::mem::take(&mut *self.seconds.lock().unwrap_or_else(|e| e.into_inner()));
-        let lag = summary_of(&self.lag.lock().unwrap_or_else(|e| e.into_inner()));
+        let (lag, lag_max_ms_per_second) = {
+            let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+            (summary_of(&lag.all), lag.worst_per_second.iter().map(|&us| us as f64 / 1e3).collect())
+        };
         let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = HealthReport {
             verdict: HealthVerdict::Valid,
@@ -233,6 +236,7 @@ impl HealthMonitor {
             machine_cores,
             span_s: seconds,
             per_second,
+            lag_max_ms_per_second,
         };
         judge(&mut report, self.sibling == TargetCpu::Remote);
         report
@@ -269,15 +273,29 @@ fn judge(report: &mut HealthReport, judge_driver_share: bool) {
     }
 }
 
-async fn probe_lag(lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>, stop: CancellationToken) {
+/// The lag probe's figures: every wake's lateness, and each second's worst.
+struct Lag {
+    all: hdrhistogram::Histogram<u64>,
+    /// µs, by the second since the start that the late wake came in.
+    worst_per_second: Vec<u64>,
+}
+
+async fn probe_lag(lag: Arc<Mutex<Lag>>, stop: CancellationToken) {
+    let start = tokio::time::Instant::now();
     loop {
         let before = tokio::time::Instant::now();
         tokio::select! {
             () = tokio::time::sleep(PROBE_INTERVAL) => {}
             () = stop.cancelled() => return,
         }
-        let late = before.elapsed().saturating_sub(PROBE_INTERVAL);
-        lag.lock().unwrap_or_else(|e| e.into_inner()).saturating_record((late.as_micros() as u64).max(1));
+        let late = (before.elapsed().saturating_sub(PROBE_INTERVAL).as_micros() as u64).max(1);
+        let second = start.elapsed().as_secs() as usize;
+        let mut lag = lag.lock().unwrap_or_else(|e| e.into_inner());
+        lag.all.saturating_record(late);
+        if lag.worst_per_second.len() <= second {
+            lag.worst_per_second.resize(second + 1, 0);
+        }
+        lag.worst_per_second[second] = lag.worst_per_second[second].max(late);
     }
 }
 
@@ -706,6 +724,22 @@ mod tests {
         assert!(busy > 0.0 && busy <= whole + 0.02, "seconds {busy:.3} core-s of the whole {whole:.3}");
     }
 
+    /// A stall of the driver's runtime shows in the second it ended in:
+    /// the lag's worst per second says where in a run the driver stopped.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stall_is_found_in_its_second() {
+        let monitor = HealthMonitor::start(TargetCpu::Remote, 1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Holds the only runtime thread: the lag probe's timer fires late.
+        std::thread::sleep(Duration::from_millis(150));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let report = monitor.finish().await;
+        let worst = &report.lag_max_ms_per_second;
+        assert!(!worst.is_empty() && worst.len() <= 2, "{worst:?}");
+        assert!(worst.iter().any(|&ms| ms >= 100.0), "the 150 ms stall: {worst:?}");
+        assert!(report.scheduler_lag_ms.max >= 100.0);
+    }
+
     #[test]
     fn verdicts() {
         let mut report = HealthReport {
@@ -722,6 +756,7 @@ mod tests {
             machine_cores: 2,
             span_s: 1.0,
             per_second: Vec::new(),
+            lag_max_ms_per_second: Vec::new(),
         };
         let mut beside = report.clone();
         judge(&mut report, true);

@@ -351,6 +351,7 @@ fn merged_health(parts: &[&ScenarioReport], reports: &[(String, Report)]) -> Hea
         span_s: parts.iter().map(|p| p.health.span_s).fold(0.0, f64::max),
         // The shards' machines differ: each keeps its own seconds in `shards`.
         per_second: Vec::new(),
+        lag_max_ms_per_second: Vec::new(),
     }
 }
 

@@ -106,6 +106,7 @@ fn scenario_of(name: &str, keep: impl Fn(u64) -> bool, conns: Conns, model: Load
                 steal: if t == 2 { 0.05 } else { 0.0 },
             })
             .collect(),
+        lag_max_ms_per_second: vec![0.4, 0.6, 12.0, 0.5],
     };
     let load = LoadParams { model, warmup_s: 1.0, duration_s: 3.0, measured_s: 0.0, window_s: 1, timeout_s: 60.0, seed: 1 };
     let mode = if name == "llm" { Mode::Streaming } else { Mode::Blocking };
