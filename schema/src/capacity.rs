@@ -111,6 +111,20 @@ pub struct Percentiles {
 }
 
 /// The search's answer for one scenario.
+impl Capacity {
+    /// The answer in words: the load, "at least", or below the first step.
+    pub fn answer(&self) -> String {
+        let unit = &self.unit;
+        match (self.rate, self.low, self.high) {
+            (Some(rate), _, _) if self.at_least => format!("at least {rate:.1} {unit}"),
+            (Some(rate), Some(low), Some(high)) => format!("{rate:.1} {unit} (the SLO held at {low:.1}, failed at {high:.1})"),
+            (Some(rate), _, _) => format!("{rate:.1} {unit}"),
+            (None, _, Some(high)) => format!("below {high:.1} {unit}: the SLO failed at the first step"),
+            (None, _, None) => "not found".to_owned(),
+        }
+    }
+}
+
 /// `limited_by` when the SLO held at every step up to the search's bound.
 pub const NOT_REACHED: &str = "not_reached";
 
@@ -193,7 +207,6 @@ impl CapacityReport {
     pub fn to_text(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let unit = self.by.unit();
         for s in &self.scenarios {
             let _ = writeln!(out, "\nCapacity of {} (SLO: {})", s.name, s.slo(&self.slo).join(", "));
             // Streams have a first event: its p95 beside the duration's.
@@ -234,15 +247,7 @@ impl CapacityReport {
                 );
             }
             let c = &s.capacity;
-            let answer = match (c.rate, c.low, c.high) {
-                (Some(rate), _, _) if c.at_least => format!("at least {rate:.1} {unit}"),
-                (Some(rate), Some(low), Some(high)) => {
-                    format!("{rate:.1} {unit} (the SLO held at {low:.1}, failed at {high:.1})")
-                }
-                (Some(rate), _, _) => format!("{rate:.1} {unit}"),
-                (None, _, Some(high)) => format!("below {high:.1} {unit}: the SLO failed at the first step"),
-                (None, _, None) => "not found".to_owned(),
-            };
+            let answer = c.answer();
             if c.limited_by == NOT_REACHED {
                 let _ = writeln!(out, "Capacity: {answer}: {}", c.why);
             } else {

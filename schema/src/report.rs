@@ -334,6 +334,12 @@ impl PerSecond {
 }
 
 impl ScenarioReport {
+    /// Requests per second that met the request SLO, when one was given.
+    pub fn goodput_rps(&self) -> Option<f64> {
+        let good = self.counts.good?;
+        Some(if self.load.measured_s > 0.0 { good as f64 / self.load.measured_s } else { 0.0 })
+    }
+
     /// The summary of `metric`.
     pub fn latency(&self, metric: Metric) -> Summary {
         self.latency.get(metric)

@@ -93,12 +93,12 @@ impl Report {
                 }
                 None => {}
             }
-            if let Some(good) = c.good {
+            if let (Some(good), Some(rate)) = (c.good, s.goodput_rps()) {
                 let measured = c.ok + c.errors;
                 let _ = writeln!(
                     out,
                     "Goodput: {} req/s met the request SLO{} ({good} of {measured} measured requests)",
-                    num(if s.load.measured_s > 0.0 { good as f64 / s.load.measured_s } else { 0.0 }),
+                    num(rate),
                     self.request_slo.as_deref().map(|t| format!(" {t}")).unwrap_or_default(),
                 );
             }

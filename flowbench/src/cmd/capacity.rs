@@ -409,17 +409,13 @@ impl Searcher<'_> {
             let s = report.latency(m);
             (s.n > 0).then_some(Percentiles { p50: s.p50, p95: s.p95, p99: s.p99 })
         };
-        let measured = report.counts.ok + report.counts.errors;
         CapacityStep {
             offered: level,
             achieved_rps: achieved,
-            goodput_rps: report
-                .counts
-                .good
-                .map(|good| if report.load.measured_s > 0.0 { good as f64 / report.load.measured_s } else { 0.0 }),
+            goodput_rps: report.goodput_rps(),
             ttfe_ms: percentiles(Metric::Ttfe).filter(|_| report.streams()),
             duration_ms: percentiles(Metric::Duration).unwrap_or_default(),
-            error_rate: if measured > 0 { report.counts.errors as f64 / measured as f64 } else { 0.0 },
+            error_rate: crate::report::figures::Figure::Scalar(crate::report::figures::Scalar::ErrorRate).read(report).unwrap_or(0.0),
             errors_by_class: report.counts.errors_by_class.clone(),
             target_cpu_cores: report.health.target_cpu_cores,
             driver_cpu_cores: report.health.driver_cpu_cores,

@@ -735,7 +735,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         let report = monitor.finish().await;
         let worst = &report.lag_max_ms_per_second;
-        assert!(!worst.is_empty() && worst.len() <= 2, "{worst:?}");
+        assert!(!worst.is_empty(), "{worst:?}");
         assert!(worst.iter().any(|&ms| ms >= 100.0), "the 150 ms stall: {worst:?}");
         assert!(report.scheduler_lag_ms.max >= 100.0);
     }

@@ -78,9 +78,14 @@ pub struct Slow {
     pub outcome: Result<(), ErrorClass>,
 }
 
+/// Whether a request that took `took` belongs in `list`.
+fn slow_enough(list: &[Slow], took: Duration) -> bool {
+    list.len() < MAX_SLOWEST || list.last().is_some_and(|last| last.took < took)
+}
+
 /// `slow` into `list`, kept slowest first and at most `MAX_SLOWEST` long.
 fn keep_slowest(list: &mut Vec<Slow>, slow: Slow) {
-    if list.len() == MAX_SLOWEST && list.last().is_some_and(|last| last.took >= slow.took) {
+    if !slow_enough(list, slow.took) {
         return;
     }
     let at = list.partition_point(|s| s.took >= slow.took);
@@ -259,14 +264,9 @@ impl Recorder {
         }
         self.n_events += sample.n_events;
         self.n_bytes += sample.n_bytes;
-        if sample.trace_id != [0; 2] {
-            let slow = Slow {
-                took: sample.done.saturating_duration_since(sample.intended),
-                ttfe: sample.value(Metric::Ttfe),
-                trace_id: sample.trace_id,
-                app: sample.app,
-                outcome: sample.outcome,
-            };
+        let took = sample.done.saturating_duration_since(sample.intended);
+        if sample.trace_id != [0; 2] && slow_enough(&self.slowest, took) {
+            let slow = Slow { took, ttfe: sample.value(Metric::Ttfe), trace_id: sample.trace_id, app: sample.app, outcome: sample.outcome };
             keep_slowest(&mut self.slowest, slow);
         }
     }

@@ -905,12 +905,7 @@ pub fn render_capacity(report: &schema::capacity::CapacityReport) -> anyhow::Res
     let x_desc = format!("offered load ({unit}, log scale)");
     for s in &report.scenarios {
         let c = &s.capacity;
-        let answer = match (c.rate, c.high) {
-            (Some(rate), _) if c.at_least => format!("at least {rate:.1} {unit}"),
-            (Some(rate), Some(high)) => format!("{rate:.1} {unit} (held there, failed at {high:.1})"),
-            (Some(rate), None) => format!("{rate:.1} {unit}"),
-            (None, _) => "below the first step".to_owned(),
-        };
+        let answer = c.answer();
         let _ = writeln!(
             out,
             "<h2>{}</h2>\n<div class=\"cards\"><div class=\"card\"><b>Capacity: {}</b><br>limited by {}: {}<br>SLO: {}</div></div>",
