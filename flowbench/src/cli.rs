@@ -384,6 +384,43 @@ pub struct RunArgs {
     pub tls: TargetTls,
     #[command(flatten)]
     pub driver: DriverFlags,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
+
+/// The target's side of the run, from Prometheus: endpoints sampled each
+/// second, and a Prometheus server's figures over the measured interval.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ObserveArgs {
+    /// An exposition endpoint to read each second of the run (the target's
+    /// `/metrics`, a node exporter, cAdvisor); repeatable; keeps the series
+    /// `--series` names.
+    #[arg(long = "scrape", value_name = "URL", requires = "series")]
+    pub scrape: Vec<String>,
+    /// A series to keep from the `--scrape` endpoints, as PromQL selects it:
+    /// `NAME`, `NAME{LABEL="V",LABEL=~"RE"}`; counters as per-second rates,
+    /// gauges as read; repeatable.
+    #[arg(long = "series", value_name = "SELECTOR", requires = "scrape",
+          value_parser = |s: &str| crate::load::scrape::SeriesSelector::parse(s))]
+    pub series: Vec<crate::load::scrape::SeriesSelector>,
+    /// A Prometheus server's base URL, for `--target-cpu` and `--target-memory`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// PromQL for the target's CPU in cores, queried over exactly the
+    /// measured interval; `$__range` stands for its length, e.g.
+    /// `sum(rate(container_cpu_usage_seconds_total{pod=~"dify-api-.*"}[$__range]))`
+    /// (one instant query at the interval's end); without it, the mean of a
+    /// range query. Gives target CPU per request and per event.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub target_cpu: Option<String>,
+    /// PromQL for the target's memory in bytes over the measured interval
+    /// (its mean and peak), e.g. `sum(container_memory_working_set_bytes{pod=~"dify-api-.*"})`.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub target_memory: Option<String>,
+    /// How long after the measured interval to wait before querying, so
+    /// that Prometheus has scraped past its end (twice the scrape interval).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub prometheus_lag: Duration,
 }
 
 /// `flowbench capacity`: `run`'s flags for the target, scenarios and

@@ -137,6 +137,8 @@ pub struct Plan {
     /// In the future when planned.
     pub start_at: Option<SystemTime>,
     pub files: ReportFiles,
+    /// `--scrape`, `--series`, `--prometheus` and its queries.
+    pub observe: crate::cli::ObserveArgs,
 }
 
 /// The flags' defaults where neither a flag nor a file sets a value.
@@ -307,6 +309,15 @@ impl RunArgs {
                 cgroup.display()
             ));
         }
+        if self.observe.prometheus.is_some() && self.observe.target_cpu.is_none() && self.observe.target_memory.is_none() {
+            return Err(usage!("--prometheus: give the query to run with --target-cpu or --target-memory"));
+        }
+        for url in self.observe.scrape.iter().chain(&self.observe.prometheus) {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return Err(usage!("{url:?} is not an http:// or https:// URL (--scrape, --prometheus)")),
+            }
+        }
         if let Some(at) = self.start_at.filter(|at| *at <= SystemTime::now()) {
             return Err(usage!("--start-at {}: that instant has passed", humantime::format_rfc3339_seconds(at)));
         }
@@ -334,6 +345,7 @@ impl RunArgs {
             target_cgroup: self.target_cgroup.clone(),
             target_options,
             files: self.files.clone(),
+            observe: self.observe.clone(),
         })
     }
 

@@ -235,7 +235,39 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/_mock/stats", get(stats))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// `GET /metrics`: the counters and the process's CPU and memory in the
+/// Prometheus text format. Made from a snapshot at each scrape, so the
+/// streams pay nothing for it.
+async fn metrics(State(state): State<Arc<MockState>>) -> Response {
+    use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+    let s = state.stats.snapshot();
+    let registry = Registry::new();
+    let counters = [
+        ("flowbench_mock_requests_total", "Chat completion requests received.", s.requests),
+        ("flowbench_mock_streams_started_total", "Completion streams begun.", s.streams_started),
+        ("flowbench_mock_streams_completed_total", "Completion streams that ended with [DONE] or a scripted fault.", s.streams_completed),
+        ("flowbench_mock_streams_cancelled_total", "Streams whose client closed the request before the stream ended.", s.streams_cancelled),
+        ("flowbench_mock_chunks_sent_total", "Content chunks written.", s.chunks_sent),
+    ];
+    for (name, help, value) in counters {
+        let counter = IntCounter::new(name, help).expect("valid counter");
+        counter.inc_by(value);
+        registry.register(Box::new(counter)).expect("registered once");
+    }
+    let live = IntGauge::new("flowbench_mock_live_streams", "Streams begun and not yet ended.").expect("valid gauge");
+    live.set(i64::try_from(s.live_streams).unwrap_or(i64::MAX));
+    registry.register(Box::new(live)).expect("registered once");
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(procmetrics::ProcessMetrics::new())).expect("registered once");
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
 /// `GET /_mock/stats`: the counters, for checks from outside the process

@@ -161,6 +161,15 @@ pub struct ScenarioReport {
     /// `flowbench merge` aligns the shards' per-second series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measure_start_unix_ms: Option<u64>,
+    /// `--scrape`'s series, read each second from the load's start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scraped: Vec<crate::observe::ScrapedSeries>,
+    /// What `--scrape` could not read or match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrape_problems: Vec<crate::observe::ScrapeProblem>,
+    /// `--prometheus`'s figures over the measured interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<crate::observe::PromFigures>,
 }
 
 /// One app of a scenario that mixes several: its measured requests.

@@ -232,6 +232,21 @@ impl Report {
                 };
                 let _ = writeln!(out, "Target CPU: {why}");
             }
+            if let Some(prom) = &s.prometheus {
+                prometheus_lines(&mut out, s, prom);
+            }
+            if !s.scraped.is_empty() || !s.scrape_problems.is_empty() {
+                let endpoints: std::collections::BTreeSet<&str> = s.scraped.iter().map(|x| x.url.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "Scraped: {} series from {} endpoint(s), each second (in the JSON and the HTML report)",
+                    s.scraped.len(),
+                    endpoints.len()
+                );
+                for p in &s.scrape_problems {
+                    let _ = writeln!(out, "  {}: {} of {} reads failed; first: {}", p.url, p.failed, p.of, p.first_error);
+                }
+            }
             let h = &s.health;
             let _ = writeln!(
                 out,
@@ -341,4 +356,43 @@ fn describe_stages(stages: &[crate::load::Stage]) -> String {
         })
         .collect();
     parts.join(", ")
+}
+
+/// `--prometheus`'s figures for a scenario: each query's value, or why it
+/// is not measured, with the query as sent and the interval it covered.
+fn prometheus_lines(out: &mut String, s: &ScenarioReport, prom: &crate::observe::PromFigures) {
+    let _ = writeln!(
+        out,
+        "Prometheus ({}): the measured interval, Unix {:.3} to {:.3} s ({:.2} s)",
+        prom.url,
+        prom.start_unix_s,
+        prom.end_unix_s,
+        prom.end_unix_s - prom.start_unix_s
+    );
+    let requests = s.counts.ok + s.counts.errors;
+    let events: u64 = s.per_second.events.iter().sum();
+    let measured_s = prom.end_unix_s - prom.start_unix_s;
+    if let Some(q) = &prom.cpu {
+        let figure = match q.value {
+            Some(cores) => {
+                let cpu_us = cores * measured_s * 1e6;
+                let per_request = if requests > 0 { format!(", {:.2} µs per request", cpu_us / requests as f64) } else { String::new() };
+                let per_event = if events > 0 { format!(", {:.2} µs per event", cpu_us / events as f64) } else { String::new() };
+                format!("{cores:.3} cores{per_request}{per_event}")
+            }
+            None => format!("not measured: {}", q.error.as_deref().unwrap_or("no value")),
+        };
+        let _ = writeln!(out, "  target CPU: {figure}\n    query: {} ({})", q.query, q.method);
+    }
+    if let Some(q) = &prom.memory {
+        let mib = |b: f64| b / (1024.0 * 1024.0);
+        let figure = match q.value {
+            Some(bytes) => match q.max {
+                Some(max) => format!("{:.1} MiB mean, {:.1} MiB peak", mib(bytes), mib(max)),
+                None => format!("{:.1} MiB", mib(bytes)),
+            },
+            None => format!("not measured: {}", q.error.as_deref().unwrap_or("no value")),
+        };
+        let _ = writeln!(out, "  target memory: {figure}\n    query: {} ({})", q.query, q.method);
+    }
 }

@@ -32,6 +32,8 @@ pub struct Batch {
     flushes: Vec<oneshot::Sender<()>>,
     /// Indexes into `writes` of each run's last write.
     rows: Vec<usize>,
+    /// When the writer took it, for the commit's time in `/metrics`.
+    taken: std::time::Instant,
 }
 
 impl Batch {
@@ -48,7 +50,7 @@ impl Batch {
             last.insert(w.run_id, i);
         }
         let rows = (0..writes.len()).filter(|&i| last[&writes[i].run_id] == i).collect();
-        Self { writes, flushes, rows }
+        Self { writes, flushes, rows, taken: std::time::Instant::now() }
     }
 
     /// The records to write, one per run.
@@ -96,6 +98,7 @@ impl Outbox {
     /// stored (`failed` names the runs that are not), and the flushes
     /// answered.
     pub fn settle(&self, batch: Batch, failed: &[Uuid]) {
+        crate::metrics::METRICS.store_commit.observe(batch.taken.elapsed().as_secs_f64());
         {
             let mut pending = self.pending();
             for &i in &batch.rows {

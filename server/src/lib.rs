@@ -10,6 +10,7 @@ mod batch;
 mod busy_poll;
 pub mod config;
 pub mod http;
+mod metrics;
 pub mod pg_store;
 pub mod pyjson;
 pub mod sqlite_store;

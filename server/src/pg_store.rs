@@ -379,6 +379,10 @@ impl RunStore for PgStore {
         self.outbox.len()
     }
 
+    fn uncommitted(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// What this process holds: the records not yet committed.
     fn bytes(&self) -> usize {
         self.outbox.bytes()

@@ -343,6 +343,10 @@ impl RunStore for SqliteStore {
         self.outbox.len()
     }
 
+    fn uncommitted(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// What this process holds: the records not yet committed.
     fn bytes(&self) -> usize {
         self.outbox.bytes()

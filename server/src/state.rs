@@ -54,6 +54,7 @@ pub struct ServedApp {
     pub(crate) run_cap: Option<Arc<Semaphore>>,
     pub(crate) parameters_body: Bytes,
     pub(crate) info_body: Bytes,
+    pub(crate) metrics: crate::metrics::AppMetrics,
 }
 
 /// A served app reads as the app it runs (`app.app_id`, `app.workflow`).
@@ -85,6 +86,8 @@ pub struct Stats {
     /// Waiting connections closed to keep within `max_waiting_connections`
     /// or to free a descriptor.
     pub connections_evicted: Arc<AtomicU64>,
+    /// Connections without a request in progress, as the last sweep found.
+    pub connections_waiting: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -187,6 +190,7 @@ impl AppState {
                 workflow_path: app.workflow.clone(),
                 parameters_body: parameters_body(&workflow),
                 info_body: info_body(&workflow),
+                metrics: crate::metrics::AppMetrics::new(&workflow.name),
                 runnable: Arc::new(AppWorkflow {
                     app_id: app_id.to_string(),
                     app_uuid: app_id,

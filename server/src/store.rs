@@ -165,6 +165,10 @@ pub trait RunStore: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
     fn len(&self) -> usize;
+    /// Records put and not yet committed (a database store's queue).
+    fn uncommitted(&self) -> usize {
+        0
+    }
     /// Bytes the records hold beyond their slots.
     fn bytes(&self) -> usize;
     fn is_empty(&self) -> bool {

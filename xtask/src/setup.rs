@@ -20,7 +20,7 @@ struct Need {
 /// runner may have Google's build instead).
 pub const BROWSERS: [&str; 4] = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
 
-const NEEDS: [Need; 6] = [
+const NEEDS: [Need; 7] = [
     Need { what: "valgrind (the instruction counts)", present: || answers("valgrind", "--version"), package: "valgrind" },
     Need { what: "python3 (the server's urllib client)", present: || answers("python3", "--version"), package: "python3" },
     Need {
@@ -31,6 +31,11 @@ const NEEDS: [Need; 6] = [
     Need { what: "curl (a client of the server's tests)", present: || answers("curl", "--version"), package: "curl" },
     Need { what: "PostgreSQL's server (the run store's tests)", present: postgres_present, package: "postgresql" },
     Need { what: "a headless browser (the HTML report's test)", present: || browser().is_some(), package: "chromium" },
+    Need {
+        what: "Prometheus and promtool (the /metrics and --prometheus tests)",
+        present: || answers("prometheus", "--version") && answers("promtool", "--version"),
+        package: "prometheus",
+    },
 ];
 
 /// The first browser of `BROWSERS` on this machine.

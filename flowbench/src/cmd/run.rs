@@ -10,11 +10,13 @@ use crate::load::client::{PreflightError, Protocol, Target, bearer, preflight};
 use crate::load::driver::{self, App, Live, RunSpec};
 use crate::load::health::{HealthMonitor, HealthVerdict, Machine, TargetCpu};
 use crate::load::schedule::LoadModel;
+use crate::load::scrape::Scraper;
 use crate::plan::{Plan, PlannedApp};
 use crate::report::thresholds::ThresholdResult;
 use crate::report::{LoadParams, Report, SCHEMA, SCHEMA_VERSION, ScenarioReport, TargetInfo, build_scenario};
 use crate::stack::ChildStack;
 use http::HeaderValue;
+use schema::observe::{PromFigures, PromQuery};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -121,10 +123,17 @@ impl Prepared {
         let live = Arc::new(Live::default());
         let progress = Progress::start(&scenario.name, warmup + duration, live.clone());
         let health = HealthMonitor::start_with_mock(self.target_cpu.clone(), self.mock_cpu.clone(), plan.driver_threads);
+        let observe = &plan.observe;
+        let scraper = (!observe.scrape.is_empty())
+            .then(|| Scraper::start(observe.scrape.clone(), observe.series.clone(), tokio::time::Instant::now()));
         let run_apps = spec.apps.clone();
         let result = driver::run(spec, self.target.clone(), live, cancel.clone()).await;
         let health = health.finish().await;
         progress.finish();
+        let scraped = match scraper {
+            Some(scraper) => scraper.finish().await,
+            None => Default::default(),
+        };
         let params = LoadParams {
             model: load,
             warmup_s: warmup.as_secs_f64(),
@@ -134,7 +143,21 @@ impl Prepared {
             timeout_s: plan.timeout.as_secs_f64(),
             seed: plan.seed,
         };
-        (build_scenario(&scenario.name, run_apps[0].mode, params, &result, health, &run_apps), result.interrupted)
+        let mut report = build_scenario(&scenario.name, run_apps[0].mode, params, &result, health, &run_apps);
+        (report.scraped, report.scrape_problems) = scraped;
+        for problem in &report.scrape_problems {
+            eprintln!(
+                "flowbench: --scrape {}: {} of {} reads failed; first: {}",
+                problem.url, problem.failed, problem.of, problem.first_error
+            );
+        }
+        if let Some(url) = &observe.prometheus {
+            report.prometheus = Some(query_prometheus(url, observe, &report, cancel).await);
+            if report.target_cpu_us_per_request.is_none() {
+                attribute_prometheus_cpu(&mut report);
+            }
+        }
+        (report, result.interrupted)
     }
 
     pub fn stop(self) {
@@ -142,6 +165,71 @@ impl Prepared {
             stack.stop();
         }
     }
+}
+
+/// `--target-cpu` and `--target-memory` over the scenario's measured
+/// interval, once Prometheus has had `--prometheus-lag` to scrape past its
+/// end. A run interrupted before then is not measured: Prometheus would
+/// not yet hold the interval's end.
+async fn query_prometheus(
+    url: &str,
+    observe: &crate::cli::ObserveArgs,
+    report: &ScenarioReport,
+    cancel: &CancellationToken,
+) -> PromFigures {
+    let start = std::time::UNIX_EPOCH + Duration::from_millis(report.measure_start_unix_ms.unwrap_or(0));
+    let end = start + Duration::from_secs_f64(report.load.measured_s);
+    let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let mut figures = PromFigures { url: url.to_owned(), start_unix_s: unix(start), end_unix_s: unix(end), cpu: None, memory: None };
+    let ready = end + observe.prometheus_lag;
+    let wait = ready.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    if !wait.is_zero() {
+        eprintln!(
+            "flowbench: waiting {} for Prometheus to scrape past the measured interval (--prometheus-lag)",
+            humantime::format_duration(Duration::from_secs(wait.as_secs_f64().ceil() as u64))
+        );
+    }
+    let waited = tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = cancel.cancelled() => false,
+    };
+    // Samples every second, or fewer over a long run (Prometheus answers at most 11,000 points).
+    let step = Duration::from_secs_f64((report.load.measured_s / 1000.0).max(1.0).ceil());
+    for (query, slot) in [(&observe.target_cpu, &mut figures.cpu), (&observe.target_memory, &mut figures.memory)] {
+        let Some(query) = query else { continue };
+        *slot = Some(if waited {
+            crate::load::promql::query_over(url, query, start, end, step).await
+        } else {
+            PromQuery {
+                query: query.clone(),
+                method: String::new(),
+                value: None,
+                max: None,
+                samples: 0,
+                error: Some("not measured: the run was interrupted before Prometheus had scraped past the interval".to_owned()),
+            }
+        });
+    }
+    for (what, q) in [("--target-cpu", &figures.cpu), ("--target-memory", &figures.memory)] {
+        if let Some(error) = q.as_ref().and_then(|q| q.error.as_ref()) {
+            eprintln!("flowbench: {what}: {error}");
+        }
+    }
+    figures
+}
+
+/// A target whose CPU `/proc` cannot read takes Prometheus' figure for
+/// its CPU per request and per event (the thresholds and `capacity` read
+/// them): over the measured interval, per measured request and event.
+fn attribute_prometheus_cpu(report: &mut ScenarioReport) {
+    let Some(prom) = &report.prometheus else { return };
+    let Some(cores) = prom.cpu.as_ref().and_then(|q| q.value) else { return };
+    let cpu_us = cores * report.load.measured_s * 1e6;
+    let requests = report.counts.ok + report.counts.errors;
+    let events: u64 = report.per_second.events.iter().sum();
+    report.target_cpu_us_per_request = (requests > 0).then(|| cpu_us / requests as f64);
+    report.target_cpu_us_per_event = (events > 0).then(|| cpu_us / events as f64);
+    report.health.target_cpu_of = Some(format!("Prometheus at {} over the measured interval", prom.url));
 }
 
 /// Runs the plan, prints the text report and writes the files; returns the

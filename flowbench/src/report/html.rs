@@ -608,10 +608,13 @@ pub fn scenario_plots(rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<String
     }
     let mut health_plots = Vec::new();
     if !series.is_empty() {
-        health_plots
-            .push(lines("Health: CPU used", "seconds since the load started", "cores", series, &|x| format!("{x:.0}"), warmups).svg()?);
+        health_plots.push(
+            lines("Health: CPU used", "seconds since the load started", "cores", series, &|x| format!("{x:.0}"), warmups.clone()).svg()?,
+        );
     }
     group(&mut out, "Health", &health_plots);
+    group(&mut out, "Scraped from the target (--scrape)", &scraped_plots(rows, &warmups)?);
+    prometheus_notes(&mut out, rows);
     out.push_str(
         "<p class=\"note\">Seconds count from the load's start; the warm-up, shaded, is in no figure. \
          A request sent in the warm-up and ended after it is in neither the warm-up's requests nor the measured phase's, \
@@ -619,6 +622,81 @@ pub fn scenario_plots(rows: &[(&str, &ScenarioReport)]) -> anyhow::Result<String
          the driver, the target (where it is a local process or cgroup), every other process, and the time the host held back this machine's CPUs (steal).</p>\n",
     );
     Ok(out)
+}
+
+/// Plots drawn of scraped series at most: a selector can match many.
+const MAX_SCRAPED_PLOTS: usize = 12;
+
+/// A plot per scraped series (by its name and labels; a run's own line in
+/// each), on the same seconds as the run's own, with the Prometheus
+/// figures and what could not be read in a note.
+fn scraped_plots(rows: &[(&str, &ScenarioReport)], warmups: &[(f64, f64, String)]) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<(&str, schema::observe::SeriesKind)> = Vec::new();
+    for (_, s) in rows {
+        for x in &s.scraped {
+            if !names.iter().any(|(n, _)| *n == x.series) {
+                names.push((&x.series, x.kind));
+            }
+        }
+    }
+    let mut plots = Vec::new();
+    for (name, kind) in names.into_iter().take(MAX_SCRAPED_PLOTS) {
+        let series: Vec<(String, Vec<(f64, f64)>)> = rows
+            .iter()
+            .filter_map(|(n, s)| {
+                let x = s.scraped.iter().find(|x| x.series == name)?;
+                let points: Vec<(f64, f64)> = x.t_s.iter().zip(&x.values).filter_map(|(&t, v)| Some((t, (*v)?))).collect();
+                Some(((*n).to_owned(), points))
+            })
+            .filter(|(_, points)| !points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let unit = match kind {
+            schema::observe::SeriesKind::Rate => "per second",
+            schema::observe::SeriesKind::Gauge => "value",
+        };
+        plots.push(lines(name, "seconds since the load started", unit, series, &|x| format!("{x:.0}"), warmups.to_vec()).svg()?);
+    }
+    Ok(plots)
+}
+
+/// The Prometheus figures of each row, and what `--scrape` could not read.
+fn prometheus_notes(out: &mut String, rows: &[(&str, &ScenarioReport)]) {
+    for (n, s) in rows {
+        if let Some(prom) = &s.prometheus {
+            let mut text = String::new();
+            for (what, q) in [("target CPU", &prom.cpu), ("target memory", &prom.memory)] {
+                let Some(q) = q else { continue };
+                let value = match (q.value, what) {
+                    (Some(v), "target CPU") => format!("{v:.3} cores"),
+                    (Some(v), _) => format!("{:.1} MiB", v / 1048576.0),
+                    (None, _) => format!("not measured: {}", q.error.as_deref().unwrap_or("no value")),
+                };
+                let _ = write!(text, "{what}: {value} (<code>{}</code>, {}); ", esc(&q.query), esc(&q.method));
+            }
+            let _ = writeln!(
+                out,
+                "<p class=\"note\">{}: Prometheus at {} over the measured interval ({:.2} s): {}</p>",
+                esc(n),
+                esc(&prom.url),
+                prom.end_unix_s - prom.start_unix_s,
+                text.trim_end_matches("; ")
+            );
+        }
+        for p in &s.scrape_problems {
+            let _ = writeln!(
+                out,
+                "<p class=\"note\">{}: --scrape {}: {} of {} reads failed; first: {}</p>",
+                esc(n),
+                esc(&p.url),
+                p.failed,
+                p.of,
+                esc(&p.first_error)
+            );
+        }
+    }
 }
 
 fn counts(v: &[u64]) -> Vec<f64> {

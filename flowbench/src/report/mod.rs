@@ -100,6 +100,9 @@ pub fn build_scenario(name: &str, mode: Mode, load: LoadParams, result: &RunResu
             })
             .collect(),
         measure_start_unix_ms: Some(unix_ms_of(result.measure_start)),
+        scraped: Vec::new(),
+        scrape_problems: Vec::new(),
+        prometheus: None,
     }
 }
 

@@ -179,14 +179,34 @@ async fn the_manifests_command_lines_and_config_work() {
     let args: Vec<&str> = mock["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     Cli::try_parse_from([&["flowbench"][..], &args].concat()).unwrap();
     let driver = &documents(&dir.join("driver.yaml"))[0]["spec"]["template"]["spec"]["containers"][0];
-    // The shell's expansions as pod 0 without START_AT sees them.
+    // The shell's expansions as pod 0 without START_AT sees them, with the
+    // Prometheus queries of its env (their PromQL has no spaces).
+    let env = |name: &str| {
+        let var = driver["env"].as_sequence().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} set"));
+        var["value"].as_str().unwrap().to_owned()
+    };
+    let (prometheus, cpu, memory) = (env("PROMETHEUS_URL"), env("TARGET_CPU"), env("TARGET_MEMORY"));
+    assert!(cpu.contains("[$__range]") && !cpu.contains(' ') && !memory.contains(' '), "{cpu} {memory}");
     let line = driver["args"][0]
         .as_str()
         .unwrap()
         .replace("\"$((JOB_COMPLETION_INDEX + 1))/3\"", "1/3")
-        .replace("${START_AT:+--start-at \"$START_AT\"}", "");
+        .replace("${START_AT:+--start-at \"$START_AT\"}", "")
+        .replace(
+            "${PROMETHEUS_URL:+--prometheus \"$PROMETHEUS_URL\" --target-cpu \"$TARGET_CPU\" --target-memory \"$TARGET_MEMORY\"}",
+            &format!("--prometheus {prometheus} --target-cpu {cpu} --target-memory {memory}"),
+        );
     let words: Vec<&str> = line.split(" >&2").next().unwrap().split_whitespace().collect();
     let Cmd::Run(run) = Cli::try_parse_from(&words).unwrap().command else { panic!("{words:?}") };
     let plan = run.plan().unwrap();
     assert_eq!(plan.shard, Some(flowbench::report::Shard { index: 1, count: 3 }));
+    assert_eq!(plan.observe.prometheus.as_deref(), Some(prometheus.as_str()));
+    assert_eq!(plan.observe.target_cpu.as_deref(), Some(cpu.as_str()));
+    // The pods are scraped where they serve /metrics.
+    for (file, port) in [("server.yaml", "5001"), ("mock.yaml", "5004")] {
+        let annotations = &documents(&dir.join(file))[0]["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{file}");
+        assert_eq!(annotations["prometheus.io/port"], port, "{file}");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics", "{file}");
+    }
 }

@@ -6,6 +6,7 @@ mod deploy;
 mod driver;
 mod html;
 mod integrity;
+mod prometheus;
 mod target_cpu;
 mod tls;
 mod trace;

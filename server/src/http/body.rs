@@ -13,6 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// A streaming run's app and when it was accepted, for its figures in `/metrics`.
+pub(super) struct StreamMeasured {
+    pub(super) app: Arc<crate::state::ServedApp>,
+    /// Until the first event goes.
+    pub(super) accepted: Option<tokio::time::Instant>,
+}
+
 /// The frames a streaming run has made and its body has not yet taken. The
 /// run is polled by its response body (below), on the connection's task, so
 /// the two never contend for the lock.
@@ -103,10 +110,16 @@ pub(super) struct RunBody {
     tail: Duration,
     /// When the body ends, once the run has ended and `tail` is not zero.
     tail_end: Option<tokio::time::Instant>,
+    measured: StreamMeasured,
 }
 
 impl RunBody {
-    pub(super) fn new(execution: Execution, outbox: Arc<Mutex<EventOutbox>>, ping_interval: Duration, tail: Duration) -> Self {
+    pub(super) fn new(
+        execution: Execution,
+        outbox: Arc<Mutex<EventOutbox>>,
+        (ping_interval, tail): (Duration, Duration),
+        measured: StreamMeasured,
+    ) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             execution: Some(execution),
@@ -117,6 +130,7 @@ impl RunBody {
             sent_first_ping: false,
             tail,
             tail_end: None,
+            measured,
         }
     }
 }
@@ -136,14 +150,19 @@ impl http_body::Body for RunBody {
         {
             this.execution = None;
         }
-        let frames = {
+        let (frames, events) = {
             let mut outbox = lock(&this.outbox);
-            outbox.events = 0;
-            std::mem::take(&mut outbox.frames)
+            (std::mem::take(&mut outbox.frames), std::mem::take(&mut outbox.events))
         };
         if !frames.is_empty() {
             // Cheaper than re-arming the timer for every event.
             this.last_frame = tokio::time::Instant::now();
+            let metrics = &this.measured.app.metrics;
+            if let Some(accepted) = this.measured.accepted.take() {
+                metrics.ttfe(this.last_frame.saturating_duration_since(accepted).as_secs_f64());
+            }
+            // Once per buffer taken, not per event: the counter's line is shared by every worker.
+            metrics.events(events as u64);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frames)))));
         }
         if this.execution.is_none() {

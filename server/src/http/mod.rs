@@ -15,6 +15,7 @@ pub mod request;
 pub mod response;
 pub mod serve;
 
+use crate::metrics::{self, ModeLabel};
 use crate::pyjson;
 use crate::state::{AppState, ServedApp};
 use crate::store::RunRecord;
@@ -50,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/info", get(info).options(preflight_get).fallback(method_not_allowed))
         .route("/health", get(health).options(health_options).fallback(health_not_allowed))
         .route("/_flowbench/stats", get(stats))
+        .route("/metrics", get(metrics))
         .fallback(route_not_found)
         .with_state(state)
 }
@@ -63,15 +65,24 @@ fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<
     // only when that level is on, so the hot path pays one check.
     let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| trace_id(request.headers())).flatten();
     let accepted = match authenticate(&state, request.headers()) {
-        Ok(app) => json_body(request, &state).map(|body| (app, body)),
-        Err(e) => Err(linger(request, &state, e)),
+        Ok(app) => match json_body(request, &state) {
+            Ok(body) => Ok((app, body)),
+            Err(e) => Err((Some(app), e)),
+        },
+        Err(e) => Err((None, linger(request, &state, e))),
     };
     async move {
-        let result = match accepted {
+        match accepted {
             Ok((app, body)) => start_run(state, app, body, trace).await,
-            Err(e) => Err(e),
-        };
-        result.unwrap_or_else(IntoResponse::into_response)
+            Err((app, e)) => {
+                let response = e.into_response();
+                match app {
+                    Some(app) => app.metrics.request(ModeLabel::Unknown, response.status()),
+                    None => metrics::unauthenticated_request(response.status()),
+                }
+                response
+            }
+        }
     }
 }
 
@@ -83,11 +94,30 @@ fn trace_id(headers: &http::HeaderMap) -> Option<Box<str>> {
     (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.into())
 }
 
-async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body, trace: Option<Box<str>>) -> Result<Response, ApiError> {
+/// Runs a request whose app is known, and counts its answer.
+async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body, trace: Option<Box<str>>) -> Response {
+    let mut mode = ModeLabel::Unknown;
+    let response = accept_run(state, app.clone(), body, trace, &mut mode).await.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request(mode, response.status());
+    response
+}
+
+async fn accept_run(
+    state: AppState,
+    app: Arc<ServedApp>,
+    body: Body,
+    trace: Option<Box<str>>,
+    mode: &mut ModeLabel,
+) -> Result<Response, ApiError> {
     let shared = &state.shared;
+    let accepted = Instant::now();
     let body = read_body_in_time(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
     drop(body);
+    *mode = match payload.response_mode {
+        ResponseMode::Blocking => ModeLabel::Blocking,
+        ResponseMode::Streaming => ModeLabel::Streaming,
+    };
     let permit = match &app.run_cap {
         Some(cap) => match cap.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
@@ -105,10 +135,10 @@ async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body, trace: Opti
     let mut run = Run::with_id(app.runnable.clone(), payload.user, payload.inputs, run_id);
     run.keep_nodes = state.shared.store.keeps_nodes();
     busy_for(shared.limits.inject_busy_per_request);
-    let live = LiveRun::new(&state, permit);
+    let live = LiveRun::new(&state, permit, (app.clone(), *mode, accepted));
     match payload.response_mode {
         ResponseMode::Blocking => Ok(run_blocking(&state, run, live).await),
-        ResponseMode::Streaming => Ok(run_streaming(state, run, live)),
+        ResponseMode::Streaming => Ok(run_streaming(state, run, live, body::StreamMeasured { app, accepted: Some(accepted.into()) })),
     }
 }
 
@@ -127,7 +157,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     response(StatusCode::OK, Body::from(body), BLOCKING_TYPE)
 }
 
-fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
+fn run_streaming(state: AppState, run: Run, live: LiveRun, measured: body::StreamMeasured) -> Response {
     let shared = &state.shared;
     let outbox = Arc::new(Mutex::new(EventOutbox::default()));
     let stop = shared.shutdown.child_token();
@@ -158,7 +188,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun) -> Response {
         drop(live);
         drop(tracked);
     };
-    let body = RunBody::new(Box::pin(execution), outbox, shared.limits.ping_interval, shared.limits.stream_tail);
+    let body = RunBody::new(Box::pin(execution), outbox, (shared.limits.ping_interval, shared.limits.stream_tail), measured);
     response(StatusCode::OK, Body::new(body), STREAMING_TYPE)
 }
 
@@ -271,6 +301,31 @@ async fn health_not_allowed(State(state): State<AppState>, request: Request) -> 
 
 async fn stats(State(state): State<AppState>) -> Response {
     json_response(Bytes::from(serde_json::to_vec(&state.stats()).expect("serialize")))
+}
+
+/// The Prometheus exposition (`crate::metrics`), `state`'s counters read now.
+async fn metrics(State(state): State<AppState>) -> Response {
+    // Two scrapes at once would both add the same counters' growth.
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let body = {
+        let _one_at_a_time = SCRAPE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (m, s, shared) = (&*metrics::METRICS, state.stats(), &state.shared);
+        metrics::set(&m.live_runs, s.live_runs);
+        metrics::set(&m.open_streams, shared.tracker.len() as u64);
+        metrics::set(&m.connections_open, s.connections_open);
+        metrics::set(&m.connections_waiting, shared.stats.connections_waiting.load(Ordering::Relaxed));
+        metrics::set(&m.store_uncommitted, shared.store.uncommitted() as u64);
+        metrics::set(&m.store_bytes, s.stored_bytes);
+        metrics::follow(&m.runs_started, s.runs_started);
+        metrics::follow(&m.runs_client_gone, s.runs_client_gone);
+        metrics::follow(&m.runs_rejected_busy, s.runs_rejected_busy);
+        metrics::follow(&m.swept_head_timeout, s.connections_head_timeout);
+        metrics::follow(&m.swept_evicted, s.connections_evicted);
+        metrics::follow(&m.stalled_closed, s.connections_stalled_closed);
+        metrics::follow(&m.body_timeout, s.requests_body_timeout);
+        metrics::encode()
+    };
+    response(StatusCode::OK, Body::from(body), metrics::CONTENT_TYPE)
 }
 
 async fn method_not_allowed(State(state): State<AppState>, request: Request) -> ApiError {
@@ -418,26 +473,29 @@ pub(super) fn busy_for(d: Duration) {
     }
 }
 
-/// Counts a run as live from acceptance until its guard drops, and holds its
-/// slot under the app's concurrency cap.
+/// Counts a run as live from acceptance until its guard drops, holds its
+/// slot under the app's concurrency cap, and times the run for `/metrics`.
 struct LiveRun {
     state: AppState,
     _permit: Option<OwnedSemaphorePermit>,
+    measured: (Arc<ServedApp>, ModeLabel, Instant),
 }
 
 impl LiveRun {
-    fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>) -> Self {
+    fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>, measured: (Arc<ServedApp>, ModeLabel, Instant)) -> Self {
         // SeqCst, as the busy pollers' parking needs (busy_poll.rs).
         state.shared.stats.runs_started.fetch_add(1, Ordering::SeqCst);
         if let Some(poll) = &state.shared.busy_poll {
             poll.active();
         }
-        Self { state: state.clone(), _permit: permit }
+        Self { state: state.clone(), _permit: permit, measured }
     }
 }
 
 impl Drop for LiveRun {
     fn drop(&mut self) {
+        let (app, mode, accepted) = &self.measured;
+        app.metrics.duration(*mode, accepted.elapsed().as_secs_f64());
         self.state.shared.stats.runs_finished.fetch_add(1, Ordering::SeqCst);
     }
 }

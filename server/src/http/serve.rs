@@ -93,6 +93,7 @@ struct Registry {
     max_waiting: usize,
     evicted: Arc<AtomicU64>,
     open: Arc<AtomicU64>,
+    waiting: Arc<AtomicU64>,
     closed_one: tokio::sync::Notify,
     emptied: tokio::sync::Notify,
 }
@@ -163,6 +164,7 @@ impl Registry {
                 since => waiting.push((since, slot)),
             }
         }
+        self.waiting.store(waiting.len().min(self.max_waiting) as u64, Ordering::Relaxed);
         if waiting.len() > self.max_waiting {
             waiting.sort_unstable_by_key(|(since, slot)| (*since, slot.id));
             for (_, slot) in &waiting[..waiting.len() - self.max_waiting] {
@@ -239,6 +241,7 @@ pub async fn serve(
         max_waiting: limits.max_waiting_connections,
         evicted: stats.connections_evicted.clone(),
         open: stats.connections_open.clone(),
+        waiting: stats.connections_waiting.clone(),
         closed_one: tokio::sync::Notify::new(),
         emptied: tokio::sync::Notify::new(),
     });

@@ -189,7 +189,11 @@ impl CompletionStream<'_> {
     pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
         loop {
             if let Some(delta) = self.decoder.deltas.pop_front() {
-                self.first_token_deadline = None;
+                if let Some(deadline) = self.first_token_deadline.take() {
+                    // The request went out `first_token_timeout` before its deadline.
+                    let sent = deadline - self.settings.first_token_timeout;
+                    crate::metrics::METRICS.upstream_ttft.observe(sent.elapsed().as_secs_f64());
+                }
                 return Ok(Some(delta));
             }
             if self.decoder.done {

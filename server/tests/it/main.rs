@@ -8,6 +8,7 @@ mod errors;
 mod hostile;
 mod hostile_upstream;
 mod llm;
+mod metrics;
 mod runs;
 mod shutdown;
 mod slow_clients;
