@@ -179,7 +179,9 @@ pub struct UpArgs {
     pub inject: InjectArgs,
 }
 
-/// Gate self-test only: CPU the server spins, to prove the gate sees it.
+/// What the server is made to cost, for measuring: CPU it spins (the
+/// gate's self-test, to prove the gate sees it), and `/metrics` recording
+/// turned off.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct InjectArgs {
     /// Gate self-test only: CPU the server spins per run request, e.g. 3us.
@@ -188,6 +190,10 @@ pub struct InjectArgs {
     /// Gate self-test only: CPU the server spins per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     pub inject_busy_per_event: Option<Duration>,
+    /// The server records no run's figures for `GET /metrics` (request
+    /// counts, latency histograms, events): to measure what they cost.
+    #[arg(long, env = "FLOWBENCH_NO_METRICS")]
+    pub no_metrics: bool,
 }
 
 /// `flowbench replica`: one server process of `up --replicas N`.

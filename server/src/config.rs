@@ -166,6 +166,11 @@ pub struct Limits {
     /// For the gate's self-test only: CPU spun per streamed event.
     #[serde(with = "humantime_serde")]
     pub inject_busy_per_event: Duration,
+    /// Record each run's figures for `GET /metrics` (request counts,
+    /// duration, TTFE, events, the upstream's first token); off, the
+    /// endpoint keeps the counters and gauges the server keeps anyway and
+    /// the process's figures. For measuring what the recording costs.
+    pub metrics: bool,
 }
 
 impl Default for Limits {
@@ -192,6 +197,7 @@ impl Default for Limits {
             stream_tail: Duration::ZERO,
             inject_busy_per_request: Duration::ZERO,
             inject_busy_per_event: Duration::ZERO,
+            metrics: true,
         }
     }
 }

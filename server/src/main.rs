@@ -53,6 +53,10 @@ struct Cli {
     /// Gate self-test only: CPU to spin per streamed event, e.g. 1us.
     #[arg(long, env = "FLOWBENCH_INJECT_BUSY_PER_EVENT", value_parser = humantime::parse_duration)]
     inject_busy_per_event: Option<std::time::Duration>,
+    /// Record no run's figures for `GET /metrics` (request counts, latency
+    /// histograms, events): to measure what recording them costs.
+    #[arg(long, env = "FLOWBENCH_NO_METRICS")]
+    no_metrics: bool,
     /// Where run records live: `memory` (per process), `sqlite:PATH` (a
     /// durable file, shared by processes on one machine) or a `postgres://`
     /// URL (shared by replicas: GET and stop work on any of them).
@@ -140,6 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(d) = cli.inject_busy_per_event {
         config.limits.inject_busy_per_event = d;
+    }
+    if cli.no_metrics {
+        config.limits.metrics = false;
     }
     if let Some(d) = cli.stream_tail {
         config.limits.stream_tail = d;

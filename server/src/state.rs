@@ -176,6 +176,7 @@ impl AppState {
             max_line_bytes: limits.upstream_max_line_bytes,
             max_event_bytes: limits.upstream_max_event_bytes,
             max_completion_bytes: limits.upstream_max_completion_bytes,
+            record_metrics: limits.metrics,
         })
         .map_err(ConfigError::Provider)?;
         let busy_poll = config.busy_poll.then(|| Arc::new(BusyPoll::new(config.busy_poll_window)));

@@ -25,6 +25,7 @@ const REPLICA_START: Duration = Duration::from_secs(30);
 fn inject(limits: &mut server::Limits, inject: &InjectArgs) {
     limits.inject_busy_per_request = inject.inject_busy_per_request.unwrap_or_default();
     limits.inject_busy_per_event = inject.inject_busy_per_event.unwrap_or_default();
+    limits.metrics = !inject.no_metrics;
 }
 
 fn store(name: &str) -> Option<String> {
@@ -101,6 +102,9 @@ async fn replicas(args: &UpArgs, options: StackOptions) -> anyhow::Result<i32> {
         }
         if let Some(d) = args.inject.inject_busy_per_event {
             command.args(["--inject-busy-per-event", &humantime::format_duration(d).to_string()]);
+        }
+        if args.inject.no_metrics {
+            command.arg("--no-metrics");
         }
         let child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a replica")?;
         children.0.push(child);

@@ -266,6 +266,12 @@ fn every_bad_flag_exits_2_naming_the_flag() {
         (&["soak", "--streams", "0"], "--streams"),
         (&["soak", "--max-stored-runs", "0"], "--max-stored-runs"),
         (&["up", "--max-stored-runs", "0"], "--max-stored-runs"),
+        (&["run", "--scrape", "http://127.0.0.1:9/metrics"], "--series"),
+        (&["run", "--scrape", "http://127.0.0.1:9/metrics", "--series", "up{job=server}"], "must be quoted"),
+        (&["run", "--scrape", "ftp://x/metrics", "--series", "up"], "\"ftp://x/metrics\" is not an http"),
+        (&["run", "--target-cpu", "sum(up)"], "--prometheus"),
+        (&["run", "--prometheus", "http://127.0.0.1:9090"], "--prometheus: give the query to run with --target-cpu"),
+        (&["run", "--prometheus", "localhost:9090", "--target-cpu", "sum(up)"], "\"localhost:9090\" is not an http"),
     ] {
         assert_usage_error(args, flag);
     }

@@ -110,7 +110,7 @@ pub(super) struct RunBody {
     tail: Duration,
     /// When the body ends, once the run has ended and `tail` is not zero.
     tail_end: Option<tokio::time::Instant>,
-    measured: StreamMeasured,
+    measured: Option<StreamMeasured>,
 }
 
 impl RunBody {
@@ -118,7 +118,7 @@ impl RunBody {
         execution: Execution,
         outbox: Arc<Mutex<EventOutbox>>,
         (ping_interval, tail): (Duration, Duration),
-        measured: StreamMeasured,
+        measured: Option<StreamMeasured>,
     ) -> Self {
         let now = tokio::time::Instant::now();
         Self {
@@ -157,12 +157,13 @@ impl http_body::Body for RunBody {
         if !frames.is_empty() {
             // Cheaper than re-arming the timer for every event.
             this.last_frame = tokio::time::Instant::now();
-            let metrics = &this.measured.app.metrics;
-            if let Some(accepted) = this.measured.accepted.take() {
-                metrics.ttfe(this.last_frame.saturating_duration_since(accepted).as_secs_f64());
+            if let Some(measured) = &mut this.measured {
+                if let Some(accepted) = measured.accepted.take() {
+                    measured.app.metrics.ttfe(this.last_frame.saturating_duration_since(accepted).as_secs_f64());
+                }
+                // Once per buffer taken, not per event: the counter's line is shared by every worker.
+                measured.app.metrics.events(events as u64);
             }
-            // Once per buffer taken, not per event: the counter's line is shared by every worker.
-            metrics.events(events as u64);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frames)))));
         }
         if this.execution.is_none() {

@@ -77,6 +77,7 @@ fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<
             Err((app, e)) => {
                 let response = e.into_response();
                 match app {
+                    _ if !state.shared.limits.metrics => {}
                     Some(app) => app.metrics.request(ModeLabel::Unknown, response.status()),
                     None => metrics::unauthenticated_request(response.status()),
                 }
@@ -97,20 +98,24 @@ fn trace_id(headers: &http::HeaderMap) -> Option<Box<str>> {
 /// Runs a request whose app is known, and counts its answer.
 async fn start_run(state: AppState, app: Arc<ServedApp>, body: Body, trace: Option<Box<str>>) -> Response {
     let mut mode = ModeLabel::Unknown;
-    let response = accept_run(state, app.clone(), body, trace, &mut mode).await.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.request(mode, response.status());
+    let recording = state.shared.limits.metrics;
+    let response = accept_run(state, &app, body, trace, &mut mode).await.unwrap_or_else(IntoResponse::into_response);
+    if recording {
+        app.metrics.request(mode, response.status());
+    }
     response
 }
 
 async fn accept_run(
     state: AppState,
-    app: Arc<ServedApp>,
+    app: &Arc<ServedApp>,
     body: Body,
     trace: Option<Box<str>>,
     mode: &mut ModeLabel,
 ) -> Result<Response, ApiError> {
     let shared = &state.shared;
-    let accepted = Instant::now();
+    // Nothing to time, and no handle to hold, when nothing is recorded.
+    let accepted = shared.limits.metrics.then(Instant::now);
     let body = read_body_in_time(body, &state).await?;
     let payload = request::decode_run(&body, &app.workflow)?;
     drop(body);
@@ -135,10 +140,13 @@ async fn accept_run(
     let mut run = Run::with_id(app.runnable.clone(), payload.user, payload.inputs, run_id);
     run.keep_nodes = state.shared.store.keeps_nodes();
     busy_for(shared.limits.inject_busy_per_request);
-    let live = LiveRun::new(&state, permit, (app.clone(), *mode, accepted));
+    let live = LiveRun::new(&state, permit, accepted.map(|at| (app.clone(), *mode, at)));
     match payload.response_mode {
         ResponseMode::Blocking => Ok(run_blocking(&state, run, live).await),
-        ResponseMode::Streaming => Ok(run_streaming(state, run, live, body::StreamMeasured { app, accepted: Some(accepted.into()) })),
+        ResponseMode::Streaming => {
+            let measured = accepted.map(|at| body::StreamMeasured { app: app.clone(), accepted: Some(at.into()) });
+            Ok(run_streaming(state, run, live, measured))
+        }
     }
 }
 
@@ -157,7 +165,7 @@ async fn run_blocking(state: &AppState, run: Run, live: LiveRun) -> Response {
     response(StatusCode::OK, Body::from(body), BLOCKING_TYPE)
 }
 
-fn run_streaming(state: AppState, run: Run, live: LiveRun, measured: body::StreamMeasured) -> Response {
+fn run_streaming(state: AppState, run: Run, live: LiveRun, measured: Option<body::StreamMeasured>) -> Response {
     let shared = &state.shared;
     let outbox = Arc::new(Mutex::new(EventOutbox::default()));
     let stop = shared.shutdown.child_token();
@@ -478,11 +486,12 @@ pub(super) fn busy_for(d: Duration) {
 struct LiveRun {
     state: AppState,
     _permit: Option<OwnedSemaphorePermit>,
-    measured: (Arc<ServedApp>, ModeLabel, Instant),
+    /// With `/metrics` recording: the app, the mode and when it was accepted.
+    measured: Option<(Arc<ServedApp>, ModeLabel, Instant)>,
 }
 
 impl LiveRun {
-    fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>, measured: (Arc<ServedApp>, ModeLabel, Instant)) -> Self {
+    fn new(state: &AppState, permit: Option<OwnedSemaphorePermit>, measured: Option<(Arc<ServedApp>, ModeLabel, Instant)>) -> Self {
         // SeqCst, as the busy pollers' parking needs (busy_poll.rs).
         state.shared.stats.runs_started.fetch_add(1, Ordering::SeqCst);
         if let Some(poll) = &state.shared.busy_poll {
@@ -494,8 +503,9 @@ impl LiveRun {
 
 impl Drop for LiveRun {
     fn drop(&mut self) {
-        let (app, mode, accepted) = &self.measured;
-        app.metrics.duration(*mode, accepted.elapsed().as_secs_f64());
+        if let Some((app, mode, accepted)) = &self.measured {
+            app.metrics.duration(*mode, accepted.elapsed().as_secs_f64());
+        }
         self.state.shared.stats.runs_finished.fetch_add(1, Ordering::SeqCst);
     }
 }

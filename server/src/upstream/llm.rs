@@ -71,6 +71,8 @@ pub struct ProviderSettings {
     pub max_event_bytes: usize,
     /// The most body bytes one completion may send.
     pub max_completion_bytes: usize,
+    /// Time each first token for `GET /metrics`.
+    pub record_metrics: bool,
 }
 
 /// The shared upstream client: one endpoint and its kept-alive connections
@@ -189,7 +191,9 @@ impl CompletionStream<'_> {
     pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
         loop {
             if let Some(delta) = self.decoder.deltas.pop_front() {
-                if let Some(deadline) = self.first_token_deadline.take() {
+                if let Some(deadline) = self.first_token_deadline.take()
+                    && self.settings.record_metrics
+                {
                     // The request went out `first_token_timeout` before its deadline.
                     let sent = deadline - self.settings.first_token_timeout;
                     crate::metrics::METRICS.upstream_ttft.observe(sent.elapsed().as_secs_f64());

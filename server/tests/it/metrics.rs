@@ -101,3 +101,30 @@ fn promtool_fails_a_bad_exposition() {
     let bad = "# HELP requests Requests.\n# TYPE requests counter\nrequests 1\n";
     assert!(promtool(bad).is_err());
 }
+
+/// With `metrics = false` no run's figures are recorded (the cost record
+/// measures the server with and without them); the counters the server
+/// keeps anyway still show. The app's own name keeps its series apart from
+/// the other tests' in the process's registry.
+#[tokio::test]
+async fn with_metrics_off_no_run_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsl = std::fs::read_to_string(mock::workspace_root().join("fixtures/workflows/start_end.yml")).unwrap();
+    let workflow = dir.path().join("unrecorded.yml");
+    std::fs::write(&workflow, dsl.replacen("name: flowbench-start-end", "name: flowbench-unrecorded", 1)).unwrap();
+    let mut config = server::Config {
+        apps: vec![server::AppConfig { api_key: "app-unrecorded".into(), workflow, max_concurrent_runs: None }],
+        ..server::Config::default()
+    };
+    config.limits.metrics = false;
+    let server = crate::support::spawn_server(config);
+    let client = TestClient::new(&server.url);
+    for _ in 0..2 {
+        let reply = client.run("app-unrecorded", &json!({"inputs": {"question": "hi"}, "user": "u", "response_mode": "blocking"})).await;
+        assert_eq!(reply.status, 200);
+    }
+    let text = client.send("GET", "/metrics", &[], "").await.text().to_owned();
+    assert!(!text.contains("flowbench-unrecorded"), "{text}");
+    assert!(sample(&text, "flowbench_server_runs_started_total") >= 2.0, "{text}");
+    server.shutdown().await.unwrap();
+}
