@@ -655,14 +655,21 @@ impl Scraper {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             // After a slow second, keep a second between scrapes rather than catch up.
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = Instant::now();
             loop {
                 tokio::select! {
-                    _ = tick.tick() => scrape_all(&mut logs, &selectors, started).await,
+                    _ = tick.tick() => {
+                        last = Instant::now();
+                        scrape_all(&mut logs, &selectors, started).await;
+                    }
                     _ = &mut stopped => break,
                 }
             }
-            // The last stretch of the run, up to `finish`, is read too.
-            scrape_all(&mut logs, &selectors, started).await;
+            // The last stretch of the run, up to `finish`, is read too,
+            // unless it is a sliver: a rate over a few milliseconds is noise.
+            if last.elapsed() >= Duration::from_millis(500) {
+                scrape_all(&mut logs, &selectors, started).await;
+            }
             (logs, selectors.into_iter().map(|s| s.text).collect())
         });
         Self { stop, task }
@@ -1013,12 +1020,13 @@ this line is past the end and not read {
         let selectors = ["jobs_total", "queue_depth", "wide_bucket", "absent_metric"].map(|s| SeriesSelector::parse(s).unwrap());
         let urls = vec![format!("{base}/metrics?format=text"), format!("{base}/down"), format!("{base}/garbled")];
         let scraper = Scraper::start(urls.clone(), selectors.to_vec(), Instant::now());
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1700)).await;
         let (series, problems) = scraper.finish().await;
 
         let jobs = series.iter().find(|s| s.selector == "jobs_total").unwrap();
         assert_eq!((jobs.url.as_str(), jobs.series.as_str(), jobs.kind), (urls[0].as_str(), "jobs_total{queue=\"a\"}", SeriesKind::Rate));
-        // Scrapes at the start and a second later, and the last at `finish`.
+        // Scrapes at the start and a second later, and the last at `finish`
+        // (0.7 s on: more than a sliver).
         assert_eq!(jobs.t_s.len(), 3, "{jobs:?}");
         assert!((0.7..1.5).contains(&(jobs.t_s[1] - jobs.t_s[0])), "{jobs:?}");
         assert_eq!(jobs.values[0], None);
@@ -1044,6 +1052,16 @@ this line is past the end and not read {
         assert_eq!(problems.len(), 4, "{problems:#?}");
     }
 
+    /// A `finish` a moment after a scrape takes no last sample: a rate over
+    /// a few milliseconds would be noise, drawn as the run's last second.
+    #[tokio::test]
+    async fn a_sliver_at_the_end_is_not_read() {
+        let base = exporter().await;
+        let scraper = Scraper::start(vec![format!("{base}/metrics")], vec![SeriesSelector::parse("jobs_total").unwrap()], Instant::now());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (series, _) = scraper.finish().await;
+        assert_eq!(series[0].t_s.len(), 2, "{:?}", series[0]);
+    }
     #[tokio::test]
     async fn fetch_text_names_the_url_when_it_cannot_get_an_answer() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
