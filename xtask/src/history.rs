@@ -265,6 +265,91 @@ pub fn analyse(points: &[Point], settings: &Settings, only: &[String]) -> Vec<Fo
     out
 }
 
+/// A metric's change from its first `k` results to its last `k`: a slope
+/// that no single change point explains (each step under the noise) shows
+/// here, with its interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub metric: String,
+    pub k: usize,
+    /// Geometric means of the first and the last `k` results.
+    pub first: f64,
+    pub last: f64,
+    pub change_pct: f64,
+    /// The change's 95% interval (Welch's t on the two groups' logs), in %.
+    pub low_pct: f64,
+    pub high_pct: f64,
+    /// Whether a higher value is better, where the metric's name says
+    /// (a flowbench figure's key); `None` for another BMF measure.
+    pub higher_is_better: Option<bool>,
+}
+
+impl Drift {
+    /// Worse by more than `limit_pct` beyond doubt: the whole interval past
+    /// the limit in the worse direction (either, when it is not known).
+    pub fn worse_than(&self, limit_pct: f64) -> bool {
+        match self.higher_is_better {
+            Some(true) => self.high_pct < -limit_pct,
+            Some(false) => self.low_pct > limit_pct,
+            None => self.high_pct < -limit_pct || self.low_pct > limit_pct,
+        }
+    }
+}
+
+/// Each metric's drift between its first and last `k` results (the series
+/// needs `2k` of them; fewer, and the metric has none). Values must be
+/// positive: the change is a ratio.
+pub fn drift(points: &[Point], k: usize, only: &[String]) -> Vec<Drift> {
+    let metrics: std::collections::BTreeSet<&String> =
+        points.iter().flat_map(|p| p.figures.keys()).filter(|m| only.is_empty() || only.iter().any(|o| o == *m)).collect();
+    let mut out = Vec::new();
+    for metric in metrics {
+        let logs: Vec<f64> = points.iter().filter_map(|p| p.figures.get(metric)).filter(|v| **v > 0.0).map(|v| v.ln()).collect();
+        if k < 2 || logs.len() < 2 * k {
+            continue;
+        }
+        let (first, last) = (&logs[..k], &logs[logs.len() - k..]);
+        let d = crate::stats::mean(last) - crate::stats::mean(first);
+        let (v1, v2) = (crate::stats::sd(first).powi(2) / k as f64, crate::stats::sd(last).powi(2) / k as f64);
+        let se = (v1 + v2).sqrt();
+        // Welch–Satterthwaite; equal variances give 2k − 2.
+        let df = if se > 0.0 { ((v1 + v2).powi(2) / ((v1 * v1 + v2 * v2) / (k as f64 - 1.0))).floor() as usize } else { 2 * k - 2 };
+        let half = crate::stats::t_975(df.max(1)) * se;
+        let measure = metric.rsplit('/').next().unwrap_or(metric);
+        let figure = schema::figures::Figure::from_key(measure.strip_suffix("_ms").unwrap_or(measure)).ok();
+        out.push(Drift {
+            metric: metric.clone(),
+            k,
+            first: crate::stats::mean(first).exp(),
+            last: crate::stats::mean(last).exp(),
+            change_pct: crate::stats::pct(d),
+            low_pct: crate::stats::pct(d - half),
+            high_pct: crate::stats::pct(d + half),
+            higher_is_better: figure.map(schema::figures::Figure::higher_is_better),
+        });
+    }
+    out
+}
+
+/// The drift table, Markdown.
+pub fn drift_markdown(drifts: &[Drift], limit_pct: Option<f64>) -> String {
+    let Some(k) = drifts.first().map(|d| d.k) else { return String::new() };
+    let mut out = format!("\n## Drift: the first {k} results against the last {k}\n\n");
+    out.push_str("| metric | first | last | change | 95% CI | verdict |\n|---|---|---|---|---|---|\n");
+    for d in drifts {
+        let verdict = match limit_pct {
+            Some(limit) if d.worse_than(limit) => format!("**drift** (worse than {limit}%)"),
+            Some(_) => "within".to_owned(),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "| {} | {:.3} | {:.3} | {:+.1}% | [{:+.1}%, {:+.1}%] | {verdict} |\n",
+            d.metric, d.first, d.last, d.change_pct, d.low_pct, d.high_pct
+        ));
+    }
+    out
+}
+
 pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> String {
     let mut out = format!("# Change points over {} results ({})\n\n{}.\n\n", points.len(), span(points), method(settings));
     if found.is_empty() {
@@ -289,7 +374,7 @@ pub fn markdown(points: &[Point], found: &[Found], settings: &Settings) -> Strin
 /// The page of `cargo xtask history --html`: per metric searched, its value
 /// at each commit, the level between change points, and each change point
 /// marked at its commit.
-pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[String]) -> anyhow::Result<String> {
+pub fn html(points: &[Point], found: &[Found], drifts: &[Drift], settings: &Settings, only: &[String]) -> anyhow::Result<String> {
     use pages::html::{Lines, esc, page, table};
     let short = |c: &str| c[..c.len().min(9)].to_owned();
     let mut body = format!("<p>{} results ({}); {}.</p>\n", points.len(), span(points), esc(&method(settings)));
@@ -310,6 +395,25 @@ pub fn html(points: &[Point], found: &[Found], settings: &Settings, only: &[Stri
         body.push_str("<p><b>No change point.</b></p>\n");
     } else {
         body.push_str(&table("Change points", &["metric", "commit", "before", "after", "change", "p"], &rows));
+    }
+    if let Some(k) = drifts.first().map(|d| d.k) {
+        let rows: Vec<Vec<String>> = drifts
+            .iter()
+            .map(|d| {
+                vec![
+                    esc(&d.metric),
+                    format!("{:.3}", d.first),
+                    format!("{:.3}", d.last),
+                    format!("{:+.1}%", d.change_pct),
+                    format!("[{:+.1}%, {:+.1}%]", d.low_pct, d.high_pct),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &format!("Drift: the first {k} results against the last {k}"),
+            &["metric", "first", "last", "change", "95% CI"],
+            &rows,
+        ));
     }
     body.push_str("<div class=\"plots\">\n");
     let metrics: std::collections::BTreeSet<&String> =
@@ -488,17 +592,59 @@ mod tests {
         let settings = Settings::default();
         let found = analyse(&points, &settings, &[]);
         assert_eq!(found.len(), 1, "{found:?}");
-        let page = html(&points, &found, &settings, &[]).unwrap();
+        let page = html(&points, &found, &drift(&points, 4, &[]), &settings, &[]).unwrap();
         assert!(page.starts_with("<!doctype html>") && !page.contains("<script"));
         assert_eq!(page.matches("<svg ").count(), 2, "a plot per metric");
+        assert!(page.contains("Drift: the first 4 results against the last 4"), "the drift table is on the page");
         assert!(page.contains(&format!("<code>{}</code>", &points[8].commit[..9])), "the change point's commit is named");
         // The change point is marked between commits 7 and 8, in red.
         let plot = page.split("<svg ").nth(1).unwrap();
         assert!(plot.contains("level between change points") && plot.contains(&points[8].commit[..9]));
         let llm = ["llm/events_per_s".to_owned()];
-        let only = html(&points, &analyse(&points, &settings, &llm), &settings, &llm).unwrap();
+        let only = html(&points, &analyse(&points, &settings, &llm), &[], &settings, &llm).unwrap();
         assert_eq!(only.matches("<svg ").count(), 1);
         assert!(only.contains("llm/events_per_s") && !only.contains(">empty/requests_per_s<"));
+    }
+
+    /// Ten steps of 1% in 1% noise: the change-point search may find none
+    /// of them, but the drift between the first and last results shows the
+    /// whole slope with an interval that excludes zero, and a flat series
+    /// of the same noise shows none past 2%.
+    #[test]
+    fn ten_small_steps_are_drift_and_a_flat_series_is_not() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let make = |rng: &mut rand::rngs::SmallRng, step_pct: f64| -> Vec<Point> {
+            (0..40)
+                .map(|i| {
+                    // Four results at each of eleven levels, 1% apart; then the noise.
+                    let level = 100.0 * (1.0 + step_pct / 100.0).powi((i / 4).min(10) as i32);
+                    let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+                    let figures = [("empty/duration_p50_ms".to_owned(), level * (1.0 + 0.01 * z))].into_iter().collect();
+                    Point { commit: format!("{i:040x}"), position: i, figures }
+                })
+                .collect()
+        };
+        let sloped = make(&mut rng, 1.0);
+        let d = &drift(&sloped, 8, &[])[0];
+        assert!(d.low_pct > 5.0 && d.high_pct < 15.0 && (d.change_pct - 9.5).abs() < 3.0, "{d:?}");
+        assert_eq!(d.higher_is_better, Some(false), "a duration: lower is better");
+        assert!(d.worse_than(2.0) && !d.worse_than(20.0), "{d:?}");
+        let md = drift_markdown(std::slice::from_ref(d), Some(2.0));
+        assert!(md.contains("**drift** (worse than 2%)"), "{md}");
+        let flat = make(&mut rng, 0.0);
+        let d = &drift(&flat, 8, &[])[0];
+        // Its interval may miss zero by chance (one time in twenty); never by 2%.
+        assert!(d.change_pct.abs() < 1.5 && d.high_pct - d.low_pct < 3.0 && !d.worse_than(2.0), "{d:?}");
+        // Better, not worse: a throughput that rose drifts nowhere bad.
+        let mut rising = sloped.clone();
+        for p in &mut rising {
+            let v = p.figures.remove("empty/duration_p50_ms").unwrap();
+            p.figures.insert("empty/requests_per_s".to_owned(), v);
+        }
+        let d = &drift(&rising, 8, &[])[0];
+        assert_eq!(d.higher_is_better, Some(true));
+        assert!(!d.worse_than(2.0), "{d:?}");
+        assert!(drift(&sloped[..15], 8, &[]).is_empty(), "2k results are needed");
     }
 
     /// A run that was not valid is no point of the series, and says why.

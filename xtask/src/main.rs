@@ -126,6 +126,12 @@ enum Task {
         /// Write a self-contained HTML page here: each metric at each commit, its levels and change points.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Drift: compare each metric's first K results with its last K [default: a quarter of the series, at least 3].
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(2..))]
+        drift_k: Option<u64>,
+        /// Fail (exit 1) when a metric drifted worse than this, in %, beyond its interval.
+        #[arg(long, value_name = "PCT")]
+        max_drift: Option<f64>,
     },
     /// Run the test suite (what the README and CI run).
     Test,
@@ -186,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             exec(command).context("running flowbench up").map(|()| 0)
         }
         Task::Fuzz { target, time } => fuzz(&root, &target, time),
-        Task::History { dir, rev, alpha, permutations, metrics, markdown, json, html } => {
+        Task::History { dir, rev, alpha, permutations, metrics, markdown, json, html, drift_k, max_drift } => {
             if 1.0 / (permutations as f64 + 1.0) >= alpha {
                 bail!(
                     "--permutations {permutations} cannot reach a p-value below --alpha {alpha}: give at least {} permutations",
@@ -202,16 +208,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 bail!("{} results in {}: a change point needs {} at least", points.len(), dir.display(), 2 * settings.min_segment);
             }
             let found = history::analyse(&points, &settings, &metrics);
-            let table = history::markdown(&points, &found, &settings);
+            let k = drift_k.map_or((points.len() / 4).max(3), |k| k as usize);
+            let drifts = history::drift(&points, k, &metrics);
+            let table = history::markdown(&points, &found, &settings) + &history::drift_markdown(&drifts, max_drift);
             print!("{table}");
             if let Some(path) = markdown {
                 std::fs::write(path, &table)?;
             }
             if let Some(path) = json {
-                std::fs::write(path, serde_json::to_vec_pretty(&found)?)?;
+                let document = serde_json::json!({ "change_points": found, "drift": drifts });
+                std::fs::write(path, serde_json::to_vec_pretty(&document)?)?;
             }
             if let Some(path) = html {
-                std::fs::write(path, history::html(&points, &found, &settings, &metrics)?)?;
+                std::fs::write(path, history::html(&points, &found, &drifts, &settings, &metrics)?)?;
+            }
+            let drifted: Vec<&str> = max_drift
+                .map(|limit| drifts.iter().filter(|d| d.worse_than(limit)).map(|d| d.metric.as_str()).collect())
+                .unwrap_or_default();
+            if !drifted.is_empty() {
+                eprintln!("history: drift worse than --max-drift {}% in {}", max_drift.unwrap_or_default(), drifted.join(", "));
+                return Ok(1);
             }
             Ok(0)
         }
@@ -363,7 +379,8 @@ const GUNGRAUN_RUNNER: &str = "0.20.0";
 /// mode; `auth` times its 2,000 tries either way): every `[[bench]]` of
 /// benches/Cargo.toml but the instruction counts (a test keeps the two
 /// lists the same).
-const CRITERION_BENCHES: [&str; 7] = ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth", "stores"];
+const CRITERION_BENCHES: [&str; 8] =
+    ["relay_latency", "event_throughput", "start_end", "sse", "calibration", "auth", "stores", "metrics_crates"];
 
 /// The tests, then every criterion bench once so none rots, then the
 /// instruction-count bench under valgrind. What they need is installed

@@ -208,22 +208,7 @@ fn parse_sample(line: &str) -> Result<ExpositionSample, String> {
     let mut labels = Vec::new();
     if bytes.get(at) == Some(&b'{') {
         at += 1;
-        loop {
-            at = skip_spaces(bytes, at);
-            match bytes.get(at) {
-                None => return Err(format!("{name}: the label set has no closing }}")),
-                Some(b'}') => {
-                    at += 1;
-                    break;
-                }
-                Some(_) => {}
-            }
-            let end = name_end(bytes, at, false);
-            if end == at {
-                return Err(format!("{name}: expected a label name, found {:?}", shown(bytes, at, bytes.len())));
-            }
-            let label = String::from_utf8_lossy(&bytes[at..end]).into_owned();
-            at = skip_spaces(bytes, end);
+        while let Some(label) = next_label(bytes, &mut at).map_err(|e| format!("{name}: {e}"))? {
             if bytes.get(at) != Some(&b'=') {
                 return Err(format!("{name}: label {label}: expected = after the label name"));
             }
@@ -379,22 +364,7 @@ impl SeriesSelector {
             None => {}
             Some(b'{') => {
                 at += 1;
-                loop {
-                    at = skip_spaces(bytes, at);
-                    match bytes.get(at) {
-                        None => return Err(fail("the label matchers have no closing }".into())),
-                        Some(b'}') => {
-                            at += 1;
-                            break;
-                        }
-                        Some(_) => {}
-                    }
-                    let end = name_end(bytes, at, false);
-                    if end == at {
-                        return Err(fail(format!("expected a label name, found {:?}", shown(bytes, at, bytes.len()))));
-                    }
-                    let label = String::from_utf8_lossy(&bytes[at..end]).into_owned();
-                    at = skip_spaces(bytes, end);
+                while let Some(label) = next_label(bytes, &mut at).map_err(fail)? {
                     let rest = &bytes[at..];
                     let (op, len) = if rest.starts_with(b"=~") {
                         (MatchOp::Matches, 2)
@@ -458,6 +428,27 @@ impl SeriesSelector {
             m.matches(value)
         })
     }
+}
+
+/// In a `{…}` label set at `at`: the next label's name, `at` moved past it
+/// and the spaces after; `None` at the closing brace, `at` moved past it.
+fn next_label(bytes: &[u8], at: &mut usize) -> Result<Option<String>, String> {
+    *at = skip_spaces(bytes, *at);
+    match bytes.get(*at) {
+        None => return Err("the label set has no closing }".into()),
+        Some(b'}') => {
+            *at += 1;
+            return Ok(None);
+        }
+        Some(_) => {}
+    }
+    let end = name_end(bytes, *at, false);
+    if end == *at {
+        return Err(format!("expected a label name, found {:?}", shown(bytes, *at, bytes.len())));
+    }
+    let label = String::from_utf8_lossy(&bytes[*at..end]).into_owned();
+    *at = skip_spaces(bytes, end);
+    Ok(Some(label))
 }
 
 /// A PromQL string at `at`: `"..."` or `'...'` with backslash escapes, or

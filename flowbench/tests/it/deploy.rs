@@ -92,6 +92,7 @@ fn the_ci_workflow_passes_actionlint_and_runs_the_gate_on_pull_requests() {
     assert!(runs("main").contains("--bmf report-bmf.json"));
     assert_eq!(jobs["history"]["if"], "github.event_name == 'push'");
     assert!(runs("history").contains("cargo xtask history results --rev"), "{}", runs("history"));
+    assert!(runs("history").contains("--max-drift"), "main fails on drift: {}", runs("history"));
 }
 
 /// The seed's deployment: 3 replicas × 1 CPU / 2 GiB, requested and

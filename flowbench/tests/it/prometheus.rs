@@ -67,21 +67,15 @@ fn start_prometheus(dir: &Path, target: &str) -> (Killed, String) {
     (child, url)
 }
 
-fn server_binary() -> std::path::PathBuf {
-    let path = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flowbench")).with_file_name("flowbench-server");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "server", "--bin", "flowbench-server"])
-            .current_dir(mock::workspace_root())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_flowbench")).args(args).output().unwrap();
+/// `flowbench run` of the empty scenario against `target` without a
+/// warm-up, `extra` added: its exit code, stdout and stderr.
+fn run_empty(target: &str, users: &str, duration: &str, extra: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowbench"))
+        .args(["run", "--target", target, "--api-key", "empty=app-empty", "--scenario", "empty"])
+        .args(["--users", users, "--spawn-rate", "1000", "--duration", duration, "--warmup", "0s"])
+        .args(extra)
+        .output()
+        .unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -96,7 +90,7 @@ fn target_cpu_from_prometheus_agrees_with_proc_and_failures_are_named() {
     let listen = format!("127.0.0.1:{port}");
     let workflow = mock::workspace_root().join("fixtures/workflows/start_end.yml");
     let server = Killed(
-        Command::new(server_binary())
+        Command::new(crate::target_cpu::server_binary())
             .args(["--listen", &listen, "--worker-threads", "1", "--app", &format!("app-empty={}", workflow.display())])
             .env("RUST_LOG", "error")
             .spawn()
@@ -109,41 +103,32 @@ fn target_cpu_from_prometheus_agrees_with_proc_and_failures_are_named() {
     let json = dir.path().join("run.json");
     let html = dir.path().join("run.html");
     let cpu_query = r#"sum(rate(process_cpu_seconds_total{job="server"}[$__range]))"#;
-    let (code, text, stderr) = run(&[
-        "run",
-        "--target",
+    let scrape = format!("{target}/metrics");
+    let (code, text, stderr) = run_empty(
         &target,
-        "--api-key",
-        "empty=app-empty",
-        "--scenario",
-        "empty",
-        "--users",
         "4",
-        "--spawn-rate",
-        "1000",
-        "--duration",
         "8s",
-        "--warmup",
-        "0s",
-        "--prometheus",
-        &prom,
-        "--target-cpu",
-        cpu_query,
-        "--target-memory",
-        r#"process_resident_memory_bytes{job="server"}"#,
-        "--prometheus-lag",
-        "1500ms",
-        "--scrape",
-        &format!("{target}/metrics"),
-        "--series",
-        "flowbench_server_run_requests_total",
-        "--series",
-        "process_resident_memory_bytes",
-        "--json",
-        json.to_str().unwrap(),
-        "--html",
-        html.to_str().unwrap(),
-    ]);
+        &[
+            "--prometheus",
+            &prom,
+            "--target-cpu",
+            cpu_query,
+            "--target-memory",
+            r#"process_resident_memory_bytes{job="server"}"#,
+            "--prometheus-lag",
+            "1500ms",
+            "--scrape",
+            &scrape,
+            "--series",
+            "flowbench_server_run_requests_total",
+            "--series",
+            "process_resident_memory_bytes",
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
     assert!(code == 0 || code == 3, "exit {code}\n{text}\n{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let s = &report["scenarios"][0];
@@ -180,31 +165,24 @@ fn target_cpu_from_prometheus_agrees_with_proc_and_failures_are_named() {
     assert!(page.contains("Scraped from the target") && page.contains("process_resident_memory_bytes"), "the page draws them");
 
     // A bad query and a scrape that answers 404: named, and the run goes on.
-    let (code, text, stderr) = run(&[
-        "run",
-        "--target",
+    let missing = format!("{target}/no-metrics-here");
+    let (code, text, stderr) = run_empty(
         &target,
-        "--api-key",
-        "empty=app-empty",
-        "--scenario",
-        "empty",
-        "--users",
         "2",
-        "--duration",
         "1s",
-        "--warmup",
-        "0s",
-        "--prometheus",
-        &prom,
-        "--target-cpu",
-        "sum(rate(process_cpu_seconds_total[$__range])",
-        "--prometheus-lag",
-        "0s",
-        "--scrape",
-        &format!("{target}/no-metrics-here"),
-        "--series",
-        "up",
-    ]);
+        &[
+            "--prometheus",
+            &prom,
+            "--target-cpu",
+            "sum(rate(process_cpu_seconds_total[$__range])",
+            "--prometheus-lag",
+            "0s",
+            "--scrape",
+            &missing,
+            "--series",
+            "up",
+        ],
+    );
     assert!(code == 0 || code == 3, "the run goes on: exit {code}\n{text}\n{stderr}");
     assert!(text.contains("target CPU: not measured: GET ") && text.contains("HTTP 400 bad_data"), "{text}");
     assert!(text.contains("/no-metrics-here") && text.contains("HTTP 404"), "{text}");
@@ -212,27 +190,12 @@ fn target_cpu_from_prometheus_agrees_with_proc_and_failures_are_named() {
 
     // A Prometheus that is not there.
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    let (code, text, _) = run(&[
-        "run",
-        "--target",
+    let (code, text, _) = run_empty(
         &target,
-        "--api-key",
-        "empty=app-empty",
-        "--scenario",
-        "empty",
-        "--users",
         "2",
-        "--duration",
         "1s",
-        "--warmup",
-        "0s",
-        "--prometheus",
-        &nobody,
-        "--target-memory",
-        "process_resident_memory_bytes",
-        "--prometheus-lag",
-        "0s",
-    ]);
+        &["--prometheus", &nobody, "--target-memory", "process_resident_memory_bytes", "--prometheus-lag", "0s"],
+    );
     assert!(code == 0 || code == 3, "exit {code}: {text}");
     assert!(text.contains("target memory: not measured: GET ") && text.contains(&nobody), "{text}");
     drop(server);

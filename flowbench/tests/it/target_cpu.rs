@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// The server binary beside `flowbench` (cargo builds it for the
 /// workspace's tests); built here when only this package is tested.
-fn server_binary() -> PathBuf {
+pub(crate) fn server_binary() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_flowbench")).with_file_name("flowbench-server");
     if !path.exists() {
         let status = Command::new(env!("CARGO"))
