@@ -90,6 +90,8 @@ enum Task {
     },
     /// Pre-merge gate: base and head stacks driven side by side in rounds; exit 0 ok, 1 regressed, 2 could not measure.
     Gate(Box<gate::GateArgs>),
+    /// Which commit moved a metric: a performance bisect by the gate's side-by-side rounds.
+    Bisect(Box<gate::bisect::BisectArgs>),
     /// Fuzz one target with cargo-fuzz (nightly): sse_parser, dsl_loader, request_decoder or upstream_body.
     Fuzz {
         /// The fuzz target.
@@ -165,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if rows.iter().any(|r| r.verdict == verdict::ChangeVerdict::Regressed) { 1 } else { 0 })
         }
         Task::Gate(args) => gate::run(&root, &args),
+        Task::Bisect(args) => gate::bisect::run(&root, &args),
         Task::Bench { profile, quick, args } => {
             let mut command = flowbench(&root)?;
             command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);

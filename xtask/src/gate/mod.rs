@@ -22,6 +22,7 @@
 //! regressed, 2 could not measure, 3 unresolved (no regression found, but
 //! a gating metric could not exclude one: never a pass).
 
+pub mod bisect;
 mod build;
 mod metrics;
 mod phase;
