@@ -203,6 +203,8 @@ impl<'a> Bisection<'a> {
             self_test_rounds: 30,
             self_test_injected_rounds: 12,
         };
+        // The rounds write their phases' reports there, built or not.
+        std::fs::create_dir_all(root.join("target/gate")).context("creating target/gate")?;
         // The driver is the bad end's (or the working tree's) `flowbench ab`.
         let driver = match (&args.inject_from, &args.binary) {
             (Some(_), Some(binary)) => binary.clone(),
@@ -240,7 +242,22 @@ impl<'a> Bisection<'a> {
         let (side_a, side_b) = (self.side(a)?, self.side(b)?);
         let phase = [METRICS[self.metric].phase];
         let rig = rounds::Rig { root: self.root, args: &self.gate, a: &side_a, b: &side_b, driver: &self.driver, phases: &phase };
-        Ok(rounds::measure(rig, n)?.map(|rounds| rounds.iter().map(|r| r.log_ratios[self.metric]).collect()))
+        let logs: Result<Vec<f64>, String> =
+            rounds::measure(rig, n)?.map(|rounds| rounds.iter().map(|r| r.log_ratios[self.metric]).collect());
+        if let Ok(logs) = &logs
+            && logs.iter().any(|l| !l.is_finite())
+        {
+            // The gate leaves a CPU figure out when the two builds' target
+            // CPU covers different processes (an old build's server ran in
+            // the mock's process): such builds cannot be compared on it.
+            bail!(
+                "{} cannot be compared between {} and {}: one of them does not measure it the same way (pick another --metric)",
+                self.args.metric,
+                short(&self.commits[a]),
+                short(&self.commits[b])
+            );
+        }
+        Ok(logs)
     }
 
     /// Commit `i` against the good end, with at least `n` rounds in all.
