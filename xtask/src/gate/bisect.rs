@@ -205,11 +205,11 @@ impl<'a> Bisection<'a> {
         };
         // The rounds write their phases' reports there, built or not.
         std::fs::create_dir_all(root.join("target/gate")).context("creating target/gate")?;
-        // The driver is the bad end's (or the working tree's) `flowbench ab`.
-        let driver = match (&args.inject_from, &args.binary) {
-            (Some(_), Some(binary)) => binary.clone(),
-            (Some(_), None) => super::build::build(root, None)?,
-            (None, _) => super::build::build(root, Some(commits.last().expect("two commits")))?,
+        // The driver is this working tree's `flowbench ab` (or --binary),
+        // whose reports the rounds read: an old end's writes an older schema.
+        let driver = match &args.binary {
+            Some(binary) => binary.clone(),
+            None => super::build::build(root, None)?,
         };
         Ok(Self { root, repo, args, gate, metric, commits, logs: HashMap::new(), sides: HashMap::new(), driver, probes: Vec::new() })
     }
