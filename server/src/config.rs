@@ -156,6 +156,11 @@ pub struct Limits {
     /// they are stopped.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long before the grace ends the runs still going are stopped, so
+    /// that their terminal events can be written [default: a quarter of
+    /// the grace, at most 1 s].
+    #[serde(with = "humantime_serde")]
+    pub shutdown_flush: Option<Duration>,
     /// A streaming body stays open this long after its terminal event, as
     /// Dify's does (about 1 s); zero by default. For testing clients.
     #[serde(with = "humantime_serde")]
@@ -194,6 +199,7 @@ impl Default for Limits {
             upstream_max_event_bytes: 4 * 1024 * 1024,
             upstream_max_completion_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            shutdown_flush: None,
             stream_tail: Duration::ZERO,
             inject_busy_per_request: Duration::ZERO,
             inject_busy_per_event: Duration::ZERO,

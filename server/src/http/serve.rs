@@ -305,7 +305,8 @@ pub async fn serve(
     registry.signal_all(GRACEFUL);
     // Runs end on their own, or are stopped a flush window before the end so
     // that their terminal events can still be written.
-    let flush = (limits.shutdown_grace / 4).min(Duration::from_secs(1));
+    let flush =
+        state.shared.limits.shutdown_flush.unwrap_or((limits.shutdown_grace / 4).min(Duration::from_secs(1))).min(limits.shutdown_grace);
     let _ = tokio::time::timeout_at(deadline, state.drain(limits.shutdown_grace - flush)).await;
     let _ = tokio::time::timeout_at(deadline, registry.all_closed()).await;
     registry.signal_all(CLOSE);

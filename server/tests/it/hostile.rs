@@ -37,7 +37,7 @@ impl ServerProcess {
         let config = format!(
             "listen = \"127.0.0.1:{port}\"\n[provider]\nbase_url = \"{}\"\n[limits]\nmax_body_bytes = 4194304\n\
              header_read_timeout = \"3s\"\nbody_read_timeout = \"1s\"\nstalled_client_timeout = \"1s\"\nlinger_timeout = \"500ms\"\n\
-             shutdown_grace = \"4s\"\n\
+             shutdown_grace = \"6s\"\nshutdown_flush = \"3s\"\n\
              [[apps]]\napi_key = \"{EMPTY}\"\nworkflow = {}\n[[apps]]\napi_key = \"{OTHER}\"\nworkflow = {}\n\
              [[apps]]\napi_key = \"{LLM}\"\nworkflow = {}\n",
             mock.base_url(),
@@ -507,9 +507,10 @@ async fn sigterm_with_open_streams(mut target: ServerProcess) -> usize {
     }
     let sent = std::process::Command::new("kill").args(["-TERM", &target.pid.to_string()]).status().unwrap();
     assert!(sent.success());
-    // The grace period is 4 s, so the streams stopped at its last second
-    // have that second to be read to their end by a reader the rest of the
-    // suite may starve of CPU: a bound far above it, not a speed.
+    // The grace period is 6 s, the runs stopped 3 s before its end: the
+    // streams run at full speed, and on two cores shared with the rest of
+    // the suite their terminal frames need more than the default second to
+    // be written and read. A bound far above it, not a speed.
     let exited = tokio::time::timeout(Duration::from_secs(10), target.child.wait()).await;
     assert!(matches!(exited, Ok(Ok(status)) if status.success()), "the server exits within its grace: {exited:?}");
     while let Some(joined) = readers.join_next().await {
