@@ -29,7 +29,7 @@ pub enum Command {
     Capacity(Box<CapacityArgs>),
     /// Start the mocked stack and print its URLs and API keys as one JSON line.
     Up(Box<UpArgs>),
-    /// Serve a bare axum handler for blocking runs: the yardstick for Start→End QPS.
+    /// Serve the bare axum handler: blocking runs answered at once (the Start→End yardstick), streaming ones by the bare SSE emitter (the relay's).
     Bare(BareArgs),
     /// Run the OpenAI-compatible mock LLM alone.
     Mock(MockArgs),

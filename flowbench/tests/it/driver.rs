@@ -247,6 +247,20 @@ async fn the_bare_yardstick_answers_blocking_runs() {
     task.abort();
 }
 
+/// The bare SSE emitter (the relay's yardstick) sends whole, grammatical
+/// streams: the driver checks each and finds nothing to count against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bare_sse_emitter_sends_whole_streams() {
+    let (addr, task) = mock::bare::serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{addr}");
+    let result = drive(&url, spec("app-any", Mode::Streaming, open(100.0, 4), Duration::from_secs(1))).await;
+    let r = &result.recorder;
+    assert_eq!((r.n_sent, r.n_ok), (100, 100), "errors: {:?}", r.errors);
+    assert_eq!((r.n_checked, r.n_violating), (100, 0), "violations: {:?}", r.violations);
+    assert_eq!(r.n_events_all, 100 * 40, "a ping aside, 40 events a stream");
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_streams_are_counted_and_the_server_cancels_each_upstream_request() {
     let script = Script { reply: Reply::Tokens(50), inter_token_delay: Duration::from_millis(5), ..Script::default() };

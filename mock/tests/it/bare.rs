@@ -17,3 +17,19 @@ async fn the_bare_handler_answers_runs_and_parameters() {
     assert_eq!(client.request(parameters).await.unwrap().status(), 200);
     task.abort();
 }
+
+/// Each streaming run gets the template's frames with ids of its own, the
+/// same run id and task id in every event of the run.
+#[test]
+fn each_emitted_stream_has_its_own_ids() {
+    let (a, b) = (mock::bare::llm_stream_frames(), mock::bare::llm_stream_frames());
+    let text = |frames: &[Bytes]| String::from_utf8(frames.concat()).unwrap();
+    let (a, b) = (text(&a), text(&b));
+    let run_id = |s: &str| s.split("\"workflow_run_id\":\"").nth(1).unwrap()[..36].to_owned();
+    let task_id = |s: &str| s.split("\"task_id\":\"").nth(1).unwrap()[..36].to_owned();
+    let (run, task) = (run_id(&a), task_id(&a));
+    assert_ne!(run, run_id(&b));
+    assert_ne!(run, task);
+    assert!(run.chars().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() }), "{run}");
+    assert_eq!(a.replace(&run, "{run}").replace(&task, "{task}"), mock::bare::LLM_STREAM);
+}
