@@ -213,7 +213,12 @@ impl SseParser {
                     self.data.push('\n');
                 }
                 self.has_data = true;
-                self.data.push_str(&String::from_utf8_lossy(value));
+                // Valid UTF-8, nearly always: checked in one pass, without
+                // the lossy decoder's per-chunk iteration.
+                match std::str::from_utf8(value) {
+                    Ok(text) => self.data.push_str(text),
+                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
+                }
             }
             b"event" => {
                 self.event.clear();

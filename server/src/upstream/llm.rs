@@ -353,9 +353,48 @@ impl UpstreamDecoder {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    choices: Vec<Choice<'a>>,
+    choices: Choices<'a>,
     #[serde(default)]
     usage: Option<TokenUsage>,
+}
+
+/// A chunk's `choices`: nearly always one, kept inline, so a chunk is
+/// decoded without allocating a list; any more go to `rest`.
+#[derive(Default)]
+struct Choices<'a> {
+    first: Option<Choice<'a>>,
+    rest: Vec<Choice<'a>>,
+}
+
+impl<'a> IntoIterator for Choices<'a> {
+    type Item = Choice<'a>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Choice<'a>>, std::vec::IntoIter<Choice<'a>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Seq<'a>(std::marker::PhantomData<Choice<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Seq<'a> {
+            type Value = Choices<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Choices<'a>, A::Error> {
+                let mut choices = Choices { first: seq.next_element()?, rest: Vec::new() };
+                while let Some(choice) = seq.next_element()? {
+                    choices.rest.push(choice);
+                }
+                Ok(choices)
+            }
+        }
+        deserializer.deserialize_seq(Seq(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -389,4 +428,31 @@ async fn read_error_body(response: &mut Response<'_>, deadline: Instant) -> Stri
     }
     buf.truncate(MAX_ERROR_BODY_BYTES);
     String::from_utf8_lossy(&buf).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every choice of a chunk counts, in order, however many there are;
+    /// a chunk of none (the usage chunk) or with escapes decodes too.
+    #[test]
+    fn every_choice_of_a_chunk_is_decoded() {
+        let mut decoder = UpstreamDecoder::default();
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}},{\"delta\":{\"content\":\"b\\\"\"}},{\"delta\":{\"content\":\"c\"}}]}\n\n",
+            "data: {\"choices\":[]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        decoder.feed(stream.as_bytes()).unwrap();
+        let deltas: Vec<String> = std::iter::from_fn(|| decoder.pop_delta()).collect();
+        assert_eq!(deltas, ["a", "b\"", "c"]);
+        assert_eq!(decoder.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(decoder.usage.map(|u| u.total_tokens), Some(7));
+        let mut bad = UpstreamDecoder::default();
+        assert!(bad.feed(b"data: {\"choices\":{\"delta\":{}}}\n\n").is_err(), "choices must be a list");
+    }
 }

@@ -400,12 +400,7 @@ impl<'a, S: Sink> Exec<'a, S> {
                 let mut next = Some(first);
                 while let Some(delta) = next {
                     text.push_str(&delta);
-                    events::frame_into(
-                        &mut frames,
-                        "text_chunk",
-                        &ids,
-                        TextChunk { text: &delta, from_variable_selector: [node_id, "text"] },
-                    );
+                    events::text_chunk_into(&mut frames, &ids, &delta, [node_id, "text"]);
                     n_events += 1;
                     next = stream.ready_delta();
                 }

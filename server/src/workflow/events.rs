@@ -32,6 +32,31 @@ pub fn frame_into<D: Serialize>(out: &mut Vec<u8>, event: &'static str, ids: &Ru
     debug_assert!(!out[start + 6..out.len() - 2].contains(&b'\n'));
 }
 
+/// Appends one `text_chunk` event's frame to `out`, byte for byte what
+/// [`frame_into`] writes for a [`TextChunk`] (a test checks). Written by
+/// hand: a relayed stream is mostly these, and serde's generic path spent
+/// more on the fixed keys and the server's own ids, which need no escaping
+/// (the server made them), than on the text.
+pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_variable_selector: [&str; 2]) {
+    debug_assert!(is_plain(ids.run_id) && is_plain(ids.task_id));
+    out.extend_from_slice(b"data: {\"event\":\"text_chunk\",\"workflow_run_id\":\"");
+    out.extend_from_slice(ids.run_id.as_bytes());
+    out.extend_from_slice(b"\",\"task_id\":\"");
+    out.extend_from_slice(ids.task_id.as_bytes());
+    out.extend_from_slice(b"\",\"data\":{\"text\":");
+    serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
+    out.extend_from_slice(b",\"from_variable_selector\":[");
+    serde_json::to_writer(&mut *out, from_variable_selector[0]).expect("serialize to Vec");
+    out.push(b',');
+    serde_json::to_writer(&mut *out, from_variable_selector[1]).expect("serialize to Vec");
+    out.extend_from_slice(b"]}}\n\n");
+}
+
+/// Text that JSON holds as it is: no quote, backslash or control character.
+fn is_plain(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 /// The ids every event of one run carries.
 #[derive(Clone, Copy)]
 pub struct RunIds<'a> {
@@ -383,6 +408,24 @@ impl<'a> RunRecordView<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The hand-written `text_chunk` frame is byte for byte serde's,
+    /// whatever the text and the selector hold.
+    #[test]
+    fn the_text_chunk_frame_is_what_serde_writes() {
+        let ids = RunIds { run_id: "d6bc75b4-1850-4c98-a671-d87f9483ccf3", task_id: "eb249fa7-f392-4531-ae20-5b78c9073a83" };
+        let texts = ["", "tok0 ", "é \"q\" \\ \n\t\u{1}\u{7f} 😀", "</script>\u{2028}"];
+        let selectors = [["llm", "text"], ["17000", "answer"], ["nö\"de", "v\\ar\n"]];
+        for text in texts {
+            for selector in selectors {
+                let mut by_hand = b"earlier".to_vec();
+                text_chunk_into(&mut by_hand, &ids, text, selector);
+                let mut by_serde = b"earlier".to_vec();
+                frame_into(&mut by_serde, "text_chunk", &ids, TextChunk { text, from_variable_selector: selector });
+                assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+            }
+        }
+    }
 
     /// The hand-written blocking body is byte for byte serde's, whatever
     /// the outputs, the error and the numbers hold.
