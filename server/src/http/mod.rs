@@ -41,10 +41,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
+/// The run route; `serve::ConnService` serves it without the router.
+const RUN_PATH: &str = "/v1/workflows/run";
+
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/workflows/run", post(run_workflow).options(preflight_post).fallback(method_not_allowed))
+        .route(
+            RUN_PATH,
+            post(|State(state): State<AppState>, request: Request| run_workflow(state, request))
+                .options(preflight_post)
+                .fallback(method_not_allowed),
+        )
         .route("/v1/workflows/run/{run_id}", get(get_run).options(preflight_get).fallback(method_not_allowed))
         .route("/v1/workflows/tasks/{task_id}/stop", post(stop_task).options(preflight_post).fallback(method_not_allowed))
         .route("/v1/parameters", get(parameters).options(preflight_get).fallback(method_not_allowed))
@@ -60,7 +68,7 @@ pub fn app(state: AppState) -> Router {
 /// the body and not the whole `Request`, which each nested async fn would
 /// store again: axum allocates every request's future, and a small one is
 /// cheaper to allocate (docs/performance.md, "Figures from code comments").
-fn run_workflow(State(state): State<AppState>, request: Request) -> impl Future<Output = Response> + Send {
+fn run_workflow(state: AppState, request: Request) -> impl Future<Output = Response> + Send + 'static {
     // A client's W3C trace id, logged with the run's id at debug level; read
     // only when that level is on, so the hot path pays one check.
     let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| trace_id(request.headers())).flatten();

@@ -290,7 +290,7 @@ pub async fn serve(
         let slot = registry.open();
         let io = StallGuard::new(tcp, limits.stalled_client_timeout, stats.connections_stalled_closed.clone());
         let io = TokioIo::new(ParseErrorBodies::new(io));
-        let service = ConnService { router: router.clone(), slot: slot.clone(), epoch: registry.epoch };
+        let service = ConnService { router: router.clone(), state: state.clone(), slot: slot.clone(), epoch: registry.epoch };
         let (registry, http) = (registry.clone(), http.clone());
         tokio::spawn(async move {
             let conn = http.serve_connection(io, service);
@@ -375,6 +375,8 @@ where
 /// request is in progress.
 struct ConnService {
     router: Router,
+    /// For the run route, served without the router (see `call`).
+    state: AppState,
     slot: Arc<ConnSlot>,
     epoch: Instant,
 }
@@ -398,6 +400,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             decode_path(&mut request);
         }
         let origin = super::cors::origin(request.headers()).cloned();
+        // The run route, the one under load, goes straight to its handler:
+        // the router's path match, its matched-path extension and its
+        // service layers cost more per request than the route's own
+        // checks (docs/performance.md §1). Any other method or path,
+        // this one's OPTIONS and 405s included, is routed.
+        if request.method() == http::Method::POST && request.uri().path() == super::RUN_PATH {
+            let future = Box::pin(super::run_workflow(self.state.clone(), request.map(Body::new)));
+            return WatchedAnswer { answer: Either::Run { future }, origin, watch: Some(watch) };
+        }
         let answer = tower::Service::call(&mut self.router.clone(), request.map(Body::new));
         WatchedAnswer { answer: Either::Route { future: answer }, origin, watch: Some(watch) }
     }
@@ -425,10 +436,11 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
-    /// The router's answer, or one made before routing.
+    /// The router's answer, the run handler's, or one made before routing.
     #[project = EitherProj]
     enum Either {
         Route { #[pin] future: axum::routing::future::RouteFuture<Infallible> },
+        Run { future: Pin<Box<dyn Future<Output = axum::response::Response> + Send>> },
         Ready { response: Option<axum::response::Response> },
     }
 }
@@ -443,6 +455,11 @@ impl Future for WatchedAnswer {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
+            EitherProj::Run { future } => {
+                let mut response = std::task::ready!(future.as_mut().poll(cx));
+                set_content_length(&mut response);
+                response
+            }
             EitherProj::Ready { response } => response.take().expect("polled after it was ready"),
         };
         if let Some(origin) = this.origin.take() {
@@ -450,6 +467,20 @@ impl Future for WatchedAnswer {
         }
         let watch = this.watch.take();
         Poll::Ready(Ok(response.map(|body| Watched { body, _watch: watch })))
+    }
+}
+
+/// What axum's router does to every answer it routes, so an answer of the
+/// run route is byte for byte the same either way: a body of known length
+/// gets its `Content-Length` among the answer's headers (hyper would write
+/// one too, but after `Connection`, not in the same place).
+fn set_content_length(response: &mut axum::response::Response) {
+    let headers = response.headers();
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        return;
+    }
+    if let Some(n) = http_body::Body::size_hint(response.body()).exact() {
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
     }
 }
 

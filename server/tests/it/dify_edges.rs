@@ -161,3 +161,70 @@ async fn the_checks_of_difys_stress_test_wrapper_pass() {
     }
     stack.shutdown().await.unwrap();
 }
+
+/// The run route is served without the router (`serve::ConnService`); its
+/// answers are what the router's own route gives, head line by head line
+/// (`content-length` in its place too), for successes and for each refusal.
+#[tokio::test]
+async fn the_run_route_answers_as_the_router_does() {
+    use http_body_util::BodyExt;
+    let stack = spawn_stack().await;
+    let (url, key) = (&stack.server.url, stack.api_key("empty"));
+    let ok = json!({"inputs": {"question": "q"}, "response_mode": "blocking", "user": "u"}).to_string();
+    let missing = json!({"inputs": {}, "response_mode": "blocking", "user": "u"}).to_string();
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (key, "application/json", &ok, "200 OK"),
+        (key, "application/json", &missing, "400 BAD REQUEST"),
+        (key, "text/plain", &ok, "415 UNSUPPORTED MEDIA TYPE"),
+        ("app-unknown", "application/json", &ok, "401 UNAUTHORIZED"),
+        (key, "application/json", "{", "400 BAD REQUEST"),
+    ];
+    for (bearer, content_type, body, status) in cases {
+        let wire = format!(
+            "POST /v1/workflows/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {bearer}\r\ncontent-type: {content_type}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+        tcp.write_all(wire.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, wire_body) = answer.split_once("\r\n\r\n").unwrap();
+        // hyper writes the answer's own headers, then `connection` (asked
+        // for), then `date`; and a `content-length` the headers lack after
+        // `connection`, which is why the route sets it among them.
+        let wire_head: Vec<&str> = head.lines().filter(|l| !l.starts_with("date:")).collect();
+        assert_eq!(wire_head[0], format!("HTTP/1.1 {status}"));
+
+        let request = http::Request::post("/v1/workflows/run")
+            .header("authorization", format!("Bearer {bearer}"))
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let routed = tower::ServiceExt::oneshot(server::app(stack.server.state.clone()), request).await.unwrap();
+        let mut routed_head = vec![format!("HTTP/1.1 {}", wire_head[0].split_once(' ').unwrap().1)];
+        assert_eq!(routed.status().as_u16().to_string(), status[..3]);
+        routed_head.extend(routed.headers().iter().map(|(name, value)| format!("{name}: {}", value.to_str().unwrap())));
+        routed_head.push("connection: close".to_owned());
+        // A success's length varies with its times' digits; its place does not.
+        let place = |line: &str| {
+            if status.starts_with("200") && line.starts_with("content-length:") { "content-length".to_owned() } else { line.to_owned() }
+        };
+        let (wire_head, routed_head): (Vec<String>, Vec<String>) =
+            (wire_head.iter().map(|l| place(l)).collect(), routed_head.iter().map(|l| place(l)).collect());
+        assert_eq!(wire_head, routed_head, "{status}");
+        let routed_body = String::from_utf8(routed.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        if status.starts_with("200") {
+            // Ids and times differ from run to run; the shape does not.
+            let (wire, routed): (serde_json::Value, serde_json::Value) =
+                (serde_json::from_str(wire_body).unwrap(), serde_json::from_str(&routed_body).unwrap());
+            assert_eq!(wire["data"]["outputs"], routed["data"]["outputs"]);
+            assert_eq!(wire["data"]["status"], routed["data"]["status"]);
+        } else {
+            assert_eq!(wire_body, routed_body);
+        }
+    }
+    stack.shutdown().await.unwrap();
+}
