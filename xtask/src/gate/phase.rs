@@ -33,6 +33,17 @@ impl Phase {
         }
     }
 
+    /// True when this phase's runs call the mock LLM. Only then does a
+    /// stack that runs its mock in the server's process (a build from
+    /// before the server had a process of its own) count the mock's work
+    /// in its target CPU; in a phase that never calls it, that mock idles.
+    pub(super) fn calls_the_mock(self) -> bool {
+        match self {
+            Phase::Empty | Phase::Ttfe => false,
+            Phase::Llm => true,
+        }
+    }
+
     /// The `flowbench ab` scenario this phase drives.
     pub(super) fn scenario(self) -> AbScenario {
         match self {

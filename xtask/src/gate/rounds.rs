@@ -89,8 +89,10 @@ impl Round {
 
     /// As `of`; `same_cpu_scope` false when the two stacks' target CPU
     /// covers different processes (a base from before the server ran in a
-    /// process of its own counts the mock's CPU too): the CPU metrics are
-    /// then not compared (NaN, so their verdict is Unresolved, never a pass).
+    /// process of its own counts the mock's CPU too): the CPU metrics of a
+    /// phase that calls the mock are then not compared (NaN, so their
+    /// verdict is Unresolved, never a pass). A phase that never calls the
+    /// mock compares them: that process's mock only idles.
     fn of_stacks(
         index: usize,
         phases: &[Phase],
@@ -116,7 +118,7 @@ impl Round {
         }
         for metric in &METRICS {
             let cpu = matches!(metric.figure, Figure::Scalar(Scalar::TargetCpuPerRequest | Scalar::TargetCpuPerEvent));
-            if !phases.contains(&metric.phase) || (cpu && !same_cpu_scope) {
+            if !phases.contains(&metric.phase) || (cpu && !same_cpu_scope && metric.phase.calls_the_mock()) {
                 out.log_ratios.push(f64::NAN);
                 out.base.push(f64::NAN);
                 out.head.push(f64::NAN);
@@ -512,9 +514,17 @@ mod tests {
             let p = paired(qps, slice).unwrap();
             assert!((p.log_ratio - 0.9f64.ln()).abs() < 1e-12, "{}", p.log_ratio);
         }
-        // A base whose stack measured the mock with its server: CPU not compared.
+        // A base whose stack measured the mock with its server: CPU per
+        // request still compared, the empty phase never calling the mock.
         let scopes = Round::of_stacks(0, &[Phase::Empty], &[(Phase::Empty, read.clone())], "base", "head", false).unwrap();
-        assert!(scopes.log_ratios[1].is_nan() && (scopes.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12, "{:?}", scopes.log_ratios);
+        assert!(scopes.log_ratios[1].is_finite() && (scopes.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12, "{:?}", scopes.log_ratios);
+        // The llm phase calls the mock: there its CPU per event is not compared.
+        let llm = round_trip(&ab_report(Phase::Llm, 4, |_, _| {}), Phase::Llm);
+        let scopes = Round::of_stacks(0, &[Phase::Llm], &[(Phase::Llm, llm)], "base", "head", false).unwrap();
+        for (metric, ratio) in METRICS.iter().zip(&scopes.log_ratios).filter(|(m, _)| m.phase == Phase::Llm) {
+            let cpu = matches!(metric.figure, Figure::Scalar(Scalar::TargetCpuPerEvent));
+            assert_eq!(ratio.is_nan(), cpu, "{}: {ratio}", metric.name);
+        }
         let round = Round::of(0, &[Phase::Empty], &[(Phase::Empty, read.clone())], "base", "head").unwrap();
         assert!((round.log_ratios[0] - 0.9f64.ln()).abs() < 1e-12);
         assert!((round.head[0] / round.base[0] - 0.9).abs() < 1e-12);
