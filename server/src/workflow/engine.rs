@@ -429,19 +429,27 @@ impl<'a, S: Sink> Exec<'a, S> {
         let mut outputs = Map::new();
         outputs.insert("text".into(), Value::String(text));
         outputs.insert("reasoning_content".into(), Value::String(String::new()));
-        outputs.insert("usage".into(), usage_json.clone());
+        outputs.insert("usage".into(), usage_json);
         outputs.insert("finish_reason".into(), finish_reason.clone().map_or(Value::Null, Value::String));
         self.llm_outputs.push((node_id, outputs));
         self.done.push(node_id);
         self.flush_plan(live.then_some(node_id)).await?;
         if self.sink.wants_events() {
-            let process_data = json!({
-                "model_mode": "chat", "prompts": prompts, "usage": usage_json, "finish_reason": finish_reason,
-                "model_provider": llm.provider, "model_name": llm.model,
-            });
-            let metadata = json!({"total_tokens": usage.total_tokens, "total_price": "0", "currency": "USD"});
-            let outputs = &self.llm_outputs.last().expect("just pushed").1.clone();
-            self.node_finished(finish, EmptyObject, &process_data, outputs, Some(&metadata), None).await?;
+            // Borrowed, not built: the usage is the outputs' own, and the
+            // outputs are lent to the event, not copied for it.
+            let (id, outputs) = self.llm_outputs.pop().expect("just pushed");
+            let process_data = LlmProcessData {
+                model_mode: "chat",
+                prompts: &prompts,
+                usage: &outputs["usage"],
+                finish_reason: finish_reason.as_deref(),
+                model_provider: &llm.provider,
+                model_name: &llm.model,
+            };
+            let metadata = LlmMetadata { total_tokens: usage.total_tokens, total_price: "0", currency: "USD" };
+            let sent = self.node_finished(finish, EmptyObject, &process_data, &outputs, Some(&metadata), None).await;
+            self.llm_outputs.push((id, outputs));
+            sent?;
         }
         Ok(())
     }
@@ -569,4 +577,23 @@ pub fn value_text(value: &Value) -> Cow<'_, str> {
         Value::Array(a) if a.is_empty() => Cow::Borrowed(""),
         other => Cow::Owned(other.to_string()),
     }
+}
+
+/// An LLM node's `process_data` in its `node_finished` event, in Dify's key order.
+#[derive(serde::Serialize)]
+struct LlmProcessData<'a> {
+    model_mode: &'static str,
+    prompts: &'a Value,
+    usage: &'a Value,
+    finish_reason: Option<&'a str>,
+    model_provider: &'a str,
+    model_name: &'a str,
+}
+
+/// An LLM node's `execution_metadata`, in Dify's key order.
+#[derive(serde::Serialize)]
+struct LlmMetadata {
+    total_tokens: u64,
+    total_price: &'static str,
+    currency: &'static str,
 }
