@@ -7,13 +7,19 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` (a whole HTTP/1.1 request that asks to close) and returns
-/// the answer's head lines, without `date` and `content-length`, and its body.
-async fn raw(url: &str, request: &str) -> (Vec<String>, String) {
+/// the whole answer as it came.
+async fn whole_answer(url: &str, request: &str) -> String {
     let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     tcp.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8(answer).unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+/// Sends `request` (a whole HTTP/1.1 request that asks to close) and returns
+/// the answer's head lines, without `date` and `content-length`, and its body.
+async fn raw(url: &str, request: &str) -> (Vec<String>, String) {
+    let answer = whole_answer(url, request).await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     let lines = head
         .lines()
@@ -185,11 +191,7 @@ async fn the_run_route_answers_as_the_router_does() {
              content-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
-        tcp.write_all(wire.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer).await.unwrap();
-        let answer = String::from_utf8(answer).unwrap();
+        let answer = whole_answer(url, &wire).await;
         let (head, wire_body) = answer.split_once("\r\n\r\n").unwrap();
         // hyper writes the answer's own headers, then `connection` (asked
         // for), then `date`; and a `content-length` the headers lack after
