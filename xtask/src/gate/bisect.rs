@@ -49,16 +49,8 @@ pub struct BisectArgs {
     /// The smallest single step (in %) named as one commit's doing.
     #[arg(long, default_value_t = 2.0)]
     pub resolution: f64,
-    /// Slices per probe round, both sides at once.
-    #[arg(long, default_value_t = 4)]
-    pub slices: u32,
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
-    pub slice: Duration,
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
-    pub settle: Duration,
-    /// Closed-model users on each side.
-    #[arg(long, default_value_t = 16)]
-    pub users: u32,
+    #[command(flatten)]
+    pub load: super::RoundLoad,
     /// The repository whose history is searched [default: this one].
     #[arg(long)]
     pub repo: Option<PathBuf>,
@@ -184,25 +176,7 @@ struct Bisection<'a> {
 
 impl<'a> Bisection<'a> {
     fn new(root: &'a Path, repo: &'a Path, args: &'a BisectArgs, metric: usize, commits: Vec<String>) -> anyhow::Result<Self> {
-        let gate = GateArgs {
-            base: None,
-            head: None,
-            rounds: args.rounds,
-            slices: args.slices,
-            slice: args.slice,
-            settle: args.settle,
-            users: args.users,
-            ttfe_rate: 400.0,
-            floor: args.resolution,
-            floor_metric: Vec::new(),
-            markdown: None,
-            json: None,
-            bmf: None,
-            html: None,
-            self_test: false,
-            self_test_rounds: 30,
-            self_test_injected_rounds: 12,
-        };
+        let gate = GateArgs::rounds_of(args.rounds, args.load.clone(), args.resolution);
         // The rounds write their phases' reports there, built or not.
         std::fs::create_dir_all(root.join("target/gate")).context("creating target/gate")?;
         // The driver is this working tree's `flowbench ab` (or --binary),

@@ -49,18 +49,8 @@ pub struct GateArgs {
     /// Rounds, each with fresh base and head stacks (the statistical unit).
     #[arg(long, default_value_t = 8)]
     pub rounds: usize,
-    /// Slices per scenario per round, both sides measured at once.
-    #[arg(long, default_value_t = 4)]
-    pub slices: u32,
-    /// Measured time per slice.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
-    pub slice: Duration,
-    /// Sent at the start of each slice and left out.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
-    pub settle: Duration,
-    /// Closed-model users on each side (empty and llm phases).
-    #[arg(long, default_value_t = 16)]
-    pub users: u32,
+    #[command(flatten)]
+    pub load: RoundLoad,
     /// TTFE phase: streaming runs per second on each side (Poisson), light
     /// enough that runs seldom queue behind each other.
     #[arg(long, default_value_t = 400.0)]
@@ -95,11 +85,52 @@ pub struct GateArgs {
     pub self_test_injected_rounds: usize,
 }
 
+/// How each round loads both sides: the gate's and the bisect's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RoundLoad {
+    /// Slices per scenario per round, both sides measured at once.
+    #[arg(long, default_value_t = 4)]
+    pub slices: u32,
+    /// Measured time per slice.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub slice: Duration,
+    /// Sent at the start of each slice and left out.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
+    pub settle: Duration,
+    /// Closed-model users on each side (empty and llm phases).
+    #[arg(long, default_value_t = 16)]
+    pub users: u32,
+}
+
+impl GateArgs {
+    /// A gate of `rounds` rounds under `load`, `floor` its smallest
+    /// regression, everything else as the command line's defaults (what
+    /// the bisect runs each probe with).
+    pub fn rounds_of(rounds: usize, load: RoundLoad, floor: f64) -> Self {
+        GateArgs {
+            base: None,
+            head: None,
+            rounds,
+            load,
+            ttfe_rate: 400.0,
+            floor,
+            floor_metric: Vec::new(),
+            markdown: None,
+            json: None,
+            bmf: None,
+            html: None,
+            self_test: false,
+            self_test_rounds: 30,
+            self_test_injected_rounds: 12,
+        }
+    }
+}
+
 pub fn run(root: &Path, args: &GateArgs) -> anyhow::Result<i32> {
     if args.rounds < 2 {
         bail!("--rounds must be at least 2");
     }
-    if args.slices == 0 {
+    if args.load.slices == 0 {
         bail!("--slices must be at least 1");
     }
     if !(args.ttfe_rate > 0.0 && args.ttfe_rate.is_finite()) {

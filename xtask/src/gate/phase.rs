@@ -80,7 +80,7 @@ impl Phase {
         }
         out.extend(["--api-key".to_owned(), api_key.to_owned()]);
         match self {
-            Phase::Empty | Phase::Llm => out.extend(["--users".into(), args.users.to_string()]),
+            Phase::Empty | Phase::Llm => out.extend(["--users".into(), args.load.users.to_string()]),
             Phase::Ttfe => out.extend(["--poisson".into(), "--users".into(), "8".into(), "--rate".into(), args.ttfe_rate.to_string()]),
         }
         out

@@ -58,8 +58,8 @@ pub(super) fn markdown(label: &str, verdicts: &[MetricVerdict], n_rounds: usize,
     let _ = writeln!(
         out,
         "\nbase and head: geometric means over the rounds. {n_rounds} rounds, each with fresh base and head stacks driven at the same time on one core ({} slices of {} per phase: empty and llm saturating, TTFE at {}/s a side); {:.0} s in all.",
-        args.slices,
-        humantime::format_duration(args.slice),
+        args.load.slices,
+        humantime::format_duration(args.load.slice),
         args.ttfe_rate,
         wall.as_secs_f64()
     );

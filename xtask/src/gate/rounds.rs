@@ -341,11 +341,11 @@ fn round(rig: Rig<'_>, index: usize) -> anyhow::Result<Round> {
         let out = pinned(driver, 0)
             .args(["ab", "--a", &a_stack.info.server_url, "--b", &b_stack.info.server_url])
             .args(phase.ab_args(args, api_key))
-            .args(["--slices", &args.slices.to_string()])
+            .args(["--slices", &args.load.slices.to_string()])
             .arg("--slice")
-            .arg(humantime::format_duration(args.slice).to_string())
+            .arg(humantime::format_duration(args.load.slice).to_string())
             .arg("--settle")
-            .arg(humantime::format_duration(args.settle).to_string())
+            .arg(humantime::format_duration(args.load.settle).to_string())
             .arg("--json")
             .arg(&json)
             .stdout(Stdio::null())
@@ -561,25 +561,8 @@ mod tests {
         })
         .unwrap();
         let info = StackInfo::parse(&format!("{line}\n")).unwrap();
-        let args = GateArgs {
-            base: None,
-            head: None,
-            rounds: 8,
-            slices: 4,
-            slice: Duration::from_secs(2),
-            settle: Duration::from_millis(300),
-            users: 16,
-            ttfe_rate: 400.0,
-            floor: 2.0,
-            floor_metric: Vec::new(),
-            markdown: None,
-            json: None,
-            bmf: None,
-            html: None,
-            self_test: false,
-            self_test_rounds: 30,
-            self_test_injected_rounds: 12,
-        };
+        let load = crate::gate::RoundLoad { slices: 4, slice: Duration::from_secs(2), settle: Duration::from_millis(300), users: 16 };
+        let args = GateArgs::rounds_of(8, load, 2.0);
         let argv = |phase: Phase| phase.ab_args(&args, phase.api_key(&info, &info).unwrap()).join(" ");
         assert_eq!(argv(Phase::Empty), "--scenario empty --api-key app-flowbench-empty --users 16");
         assert_eq!(argv(Phase::Llm), "--scenario llm --api-key app-flowbench-llm --users 16");

@@ -134,9 +134,9 @@ fn self_test_table(args: &GateArgs, table: &[(&Condition, usize, Vec<Rate>)], ca
         calibration.per_request_s * 0.05 * 1e6,
         calibration.per_event_s * 0.05 * 1e6,
         calibration.ttfe_p50_s * 0.05 * 1e6,
-        args.slices,
-        humantime::format_duration(args.slice),
-        args.users,
+        args.load.slices,
+        humantime::format_duration(args.load.slice),
+        args.load.users,
         args.ttfe_rate
     );
     out.push_str(
