@@ -320,7 +320,11 @@ impl<'a> Bisection<'a> {
                 } else {
                     "cannot tell"
                 };
-                if verdict != "cannot tell" || rounds >= self.args.max_rounds {
+                // "between" ends the search as drift, so it must hold at the
+                // most rounds: one noisy probe of a commit like good (or like
+                // bad) would otherwise pass for a split change.
+                let settled = matches!(verdict, "like good" | "like bad");
+                if settled || rounds >= self.args.max_rounds {
                     self.probe(mid, &change, total.log_mean, (share_low, share_high), verdict);
                     break verdict;
                 }
