@@ -92,6 +92,8 @@ enum Task {
     Gate(Box<gate::GateArgs>),
     /// Which commit moved a metric: a performance bisect by the gate's side-by-side rounds.
     Bisect(Box<gate::bisect::BisectArgs>),
+    /// The server against its yardsticks side by side, both orders: Start→End req/s against the bare axum handler, the relay's CPU per event against the bare SSE emitter; exit 2 when it could not measure.
+    Yardstick(Box<gate::yardstick::YardstickArgs>),
     /// Fuzz one target with cargo-fuzz (nightly): sse_parser, dsl_loader, request_decoder or upstream_body.
     Fuzz {
         /// The fuzz target.
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Task::Gate(args) => gate::run(&root, &args),
         Task::Bisect(args) => gate::bisect::run(&root, &args),
+        Task::Yardstick(args) => gate::yardstick::run(&root, &args),
         Task::Bench { profile, quick, args } => {
             let mut command = flowbench(&root)?;
             command.args(["run", "--profile", &profile]).args(quick.then_some("--quick")).args(&args);

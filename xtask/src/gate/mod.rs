@@ -30,6 +30,7 @@ mod render;
 mod rounds;
 mod self_test;
 mod verdict;
+pub mod yardstick;
 
 use crate::verdict::ChangeVerdict;
 use anyhow::bail;

@@ -168,7 +168,7 @@ fn disturbances(side: &ScenarioReport) -> Vec<String> {
 }
 
 /// A phase's `flowbench ab --json` file.
-fn read_phase(path: &Path) -> anyhow::Result<AbReport> {
+pub(super) fn read_phase(path: &Path) -> anyhow::Result<AbReport> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let report: AbReport = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a flowbench ab report", path.display()))?;
     if report.schema_version != schema::ab::SCHEMA_VERSION {
@@ -260,7 +260,7 @@ pub(super) fn measure_undisturbed(rig: Rig<'_>, n: usize) -> anyhow::Result<Resu
 
 /// `program` pinned to `cpu` with taskset when there is one and more than one
 /// core, so the driver and the stacks stop trading places between rounds.
-fn pinned(program: &Path, cpu: usize) -> Command {
+pub(super) fn pinned(program: &Path, cpu: usize) -> Command {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let has_taskset = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if cores > 1 && has_taskset {
@@ -273,14 +273,14 @@ fn pinned(program: &Path, cpu: usize) -> Command {
 }
 
 /// A running `flowbench up` and the line it printed; stopped when dropped.
-struct RoundStack {
+pub(super) struct RoundStack {
     child: Child,
-    info: StackInfo,
+    pub(super) info: StackInfo,
 }
 
 impl RoundStack {
     /// A stack from `side`, pinned to CPU 1.
-    fn start(root: &Path, side: &Side) -> anyhow::Result<RoundStack> {
+    pub(super) fn start(root: &Path, side: &Side) -> anyhow::Result<RoundStack> {
         let mut stack = pinned(&side.binary, 1);
         stack.arg("up").arg("--mock-script").arg(root.join("fixtures/mock/gate.toml"));
         if !side.busy_per_request.is_zero() {
@@ -311,7 +311,7 @@ impl Drop for RoundStack {
 }
 
 /// SIGTERM, then waits: the server drains as it would in production.
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
