@@ -6,7 +6,10 @@
 //! judge other processes' CPU a disturbance, so nothing else of the suite
 //! runs beside them.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::flowbench;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -30,18 +33,6 @@ fn history(dir: &Path, costs: &[Duration]) -> Vec<String> {
         commits.push(git(dir, &["rev-parse", "HEAD"]));
     }
     commits
-}
-
-/// This profile's `flowbench`, built when the run has not built it.
-fn flowbench() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("flowbench");
-    if !path.exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let status =
-            Command::new(env!("CARGO")).args(["build", "-p", "flowbench", "--bin", "flowbench"]).current_dir(root).status().unwrap();
-        assert!(status.success());
-    }
-    path
 }
 
 /// The server's CPU per request on this machine, this build: what a tenth is.

@@ -4,20 +4,10 @@
 //! core and the driver to the other, so nothing else of the suite runs
 //! beside them.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-/// This profile's `flowbench`, built when the run has not built it.
-fn flowbench() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("flowbench");
-    if !path.exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let status =
-            Command::new(env!("CARGO")).args(["build", "-p", "flowbench", "--bin", "flowbench"]).current_dir(root).status().unwrap();
-        assert!(status.success());
-    }
-    path
-}
+use common::flowbench;
+use std::process::Command;
 
 #[test]
 fn both_yardsticks_are_measured_in_both_orders() {
