@@ -290,10 +290,8 @@ impl<'a> Bisection<'a> {
         if total.log_low <= 0.0 && total.log_high >= 0.0 {
             report.answer = if total.log_high - total.log_low < 2.0 * resolution { "no change" } else { "cannot tell" };
             report.sentence = format!(
-                "bad against good: {:+.2}% [{:+.2}%, {:+.2}%] after {} rounds: {}",
-                report.total_pct,
-                report.total_low_pct,
-                report.total_high_pct,
+                "bad against good: {} after {} rounds: {}",
+                change_text(&total),
                 self.logs[&n].len(),
                 if report.answer == "no change" { "no change to bisect" } else { "too noisy to say whether it changed" }
             );
@@ -338,13 +336,11 @@ impl<'a> Bisection<'a> {
                     report.answer = "drift";
                     report.commit = Some(self.commits[mid].clone());
                     report.sentence = format!(
-                        "drift: {} ({mid} of {n}) is {:+.2}% [{:+.2}%, {:+.2}%] from good, {:.0}% of the total \
+                        "drift: {} ({mid} of {n}) is {} from good, {:.0}% of the total \
                          (between {:.0}% and {:.0}%): the change is spread over the range, part before it and part after, \
                          not one commit's; bisect each part (--good/--bad) to find its pieces",
                         short(&self.commits[mid]),
-                        p.change_pct,
-                        p.low_pct,
-                        p.high_pct,
+                        interval_text(p.change_pct, p.low_pct, p.high_pct),
                         p.share * 100.0,
                         p.share_low * 100.0,
                         p.share_high * 100.0
@@ -394,37 +390,27 @@ impl<'a> Bisection<'a> {
         if same_way && past {
             report.answer = "step";
             report.sentence = format!(
-                "{} stepped the metric {:+.2}% [{:+.2}%, {:+.2}%] against its parent ({} rounds); bad against good: {:+.2}% [{:+.2}%, {:+.2}%]{subject}",
+                "{} stepped the metric {} against its parent ({} rounds); bad against good: {}{subject}",
                 short(&self.commits[hi]),
-                pct(step.log_mean),
-                pct(step.log_low),
-                pct(step.log_high),
+                change_text(&step),
                 logs.len(),
-                report.total_pct,
-                report.total_low_pct,
-                report.total_high_pct
+                change_text(&total)
             );
         } else if step.log_high - step.log_low < 2.0 * resolution {
             report.answer = "drift";
             report.sentence = format!(
-                "drift: no single commit moved it by {}% or more: the last step, {} against its parent, is {:+.2}% [{:+.2}%, {:+.2}%], \
-                 while bad against good is {:+.2}% [{:+.2}%, {:+.2}%]: many small steps",
+                "drift: no single commit moved it by {}% or more: the last step, {} against its parent, is {}, \
+                 while bad against good is {}: many small steps",
                 self.args.resolution,
                 short(&self.commits[hi]),
-                pct(step.log_mean),
-                pct(step.log_low),
-                pct(step.log_high),
-                report.total_pct,
-                report.total_low_pct,
-                report.total_high_pct
+                change_text(&step),
+                change_text(&total)
             );
         } else {
             report.sentence = format!(
-                "cannot tell: {} against its parent is {:+.2}% [{:+.2}%, {:+.2}%] after {} rounds: too noisy to name it or rule it out",
+                "cannot tell: {} against its parent is {} after {} rounds: too noisy to name it or rule it out",
                 short(&self.commits[hi]),
-                pct(step.log_mean),
-                pct(step.log_low),
-                pct(step.log_high),
+                change_text(&step),
                 logs.len()
             );
         }
@@ -444,13 +430,7 @@ impl<'a> Bisection<'a> {
             share_high,
             verdict,
         };
-        eprintln!(
-            "bisect: {} ({i}): {:+.2}% [{:+.2}%, {:+.2}%]: {verdict}",
-            short(&probe.commit),
-            probe.change_pct,
-            probe.low_pct,
-            probe.high_pct
-        );
+        eprintln!("bisect: {} ({i}): {}: {verdict}", short(&probe.commit), interval_text(probe.change_pct, probe.low_pct, probe.high_pct));
         self.probes.push(probe);
     }
 
@@ -484,6 +464,16 @@ impl<'a> Bisection<'a> {
         report.seconds = started.elapsed().as_secs_f64();
         report
     }
+}
+
+/// A change in % with its interval: `+1.01% [+0.07%, +1.96%]`.
+fn interval_text(change: f64, low: f64, high: f64) -> String {
+    format!("{change:+.2}% [{low:+.2}%, {high:+.2}%]")
+}
+
+/// `change` (log ratios) as [`interval_text`] writes it.
+fn change_text(change: &PairedChange) -> String {
+    interval_text(pct(change.log_mean), pct(change.log_low), pct(change.log_high))
 }
 
 fn short(sha: &str) -> &str {
