@@ -18,7 +18,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::{get, post};
 use bytes::{BufMut, Bytes, BytesMut};
-use rand::Rng;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
@@ -59,24 +58,16 @@ fn pieces(mut frame: &'static str) -> Vec<Piece> {
     }
 }
 
-/// A random id in the UUID's text form (version 4 bits set).
-fn random_id(rng: &mut impl Rng) -> [u8; 36] {
-    let n = (rng.random::<u128>() & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{n:032x}");
-    let mut id = [b'-'; 36];
-    let mut src = hex.bytes();
-    for (i, b) in id.iter_mut().enumerate() {
-        if ![8, 13, 18, 23].contains(&i) {
-            *b = src.next().unwrap_or(b'0');
-        }
-    }
+/// A fresh run or task id, as the server makes them (UUID v4, hyphenated).
+fn random_id() -> [u8; 36] {
+    let mut id = [0; 36];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
     id
 }
 
 /// One run's frames of [`LLM_STREAM`] with fresh ids.
 pub fn llm_stream_frames() -> Vec<Bytes> {
-    let mut rng = rand::rng();
-    let (run, task) = (random_id(&mut rng), random_id(&mut rng));
+    let (run, task) = (random_id(), random_id());
     FRAMES
         .iter()
         .map(|frame| {
