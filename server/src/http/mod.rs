@@ -177,7 +177,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun, measured: Option<body
     let shared = &state.shared;
     let outbox = Arc::new(Mutex::new(EventOutbox::default()));
     let stop = shared.shutdown.child_token();
-    shared.tasks.register(&run.task_id, &run.app.app_id, &run.user_id, stop.clone());
+    shared.tasks.register(run.task_id(), &run.app.app_id, &run.user_id, stop.clone());
     store_run(&*shared.store, &run, None);
     let mut sink = OutboxSink {
         outbox: outbox.clone(),
@@ -191,7 +191,7 @@ fn run_streaming(state: AppState, run: Run, live: LiveRun, measured: Option<body
     let execution = async move {
         let shared = &task_state.shared;
         let outcome = engine::execute(&shared.provider, &run, &mut sink, &stop).await;
-        shared.tasks.remove(&run.task_id);
+        shared.tasks.remove(run.task_id());
         if outcome.error.as_deref() == Some(engine::CLIENT_DISCONNECTED) {
             shared.stats.runs_client_gone.fetch_add(1, Ordering::Relaxed);
         }

@@ -45,11 +45,22 @@ enum RawMode {
 }
 
 impl<'de> Deserialize<'de> for RawMode {
+    /// The two modes as sent by every client are matched in the request's
+    /// own text, with nothing allocated; anything else (escapes included)
+    /// is decoded as a value first.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Value::deserialize(d).map(|v| match v.as_str() {
-            Some("blocking") => RawMode::Mode(ResponseMode::Blocking),
-            Some("streaming") => RawMode::Mode(ResponseMode::Streaming),
-            _ => RawMode::Other(v),
+        let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+        Ok(match raw.get() {
+            "\"blocking\"" => RawMode::Mode(ResponseMode::Blocking),
+            "\"streaming\"" => RawMode::Mode(ResponseMode::Streaming),
+            text => {
+                let value: Value = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                match value.as_str() {
+                    Some("blocking") => RawMode::Mode(ResponseMode::Blocking),
+                    Some("streaming") => RawMode::Mode(ResponseMode::Streaming),
+                    _ => RawMode::Other(value),
+                }
+            }
         })
     }
 }
@@ -274,6 +285,21 @@ mod tests {
             r#"{"inputs":{},"response_mode":"bogus","user":"bench"}"#,
             Err(
                 "1 validation error for WorkflowRunPayload\nresponse_mode\n  Input should be 'blocking' or 'streaming' [type=literal_error, input_value='bogus', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.12/v/literal_error",
+            ),
+        );
+        // A mode spelled with escapes is the mode; a mode of another type is not.
+        assert_eq!(
+            decode_run(br#"{"inputs":{"question":"q"},"response_mode":"\u0073treaming","user":"u"}"#, &workflow()).unwrap().response_mode,
+            ResponseMode::Streaming
+        );
+        assert_eq!(
+            decode_run(br#"{"inputs":{"question":"q"},"response_mode" : "blocking" ,"user":"u"}"#, &workflow()).unwrap().response_mode,
+            ResponseMode::Blocking
+        );
+        check(
+            r#"{"inputs":{},"response_mode":["streaming"],"user":"bench"}"#,
+            Err(
+                "1 validation error for WorkflowRunPayload\nresponse_mode\n  Input should be 'blocking' or 'streaming' [type=literal_error, input_value=['streaming'], input_type=list]\n    For further information visit https://errors.pydantic.dev/2.12/v/literal_error",
             ),
         );
         let long = "x".repeat(257);

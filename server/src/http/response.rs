@@ -20,10 +20,24 @@ pub(crate) fn json_response(body: Bytes) -> Response {
 pub(crate) fn response(status: StatusCode, body: Body, content_type: &'static str) -> Response {
     // A run's answer copies its headers, made once: the same two
     // allocations as a new map, without hashing and inserting each name.
-    static BLOCKING: LazyLock<HeaderMap> = LazyLock::new(|| dify_headers(StatusCode::OK, BLOCKING_TYPE));
+    // The blocking map holds a `Content-Length` already, where it goes (last
+    // but `Date`), so that this answer's own replaces it in place: a copied
+    // map has no room to grow into.
+    static BLOCKING: LazyLock<HeaderMap> = LazyLock::new(|| {
+        let mut headers = dify_headers(StatusCode::OK, BLOCKING_TYPE);
+        headers.insert(header::CONTENT_LENGTH, content_length(0));
+        headers
+    });
     static STREAMING: LazyLock<HeaderMap> = LazyLock::new(|| dify_headers(StatusCode::OK, STREAMING_TYPE));
     let headers = match (status, content_type) {
-        (StatusCode::OK, BLOCKING_TYPE) => BLOCKING.clone(),
+        (StatusCode::OK, BLOCKING_TYPE) => {
+            let mut headers = BLOCKING.clone();
+            match http_body::Body::size_hint(&body).exact() {
+                Some(n) => headers.insert(header::CONTENT_LENGTH, content_length(n)),
+                None => headers.remove(header::CONTENT_LENGTH),
+            };
+            headers
+        }
         (StatusCode::OK, STREAMING_TYPE) => STREAMING.clone(),
         _ => dify_headers(status, content_type),
     };
@@ -31,6 +45,29 @@ pub(crate) fn response(status: StatusCode, body: Body, content_type: &'static st
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// `Content-Length: n`; below 4 KiB (most answers) a copy of a value made
+/// once, which allocates nothing, where a new one allocates twice.
+pub(crate) fn content_length(n: u64) -> HeaderValue {
+    const SMALL: usize = 4096;
+    static DIGITS: LazyLock<String> = LazyLock::new(|| (0..SMALL).map(|n| n.to_string()).collect());
+    static VALUES: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+        let digits: &'static str = &DIGITS;
+        let mut start = 0;
+        (0..SMALL)
+            .map(|n| {
+                let end = start + n.checked_ilog10().map_or(1, |log| log as usize + 1);
+                let value = HeaderValue::from_static(&digits[start..end]);
+                start = end;
+                value
+            })
+            .collect()
+    });
+    match usize::try_from(n).ok().and_then(|n| VALUES.get(n)) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(n),
+    }
 }
 
 pub(crate) const BLOCKING_TYPE: &str = "application/json; charset=utf-8";
@@ -71,4 +108,27 @@ pub(crate) fn flask_response(status: StatusCode, body: Body, content_type: &'sta
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_lengths_made_once_are_the_ones_made_anew() {
+        for n in (0..5000).chain([u64::from(u32::MAX), u64::MAX]) {
+            assert_eq!(content_length(n), HeaderValue::from(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_blocking_answer_carries_its_own_length_in_the_placeholder_s_place() {
+        let answer = response(StatusCode::OK, Body::from("x".repeat(5000)), BLOCKING_TYPE);
+        let names: Vec<&str> = answer.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names.last(), Some(&"content-length"));
+        assert_eq!(answer.headers()[header::CONTENT_LENGTH], "5000");
+        let body = Body::from_stream(futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from_static(b"x"))]));
+        let unknown = response(StatusCode::OK, body, BLOCKING_TYPE);
+        assert!(!unknown.headers().contains_key(header::CONTENT_LENGTH));
+    }
 }

@@ -480,7 +480,7 @@ fn set_content_length(response: &mut axum::response::Response) {
         return;
     }
     if let Some(n) = http_body::Body::size_hint(response.body()).exact() {
-        response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, super::response::content_length(n));
     }
 }
 

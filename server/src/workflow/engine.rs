@@ -78,11 +78,11 @@ pub struct Run {
     pub app: Arc<AppWorkflow>,
     /// `sys.workflow_run_id` as a UUID, as the run store keys it.
     pub id: uuid::Uuid,
-    pub task_id: String,
     /// `sys.user_id`.
     pub user_id: String,
-    /// `sys.workflow_run_id`: `id`, written out.
-    run_id: String,
+    /// `sys.workflow_run_id` (`id`, written out) and then the task id, in
+    /// one allocation: see `run_id` and `task_id`.
+    ids: String,
     /// Every start variable, in declaration order (missing optional ones null).
     pub inputs: Map<String, Value>,
     pub created_at: i64,
@@ -106,10 +106,13 @@ impl Run {
     pub fn with_id(app: Arc<AppWorkflow>, user: String, inputs: Map<String, Value>, run_id: uuid::Uuid) -> Self {
         let started_wall = since_epoch();
         let created_at = started_wall.as_secs() as i64;
+        let mut ids = String::with_capacity(2 * uuid::fmt::Hyphenated::LENGTH);
+        let mut text = uuid::Uuid::encode_buffer();
+        ids.push_str(run_id.hyphenated().encode_lower(&mut text));
+        ids.push_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text));
         Self {
-            task_id: uuid::Uuid::new_v4().to_string(),
             user_id: user,
-            run_id: run_id.to_string(),
+            ids,
             inputs,
             created_at,
             started: Instant::now(),
@@ -121,7 +124,12 @@ impl Run {
     }
 
     pub fn run_id(&self) -> &str {
-        &self.run_id
+        &self.ids[..uuid::fmt::Hyphenated::LENGTH]
+    }
+
+    /// The run's task id (a UUID of its own, as Dify's).
+    pub fn task_id(&self) -> &str {
+        &self.ids[uuid::fmt::Hyphenated::LENGTH..]
     }
 
     /// The run's `sys.*` variables.
@@ -130,7 +138,7 @@ impl Run {
             user_id: &self.user_id,
             app_id: &self.app.app_id,
             workflow_id: &self.app.workflow_id,
-            workflow_run_id: &self.run_id,
+            workflow_run_id: self.run_id(),
             timestamp: self.created_at,
         }
     }
@@ -142,7 +150,7 @@ impl Run {
     }
 
     pub fn ids(&self) -> RunIds<'_> {
-        RunIds { run_id: &self.run_id, task_id: &self.task_id }
+        RunIds { run_id: self.run_id(), task_id: self.task_id() }
     }
 }
 
@@ -355,7 +363,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             NodeKind::Llm(llm) => Box::pin(self.run_llm(finish, llm)).await?,
             NodeKind::End { outputs } => {
                 for (var, sel) in outputs {
-                    workflow_outputs.insert(var.clone(), self.lookup(sel).unwrap_or(Value::Null));
+                    workflow_outputs.insert(var.clone(), self.lookup(sel).map_or(Value::Null, Cow::into_owned));
                 }
                 self.done.push(&node.id);
                 self.flush_plan(None).await?;
@@ -490,10 +498,13 @@ impl<'a, S: Sink> Exec<'a, S> {
         Ok(())
     }
 
-    /// A variable's value, or `None` while its node has not finished.
-    fn lookup(&self, sel: &Selector) -> Option<Value> {
+    /// A variable's value, or `None` while its node has not finished;
+    /// borrowed where it is stored, so that a caller that only reads it
+    /// (a blocking run's stream plan) copies nothing.
+    fn lookup(&self, sel: &Selector) -> Option<Cow<'_, Value>> {
+        const NULL: &Value = &Value::Null;
         if sel.is_sys() {
-            return Some(self.run.sys().get(&sel.var));
+            return Some(Cow::Owned(self.run.sys().get(&sel.var)));
         }
         if !self.done.contains(&sel.node_id.as_str()) {
             return None;
@@ -502,7 +513,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             Some((_, outputs)) => outputs.get(&sel.var),
             None => self.run.inputs.get(&sel.var),
         };
-        Some(found.cloned().unwrap_or(Value::Null))
+        Some(Cow::Borrowed(found.unwrap_or(NULL)))
     }
 
     fn render(&self, template: &super::template::Template) -> String {
@@ -510,7 +521,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         for segment in &template.segments {
             match segment {
                 TemplatePart::Text(t) => out.push_str(t),
-                TemplatePart::Var(sel) => out.push_str(&value_text(&self.lookup(sel).unwrap_or(Value::Null))),
+                TemplatePart::Var(sel) => out.push_str(&value_text(self.lookup(sel).as_deref().unwrap_or(&Value::Null))),
             }
         }
         out

@@ -290,9 +290,28 @@ impl BlockingResponse<'_> {
     /// struct was the largest part of the server's own work on a Start→End
     /// request (docs/performance.md). Only `outputs` goes through serde.
     pub fn to_python_json(&self) -> Vec<u8> {
+        // Written into this thread's scratch buffer, then copied out at its
+        // exact length: one allocation, where a guessed capacity grew once
+        // (a copy) and its spare capacity cost `Bytes` a second one.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // A large answer's buffer is not kept.
+        const KEPT: usize = 64 * 1024;
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            self.write_python_json(out);
+            let body = out.as_slice().to_vec();
+            if out.capacity() > KEPT {
+                *out = Vec::new();
+            }
+            body
+        })
+    }
+
+    fn write_python_json(&self, out: &mut Vec<u8>) {
         use crate::pyjson::{append_plain_str, append_python_json, append_python_str, write_python_float};
         let d = &self.data;
-        let mut out = Vec::with_capacity(320);
         let mut int = itoa::Buffer::new();
         let strings: [(&[u8], &str); 5] = [
             (b"{\"task_id\": ", self.task_id),
@@ -304,17 +323,17 @@ impl BlockingResponse<'_> {
         // Ids and statuses the server wrote: nothing to escape.
         for (key, value) in strings {
             out.extend_from_slice(key);
-            append_plain_str(&mut out, value);
+            append_plain_str(out, value);
         }
         out.extend_from_slice(b", \"outputs\": ");
-        append_python_json(&mut out, d.outputs);
+        append_python_json(out, d.outputs);
         out.extend_from_slice(b", \"error\": ");
         match d.error {
-            Some(error) => append_python_str(&mut out, error),
+            Some(error) => append_python_str(out, error),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b", \"elapsed_time\": ");
-        write_python_float(&mut out, d.elapsed_time).expect("write to Vec");
+        write_python_float(out, d.elapsed_time).expect("write to Vec");
         let counts: [(&[u8], u64); 2] = [(b", \"total_tokens\": ", d.total_tokens), (b", \"total_steps\": ", u64::from(d.total_steps))];
         for (key, n) in counts {
             out.extend_from_slice(key);
@@ -326,7 +345,6 @@ impl BlockingResponse<'_> {
             out.extend_from_slice(int.format(t).as_bytes());
         }
         out.extend_from_slice(b"}}");
-        out
     }
 }
 
