@@ -354,7 +354,16 @@ async fn route_not_found(State(state): State<AppState>, request: Request) -> Api
 
 /// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<ServedApp>, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // `Bearer <token>` with nothing to trim, as clients send it: the token
+    // as the general path below would find it, without its searches.
+    if let Some(token) = value.strip_prefix("Bearer ")
+        && token.chars().next().is_some_and(|c| !c.is_whitespace())
+        && token.chars().next_back().is_some_and(|c| !c.is_whitespace())
+    {
+        return state.shared.apps.get(token).cloned().ok_or_else(|| ApiError::unauthorized(MSG_BAD_TOKEN));
+    }
+    let value = value.trim();
     let (scheme, token) = value.split_once(' ').map_or((value, ""), |(s, t)| (s, t.trim()));
     if value.is_empty() || (scheme.eq_ignore_ascii_case("bearer") && token.is_empty()) {
         return Err(ApiError::unauthorized(MSG_NO_AUTH));
@@ -471,6 +480,9 @@ async fn read_body(mut body: Body, state: &AppState) -> Result<Bytes, ApiError> 
 /// `application/json` or any `application/*+json`, in any case, with any
 /// parameters.
 fn is_json_type(mime: &str) -> bool {
+    if mime.eq_ignore_ascii_case("application/json") {
+        return true;
+    }
     let essence = mime.split(';').next().unwrap_or("").trim().as_bytes();
     essence.eq_ignore_ascii_case(b"application/json")
         || (essence.len() >= b"application/+json".len()
