@@ -110,17 +110,7 @@ impl Run {
         let mut text = uuid::Uuid::encode_buffer();
         ids.push_str(run_id.hyphenated().encode_lower(&mut text));
         ids.push_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text));
-        Self {
-            user_id: user,
-            ids,
-            inputs,
-            created_at,
-            started: Instant::now(),
-            keep_nodes: false,
-            started_wall,
-            app,
-            id: run_id,
-        }
+        Self { user_id: user, ids, inputs, created_at, started: Instant::now(), keep_nodes: false, started_wall, app, id: run_id }
     }
 
     pub fn run_id(&self) -> &str {
