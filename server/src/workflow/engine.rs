@@ -393,15 +393,17 @@ impl<'a, S: Sink> Exec<'a, S> {
                     continue;
                 }
                 let ids = self.run.ids();
-                let (mut frames, mut n_events) = (Vec::with_capacity(256), 0);
+                let mut n_events = 0;
                 // Deltas already read and decoded go out with this one; none waits for more.
-                let mut next = Some(first);
-                while let Some(delta) = next {
-                    text.push_str(&delta);
-                    events::text_chunk_into(&mut frames, &ids, &delta, [node_id, "text"]);
-                    n_events += 1;
-                    next = stream.ready_delta();
-                }
+                let frames = events::exact(|frames| {
+                    let mut next = Some(first);
+                    while let Some(delta) = next {
+                        text.push_str(&delta);
+                        events::text_chunk_into(frames, &ids, &delta, [node_id, "text"]);
+                        n_events += 1;
+                        next = stream.ready_delta();
+                    }
+                });
                 self.sink.send_batch(frames, n_events).await?;
             }
             Ok::<_, Interrupted>((stream.finish_reason().map(str::to_owned), stream.usage()))

@@ -17,9 +17,36 @@ pub struct Envelope<'a, D> {
 
 /// Serializes one event as a complete `data:` SSE frame.
 pub fn frame<D: Serialize>(event: &'static str, ids: &RunIds<'_>, data: D) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    frame_into(&mut out, event, ids, data);
-    out
+    exact(|out| frame_into(out, event, ids, data))
+}
+
+/// What `write` writes, in a buffer of its exact length. It writes into
+/// this thread's scratch buffer, which is copied out: one allocation and one
+/// copy, where a buffer grown from a guess was copied at each growth, and
+/// its spare room cost `Bytes` a second allocation when the body took it.
+pub fn exact(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // A large buffer is not kept for the next one.
+    const KEPT: usize = 64 * 1024;
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            write(&mut out);
+            let written = out.as_slice().to_vec();
+            if out.capacity() > KEPT {
+                *out = Vec::new();
+            }
+            written
+        }
+        // Called from within `write` (nothing does so today): a buffer of its own.
+        Err(_) => {
+            let mut out = Vec::new();
+            write(&mut out);
+            out
+        }
+    })
 }
 
 /// Appends one event's complete `data:` SSE frame to `out`.
@@ -290,23 +317,7 @@ impl BlockingResponse<'_> {
     /// struct was the largest part of the server's own work on a Start→End
     /// request (docs/performance.md). Only `outputs` goes through serde.
     pub fn to_python_json(&self) -> Vec<u8> {
-        // Written into this thread's scratch buffer, then copied out at its
-        // exact length: one allocation, where a guessed capacity grew once
-        // (a copy) and its spare capacity cost `Bytes` a second one.
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        // A large answer's buffer is not kept.
-        const KEPT: usize = 64 * 1024;
-        SCRATCH.with_borrow_mut(|out| {
-            out.clear();
-            self.write_python_json(out);
-            let body = out.as_slice().to_vec();
-            if out.capacity() > KEPT {
-                *out = Vec::new();
-            }
-            body
-        })
+        exact(|out| self.write_python_json(out))
     }
 
     fn write_python_json(&self, out: &mut Vec<u8>) {
