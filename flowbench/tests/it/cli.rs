@@ -376,7 +376,9 @@ fn a_target_that_dies_mid_run_still_gets_a_report() {
     let json = std::env::temp_dir().join(format!("flowbench-dies-{}.json", std::process::id()));
     let run = flowbench()
         .args(["run", "--scenario", "llm", "--target", &url, "--api-key", "app-flowbench-llm", "--users", "8", "--spawn-rate", "1000"])
-        .args(["--duration", "5s", "--warmup", "0s", "--window", "1s", "--timeout", "5s", "--json"])
+        // Long enough that the stack is killed well inside the run, however
+        // slowly the run starts and its first 20 runs finish.
+        .args(["--duration", "15s", "--warmup", "0s", "--window", "1s", "--timeout", "5s", "--json"])
         .arg(&json)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -693,8 +695,10 @@ fn three_shards_run_together_against_three_replicas_and_merge_into_one_report() 
     let pids: Vec<u64> = info["server_pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
     assert_eq!(pids.len(), 3, "{info}");
     assert!(pids.iter().all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()), "every replica runs");
+    // Far enough ahead for three debug builds to start and pass their
+    // preflight on a loaded machine: a shard late for it exits 2.
     let start_at =
-        (std::time::SystemTime::now() + std::time::Duration::from_secs(3)).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        (std::time::SystemTime::now() + std::time::Duration::from_secs(10)).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let shards: Vec<_> = (1..=3)
         .map(|i| {
             let json = dir.join(format!("shard{i}.json"));

@@ -350,9 +350,9 @@ async fn drained_streams_report_the_tail_apart_from_the_duration() {
     // The server holds its body 1 s from handing over the terminal frame;
     // the client times from reading that frame to reading the end, so a
     // terminal frame read later than the end (by the client's scheduling)
-    // shortens the tail by that much. 10 ms allows for it on a busy host
+    // shortens the tail by that much. 100 ms allows for it on a busy host
     // and still tells a held tail from none.
-    assert!(tails.min() >= 990_000, "each tail holds the server's 1 s: min {} µs", tails.min());
+    assert!(tails.min() >= 900_000, "each tail holds the server's 1 s: min {} µs", tails.min());
     let longest = Duration::from_micros(r.histogram(Metric::Duration).max());
     assert!(longest < Duration::from_millis(900), "the duration {longest:?} ends at the terminal event");
     stack.shutdown().await.unwrap();
@@ -528,7 +528,9 @@ async fn runs_finished(server_url: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_streams_count_in_the_seconds_they_finish_in() {
     // 2 s streams; every user starts at once, so they end at 2, 4 and 6 s.
-    let script = Script { reply: Reply::Tokens(20), inter_token_delay: Duration::from_millis(100), ..Script::default() };
+    // Two tokens a second apart, not twenty 100 ms apart: each wait is
+    // timed from the last, and fewer waits drift less on a loaded host.
+    let script = Script { reply: Reply::Tokens(2), inter_token_delay: Duration::from_secs(1), ..Script::default() };
     let stack = stack(script).await;
     let url = stack.info.server_url.clone();
     let load = LoadModel::Closed { users: 4, spawn_rate: 1000.0 };

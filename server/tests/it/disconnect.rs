@@ -134,10 +134,14 @@ async fn a_thousand_clients_that_leave_mid_stream_cancel_every_upstream_request(
 async fn shutdown_under_load_ends_every_stream_with_a_final_event() {
     const STREAMS: usize = 200;
     server::http::conn::raise_open_file_limit();
-    // Long answers and a short grace: most runs are stopped, not finished.
+    // Long answers (100 s) and a short grace: the runs are stopped, not
+    // finished. The flush window (the grace's last part, after the stop)
+    // is most of it: two hundred terminal frames on two cores shared with
+    // the rest of the suite need more than a default window of 75 ms.
     let script = Script { reply: mock::Reply::Tokens(10_000), inter_token_delay: Duration::from_millis(10), ..Script::default() };
     let mut options = TestStackOptions { script, ..TestStackOptions::default() };
-    options.limits.shutdown_grace = Duration::from_millis(300);
+    options.limits.shutdown_grace = Duration::from_secs(3);
+    options.limits.shutdown_flush = Some(Duration::from_millis(2500));
     let stack = spawn_stack_with(options).await;
     let client = TestClient::for_stack(&stack);
     let key = stack.api_key("llm").to_owned();

@@ -383,6 +383,9 @@ async fn semantics(target: &ServerProcess) -> usize {
     // Another app's key cannot stop a run: the answer is the same (as
     // Dify's), the run goes on.
     let (tcp, task) = stream_open(&target.addr, LLM, "alice").await;
+    // Read from now on: a full-speed stream left unread while the stops
+    // below go out would be closed as stalled (1 s here) on a slow machine.
+    let reader = tokio::spawn(stream_end(tcp));
     let answer = exchange(&target.addr, &stop(&task, OTHER, "alice")).await;
     assert_eq!(answer.statuses, [200]);
     assert!(answer.body.contains("success"));
@@ -391,8 +394,8 @@ async fn semantics(target: &ServerProcess) -> usize {
     assert_eq!(exchange(&target.addr, &stop(&task, LLM, "mallory")).await.statuses, [200]);
     assert_eq!(exchange(&target.addr, &stop(&task, LLM, "alice")).await.statuses, [200]);
     assert_eq!(exchange(&target.addr, &stop(&task, LLM, "alice")).await.statuses, [200]);
-    let ended = tokio::time::timeout(Duration::from_secs(20), stream_end(tcp)).await;
-    assert_eq!(ended.expect("the stopped stream ends").as_deref(), Some("stopped"));
+    let ended = tokio::time::timeout(Duration::from_secs(20), reader).await;
+    assert_eq!(ended.expect("the stopped stream ends").unwrap().as_deref(), Some("stopped"));
     // A stop after the run finished changes nothing.
     let answer = exchange(&target.addr, &run(r#"{"inputs":{"question":"q"},"response_mode":"blocking","user":"u"}"#)).await;
     let done: Value = serde_json::from_str(&answer.body).unwrap();

@@ -254,9 +254,12 @@ async fn a_killed_server_loses_no_run_a_client_had_its_answer_for(store: &str) {
     let mut replica = Replica::start(store, &mock).await;
     let url = replica.url.clone();
     let stop = tokio_util::sync::CancellationToken::new();
+    // Answers so far, all workers': the kill waits for load to flow, not
+    // for a time a loaded machine may not reach it in.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..8 {
-        let (url, stop) = (url.clone(), stop.clone());
+        let (url, stop, answered) = (url.clone(), stop.clone(), answered.clone());
         workers.spawn(async move {
             let client = TestClient::new(&url);
             let mut acknowledged: Vec<(String, &'static str)> = Vec::new();
@@ -270,18 +273,21 @@ async fn a_killed_server_loses_no_run_a_client_had_its_answer_for(store: &str) {
                     // Only a stream whose workflow_finished arrived counts.
                     if let Some(end) = reply.events().iter().map(|e| serde_json::from_str::<Value>(&e.data).unwrap()).find(|e| e["event"] == "workflow_finished") {
                         acknowledged.push((end["workflow_run_id"].as_str().unwrap().to_owned(), "llm"));
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 } else {
                     let Ok(reply) = client.try_send("POST", "/v1/workflows/run", &[("authorization", &format!("Bearer {}", key("empty"))), ("content-type", "application/json")], body.to_string()).await else { break };
                     if reply.status == 200 {
                         acknowledged.push((reply.json()["workflow_run_id"].as_str().unwrap().to_owned(), "empty"));
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
             acknowledged
         });
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Well into the load (a hundred answers), then mid-flight:
+    crate::support::eventually("load flows", Duration::from_secs(60), || answered.load(std::sync::atomic::Ordering::Relaxed) > 100).await;
     // SIGKILL: no shutdown, no flush.
     replica.child.kill().unwrap();
     replica.child.wait().unwrap();

@@ -14,6 +14,15 @@
 //! orders' ratios are given with their geometric mean. A failed request on
 //! either side, or a driver that could not keep up, makes the figures
 //! unusable: exit 2, not a ratio.
+//!
+//! One run's slices agree with each other more than runs do (the host's
+//! state moves both sides, and moves between runs), so the interval comes
+//! from rounds, not slices: `--rounds N` measures both orders N times, each
+//! with fresh processes, and gives the 95% t interval of the rounds'
+//! geometric means. `--empty-at-least` and `--llm-at-most` check a target
+//! against that interval: met (exit 0) only when the whole interval is on
+//! the target's side, missed (exit 1) when it is all on the other, and
+//! otherwise, or with one round, "cannot tell" (exit 3), never a pass.
 
 use super::RoundLoad;
 use super::rounds::{RoundStack, Side, pinned, read_phase, stop};
@@ -39,6 +48,18 @@ pub struct YardstickArgs {
     /// The figures of each order and their means, as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Measure both orders this many times, each with fresh processes; two
+    /// or more give each ratio a 95% interval over the rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub rounds: u32,
+    /// Target: the empty yardstick's req/s ratio and CPU ratio each at
+    /// least this (e.g. 0.9), judged on their intervals.
+    #[arg(long, value_name = "RATIO")]
+    pub empty_at_least: Option<f64>,
+    /// Target: the relay's CPU per event at most this many times the bare
+    /// SSE emitter's (e.g. 1.5), judged on its interval.
+    #[arg(long, value_name = "RATIO")]
+    pub llm_at_most: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +72,8 @@ pub enum Which {
 /// One order of one yardstick: both sides' means over the slices.
 #[derive(Debug, Clone, Serialize)]
 pub struct Order {
+    /// Which round (from 1) measured it.
+    pub round: u32,
     /// "A" or "B": the server's side in `flowbench ab`.
     pub server_side: &'static str,
     pub server_req_per_s: f64,
@@ -70,59 +93,167 @@ pub struct Yardstick {
     /// What `ratio` is.
     pub ratio_is: &'static str,
     pub orders: Vec<Order>,
-    /// Geometric mean of the two orders' ratios.
+    /// Geometric mean of every order's ratio.
     pub ratio: f64,
     pub cpu_ratio: Option<f64>,
+    pub rounds: u32,
+    /// 95% t interval of the rounds' geometric means (two rounds or more).
+    pub ratio_interval: Option<[f64; 2]>,
+    pub cpu_ratio_interval: Option<[f64; 2]>,
+    /// The targets checked (`--empty-at-least`, `--llm-at-most`).
+    pub targets: Vec<TargetCheck>,
+}
+
+/// One ratio against its target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// "req/s ratio", "CPU ratio" or "CPU per event ratio".
+    pub figure: &'static str,
+    /// "at least" or "at most".
+    pub bound: &'static str,
+    pub target: f64,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Met,
+    Missed,
+    CannotTell,
+}
+
+impl Verdict {
+    /// `interval` against `target`, the good side above it (`at_least`) or
+    /// below it: met or missed only when the whole interval says so.
+    fn of(interval: Option<[f64; 2]>, target: f64, at_least: bool) -> Self {
+        match interval {
+            Some([low, _]) if at_least && low >= target => Verdict::Met,
+            Some([_, high]) if at_least && high < target => Verdict::Missed,
+            Some([_, high]) if !at_least && high <= target => Verdict::Met,
+            Some([low, _]) if !at_least && low > target => Verdict::Missed,
+            _ => Verdict::CannotTell,
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "missed",
+            Verdict::CannotTell => "cannot tell",
+        }
+    }
+}
+
+/// The geometric mean of `f` over every order, and the 95% t interval of
+/// the rounds' geometric means (`None` with one round, or without `f`).
+fn summarize(orders: &[Order], rounds: u32, f: impl Fn(&Order) -> Option<f64>) -> (Option<f64>, Option<[f64; 2]>) {
+    let logs: Option<Vec<f64>> = orders.iter().map(|o| f(o).map(f64::ln)).collect();
+    let Some(logs) = logs.filter(|l| !l.is_empty()) else { return (None, None) };
+    let mean = crate::stats::mean(&logs).exp();
+    let per_round: Vec<f64> = (1..=rounds)
+        .map(|r| {
+            let round: Vec<f64> = orders.iter().zip(&logs).filter(|(o, _)| o.round == r).map(|(_, l)| *l).collect();
+            crate::stats::mean(&round)
+        })
+        .collect();
+    if per_round.len() < 2 || per_round.iter().any(|l| !l.is_finite()) {
+        return (Some(mean), None);
+    }
+    let change = crate::stats::PairedChange::of(&per_round);
+    (Some(mean), Some([change.log_low.exp(), change.log_high.exp()]))
 }
 
 pub fn run(root: &Path, args: &YardstickArgs) -> anyhow::Result<i32> {
     if args.load.slices == 0 {
         bail!("--slices must be at least 1");
     }
-    let binary = match &args.binary {
-        Some(binary) => binary.clone(),
-        None => super::build::build(root, None)?,
-    };
     let scenarios: &[&'static str] = match args.scenario {
         Which::Empty => &["empty"],
         Which::Llm => &["llm"],
         Which::Both => &["empty", "llm"],
     };
     std::fs::create_dir_all(root.join("target/gate")).context("creating target/gate")?;
+    for (flag, target, measured) in [
+        ("--empty-at-least", args.empty_at_least, scenarios.contains(&"empty")),
+        ("--llm-at-most", args.llm_at_most, scenarios.contains(&"llm")),
+    ] {
+        if target.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+            bail!("{flag} must be a ratio above 0");
+        }
+        if target.is_some() && !measured {
+            bail!("{flag} is a target for a yardstick --scenario leaves out");
+        }
+    }
+    let binary = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => super::build::build(root, None)?,
+    };
     let mut out = Vec::new();
     for &scenario in scenarios {
         let mut orders = Vec::new();
-        for server_side in ["A", "B"] {
-            eprintln!("yardstick: {scenario}, the server as side {server_side}");
-            match measure(root, &binary, &args.load, scenario, server_side) {
-                Ok(order) => orders.push(order),
-                Err(e) => {
-                    eprintln!("yardstick: could not measure: {e:#}");
-                    return Ok(2);
+        for round in 1..=args.rounds {
+            for server_side in ["A", "B"] {
+                eprintln!("yardstick: {scenario}, round {round} of {}, the server as side {server_side}", args.rounds);
+                match measure(root, &binary, &args.load, scenario, server_side) {
+                    Ok(order) => orders.push(Order { round, ..order }),
+                    Err(e) => {
+                        eprintln!("yardstick: could not measure: {e:#}");
+                        return Ok(2);
+                    }
                 }
             }
         }
-        let mean = |f: fn(&Order) -> Option<f64>| -> Option<f64> {
-            let logs: Option<Vec<f64>> = orders.iter().map(|o| f(o).map(f64::ln)).collect();
-            logs.map(|l| (l.iter().sum::<f64>() / l.len() as f64).exp())
-        };
-        out.push(Yardstick {
-            scenario,
-            ratio_is: if scenario == "empty" {
-                "server req/s over the bare handler's"
-            } else {
-                "server CPU per event over the bare SSE emitter's"
-            },
-            ratio: mean(|o| Some(o.ratio)).expect("two orders"),
-            cpu_ratio: mean(|o| o.cpu_ratio),
-            orders,
-        });
+        out.push(yardstick_of(scenario, orders, args));
     }
     print!("{}", render(&out, &args.load));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&out)?).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(0)
+    let verdicts: Vec<Verdict> = out.iter().flat_map(|y| y.targets.iter().map(|t| t.verdict)).collect();
+    Ok(if verdicts.contains(&Verdict::Missed) {
+        1
+    } else if verdicts.contains(&Verdict::CannotTell) {
+        3
+    } else {
+        0
+    })
+}
+
+/// A yardstick's figures over its orders, and its targets checked.
+fn yardstick_of(scenario: &'static str, orders: Vec<Order>, args: &YardstickArgs) -> Yardstick {
+    let (ratio, ratio_interval) = summarize(&orders, args.rounds, |o| Some(o.ratio));
+    let (cpu_ratio, cpu_ratio_interval) = summarize(&orders, args.rounds, |o| o.cpu_ratio);
+    let mut targets = Vec::new();
+    match (scenario, args.empty_at_least, args.llm_at_most) {
+        ("empty", Some(target), _) => {
+            for (figure, interval) in [("req/s ratio", ratio_interval), ("CPU ratio", cpu_ratio_interval)] {
+                targets.push(TargetCheck { figure, bound: "at least", target, verdict: Verdict::of(interval, target, true) });
+            }
+        }
+        ("llm", _, Some(target)) => targets.push(TargetCheck {
+            figure: "CPU per event ratio",
+            bound: "at most",
+            target,
+            verdict: Verdict::of(ratio_interval, target, false),
+        }),
+        _ => {}
+    }
+    Yardstick {
+        scenario,
+        ratio_is: if scenario == "empty" {
+            "server req/s over the bare handler's"
+        } else {
+            "server CPU per event over the bare SSE emitter's"
+        },
+        ratio: ratio.unwrap_or(f64::NAN),
+        cpu_ratio,
+        rounds: args.rounds,
+        ratio_interval,
+        cpu_ratio_interval,
+        targets,
+        orders,
+    }
 }
 
 /// One `flowbench ab` run: the server stack and the bare handler started
@@ -188,6 +319,7 @@ fn order_of(report: &AbReport, scenario: &str, server_side: &'static str) -> any
     let (ratio, cpu_ratio) =
         if scenario == "empty" { (server_qps / bare_qps, Some(bare_cpu / server_cpu)) } else { (server_cpu / bare_cpu, None) };
     Ok(Order {
+        round: 1,
         server_side,
         server_req_per_s: server_qps,
         bare_req_per_s: bare_qps,
@@ -243,10 +375,11 @@ fn render(yardsticks: &[Yardstick], load: &RoundLoad) -> String {
             load.users
         ));
         if y.scenario == "empty" {
-            out.push_str("  server as   server req/s   bare req/s   ratio   server µs/req   bare µs/req   CPU ratio\n");
+            out.push_str("  round  server as   server req/s   bare req/s   ratio   server µs/req   bare µs/req   CPU ratio\n");
             for o in &y.orders {
                 out.push_str(&format!(
-                    "  {:<9} {:>14.0} {:>12.0} {:>6.3}× {:>15.3} {:>13.3} {:>10.3}×\n",
+                    "  {:<6} {:<9} {:>14.0} {:>12.0} {:>6.3}× {:>15.3} {:>13.3} {:>10.3}×\n",
+                    o.round,
                     o.server_side,
                     o.server_req_per_s,
                     o.bare_req_per_s,
@@ -257,19 +390,46 @@ fn render(yardsticks: &[Yardstick], load: &RoundLoad) -> String {
                 ));
             }
             out.push_str(&format!(
-                "  both orders: the server at {:.3}× the bare handler's req/s, {:.3}× its CPU per request (geometric means)\n",
+                "  both orders: the server at {:.3}×{} the bare handler's req/s, {:.3}×{} its CPU per request (geometric means{})\n",
                 y.ratio,
-                y.cpu_ratio.unwrap_or(f64::NAN)
+                interval_text(y.ratio_interval),
+                y.cpu_ratio.unwrap_or(f64::NAN),
+                interval_text(y.cpu_ratio_interval),
+                rounds_text(y.rounds)
             ));
         } else {
-            out.push_str("  server as   server µs/event   emitter µs/event   ratio\n");
+            out.push_str("  round  server as   server µs/event   emitter µs/event   ratio\n");
             for o in &y.orders {
-                out.push_str(&format!("  {:<9} {:>17.3} {:>18.3} {:>6.3}×\n", o.server_side, o.server_cpu_us, o.bare_cpu_us, o.ratio));
+                out.push_str(&format!(
+                    "  {:<6} {:<9} {:>17.3} {:>18.3} {:>6.3}×\n",
+                    o.round, o.server_side, o.server_cpu_us, o.bare_cpu_us, o.ratio
+                ));
             }
-            out.push_str(&format!("  both orders: the relay's CPU per event {:.3}× the bare SSE emitter's (geometric mean)\n", y.ratio));
+            out.push_str(&format!(
+                "  both orders: the relay's CPU per event {:.3}×{} the bare SSE emitter's (geometric mean{})\n",
+                y.ratio,
+                interval_text(y.ratio_interval),
+                rounds_text(y.rounds)
+            ));
+        }
+        for t in &y.targets {
+            let why = match (t.verdict, y.rounds) {
+                (Verdict::CannotTell, 1) => " (one round has no interval: --rounds 3 or more)",
+                (Verdict::CannotTell, _) => " (the interval holds the target)",
+                _ => "",
+            };
+            out.push_str(&format!("  target: {} {} {}×: {}{why}\n", t.figure, t.bound, t.target, t.verdict.text()));
         }
     }
     out
+}
+
+fn interval_text(interval: Option<[f64; 2]>) -> String {
+    interval.map_or(String::new(), |[low, high]| format!(" [{low:.3}, {high:.3}]"))
+}
+
+fn rounds_text(rounds: u32) -> String {
+    if rounds > 1 { format!("; 95% interval over {rounds} rounds") } else { String::new() }
 }
 
 #[cfg(test)]
@@ -331,5 +491,88 @@ mod tests {
         let mut unmeasured = report("empty", (800.0, 12.5), (1000.0, 10.0));
         unmeasured.slices[0].a.target_cpu_us_per_request = None;
         assert!(order_of(&unmeasured, "empty", "A").unwrap_err().to_string().contains("CPU was not measured"));
+    }
+
+    /// An order of round `round` whose ratios are `ratio` and `cpu`.
+    fn order(round: u32, server_side: &'static str, ratio: f64, cpu: Option<f64>) -> Order {
+        Order {
+            round,
+            server_side,
+            server_req_per_s: 1.0,
+            bare_req_per_s: 1.0,
+            server_cpu_us: 1.0,
+            bare_cpu_us: 1.0,
+            ratio,
+            cpu_ratio: cpu,
+        }
+    }
+
+    fn args(rounds: u32, empty_at_least: Option<f64>, llm_at_most: Option<f64>) -> YardstickArgs {
+        YardstickArgs {
+            scenario: Which::Both,
+            load: RoundLoad {
+                slices: 8,
+                slice: std::time::Duration::from_secs(2),
+                settle: std::time::Duration::from_millis(300),
+                users: 16,
+            },
+            binary: None,
+            json: None,
+            rounds,
+            empty_at_least,
+            llm_at_most,
+        }
+    }
+
+    #[test]
+    fn the_interval_comes_from_the_rounds_not_the_orders() {
+        // One round: a mean, no interval, however far apart its orders are.
+        let one = [order(1, "A", 0.8, Some(0.7)), order(1, "B", 1.0, Some(0.9))];
+        let (mean, interval) = summarize(&one, 1, |o| Some(o.ratio));
+        assert!((mean.unwrap() - (0.8f64 * 1.0).sqrt()).abs() < 1e-12 && interval.is_none());
+        // Three rounds whose means are 0.88, 0.90 and 0.92 (in logs): the
+        // interval is the t interval of those three, around their mean.
+        let rounds: Vec<Order> = [0.88f64, 0.90, 0.92]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| [order(i as u32 + 1, "A", m * 0.95, None), order(i as u32 + 1, "B", m / 0.95, None)])
+            .collect();
+        let (mean, interval) = summarize(&rounds, 3, |o| Some(o.ratio));
+        let logs = [0.88f64.ln(), 0.90f64.ln(), 0.92f64.ln()];
+        let half = crate::stats::t_975(2) * crate::stats::sd(&logs) / 3f64.sqrt();
+        let centre = crate::stats::mean(&logs);
+        let [low, high] = interval.unwrap();
+        assert!((mean.unwrap() - centre.exp()).abs() < 1e-12);
+        assert!((low - (centre - half).exp()).abs() < 1e-12 && (high - (centre + half).exp()).abs() < 1e-12, "{low} {high}");
+        // No CPU ratio (the llm yardstick): no mean, no interval.
+        assert_eq!(summarize(&rounds, 3, |o| o.cpu_ratio), (None, None));
+    }
+
+    #[test]
+    fn a_target_is_met_or_missed_only_by_the_whole_interval() {
+        assert_eq!(Verdict::of(Some([0.91, 0.95]), 0.9, true), Verdict::Met);
+        assert_eq!(Verdict::of(Some([0.85, 0.89]), 0.9, true), Verdict::Missed);
+        assert_eq!(Verdict::of(Some([0.88, 0.93]), 0.9, true), Verdict::CannotTell);
+        assert_eq!(Verdict::of(None, 0.9, true), Verdict::CannotTell);
+        assert_eq!(Verdict::of(Some([1.40, 1.49]), 1.5, false), Verdict::Met);
+        assert_eq!(Verdict::of(Some([1.70, 1.80]), 1.5, false), Verdict::Missed);
+        assert_eq!(Verdict::of(Some([1.45, 1.55]), 1.5, false), Verdict::CannotTell);
+    }
+
+    #[test]
+    fn each_yardstick_checks_its_own_targets_and_says_why_it_cannot_tell() {
+        let empty: Vec<Order> = (1..=3).flat_map(|r| [order(r, "A", 0.92, Some(0.86)), order(r, "B", 0.94, Some(0.88))]).collect();
+        let y = yardstick_of("empty", empty, &args(3, Some(0.9), Some(1.5)));
+        let verdicts: Vec<_> = y.targets.iter().map(|t| (t.figure, t.verdict)).collect();
+        // Identical rounds: a zero-width interval on each side of 0.9.
+        assert_eq!(verdicts, [("req/s ratio", Verdict::Met), ("CPU ratio", Verdict::Missed)]);
+        let llm = yardstick_of("llm", vec![order(1, "A", 1.7, None), order(1, "B", 1.8, None)], &args(1, Some(0.9), Some(1.5)));
+        assert_eq!(llm.targets.len(), 1);
+        assert_eq!(llm.targets[0].verdict, Verdict::CannotTell);
+        let text = render(&[y, llm], &args(1, None, None).load);
+        assert!(text.contains("target: req/s ratio at least 0.9×: met"), "{text}");
+        assert!(text.contains("target: CPU ratio at least 0.9×: missed"), "{text}");
+        assert!(text.contains("target: CPU per event ratio at most 1.5×: cannot tell (one round has no interval"), "{text}");
+        assert!(text.contains("95% interval over 3 rounds"), "{text}");
     }
 }
