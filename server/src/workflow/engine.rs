@@ -320,7 +320,7 @@ impl<'a, S: Sink> Exec<'a, S> {
                     loop_id: None,
                     agent_strategy: None,
                 };
-                self.sink.send(events::frame("node_started", &ids, started)).await?;
+                self.sink.send(events::exact(|out| events::node_started_into(out, &ids, &started))).await?;
             }
             let finish = NodeDone { exec_id: &exec_id, node, created_at, started: node_started_at };
             let ran = self.run_node(&finish, &mut workflow_outputs).await;

@@ -79,6 +79,42 @@ pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_var
     out.extend_from_slice(b"]}}\n\n");
 }
 
+/// Appends one `node_started` event's frame to `out`, byte for byte what
+/// [`frame_into`] writes for it (a test checks): every node of every run
+/// sends one, and most of serde's work on it was its fixed keys. What the
+/// workflow's author wrote (node ids, titles) still goes through serde.
+pub fn node_started_into(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeStarted<'_>) {
+    debug_assert!(is_plain(ids.run_id) && is_plain(ids.task_id) && is_plain(node.id));
+    let json = |out: &mut Vec<u8>, text: &str| serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
+    let mut int = itoa::Buffer::new();
+    out.extend_from_slice(b"data: {\"event\":\"node_started\",\"workflow_run_id\":\"");
+    out.extend_from_slice(ids.run_id.as_bytes());
+    out.extend_from_slice(b"\",\"task_id\":\"");
+    out.extend_from_slice(ids.task_id.as_bytes());
+    out.extend_from_slice(b"\",\"data\":{\"id\":\"");
+    out.extend_from_slice(node.id.as_bytes());
+    out.extend_from_slice(b"\",\"node_id\":");
+    json(out, node.node_id);
+    out.extend_from_slice(b",\"node_type\":");
+    json(out, node.node_type);
+    out.extend_from_slice(b",\"title\":");
+    json(out, node.title);
+    out.extend_from_slice(b",\"index\":");
+    out.extend_from_slice(int.format(node.index).as_bytes());
+    out.extend_from_slice(b",\"predecessor_node_id\":");
+    match node.predecessor_node_id {
+        Some(id) => json(out, id),
+        None => out.extend_from_slice(b"null"),
+    }
+    // `inputs`, `iteration_id`, `loop_id` and `agent_strategy` are
+    // `Option<()>`: null whatever they hold, as serde writes a unit.
+    out.extend_from_slice(b",\"inputs\":null,\"inputs_truncated\":");
+    out.extend_from_slice(if node.inputs_truncated { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"created_at\":");
+    out.extend_from_slice(int.format(node.created_at).as_bytes());
+    out.extend_from_slice(b",\"extras\":{},\"iteration_id\":null,\"loop_id\":null,\"agent_strategy\":null}}\n\n");
+}
+
 /// Text that JSON holds as it is: no quote, backslash or control character.
 fn is_plain(s: &str) -> bool {
     !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
@@ -452,6 +488,40 @@ mod tests {
                 let mut by_serde = b"earlier".to_vec();
                 frame_into(&mut by_serde, "text_chunk", &ids, TextChunk { text, from_variable_selector: selector });
                 assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+            }
+        }
+    }
+
+    /// The hand-written `node_started` frame is byte for byte serde's,
+    /// whatever the workflow's author named and titled the node.
+    #[test]
+    fn node_started_by_hand_is_what_serde_writes() {
+        let ids = RunIds { run_id: "d6bc75b4-1850-4c98-a671-d87f9483ccf3", task_id: "eb249fa7-f392-4531-ae20-5b78c9073a83" };
+        let names = ["llm", "1711528914102", "é \"quoted\" \\ \n\t\u{1}\u{7f}", ""];
+        for name in names {
+            for predecessor in [None, Some("start"), Some(name)] {
+                for (index, created_at, truncated) in [(1, 1_796_161_128, false), (u32::MAX, -1, true), (0, i64::MIN, false)] {
+                    let started = NodeStarted {
+                        id: "5ad5b4a5-4e7c-4a5d-9f62-2b2b1f0c9a11",
+                        node_id: name,
+                        node_type: "llm",
+                        title: name,
+                        index,
+                        predecessor_node_id: predecessor,
+                        inputs: None,
+                        inputs_truncated: truncated,
+                        created_at,
+                        extras: EmptyObject,
+                        iteration_id: None,
+                        loop_id: None,
+                        agent_strategy: None,
+                    };
+                    let mut by_hand = b"earlier".to_vec();
+                    node_started_into(&mut by_hand, &ids, &started);
+                    let mut by_serde = b"earlier".to_vec();
+                    frame_into(&mut by_serde, "node_started", &ids, started);
+                    assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                }
             }
         }
     }
