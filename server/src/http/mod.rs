@@ -355,22 +355,27 @@ async fn route_not_found(State(state): State<AppState>, request: Request) -> Api
 /// Dify's three 401s: no or empty bearer, another scheme, an unknown key.
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<ServedApp>, ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // `Bearer <token>` with nothing to trim, as clients send it: the token
-    // as the general path below would find it, without its searches.
-    if let Some(token) = value.strip_prefix("Bearer ")
-        && token.chars().next().is_some_and(|c| !c.is_whitespace())
-        && token.chars().next_back().is_some_and(|c| !c.is_whitespace())
-    {
-        return state.shared.apps.get(token).cloned().ok_or_else(|| ApiError::unauthorized(MSG_BAD_TOKEN));
-    }
-    let value = value.trim();
-    let (scheme, token) = value.split_once(' ').map_or((value, ""), |(s, t)| (s, t.trim()));
-    if value.is_empty() || (scheme.eq_ignore_ascii_case("bearer") && token.is_empty()) {
-        return Err(ApiError::unauthorized(MSG_NO_AUTH));
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::unauthorized(MSG_BAD_SCHEME));
-    }
+    let token = match value.strip_prefix("Bearer ") {
+        // `Bearer <token>` with nothing to trim, as clients send it: the
+        // token as the general path would find it, without its searches.
+        Some(token)
+            if token.chars().next().is_some_and(|c| !c.is_whitespace())
+                && token.chars().next_back().is_some_and(|c| !c.is_whitespace()) =>
+        {
+            token
+        }
+        _ => {
+            let value = value.trim();
+            let (scheme, token) = value.split_once(' ').map_or((value, ""), |(s, t)| (s, t.trim()));
+            if value.is_empty() || (scheme.eq_ignore_ascii_case("bearer") && token.is_empty()) {
+                return Err(ApiError::unauthorized(MSG_NO_AUTH));
+            }
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::unauthorized(MSG_BAD_SCHEME));
+            }
+            token
+        }
+    };
     state.shared.apps.get(token).cloned().ok_or_else(|| ApiError::unauthorized(MSG_BAD_TOKEN))
 }
 

@@ -65,12 +65,8 @@ pub fn frame_into<D: Serialize>(out: &mut Vec<u8>, event: &'static str, ids: &Ru
 /// more on the fixed keys and the server's own ids, which need no escaping
 /// (the server made them), than on the text.
 pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_variable_selector: [&str; 2]) {
-    debug_assert!(is_plain(ids.run_id) && is_plain(ids.task_id));
-    out.extend_from_slice(b"data: {\"event\":\"text_chunk\",\"workflow_run_id\":\"");
-    out.extend_from_slice(ids.run_id.as_bytes());
-    out.extend_from_slice(b"\",\"task_id\":\"");
-    out.extend_from_slice(ids.task_id.as_bytes());
-    out.extend_from_slice(b"\",\"data\":{\"text\":");
+    envelope_head_into(out, b"text_chunk", ids);
+    out.extend_from_slice(b"{\"text\":");
     serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
     out.extend_from_slice(b",\"from_variable_selector\":[");
     serde_json::to_writer(&mut *out, from_variable_selector[0]).expect("serialize to Vec");
@@ -84,14 +80,11 @@ pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_var
 /// sends one, and most of serde's work on it was its fixed keys. What the
 /// workflow's author wrote (node ids, titles) still goes through serde.
 pub fn node_started_into(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeStarted<'_>) {
-    debug_assert!(is_plain(ids.run_id) && is_plain(ids.task_id) && is_plain(node.id));
+    debug_assert!(is_plain(node.id));
     let json = |out: &mut Vec<u8>, text: &str| serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
     let mut int = itoa::Buffer::new();
-    out.extend_from_slice(b"data: {\"event\":\"node_started\",\"workflow_run_id\":\"");
-    out.extend_from_slice(ids.run_id.as_bytes());
-    out.extend_from_slice(b"\",\"task_id\":\"");
-    out.extend_from_slice(ids.task_id.as_bytes());
-    out.extend_from_slice(b"\",\"data\":{\"id\":\"");
+    envelope_head_into(out, b"node_started", ids);
+    out.extend_from_slice(b"{\"id\":\"");
     out.extend_from_slice(node.id.as_bytes());
     out.extend_from_slice(b"\",\"node_id\":");
     json(out, node.node_id);
@@ -113,6 +106,20 @@ pub fn node_started_into(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeStarted
     out.extend_from_slice(b",\"created_at\":");
     out.extend_from_slice(int.format(node.created_at).as_bytes());
     out.extend_from_slice(b",\"extras\":{},\"iteration_id\":null,\"loop_id\":null,\"agent_strategy\":null}}\n\n");
+}
+
+/// A hand-written frame's start, up to its `data` value: `data: {"event":
+/// EVENT,"workflow_run_id":…,"task_id":…,"data":`, as [`frame_into`]
+/// writes it. The ids are the server's own: nothing to escape.
+fn envelope_head_into(out: &mut Vec<u8>, event: &[u8], ids: &RunIds<'_>) {
+    debug_assert!(is_plain(ids.run_id) && is_plain(ids.task_id));
+    out.extend_from_slice(b"data: {\"event\":\"");
+    out.extend_from_slice(event);
+    out.extend_from_slice(b"\",\"workflow_run_id\":\"");
+    out.extend_from_slice(ids.run_id.as_bytes());
+    out.extend_from_slice(b"\",\"task_id\":\"");
+    out.extend_from_slice(ids.task_id.as_bytes());
+    out.extend_from_slice(b"\",\"data\":");
 }
 
 /// Text that JSON holds as it is: no quote, backslash or control character.

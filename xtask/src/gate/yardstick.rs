@@ -195,8 +195,8 @@ pub fn run(root: &Path, args: &YardstickArgs) -> anyhow::Result<i32> {
         for round in 1..=args.rounds {
             for server_side in ["A", "B"] {
                 eprintln!("yardstick: {scenario}, round {round} of {}, the server as side {server_side}", args.rounds);
-                match measure(root, &binary, &args.load, scenario, server_side) {
-                    Ok(order) => orders.push(Order { round, ..order }),
+                match measure(root, &binary, &args.load, scenario, (round, server_side)) {
+                    Ok(order) => orders.push(order),
                     Err(e) => {
                         eprintln!("yardstick: could not measure: {e:#}");
                         return Ok(2);
@@ -257,8 +257,14 @@ fn yardstick_of(scenario: &'static str, orders: Vec<Order>, args: &YardstickArgs
 }
 
 /// One `flowbench ab` run: the server stack and the bare handler started
-/// fresh, the server on side `server_side`.
-fn measure(root: &Path, binary: &Path, load: &RoundLoad, scenario: &str, server_side: &'static str) -> anyhow::Result<Order> {
+/// fresh, the server on side `server_side`, in round `round`.
+fn measure(
+    root: &Path,
+    binary: &Path,
+    load: &RoundLoad,
+    scenario: &str,
+    (round, server_side): (u32, &'static str),
+) -> anyhow::Result<Order> {
     let stack = RoundStack::start(root, &Side::plain("server", binary.to_owned()))?;
     let bare = BareHandler::start(binary)?;
     let api_key = stack.info.api_key(scenario)?.to_owned();
@@ -284,12 +290,12 @@ fn measure(root: &Path, binary: &Path, load: &RoundLoad, scenario: &str, server_
     }
     let report = read_phase(&json)?;
     let _ = std::fs::remove_file(&json);
-    order_of(&report, scenario, server_side)
+    order_of(&report, scenario, round, server_side)
 }
 
 /// The two sides' means over the slices, with the ratios; an error when a
 /// request failed or a slice's driver could not keep up.
-fn order_of(report: &AbReport, scenario: &str, server_side: &'static str) -> anyhow::Result<Order> {
+fn order_of(report: &AbReport, scenario: &str, round: u32, server_side: &'static str) -> anyhow::Result<Order> {
     let n = report.slices.len() as f64;
     if report.slices.is_empty() {
         bail!("the {scenario} run measured no slices");
@@ -319,7 +325,7 @@ fn order_of(report: &AbReport, scenario: &str, server_side: &'static str) -> any
     let (ratio, cpu_ratio) =
         if scenario == "empty" { (server_qps / bare_qps, Some(bare_cpu / server_cpu)) } else { (server_cpu / bare_cpu, None) };
     Ok(Order {
-        round: 1,
+        round,
         server_side,
         server_req_per_s: server_qps,
         bare_req_per_s: bare_qps,
@@ -468,12 +474,12 @@ mod tests {
 
     #[test]
     fn each_order_reads_the_server_from_its_own_side() {
-        let server_a = order_of(&report("empty", (800.0, 12.5), (1000.0, 10.0)), "empty", "A").unwrap();
+        let server_a = order_of(&report("empty", (800.0, 12.5), (1000.0, 10.0)), "empty", 1, "A").unwrap();
         assert_eq!((server_a.ratio, server_a.cpu_ratio), (0.8, Some(0.8)));
-        let server_b = order_of(&report("empty", (1000.0, 10.0), (900.0, 12.5)), "empty", "B").unwrap();
+        let server_b = order_of(&report("empty", (1000.0, 10.0), (900.0, 12.5)), "empty", 1, "B").unwrap();
         assert_eq!((server_b.server_req_per_s, server_b.bare_req_per_s), (900.0, 1000.0));
         assert!((server_b.ratio - 0.9).abs() < 1e-12 && server_b.cpu_ratio == Some(0.8));
-        let llm = order_of(&report("llm", (50.0, 160.0), (80.0, 80.0)), "llm", "A").unwrap();
+        let llm = order_of(&report("llm", (50.0, 160.0), (80.0, 80.0)), "llm", 1, "A").unwrap();
         assert!((llm.ratio - 2.0).abs() < 1e-12 && llm.cpu_ratio.is_none(), "{llm:?}");
     }
 
@@ -481,16 +487,16 @@ mod tests {
     fn a_failed_request_or_a_saturated_driver_gives_no_ratio() {
         let mut failing = report("empty", (800.0, 12.5), (1000.0, 10.0));
         failing.slices[1].b.counts.errors = 3;
-        let e = order_of(&failing, "empty", "A").unwrap_err().to_string();
+        let e = order_of(&failing, "empty", 1, "A").unwrap_err().to_string();
         assert!(e.contains("the bare handler failed 3 requests in slice 2"), "{e}");
         let mut invalid = report("llm", (50.0, 160.0), (80.0, 80.0));
         invalid.slices[0].a.health.verdict = HealthVerdict::Invalid;
         invalid.slices[0].a.health.reasons = vec!["the driver's lag p99 was 31 ms".into()];
-        let e = order_of(&invalid, "llm", "A").unwrap_err().to_string();
+        let e = order_of(&invalid, "llm", 1, "A").unwrap_err().to_string();
         assert!(e.contains("slice 1 is invalid on the server's side: the driver's lag p99 was 31 ms"), "{e}");
         let mut unmeasured = report("empty", (800.0, 12.5), (1000.0, 10.0));
         unmeasured.slices[0].a.target_cpu_us_per_request = None;
-        assert!(order_of(&unmeasured, "empty", "A").unwrap_err().to_string().contains("CPU was not measured"));
+        assert!(order_of(&unmeasured, "empty", 1, "A").unwrap_err().to_string().contains("CPU was not measured"));
     }
 
     /// An order of round `round` whose ratios are `ratio` and `cpu`.
