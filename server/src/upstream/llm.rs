@@ -6,6 +6,7 @@
 //! `LlmError` whose text ends up in Dify's `node_finished.error`.
 
 use super::UpstreamError;
+use super::chunk::Chunk;
 use super::client::{Endpoint, Response};
 use crate::busy_poll::BusyPoll;
 use crate::sse::{Overflow, SseParser};
@@ -318,7 +319,7 @@ impl UpstreamDecoder {
                 *done = true;
                 return;
             }
-            match serde_json::from_str::<Chunk<'_>>(event.data) {
+            match Chunk::parse(event.data) {
                 Ok(chunk) => {
                     if let Some(u) = chunk.usage {
                         *usage = Some(u);
@@ -348,67 +349,6 @@ impl UpstreamDecoder {
         }
         failure.map_or(Ok(()), Err)
     }
-}
-
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    choices: Choices<'a>,
-    #[serde(default)]
-    usage: Option<TokenUsage>,
-}
-
-/// A chunk's `choices`: nearly always one, kept inline, so a chunk is
-/// decoded without allocating a list; any more go to `rest`.
-#[derive(Default)]
-struct Choices<'a> {
-    first: Option<Choice<'a>>,
-    rest: Vec<Choice<'a>>,
-}
-
-impl<'a> IntoIterator for Choices<'a> {
-    type Item = Choice<'a>;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Choice<'a>>, std::vec::IntoIter<Choice<'a>>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.rest)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Seq<'a>(std::marker::PhantomData<Choice<'a>>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Seq<'a> {
-            type Value = Choices<'a>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a list of choices")
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Choices<'a>, A::Error> {
-                let mut choices = Choices { first: seq.next_element()?, rest: Vec::new() };
-                while let Some(choice) = seq.next_element()? {
-                    choices.rest.push(choice);
-                }
-                Ok(choices)
-            }
-        }
-        deserializer.deserialize_seq(Seq(std::marker::PhantomData))
-    }
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<Delta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
 }
 
 async fn read_error_body(response: &mut Response<'_>, deadline: Instant) -> String {

@@ -1,7 +1,9 @@
 //! The LLM node's upstream: an OpenAI-compatible chat completion, streamed.
 //! `client` is the HTTP/1.1 client for its one exchange, `decoder` the
-//! framing of its body (no I/O), `llm` the completion stream on top.
+//! framing of its body (no I/O), `chunk` one `chat.completion.chunk`, `llm`
+//! the completion stream on top.
 
+mod chunk;
 pub mod client;
 pub mod decoder;
 pub mod llm;

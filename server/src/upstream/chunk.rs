@@ -1,0 +1,428 @@
+//! One `chat.completion.chunk`: its choices' content and finish reason, and
+//! its usage. `Chunk::parse` reads the common chunk by hand and hands every
+//! other one to serde, so both paths give the same answer and serde alone
+//! decides what is an error and how it is worded.
+//!
+//! Why by hand: serde's derive for a struct that ignores most of its keys
+//! walks every ignored key and value through its visitor machinery, and a
+//! relayed stream decodes one chunk per token. The hand path accepts only
+//! what it can read exactly as serde would: strings without escapes or
+//! control characters, integers for the usage, each known key once, nesting
+//! up to `MAX_DEPTH`. Anything else (an escaped token, a duplicate key, a
+//! syntax error) goes to serde, never to a guess.
+
+use super::llm::TokenUsage;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// Nesting the hand path skips through; deeper values go to serde, whose
+/// own limit (128) then applies.
+const MAX_DEPTH: u32 = 32;
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub(super) struct Chunk<'a> {
+    #[serde(default, borrow)]
+    pub choices: Choices<'a>,
+    #[serde(default)]
+    pub usage: Option<TokenUsage>,
+}
+
+/// A chunk's `choices`: nearly always one, kept inline, so a chunk is
+/// decoded without allocating a list; any more go to `rest`.
+#[derive(Default, Debug, PartialEq)]
+pub(super) struct Choices<'a> {
+    first: Option<Choice<'a>>,
+    rest: Vec<Choice<'a>>,
+}
+
+impl<'a> Choices<'a> {
+    fn push(&mut self, choice: Choice<'a>) {
+        if self.first.is_none() {
+            self.first = Some(choice);
+        } else {
+            self.rest.push(choice);
+        }
+    }
+}
+
+impl<'a> IntoIterator for Choices<'a> {
+    type Item = Choice<'a>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Choice<'a>>, std::vec::IntoIter<Choice<'a>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Seq<'a>(std::marker::PhantomData<Choice<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Seq<'a> {
+            type Value = Choices<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Choices<'a>, A::Error> {
+                let mut choices = Choices::default();
+                while let Some(choice) = seq.next_element()? {
+                    choices.push(choice);
+                }
+                Ok(choices)
+            }
+        }
+        deserializer.deserialize_seq(Seq(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub(super) struct Choice<'a> {
+    #[serde(default, borrow)]
+    pub delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub(super) struct Delta<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
+}
+
+impl<'a> Chunk<'a> {
+    /// The chunk in `data`, as `serde_json::from_str` reads it.
+    pub fn parse(data: &'a str) -> serde_json::Result<Self> {
+        match Scan::new(data).chunk() {
+            Some(chunk) => Ok(chunk),
+            None => serde_json::from_str(data),
+        }
+    }
+}
+
+/// The hand path: every method returns `None` where serde must decide.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, at: 0 }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte after JSON whitespace, not taken.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+        self.bytes().get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn chunk(mut self) -> Option<Chunk<'a>> {
+        let mut chunk = Chunk::default();
+        let (mut choices, mut usage) = (false, false);
+        self.object(|scan, key| match key {
+            "choices" if !choices => {
+                choices = true;
+                scan.array(|scan| {
+                    let choice = scan.choice()?;
+                    chunk.choices.push(choice);
+                    Some(())
+                })
+            }
+            "usage" if !usage => {
+                usage = true;
+                chunk.usage = scan.nullable(Self::usage)?;
+                Some(())
+            }
+            "choices" | "usage" => None,
+            _ => scan.skip(1),
+        })?;
+        // serde_json takes trailing whitespace and nothing else.
+        (self.peek().is_none()).then_some(chunk)
+    }
+
+    fn choice(&mut self) -> Option<Choice<'a>> {
+        let mut choice = Choice::default();
+        let (mut delta, mut reason) = (false, false);
+        self.object(|scan, key| match key {
+            "delta" if !delta => {
+                delta = true;
+                choice.delta = scan.nullable(Self::delta)?;
+                Some(())
+            }
+            "finish_reason" if !reason => {
+                reason = true;
+                choice.finish_reason = scan.nullable(Self::string)?.map(Cow::Borrowed);
+                Some(())
+            }
+            "delta" | "finish_reason" => None,
+            _ => scan.skip(3),
+        })?;
+        Some(choice)
+    }
+
+    fn delta(&mut self) -> Option<Delta<'a>> {
+        let mut delta = Delta::default();
+        let mut content = false;
+        self.object(|scan, key| match key {
+            "content" if !content => {
+                content = true;
+                delta.content = scan.nullable(Self::string)?.map(Cow::Borrowed);
+                Some(())
+            }
+            "content" => None,
+            _ => scan.skip(4),
+        })?;
+        Some(delta)
+    }
+
+    fn usage(&mut self) -> Option<TokenUsage> {
+        let mut usage = TokenUsage::default();
+        let mut seen = [false; 3];
+        self.object(|scan, key| {
+            let (slot, field) = match key {
+                "prompt_tokens" => (0, &mut usage.prompt_tokens),
+                "completion_tokens" => (1, &mut usage.completion_tokens),
+                "total_tokens" => (2, &mut usage.total_tokens),
+                _ => return scan.skip(2),
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return None;
+            }
+            *field = scan.integer()?;
+            Some(())
+        })?;
+        Some(usage)
+    }
+
+    /// `null` as `None`, else what `read` reads.
+    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    /// An object, each key and the scanner (at the key's value) given to `field`.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string with no escape and no control character, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = self.bytes()[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.bytes()[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // Both ends sit next to an ASCII quote: char boundaries.
+        Some(&self.text[start..start + len])
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.peek()?;
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A non-negative integer that fits a `u64`, as serde reads one into it.
+    fn integer(&mut self) -> Option<u64> {
+        self.peek()?;
+        let digits = self.bytes()[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let text = &self.bytes()[self.at..self.at + digits];
+        // No leading zero, no fraction or exponent: serde decides those.
+        if digits == 0 || (digits > 1 && text[0] == b'0') || matches!(self.bytes().get(self.at + digits), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let value = text.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+        self.at += digits;
+        Some(value)
+    }
+
+    /// A number by JSON's grammar, not read.
+    fn number(&mut self) -> Option<()> {
+        let bytes = self.bytes();
+        let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let mut at = self.at;
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        let whole = digits(at);
+        if whole == 0 || (whole > 1 && bytes[at] == b'0') {
+            return None;
+        }
+        at += whole;
+        if bytes.get(at) == Some(&b'.') {
+            let fraction = digits(at + 1);
+            if fraction == 0 {
+                return None;
+            }
+            at += 1 + fraction;
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            let exponent = digits(at);
+            if exponent == 0 {
+                return None;
+            }
+            at += exponent;
+        }
+        self.at = at;
+        Some(())
+    }
+
+    /// Any value, checked and passed over.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(|scan, _| scan.skip(depth + 1)),
+            b'[' => self.array(|scan| scan.skip(depth + 1)),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_serde(data: &str) -> Option<Chunk<'_>> {
+        serde_json::from_str(data).ok()
+    }
+
+    /// The mock's and OpenAI's usual chunks take the hand path.
+    #[test]
+    fn the_common_chunks_are_read_by_hand() {
+        let chunks = [
+            r#"{"id":"chatcmpl-0000002a","object":"chat.completion.chunk","created":1765000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-0000002a","object":"chat.completion.chunk","created":1765000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello "},"finish_reason":null}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"system_fingerprint":"fp_1"}"#,
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":32,"total_tokens":44,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            " { \"choices\" : [ { \"delta\" : { \"content\" : \"é ✓\" } } , { \"delta\" : null } ] , \"x\" : [ -1.5e+3 , true , false , { } , [ ] ] } \n",
+        ];
+        for data in chunks {
+            let hand = Scan::new(data).chunk();
+            assert!(hand.is_some(), "{data} should be read by hand");
+            assert_eq!(hand, by_serde(data), "{data}");
+        }
+    }
+
+    /// What the hand path leaves to serde gets serde's answer, error or not.
+    #[test]
+    fn what_the_hand_path_cannot_read_goes_to_serde() {
+        let cases = [
+            r#"{"choices":[{"delta":{"content":"a\"b"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"\u00e9"}}]}"#,
+            r#"{"choices":[],"choices":[]}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":[null]}"#,
+            r#"{"choices":[],"usage":{"total_tokens":1.0}}"#,
+            r#"{"choices":[],"usage":{"total_tokens":-1}}"#,
+            r#"{"choices":[],"usage":{"total_tokens":18446744073709551616}}"#,
+            r#"{"choices":[],"usage":{"total_tokens":01}}"#,
+            r#"{"choices":[],}"#,
+            r#"{"choices":[]} x"#,
+            r#"{"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],"choices":[]}"#,
+            "{\"choices\":[{\"delta\":{\"content\":\"a\tb\"}}]}",
+            r#"[]"#,
+            "",
+        ];
+        for data in cases {
+            assert!(Scan::new(data).chunk().is_none(), "{data} should go to serde");
+            let parsed = Chunk::parse(data);
+            let serde = serde_json::from_str::<Chunk<'_>>(data);
+            assert_eq!(parsed.as_ref().ok(), serde.as_ref().ok(), "{data}");
+            assert_eq!(parsed.err().map(|e| e.to_string()), serde.err().map(|e| e.to_string()), "{data}");
+        }
+    }
+
+    /// Over every one-byte change of a set of chunks (deleted, doubled, or
+    /// replaced by a byte JSON cares about), whatever the hand path reads,
+    /// serde reads the same; the hand path never accepts what serde refuses.
+    #[test]
+    fn the_hand_path_agrees_with_serde_on_mutated_chunks() {
+        let seeds = [
+            r#"{"id":"c-1","object":"chat.completion.chunk","created":17,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"ab c"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"},{"delta":{"content":"z"}}],"usage":{"prompt_tokens":3,"completion_tokens":40,"total_tokens":43},"n":[1.25e-2,-0,true,false,null,{"k":[]}]}"#,
+        ];
+        let replacements = b"{}[]\",:\\ 0123456789-+.eEtrufalsn\t\x01a";
+        let (mut read_by_hand, mut total) = (0, 0);
+        for seed in seeds {
+            let bytes = seed.as_bytes();
+            for at in 0..bytes.len() {
+                let mut variants = vec![[&bytes[..at], &bytes[at + 1..]].concat(), [&bytes[..=at], &bytes[at..]].concat()];
+                variants.extend(replacements.iter().map(|&r| [&bytes[..at], &[r][..], &bytes[at + 1..]].concat()));
+                for variant in variants {
+                    let Ok(data) = std::str::from_utf8(&variant) else { continue };
+                    total += 1;
+                    if let Some(hand) = Scan::new(data).chunk() {
+                        read_by_hand += 1;
+                        assert_eq!(Some(hand), by_serde(data), "{data}");
+                    }
+                }
+            }
+        }
+        // The comparison has teeth only if the hand path read many of them.
+        assert!(read_by_hand > total / 10, "{read_by_hand} of {total} read by hand");
+    }
+}
