@@ -9,7 +9,7 @@ use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
 use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, RunStatus, RunTotals, SysVars, TextChunk};
 use super::template::{Selector, TemplatePart};
 use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -265,7 +265,7 @@ struct Exec<'a, S> {
     stop: &'a CancellationToken,
     /// Node ids that have finished, so their outputs can be read.
     done: Vec<&'a str>,
-    llm_outputs: Vec<(&'a str, Map<String, Value>)>,
+    llm_outputs: Vec<(&'a str, LlmOutputs)>,
     /// The next end-output segment to stream.
     plan_pos: usize,
     total_tokens: u64,
@@ -380,7 +380,6 @@ impl<'a, S: Sink> Exec<'a, S> {
             params: &llm.completion_params,
         };
         let body = serde_json::to_vec(&request).expect("serialize to Vec");
-        let prompts = json!(request.messages.iter().map(|m| json!({"role": m.role, "text": m.content, "files": []})).collect::<Vec<_>>());
         // Stream deltas live only when the end node's next output is this text.
         let live = self.sink.wants_events()
             && matches!(self.run.app.workflow.stream_plan.get(self.plan_pos), Some(StreamSegment::Var(s)) if s.node_id == node_id && s.var == "text");
@@ -421,16 +420,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         let latency = seconds(finish.started.elapsed());
         let usage = usage.unwrap_or_default();
         self.total_tokens += usage.total_tokens;
-        let usage_json = json!({
-            "prompt_tokens": usage.prompt_tokens, "prompt_unit_price": "0", "prompt_price_unit": "0", "prompt_price": "0",
-            "completion_tokens": usage.completion_tokens, "completion_unit_price": "0", "completion_price_unit": "0", "completion_price": "0",
-            "total_tokens": usage.total_tokens, "total_price": "0", "currency": "USD", "latency": latency,
-        });
-        let mut outputs = Map::new();
-        outputs.insert("text".into(), Value::String(text));
-        outputs.insert("reasoning_content".into(), Value::String(String::new()));
-        outputs.insert("usage".into(), usage_json);
-        outputs.insert("finish_reason".into(), finish_reason.clone().map_or(Value::Null, Value::String));
+        let outputs = LlmOutputs { text: Value::String(text), usage: LlmUsage::new(usage, latency), finish_reason };
         self.llm_outputs.push((node_id, outputs));
         self.done.push(node_id);
         self.flush_plan(live.then_some(node_id)).await?;
@@ -440,9 +430,9 @@ impl<'a, S: Sink> Exec<'a, S> {
             let (id, outputs) = self.llm_outputs.pop().expect("just pushed");
             let process_data = LlmProcessData {
                 model_mode: "chat",
-                prompts: &prompts,
-                usage: &outputs["usage"],
-                finish_reason: finish_reason.as_deref(),
+                prompts: Prompts(&request.messages),
+                usage: &outputs.usage,
+                finish_reason: outputs.finish_reason.as_deref(),
                 model_provider: &llm.provider,
                 model_name: &llm.model,
             };
@@ -502,7 +492,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             return None;
         }
         let found = match self.llm_outputs.iter().find(|(id, _)| *id == sel.node_id) {
-            Some((_, outputs)) => outputs.get(&sel.var),
+            Some((_, outputs)) => return Some(outputs.get(&sel.var)),
             None => self.run.inputs.get(&sel.var),
         };
         Some(Cow::Borrowed(found.unwrap_or(NULL)))
@@ -561,7 +551,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             iteration_id: None,
             loop_id: None,
         };
-        self.sink.send(events::frame("node_finished", &self.run.ids(), finished)).await
+        self.sink.send(events::exact(|out| events::node_finished_into(out, &self.run.ids(), &finished))).await
     }
 }
 
@@ -582,12 +572,97 @@ pub fn value_text(value: &Value) -> Cow<'_, str> {
     }
 }
 
+/// An LLM node's outputs, typed: built per run without a map, and read as
+/// values only where a selector names one (`get`).
+struct LlmOutputs {
+    /// Always a string: a selector of the text borrows it.
+    text: Value,
+    usage: LlmUsage,
+    finish_reason: Option<String>,
+}
+
+impl LlmOutputs {
+    /// The output `var`, as Dify's variable pool holds it (null if none).
+    fn get(&self, var: &str) -> Cow<'_, Value> {
+        match var {
+            "text" => Cow::Borrowed(&self.text),
+            "reasoning_content" => Cow::Owned(Value::String(String::new())),
+            "usage" => Cow::Owned(serde_json::to_value(&self.usage).expect("usage to value")),
+            "finish_reason" => Cow::Owned(self.finish_reason.clone().map_or(Value::Null, Value::String)),
+            _ => Cow::Owned(Value::Null),
+        }
+    }
+}
+
+impl serde::Serialize for LlmOutputs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("text", &self.text)?;
+        map.serialize_entry("reasoning_content", "")?;
+        map.serialize_entry("usage", &self.usage)?;
+        map.serialize_entry("finish_reason", &self.finish_reason)?;
+        map.end()
+    }
+}
+
+/// An LLM node's usage with Dify's prices (all zero), in Dify's key order.
+#[derive(serde::Serialize)]
+struct LlmUsage {
+    prompt_tokens: u64,
+    prompt_unit_price: &'static str,
+    prompt_price_unit: &'static str,
+    prompt_price: &'static str,
+    completion_tokens: u64,
+    completion_unit_price: &'static str,
+    completion_price_unit: &'static str,
+    completion_price: &'static str,
+    total_tokens: u64,
+    total_price: &'static str,
+    currency: &'static str,
+    latency: f64,
+}
+
+impl LlmUsage {
+    fn new(usage: crate::upstream::llm::TokenUsage, latency: f64) -> Self {
+        Self {
+            prompt_tokens: usage.prompt_tokens,
+            prompt_unit_price: "0",
+            prompt_price_unit: "0",
+            prompt_price: "0",
+            completion_tokens: usage.completion_tokens,
+            completion_unit_price: "0",
+            completion_price_unit: "0",
+            completion_price: "0",
+            total_tokens: usage.total_tokens,
+            total_price: "0",
+            currency: "USD",
+            latency,
+        }
+    }
+}
+
+/// The prompts in an LLM node's `process_data`: `[{"role","text","files":[]}]`.
+struct Prompts<'a>(&'a [ChatMessage<'a>]);
+
+impl serde::Serialize for Prompts<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Prompt<'a> {
+            role: &'a str,
+            text: &'a str,
+            files: [(); 0],
+        }
+        serializer.collect_seq(self.0.iter().map(|m| Prompt { role: m.role, text: &m.content, files: [] }))
+    }
+}
+
 /// An LLM node's `process_data` in its `node_finished` event, in Dify's key order.
 #[derive(serde::Serialize)]
 struct LlmProcessData<'a> {
     model_mode: &'static str,
-    prompts: &'a Value,
-    usage: &'a Value,
+    prompts: Prompts<'a>,
+    usage: &'a LlmUsage,
     finish_reason: Option<&'a str>,
     model_provider: &'a str,
     model_name: &'a str,
@@ -599,4 +674,29 @@ struct LlmMetadata {
     total_tokens: u64,
     total_price: &'static str,
     currency: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A selector reads each LLM output as the node's `node_finished`
+    /// shows it, and an output the node does not have as null.
+    #[test]
+    fn llm_outputs_read_as_they_are_shown() {
+        let usage = crate::upstream::llm::TokenUsage { prompt_tokens: 3, completion_tokens: 40, total_tokens: 43 };
+        for finish_reason in [None, Some("stop".to_owned())] {
+            let outputs = LlmOutputs { text: Value::String("é \"q\"".into()), usage: LlmUsage::new(usage, 0.012345), finish_reason };
+            let shown = serde_json::to_value(&outputs).unwrap();
+            let shown = shown.as_object().unwrap();
+            let keys: Vec<&str> = shown.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["text", "reasoning_content", "usage", "finish_reason"]);
+            for (var, value) in shown {
+                assert_eq!(&*outputs.get(var), value, "{var}");
+            }
+            assert_eq!(shown["usage"]["total_tokens"], 43);
+            assert_eq!(shown["usage"]["latency"], 0.012345);
+            assert_eq!(*outputs.get("files"), Value::Null);
+        }
+    }
 }

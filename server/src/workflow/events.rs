@@ -108,6 +108,64 @@ pub fn node_started_into(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeStarted
     out.extend_from_slice(b",\"extras\":{},\"iteration_id\":null,\"loop_id\":null,\"agent_strategy\":null}}\n\n");
 }
 
+/// Appends one `node_finished` event's frame to `out`, byte for byte what
+/// [`frame_into`] writes for it (a test checks): its fixed keys by hand, as
+/// [`node_started_into`]'s; its inputs, process data, outputs, metadata,
+/// error and what the workflow's author wrote through serde.
+pub fn node_finished_into<I, P, O, M>(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeFinished<'_, I, P, O, M>)
+where
+    I: Serialize,
+    P: Serialize,
+    O: Serialize,
+    M: Serialize,
+{
+    debug_assert!(is_plain(node.id) && is_plain(node.status));
+    fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+        serde_json::to_writer(&mut *out, value).expect("serialize to Vec");
+    }
+    let bool_text = |b: bool| -> &'static [u8] { if b { b"true" } else { b"false" } };
+    let mut int = itoa::Buffer::new();
+    envelope_head_into(out, b"node_finished", ids);
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(node.id.as_bytes());
+    out.extend_from_slice(b"\",\"node_id\":");
+    json(out, node.node_id);
+    out.extend_from_slice(b",\"node_type\":");
+    json(out, node.node_type);
+    out.extend_from_slice(b",\"title\":");
+    json(out, node.title);
+    out.extend_from_slice(b",\"index\":");
+    out.extend_from_slice(int.format(node.index).as_bytes());
+    out.extend_from_slice(b",\"predecessor_node_id\":");
+    json(out, &node.predecessor_node_id);
+    out.extend_from_slice(b",\"inputs\":");
+    json(out, &node.inputs);
+    out.extend_from_slice(b",\"inputs_truncated\":");
+    out.extend_from_slice(bool_text(node.inputs_truncated));
+    out.extend_from_slice(b",\"process_data\":");
+    json(out, &node.process_data);
+    out.extend_from_slice(b",\"process_data_truncated\":");
+    out.extend_from_slice(bool_text(node.process_data_truncated));
+    out.extend_from_slice(b",\"outputs\":");
+    json(out, &node.outputs);
+    out.extend_from_slice(b",\"outputs_truncated\":");
+    out.extend_from_slice(bool_text(node.outputs_truncated));
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(node.status.as_bytes());
+    out.extend_from_slice(b"\",\"error\":");
+    json(out, &node.error);
+    out.extend_from_slice(b",\"elapsed_time\":");
+    json(out, &node.elapsed_time);
+    out.extend_from_slice(b",\"execution_metadata\":");
+    json(out, &node.execution_metadata);
+    out.extend_from_slice(b",\"created_at\":");
+    out.extend_from_slice(int.format(node.created_at).as_bytes());
+    out.extend_from_slice(b",\"finished_at\":");
+    out.extend_from_slice(int.format(node.finished_at).as_bytes());
+    // `files` is always empty; `iteration_id` and `loop_id` are `Option<()>`.
+    out.extend_from_slice(b",\"files\":[],\"iteration_id\":null,\"loop_id\":null}}\n\n");
+}
+
 /// A hand-written frame's start, up to its `data` value: `data: {"event":
 /// EVENT,"workflow_run_id":…,"task_id":…,"data":`, as [`frame_into`]
 /// writes it. The ids are the server's own: nothing to escape.
@@ -528,6 +586,52 @@ mod tests {
                     let mut by_serde = b"earlier".to_vec();
                     frame_into(&mut by_serde, "node_started", &ids, started);
                     assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                }
+            }
+        }
+    }
+
+    /// The hand-written `node_finished` frame is byte for byte serde's,
+    /// whatever the node's names, values, error and numbers hold.
+    #[test]
+    fn node_finished_by_hand_is_what_serde_writes() {
+        let ids = RunIds { run_id: "d6bc75b4-1850-4c98-a671-d87f9483ccf3", task_id: "eb249fa7-f392-4531-ae20-5b78c9073a83" };
+        let names = ["llm", "é \"quoted\" \\ \n\t\u{1}\u{7f}", ""];
+        let values = [json!({}), json!({"text": "é \"q\" \\ \n\t\u{1}", "n": 1.5e-7, "list": [1, null, true, {"x": "ü"}]})];
+        let numbers = [(1, 8e-6, 1_796_161_128, 1_796_161_128), (u32::MAX, 1e16, -1, i64::MAX), (0, 0.0, i64::MIN, 0)];
+        for name in names {
+            for (value, error) in values.iter().zip([None, Some(name)]) {
+                for (index, elapsed_time, created_at, finished_at) in numbers {
+                    for (predecessor, truncated) in [(None, false), (Some(name), true)] {
+                        let finished = NodeFinished {
+                            id: "5ad5b4a5-4e7c-4a5d-9f62-2b2b1f0c9a11",
+                            node_id: name,
+                            node_type: "llm",
+                            title: name,
+                            index,
+                            predecessor_node_id: predecessor,
+                            inputs: value,
+                            inputs_truncated: truncated,
+                            process_data: EmptyObject,
+                            process_data_truncated: !truncated,
+                            outputs: value,
+                            outputs_truncated: truncated,
+                            status: if error.is_some() { "failed" } else { "succeeded" },
+                            error,
+                            elapsed_time,
+                            execution_metadata: error.map(|_| value),
+                            created_at,
+                            finished_at,
+                            files: [],
+                            iteration_id: None,
+                            loop_id: None,
+                        };
+                        let mut by_hand = b"earlier".to_vec();
+                        node_finished_into(&mut by_hand, &ids, &finished);
+                        let mut by_serde = b"earlier".to_vec();
+                        frame_into(&mut by_serde, "node_finished", &ids, finished);
+                        assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                    }
                 }
             }
         }
