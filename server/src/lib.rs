@@ -10,6 +10,7 @@ mod batch;
 mod busy_poll;
 pub mod config;
 pub mod http;
+mod json_scan;
 mod metrics;
 pub mod pg_store;
 pub mod pyjson;

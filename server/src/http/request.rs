@@ -6,6 +6,7 @@
 //! streaming request gets the same 400 as a blocking one.
 
 use super::error::{ApiError, MSG_NO_USER};
+use crate::json_scan::Scan;
 use crate::pyjson::{python_type_name, truncated_repr};
 use crate::workflow::dsl::{NodeKind, StartVariable, VarType, Workflow};
 use serde::{Deserialize, Deserializer};
@@ -27,7 +28,7 @@ pub struct RunPayload {
 }
 
 /// Fields not named here (`files`, padding, anything) are skipped unread.
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct RawRunBody {
     #[serde(default, deserialize_with = "present")]
     inputs: Option<Value>,
@@ -39,6 +40,7 @@ struct RawRunBody {
 
 /// `response_mode` as sent: one of the two modes, or any other JSON value,
 /// kept for the error message.
+#[derive(Debug, PartialEq)]
 enum RawMode {
     Mode(ResponseMode),
     Other(Value),
@@ -72,7 +74,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 
 /// Decodes a `POST /v1/workflows/run` body against `workflow`.
 pub fn decode_run(body: &[u8], workflow: &Workflow) -> Result<RunPayload, ApiError> {
-    let raw = decode_object::<RawRunBody>(body)?;
+    let text = json_object_text(body)?;
+    let raw = match run_body_by_hand(text) {
+        Some(raw) => raw,
+        None => serde_json::from_str::<RawRunBody>(text).map_err(|_| ApiError::bad_request())?,
+    };
     let user = user_of(raw.user)?;
     let mut errors = Vec::new();
     let inputs = match raw.inputs {
@@ -113,6 +119,11 @@ pub fn decode_stop(body: &[u8]) -> Result<String, ApiError> {
 }
 
 fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_str(json_object_text(body)?).map_err(|_| ApiError::bad_request())
+}
+
+/// The body as text, if it can be a JSON object at all.
+fn json_object_text(body: &[u8]) -> Result<&str, ApiError> {
     // serde accepts a JSON array for a struct; Dify's payload must be an object.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
@@ -121,8 +132,64 @@ fn decode_object<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiErro
     // Flask decodes the whole body first: invalid UTF-8 anywhere, even in a
     // field nobody reads, is not JSON. serde skips unread strings unchecked.
     // Parsing the checked text, serde does not check its strings again.
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request())?;
-    serde_json::from_str(text).map_err(|_| ApiError::bad_request())
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request())
+}
+
+/// The usual run body read by hand (`json_scan`): what serde would read
+/// from it, or `None` where serde must decide (escapes, a repeated key,
+/// an input that is not a string, a non-negative integer, a boolean or
+/// null, an error of any kind). Every run request is decoded, and serde's
+/// derive spent most of its time on the visitor machinery for a handful
+/// of keys.
+fn run_body_by_hand(text: &str) -> Option<RawRunBody> {
+    let mut scan = Scan::new(text);
+    let mut body = RawRunBody { inputs: None, response_mode: None, user: None };
+    let mut seen = [false; 3];
+    scan.object(|scan, key| {
+        let slot = match key {
+            "inputs" => 0,
+            "response_mode" => 1,
+            "user" => 2,
+            _ => return scan.skip(1),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            // `present`: an explicit null is `Some(Null)`.
+            0 => body.inputs = Some(scan.nullable(inputs_by_hand)?.map_or(Value::Null, Value::Object)),
+            // An `Option` reads null as `None`.
+            1 => {
+                body.response_mode = match scan.nullable(Scan::string)? {
+                    Some("blocking") => Some(RawMode::Mode(ResponseMode::Blocking)),
+                    Some("streaming") => Some(RawMode::Mode(ResponseMode::Streaming)),
+                    Some(_) => return None,
+                    None => None,
+                }
+            }
+            _ => body.user = scan.nullable(Scan::string)?.map(|user| Value::String(user.to_owned())),
+        }
+        Some(())
+    })?;
+    // serde_json takes trailing whitespace and nothing else.
+    scan.peek().is_none().then_some(body)
+}
+
+fn inputs_by_hand(scan: &mut Scan<'_>) -> Option<Map<String, Value>> {
+    let mut inputs = Map::new();
+    scan.object(|scan, key| {
+        let value = match scan.peek()? {
+            b'"' => Value::String(scan.string()?.to_owned()),
+            b't' => scan.literal(b"true").map(|()| Value::Bool(true))?,
+            b'f' => scan.literal(b"false").map(|()| Value::Bool(false))?,
+            b'n' => scan.literal(b"null").map(|()| Value::Null)?,
+            b'0'..=b'9' => Value::from(scan.integer()?),
+            _ => return None,
+        };
+        // serde keeps a repeated key's first place and last value: rare, its call.
+        inputs.insert(key.to_owned(), value).is_none().then_some(())
+    })?;
+    Some(inputs)
 }
 
 /// Dify takes any truthy `user`; a number is used as its text, and zero is
@@ -247,6 +314,64 @@ fn pydantic_message(model: &str, errors: &[PydanticError]) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// The usual bodies, compact or spaced as Python writes them, are read
+    /// by hand, and read as serde reads them.
+    #[test]
+    fn the_usual_run_bodies_are_read_by_hand() {
+        let bodies = [
+            r#"{"inputs":{"question":"What is ML?"},"response_mode":"blocking","user":"user_3"}"#,
+            r#"{"inputs": {"question": "é ✓", "n": 12, "ok": true, "none": null}, "response_mode": "streaming", "user": "u", "files": [{"type": "image", "x": -1.5e3}]}"#,
+            r#" {"inputs":{},"response_mode":null,"user":null} "#,
+            r#"{"inputs":null}"#,
+            r#"{}"#,
+        ];
+        for text in bodies {
+            let hand = run_body_by_hand(text);
+            assert!(hand.is_some(), "{text} should be read by hand");
+            assert_eq!(hand, serde_json::from_str(text).ok(), "{text}");
+        }
+        for text in [
+            r#"{"user":"a\"b"}"#,
+            r#"{"user":1}"#,
+            r#"{"inputs":{"n":-1}}"#,
+            r#"{"inputs":{"n":1.5}}"#,
+            r#"{"inputs":{"a":1,"a":2}}"#,
+            r#"{"response_mode":"other"}"#,
+            r#"{"user":"a","user":"b"}"#,
+            r#"{"inputs":[]}"#,
+        ] {
+            assert!(run_body_by_hand(text).is_none(), "{text} should go to serde");
+        }
+    }
+
+    /// Over every one-byte change of sample bodies, whatever the hand path
+    /// reads, serde reads the same; it never accepts what serde refuses.
+    #[test]
+    fn the_hand_read_body_agrees_with_serde_on_mutated_bodies() {
+        let seeds = [
+            r#"{"inputs":{"question":"ab c","n":17,"t":true,"f":false,"z":null},"response_mode":"streaming","user":"user_1","files":[1.5e-2,{"k":[]}]}"#,
+            r#"{ "user" : "u" , "response_mode" : "blocking" , "inputs" : { } }"#,
+        ];
+        let replacements = b"{}[]\",:\\ 0123456789-+.eEtrufalsn\t\x01a";
+        let (mut read_by_hand, mut total) = (0, 0);
+        for seed in seeds {
+            let bytes = seed.as_bytes();
+            for at in 0..bytes.len() {
+                let mut variants = vec![[&bytes[..at], &bytes[at + 1..]].concat(), [&bytes[..=at], &bytes[at..]].concat()];
+                variants.extend(replacements.iter().map(|&r| [&bytes[..at], &[r][..], &bytes[at + 1..]].concat()));
+                for variant in variants {
+                    let Ok(text) = std::str::from_utf8(&variant) else { continue };
+                    total += 1;
+                    if let Some(hand) = run_body_by_hand(text) {
+                        read_by_hand += 1;
+                        assert_eq!(Some(hand), serde_json::from_str::<RawRunBody>(text).ok(), "{text}");
+                    }
+                }
+            }
+        }
+        assert!(read_by_hand > total / 10, "{read_by_hand} of {total} read by hand");
+    }
 
     fn workflow() -> Workflow {
         crate::workflow::dsl::parse(Path::new("test.yml"), include_str!("../../../fixtures/workflows/start_end.yml")).unwrap()

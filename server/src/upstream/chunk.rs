@@ -8,16 +8,13 @@
 //! relayed stream decodes one chunk per token. The hand path accepts only
 //! what it can read exactly as serde would: strings without escapes or
 //! control characters, integers for the usage, each known key once, nesting
-//! up to `MAX_DEPTH`. Anything else (an escaped token, a duplicate key, a
+//! up to `json_scan`'s limit. Anything else (an escaped token, a duplicate key, a
 //! syntax error) goes to serde, never to a guess.
 
 use super::llm::TokenUsage;
+use crate::json_scan::Scan;
 use serde::Deserialize;
 use std::borrow::Cow;
-
-/// Nesting the hand path skips through; deeper values go to serde, whose
-/// own limit (128) then applies.
-const MAX_DEPTH: u32 = 32;
 
 #[derive(Deserialize, Default, Debug, PartialEq)]
 pub(super) struct Chunk<'a> {
@@ -93,252 +90,95 @@ pub(super) struct Delta<'a> {
 impl<'a> Chunk<'a> {
     /// The chunk in `data`, as `serde_json::from_str` reads it.
     pub fn parse(data: &'a str) -> serde_json::Result<Self> {
-        match Scan::new(data).chunk() {
+        match by_hand(data) {
             Some(chunk) => Ok(chunk),
             None => serde_json::from_str(data),
         }
     }
 }
 
-/// The hand path: every method returns `None` where serde must decide.
-struct Scan<'a> {
-    text: &'a str,
-    at: usize,
+/// The chunk, read by hand, or `None` where serde must decide.
+fn by_hand(text: &str) -> Option<Chunk<'_>> {
+    let mut scan = Scan::new(text);
+    let chunk = chunk(&mut scan)?;
+    // serde_json takes trailing whitespace and nothing else.
+    scan.peek().is_none().then_some(chunk)
 }
 
-impl<'a> Scan<'a> {
-    fn new(text: &'a str) -> Self {
-        Self { text, at: 0 }
-    }
-
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
-    }
-
-    /// The next byte after JSON whitespace, not taken.
-    fn peek(&mut self) -> Option<u8> {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
-            self.at += 1;
+fn chunk<'a>(scan: &mut Scan<'a>) -> Option<Chunk<'a>> {
+    let mut chunk = Chunk::default();
+    let (mut choices, mut usage) = (false, false);
+    scan.object(|scan, key| match key {
+        "choices" if !choices => {
+            choices = true;
+            scan.array(|scan| {
+                chunk.choices.push(choice(scan)?);
+                Some(())
+            })
         }
-        self.bytes().get(self.at).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at += 1)
-    }
-
-    fn chunk(mut self) -> Option<Chunk<'a>> {
-        let mut chunk = Chunk::default();
-        let (mut choices, mut usage) = (false, false);
-        self.object(|scan, key| match key {
-            "choices" if !choices => {
-                choices = true;
-                scan.array(|scan| {
-                    let choice = scan.choice()?;
-                    chunk.choices.push(choice);
-                    Some(())
-                })
-            }
-            "usage" if !usage => {
-                usage = true;
-                chunk.usage = scan.nullable(Self::usage)?;
-                Some(())
-            }
-            "choices" | "usage" => None,
-            _ => scan.skip(1),
-        })?;
-        // serde_json takes trailing whitespace and nothing else.
-        (self.peek().is_none()).then_some(chunk)
-    }
-
-    fn choice(&mut self) -> Option<Choice<'a>> {
-        let mut choice = Choice::default();
-        let (mut delta, mut reason) = (false, false);
-        self.object(|scan, key| match key {
-            "delta" if !delta => {
-                delta = true;
-                choice.delta = scan.nullable(Self::delta)?;
-                Some(())
-            }
-            "finish_reason" if !reason => {
-                reason = true;
-                choice.finish_reason = scan.nullable(Self::string)?.map(Cow::Borrowed);
-                Some(())
-            }
-            "delta" | "finish_reason" => None,
-            _ => scan.skip(3),
-        })?;
-        Some(choice)
-    }
-
-    fn delta(&mut self) -> Option<Delta<'a>> {
-        let mut delta = Delta::default();
-        let mut content = false;
-        self.object(|scan, key| match key {
-            "content" if !content => {
-                content = true;
-                delta.content = scan.nullable(Self::string)?.map(Cow::Borrowed);
-                Some(())
-            }
-            "content" => None,
-            _ => scan.skip(4),
-        })?;
-        Some(delta)
-    }
-
-    fn usage(&mut self) -> Option<TokenUsage> {
-        let mut usage = TokenUsage::default();
-        let mut seen = [false; 3];
-        self.object(|scan, key| {
-            let (slot, field) = match key {
-                "prompt_tokens" => (0, &mut usage.prompt_tokens),
-                "completion_tokens" => (1, &mut usage.completion_tokens),
-                "total_tokens" => (2, &mut usage.total_tokens),
-                _ => return scan.skip(2),
-            };
-            if std::mem::replace(&mut seen[slot], true) {
-                return None;
-            }
-            *field = scan.integer()?;
+        "usage" if !usage => {
+            usage = true;
+            chunk.usage = scan.nullable(token_usage)?;
             Some(())
-        })?;
-        Some(usage)
-    }
+        }
+        "choices" | "usage" => None,
+        _ => scan.skip(1),
+    })?;
+    Some(chunk)
+}
 
-    /// `null` as `None`, else what `read` reads.
-    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            return Some(None);
+fn choice<'a>(scan: &mut Scan<'a>) -> Option<Choice<'a>> {
+    let mut choice = Choice::default();
+    let (mut delta_seen, mut reason) = (false, false);
+    scan.object(|scan, key| match key {
+        "delta" if !delta_seen => {
+            delta_seen = true;
+            choice.delta = scan.nullable(delta)?;
+            Some(())
         }
-        read(self).map(Some)
-    }
+        "finish_reason" if !reason => {
+            reason = true;
+            choice.finish_reason = scan.nullable(Scan::string)?.map(Cow::Borrowed);
+            Some(())
+        }
+        "delta" | "finish_reason" => None,
+        _ => scan.skip(3),
+    })?;
+    Some(choice)
+}
 
-    /// An object, each key and the scanner (at the key's value) given to `field`.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
+fn delta<'a>(scan: &mut Scan<'a>) -> Option<Delta<'a>> {
+    let mut delta = Delta::default();
+    let mut content = false;
+    scan.object(|scan, key| match key {
+        "content" if !content => {
+            content = true;
+            delta.content = scan.nullable(Scan::string)?.map(Cow::Borrowed);
+            Some(())
         }
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            field(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
+        "content" => None,
+        _ => scan.skip(4),
+    })?;
+    Some(delta)
+}
 
-    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            element(self)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// A string with no escape and no control character, borrowed.
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let len = self.bytes()[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if self.bytes()[start + len] != b'"' {
+fn token_usage(scan: &mut Scan<'_>) -> Option<TokenUsage> {
+    let mut usage = TokenUsage::default();
+    let mut seen = [false; 3];
+    scan.object(|scan, key| {
+        let (slot, field) = match key {
+            "prompt_tokens" => (0, &mut usage.prompt_tokens),
+            "completion_tokens" => (1, &mut usage.completion_tokens),
+            "total_tokens" => (2, &mut usage.total_tokens),
+            _ => return scan.skip(2),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
             return None;
         }
-        self.at = start + len + 1;
-        // Both ends sit next to an ASCII quote: char boundaries.
-        Some(&self.text[start..start + len])
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        self.peek()?;
-        let end = self.at + word.len();
-        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
-    }
-
-    /// A non-negative integer that fits a `u64`, as serde reads one into it.
-    fn integer(&mut self) -> Option<u64> {
-        self.peek()?;
-        let digits = self.bytes()[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let text = &self.bytes()[self.at..self.at + digits];
-        // No leading zero, no fraction or exponent: serde decides those.
-        if digits == 0 || (digits > 1 && text[0] == b'0') || matches!(self.bytes().get(self.at + digits), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        let value = text.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
-        self.at += digits;
-        Some(value)
-    }
-
-    /// A number by JSON's grammar, not read.
-    fn number(&mut self) -> Option<()> {
-        let bytes = self.bytes();
-        let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let mut at = self.at;
-        if bytes.get(at) == Some(&b'-') {
-            at += 1;
-        }
-        let whole = digits(at);
-        if whole == 0 || (whole > 1 && bytes[at] == b'0') {
-            return None;
-        }
-        at += whole;
-        if bytes.get(at) == Some(&b'.') {
-            let fraction = digits(at + 1);
-            if fraction == 0 {
-                return None;
-            }
-            at += 1 + fraction;
-        }
-        if let Some(b'e' | b'E') = bytes.get(at) {
-            at += 1;
-            if let Some(b'+' | b'-') = bytes.get(at) {
-                at += 1;
-            }
-            let exponent = digits(at);
-            if exponent == 0 {
-                return None;
-            }
-            at += exponent;
-        }
-        self.at = at;
+        *field = scan.integer()?;
         Some(())
-    }
-
-    /// Any value, checked and passed over.
-    fn skip(&mut self, depth: u32) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => self.object(|scan, _| scan.skip(depth + 1)),
-            b'[' => self.array(|scan| scan.skip(depth + 1)),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
-    }
+    })?;
+    Some(usage)
 }
 
 #[cfg(test)]
@@ -360,7 +200,7 @@ mod tests {
             " { \"choices\" : [ { \"delta\" : { \"content\" : \"é ✓\" } } , { \"delta\" : null } ] , \"x\" : [ -1.5e+3 , true , false , { } , [ ] ] } \n",
         ];
         for data in chunks {
-            let hand = Scan::new(data).chunk();
+            let hand = by_hand(data);
             assert!(hand.is_some(), "{data} should be read by hand");
             assert_eq!(hand, by_serde(data), "{data}");
         }
@@ -388,7 +228,7 @@ mod tests {
             "",
         ];
         for data in cases {
-            assert!(Scan::new(data).chunk().is_none(), "{data} should go to serde");
+            assert!(by_hand(data).is_none(), "{data} should go to serde");
             let parsed = Chunk::parse(data);
             let serde = serde_json::from_str::<Chunk<'_>>(data);
             assert_eq!(parsed.as_ref().ok(), serde.as_ref().ok(), "{data}");
@@ -415,7 +255,7 @@ mod tests {
                 for variant in variants {
                     let Ok(data) = std::str::from_utf8(&variant) else { continue };
                     total += 1;
-                    if let Some(hand) = Scan::new(data).chunk() {
+                    if let Some(hand) = by_hand(data) {
                         read_by_hand += 1;
                         assert_eq!(Some(hand), by_serde(data), "{data}");
                     }
