@@ -138,13 +138,33 @@ impl SseParser {
             }
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         }
-        if self.skip_lf {
+        // An empty read leaves a pending `\r\n` pending.
+        if self.skip_lf && !bytes.is_empty() {
             self.skip_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
             }
         }
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
+            // A whole frame of one `data:` line and its blank line, with
+            // nothing pending (nearly every frame of an LLM stream): its data
+            // is lent straight from `bytes`, not copied into the frame's
+            // buffer. What it dispatches is what the lines below would.
+            if bytes.get(pos..pos + 2) == Some(b"\n\n")
+                && self.line.is_empty()
+                && !self.has_data
+                && !self.has_event
+                && pos <= self.max_line
+                && let Some(value) = bytes[..pos].strip_prefix(b"data:")
+                && let value = value.strip_prefix(b" ").unwrap_or(value)
+                && value.len() <= self.max_frame
+                && let Ok(data) = std::str::from_utf8(value)
+            {
+                self.n_frames += 1;
+                on_event(SseEventRef { event: None, data, id: self.last_id.as_deref() });
+                bytes = &bytes[pos + 2..];
+                continue;
+            }
             let is_cr = bytes[pos] == b'\r';
             if self.line.len() + pos > self.max_line {
                 return self.overflowed(Overflow::Line(self.max_line));
@@ -267,6 +287,41 @@ mod tests {
         }
         let got: Vec<(&str, Option<&str>)> = got.iter().map(|(d, e)| (d.as_str(), e.as_deref())).collect();
         assert_eq!(got, expect);
+    }
+
+    /// However a stream is cut into reads, the same events come out: whole
+    /// frames in one read (lent from it) and frames split across reads (the
+    /// line buffer) agree, ids, types, comments and line ends included.
+    #[test]
+    fn every_split_of_a_stream_gives_the_same_events() {
+        let stream: &[u8] = b"\xEF\xBB\xBFdata: a\n\ndata:b\n\nid: 7\ndata: c\n\nevent: e\ndata: d\n\n: note\ndata: x\ndata: y\n\ndata: \xC3\n\ndata: r\r\n\r\ndata\n\ndata: z\n\n";
+        let parse = |cuts: &[usize]| {
+            let mut parser = SseParser::new();
+            let mut events = Vec::new();
+            let mut from = 0;
+            for &cut in cuts.iter().chain([&stream.len()]) {
+                parser.push(&stream[from..cut], |e| events.push(e));
+                from = cut;
+            }
+            (events, parser.n_frames())
+        };
+        let whole = parse(&[]);
+        assert_eq!(whole.0.len(), 9);
+        assert_eq!(whole.0[2].id.as_deref(), Some("7"));
+        assert_eq!(whole.0[5].data, "\u{FFFD}");
+        for a in 0..=stream.len() {
+            assert_eq!(parse(&[a]), whole, "cut at {a}");
+            for b in a..=stream.len() {
+                assert_eq!(parse(&[a, b]), whole, "cuts at {a} and {b}");
+            }
+        }
+        // The limits hold for lent frames too.
+        let mut parser = SseParser::with_limits(1024, 3);
+        parser.push_ref(b"data: abcd\n\n", |_| panic!("over the frame limit"));
+        assert_eq!(parser.overflow(), Some(Overflow::Frame(3)));
+        let mut parser = SseParser::with_limits(8, 1024);
+        parser.push_ref(b"data: abcd\n\n", |_| panic!("over the line limit"));
+        assert_eq!(parser.overflow(), Some(Overflow::Line(8)));
     }
 
     #[test]

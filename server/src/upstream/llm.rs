@@ -154,6 +154,46 @@ pub struct ChatRequest<'a> {
     pub params: &'a serde_json::Map<String, serde_json::Value>,
 }
 
+impl ChatRequest<'_> {
+    /// The request's JSON, byte for byte what serde writes for it (a test
+    /// checks), its fixed keys by hand: serde's path through the flattened
+    /// parameters cost more than the request's own text.
+    pub fn to_body(&self) -> Vec<u8> {
+        fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+            serde_json::to_writer(&mut *out, value).expect("serialize to Vec");
+        }
+        let text_len: usize = self.messages.iter().map(|m| m.role.len() + m.content.len() + 24).sum();
+        let mut out = Vec::with_capacity(128 + self.model.len() + self.user.len() + text_len);
+        out.extend_from_slice(b"{\"model\":");
+        json(&mut out, self.model);
+        out.extend_from_slice(b",\"messages\":[");
+        for (i, message) in self.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"role\":");
+            json(&mut out, message.role);
+            out.extend_from_slice(b",\"content\":");
+            json(&mut out, &message.content);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"stream\":");
+        out.extend_from_slice(if self.stream { b"true" } else { b"false" });
+        out.extend_from_slice(b",\"stream_options\":{\"include_usage\":");
+        out.extend_from_slice(if self.stream_options.include_usage { b"true" } else { b"false" });
+        out.extend_from_slice(b"},\"user\":");
+        json(&mut out, self.user);
+        for (key, value) in self.params {
+            out.push(b',');
+            json(&mut out, key);
+            out.push(b':');
+            json(&mut out, value);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
 #[derive(Serialize)]
 pub struct ChatMessage<'a> {
     pub role: &'a str,
@@ -373,6 +413,34 @@ async fn read_error_body(response: &mut Response<'_>, deadline: Instant) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written request body is byte for byte serde's, whatever
+    /// the prompts, the user and the parameters hold.
+    #[test]
+    fn the_request_body_is_what_serde_writes() {
+        let params =
+            [serde_json::json!({}), serde_json::json!({"temperature": 0.7, "max_tokens": 512, "stop": ["\n", "é\"q\""], "model": "dup"})];
+        let texts = ["", "What is ML?", "é \"q\" \\ \n\t\u{1}\u{7f} 😀"];
+        for params in &params {
+            for text in texts {
+                for n in 0..3 {
+                    let messages: Vec<ChatMessage<'_>> =
+                        (0..n).map(|i| ChatMessage { role: if i == 0 { "system" } else { text }, content: text.to_owned() }).collect();
+                    for (stream, include_usage) in [(true, true), (false, false)] {
+                        let request = ChatRequest {
+                            model: text,
+                            messages: messages.iter().map(|m| ChatMessage { role: m.role, content: m.content.clone() }).collect(),
+                            stream,
+                            stream_options: StreamOptions { include_usage },
+                            user: text,
+                            params: params.as_object().unwrap(),
+                        };
+                        assert_eq!(String::from_utf8(request.to_body()).unwrap(), serde_json::to_string(&request).unwrap());
+                    }
+                }
+            }
+        }
+    }
 
     /// Every choice of a chunk counts, in order, however many there are;
     /// a chunk of none (the usage chunk) or with escapes decodes too.

@@ -171,8 +171,7 @@ pub struct NodeExecution {
 /// early with status `stopped`.
 pub async fn execute<S: Sink>(provider: &Provider, run: &Run, sink: &mut S, stop: &CancellationToken) -> RunOutcome {
     let nodes = if run.keep_nodes { Vec::with_capacity(run.app.workflow.nodes.len()) } else { Vec::new() };
-    let mut exec =
-        Exec { provider, run, sink, stop, done: Vec::new(), llm_outputs: Vec::new(), plan_pos: 0, total_tokens: 0, steps: 0, nodes };
+    let mut exec = Exec { provider, run, sink, stop, finished: 0, llm_outputs: Vec::new(), plan_pos: 0, total_tokens: 0, steps: 0, nodes };
     let result = exec.walk().await;
     let elapsed = run.started.elapsed();
     let client_gone = matches!(result, Err(End::Gone));
@@ -263,8 +262,10 @@ struct Exec<'a, S> {
     run: &'a Run,
     sink: &'a mut S,
     stop: &'a CancellationToken,
-    /// Node ids that have finished, so their outputs can be read.
-    done: Vec<&'a str>,
+    /// How many nodes have finished, so their outputs can be read: the
+    /// walk runs the nodes in order, so they are the first `finished`
+    /// (a count, where a list of their ids cost an allocation per run).
+    finished: usize,
     llm_outputs: Vec<(&'a str, LlmOutputs)>,
     /// The next end-output segment to stream.
     plan_pos: usize,
@@ -343,7 +344,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         let (run, node) = (self.run, finish.node);
         match &node.kind {
             NodeKind::Start { .. } => {
-                self.done.push(&node.id);
+                self.finished += 1;
                 self.flush_plan(None).await?;
                 let view = || InputsView { user: &run.inputs, sys: run.sys(), with_timestamp: true };
                 self.node_finished(finish, view(), EmptyObject, view(), None::<()>, None).await?;
@@ -355,7 +356,7 @@ impl<'a, S: Sink> Exec<'a, S> {
                 for (var, sel) in outputs {
                     workflow_outputs.insert(var.clone(), self.lookup(sel).map_or(Value::Null, Cow::into_owned));
                 }
-                self.done.push(&node.id);
+                self.finished += 1;
                 self.flush_plan(None).await?;
                 self.node_finished(finish, &*workflow_outputs, EmptyObject, &*workflow_outputs, None::<()>, None).await?;
             }
@@ -379,7 +380,7 @@ impl<'a, S: Sink> Exec<'a, S> {
             user: &self.run.user_id,
             params: &llm.completion_params,
         };
-        let body = serde_json::to_vec(&request).expect("serialize to Vec");
+        let body = request.to_body();
         // Stream deltas live only when the end node's next output is this text.
         let live = self.sink.wants_events()
             && matches!(self.run.app.workflow.stream_plan.get(self.plan_pos), Some(StreamSegment::Var(s)) if s.node_id == node_id && s.var == "text");
@@ -422,7 +423,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         self.total_tokens += usage.total_tokens;
         let outputs = LlmOutputs { text: Value::String(text), usage: LlmUsage::new(usage, latency), finish_reason };
         self.llm_outputs.push((node_id, outputs));
-        self.done.push(node_id);
+        self.finished += 1;
         self.flush_plan(live.then_some(node_id)).await?;
         if self.sink.wants_events() {
             // Borrowed, not built: the usage is the outputs' own, and the
@@ -488,7 +489,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         if sel.is_sys() {
             return Some(Cow::Owned(self.run.sys().get(&sel.var)));
         }
-        if !self.done.contains(&sel.node_id.as_str()) {
+        if !self.run.app.workflow.nodes[..self.finished].iter().any(|n| n.id == sel.node_id) {
             return None;
         }
         let found = match self.llm_outputs.iter().find(|(id, _)| *id == sel.node_id) {
