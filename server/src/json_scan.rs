@@ -192,6 +192,22 @@ fn string_end(text: &[u8]) -> Option<usize> {
     text[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|end| at + end)
 }
 
+/// Every one-byte change of `seed` that is still UTF-8: each byte deleted,
+/// doubled, or replaced by a byte JSON cares about. The hand paths' tests
+/// hold them to serde's answer over these.
+#[cfg(test)]
+pub(crate) fn one_byte_changes(seed: &str) -> Vec<String> {
+    let replacements = b"{}[]\",:\\ 0123456789-+.eEtrufalsn\t\x01a";
+    let bytes = seed.as_bytes();
+    let mut changed = Vec::new();
+    for at in 0..bytes.len() {
+        changed.push([&bytes[..at], &bytes[at + 1..]].concat());
+        changed.push([&bytes[..=at], &bytes[at..]].concat());
+        changed.extend(replacements.iter().map(|&r| [&bytes[..at], &[r][..], &bytes[at + 1..]].concat()));
+    }
+    changed.into_iter().filter_map(|bytes| String::from_utf8(bytes).ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,29 +80,12 @@ pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_var
 /// sends one, and most of serde's work on it was its fixed keys. What the
 /// workflow's author wrote (node ids, titles) still goes through serde.
 pub fn node_started_into(out: &mut Vec<u8>, ids: &RunIds<'_>, node: &NodeStarted<'_>) {
-    debug_assert!(is_plain(node.id));
-    let json = |out: &mut Vec<u8>, text: &str| serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
     let mut int = itoa::Buffer::new();
-    envelope_head_into(out, b"node_started", ids);
-    out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(node.id.as_bytes());
-    out.extend_from_slice(b"\",\"node_id\":");
-    json(out, node.node_id);
-    out.extend_from_slice(b",\"node_type\":");
-    json(out, node.node_type);
-    out.extend_from_slice(b",\"title\":");
-    json(out, node.title);
-    out.extend_from_slice(b",\"index\":");
-    out.extend_from_slice(int.format(node.index).as_bytes());
-    out.extend_from_slice(b",\"predecessor_node_id\":");
-    match node.predecessor_node_id {
-        Some(id) => json(out, id),
-        None => out.extend_from_slice(b"null"),
-    }
+    node_head_into(out, b"node_started", ids, [node.id, node.node_id, node.node_type, node.title], node.index, node.predecessor_node_id);
     // `inputs`, `iteration_id`, `loop_id` and `agent_strategy` are
     // `Option<()>`: null whatever they hold, as serde writes a unit.
     out.extend_from_slice(b",\"inputs\":null,\"inputs_truncated\":");
-    out.extend_from_slice(if node.inputs_truncated { b"true" } else { b"false" });
+    out.extend_from_slice(bool_text(node.inputs_truncated));
     out.extend_from_slice(b",\"created_at\":");
     out.extend_from_slice(int.format(node.created_at).as_bytes());
     out.extend_from_slice(b",\"extras\":{},\"iteration_id\":null,\"loop_id\":null,\"agent_strategy\":null}}\n\n");
@@ -119,51 +102,72 @@ where
     O: Serialize,
     M: Serialize,
 {
-    debug_assert!(is_plain(node.id) && is_plain(node.status));
-    fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-        serde_json::to_writer(&mut *out, value).expect("serialize to Vec");
-    }
-    let bool_text = |b: bool| -> &'static [u8] { if b { b"true" } else { b"false" } };
+    debug_assert!(is_plain(node.status));
     let mut int = itoa::Buffer::new();
-    envelope_head_into(out, b"node_finished", ids);
-    out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(node.id.as_bytes());
-    out.extend_from_slice(b"\",\"node_id\":");
-    json(out, node.node_id);
-    out.extend_from_slice(b",\"node_type\":");
-    json(out, node.node_type);
-    out.extend_from_slice(b",\"title\":");
-    json(out, node.title);
-    out.extend_from_slice(b",\"index\":");
-    out.extend_from_slice(int.format(node.index).as_bytes());
-    out.extend_from_slice(b",\"predecessor_node_id\":");
-    json(out, &node.predecessor_node_id);
+    node_head_into(out, b"node_finished", ids, [node.id, node.node_id, node.node_type, node.title], node.index, node.predecessor_node_id);
     out.extend_from_slice(b",\"inputs\":");
-    json(out, &node.inputs);
+    json_into(out, &node.inputs);
     out.extend_from_slice(b",\"inputs_truncated\":");
     out.extend_from_slice(bool_text(node.inputs_truncated));
     out.extend_from_slice(b",\"process_data\":");
-    json(out, &node.process_data);
+    json_into(out, &node.process_data);
     out.extend_from_slice(b",\"process_data_truncated\":");
     out.extend_from_slice(bool_text(node.process_data_truncated));
     out.extend_from_slice(b",\"outputs\":");
-    json(out, &node.outputs);
+    json_into(out, &node.outputs);
     out.extend_from_slice(b",\"outputs_truncated\":");
     out.extend_from_slice(bool_text(node.outputs_truncated));
     out.extend_from_slice(b",\"status\":\"");
     out.extend_from_slice(node.status.as_bytes());
     out.extend_from_slice(b"\",\"error\":");
-    json(out, &node.error);
+    json_into(out, &node.error);
     out.extend_from_slice(b",\"elapsed_time\":");
-    json(out, &node.elapsed_time);
+    json_into(out, &node.elapsed_time);
     out.extend_from_slice(b",\"execution_metadata\":");
-    json(out, &node.execution_metadata);
+    json_into(out, &node.execution_metadata);
     out.extend_from_slice(b",\"created_at\":");
     out.extend_from_slice(int.format(node.created_at).as_bytes());
     out.extend_from_slice(b",\"finished_at\":");
     out.extend_from_slice(int.format(node.finished_at).as_bytes());
     // `files` is always empty; `iteration_id` and `loop_id` are `Option<()>`.
     out.extend_from_slice(b",\"files\":[],\"iteration_id\":null,\"loop_id\":null}}\n\n");
+}
+
+/// The keys a node's `node_started` and `node_finished` share, in that
+/// order, up to `predecessor_node_id`'s value: the node execution's id
+/// (the server's own, nothing to escape), then the node's id, type and
+/// title through serde.
+fn node_head_into(
+    out: &mut Vec<u8>,
+    event: &[u8],
+    ids: &RunIds<'_>,
+    [id, node_id, node_type, title]: [&str; 4],
+    index: u32,
+    predecessor: Option<&str>,
+) {
+    debug_assert!(is_plain(id));
+    envelope_head_into(out, event, ids);
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\",\"node_id\":");
+    json_into(out, node_id);
+    out.extend_from_slice(b",\"node_type\":");
+    json_into(out, node_type);
+    out.extend_from_slice(b",\"title\":");
+    json_into(out, title);
+    out.extend_from_slice(b",\"index\":");
+    out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+    out.extend_from_slice(b",\"predecessor_node_id\":");
+    json_into(out, &predecessor);
+}
+
+/// Appends `value`'s JSON to `out`.
+fn json_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("serialize to Vec");
+}
+
+fn bool_text(b: bool) -> &'static [u8] {
+    if b { b"true" } else { b"false" }
 }
 
 /// A hand-written frame's start, up to its `data` value: `data: {"event":
@@ -539,6 +543,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What `by_hand` appends for `data` is what serde's [`frame_into`] does.
+    #[track_caller]
+    fn assert_hand_is_serde<D: Serialize>(event: &'static str, ids: &RunIds<'_>, data: D, by_hand: impl FnOnce(&mut Vec<u8>, &D)) {
+        let mut hand = b"earlier".to_vec();
+        by_hand(&mut hand, &data);
+        let mut serde = b"earlier".to_vec();
+        frame_into(&mut serde, event, ids, data);
+        assert_eq!(String::from_utf8(hand).unwrap(), String::from_utf8(serde).unwrap());
+    }
+
     /// The hand-written `text_chunk` frame is byte for byte serde's,
     /// whatever the text and the selector hold.
     #[test]
@@ -548,11 +562,10 @@ mod tests {
         let selectors = [["llm", "text"], ["17000", "answer"], ["nö\"de", "v\\ar\n"]];
         for text in texts {
             for selector in selectors {
-                let mut by_hand = b"earlier".to_vec();
-                text_chunk_into(&mut by_hand, &ids, text, selector);
-                let mut by_serde = b"earlier".to_vec();
-                frame_into(&mut by_serde, "text_chunk", &ids, TextChunk { text, from_variable_selector: selector });
-                assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                let chunk = TextChunk { text, from_variable_selector: selector };
+                assert_hand_is_serde("text_chunk", &ids, chunk, |out, chunk| {
+                    text_chunk_into(out, &ids, chunk.text, chunk.from_variable_selector)
+                });
             }
         }
     }
@@ -581,11 +594,7 @@ mod tests {
                         loop_id: None,
                         agent_strategy: None,
                     };
-                    let mut by_hand = b"earlier".to_vec();
-                    node_started_into(&mut by_hand, &ids, &started);
-                    let mut by_serde = b"earlier".to_vec();
-                    frame_into(&mut by_serde, "node_started", &ids, started);
-                    assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                    assert_hand_is_serde("node_started", &ids, started, |out, started| node_started_into(out, &ids, started));
                 }
             }
         }
@@ -626,11 +635,7 @@ mod tests {
                             iteration_id: None,
                             loop_id: None,
                         };
-                        let mut by_hand = b"earlier".to_vec();
-                        node_finished_into(&mut by_hand, &ids, &finished);
-                        let mut by_serde = b"earlier".to_vec();
-                        frame_into(&mut by_serde, "node_finished", &ids, finished);
-                        assert_eq!(String::from_utf8(by_hand).unwrap(), String::from_utf8(by_serde).unwrap());
+                        assert_hand_is_serde("node_finished", &ids, finished, |out, finished| node_finished_into(out, &ids, finished));
                     }
                 }
             }
