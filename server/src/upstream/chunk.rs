@@ -11,10 +11,20 @@
 //! up to `json_scan`'s limit. Anything else (an escaped token, a duplicate key, a
 //! syntax error) goes to serde, never to a guess.
 
-use super::llm::TokenUsage;
 use crate::json_scan::Scan;
 use serde::Deserialize;
 use std::borrow::Cow;
+
+/// A completion's token counts, from its last chunk.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct TokenUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
 
 #[derive(Deserialize, Default, Debug, PartialEq)]
 pub(super) struct Chunk<'a> {

@@ -7,11 +7,12 @@
 
 use super::UpstreamError;
 use super::chunk::Chunk;
+pub use super::chunk::TokenUsage;
 use super::client::{Endpoint, Response};
 use crate::busy_poll::BusyPoll;
 use crate::sse::{Overflow, SseParser};
 use http::Uri;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,16 +204,6 @@ pub struct ChatMessage<'a> {
 #[derive(Serialize)]
 pub struct StreamOptions {
     pub include_usage: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-pub struct TokenUsage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-    #[serde(default)]
-    pub total_tokens: u64,
 }
 
 /// An upstream stream being read, by whoever polls it: no task of its own.
