@@ -138,7 +138,8 @@ impl SseParser {
             }
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         }
-        // An empty read leaves a pending `\r\n` pending.
+        // An empty read leaves a `\r` at the end of the last one still
+        // waiting for its `\n`.
         if self.skip_lf && !bytes.is_empty() {
             self.skip_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {

@@ -8,7 +8,7 @@ use super::dsl::Workflow;
 use super::dsl::{LlmNode, Node, NodeKind, StreamSegment};
 use super::events::{self, EmptyObject, InputsView, NodeFinished, NodeStarted, RunIds, RunStatus, RunTotals, SysVars, TextChunk};
 use super::template::{Selector, TemplatePart};
-use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions};
+use crate::upstream::llm::{ChatMessage, ChatRequest, LlmError, Provider, StreamOptions, TokenUsage};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::future::Future;
@@ -421,7 +421,7 @@ impl<'a, S: Sink> Exec<'a, S> {
         let latency = seconds(finish.started.elapsed());
         let usage = usage.unwrap_or_default();
         self.total_tokens += usage.total_tokens;
-        let outputs = LlmOutputs { text: Value::String(text), usage: LlmUsage::new(usage, latency), finish_reason };
+        let outputs = LlmOutputs { text: Value::String(text), usage: LlmUsage { tokens: usage, latency }, finish_reason };
         self.llm_outputs.push((node_id, outputs));
         self.finished += 1;
         self.flush_plan(live.then_some(node_id)).await?;
@@ -607,39 +607,30 @@ impl serde::Serialize for LlmOutputs {
     }
 }
 
-/// An LLM node's usage with Dify's prices (all zero), in Dify's key order.
-#[derive(serde::Serialize)]
+/// An LLM node's usage: the upstream's counts and the node's latency,
+/// shown with Dify's prices (all zero) in Dify's key order.
 struct LlmUsage {
-    prompt_tokens: u64,
-    prompt_unit_price: &'static str,
-    prompt_price_unit: &'static str,
-    prompt_price: &'static str,
-    completion_tokens: u64,
-    completion_unit_price: &'static str,
-    completion_price_unit: &'static str,
-    completion_price: &'static str,
-    total_tokens: u64,
-    total_price: &'static str,
-    currency: &'static str,
+    tokens: TokenUsage,
     latency: f64,
 }
 
-impl LlmUsage {
-    fn new(usage: crate::upstream::llm::TokenUsage, latency: f64) -> Self {
-        Self {
-            prompt_tokens: usage.prompt_tokens,
-            prompt_unit_price: "0",
-            prompt_price_unit: "0",
-            prompt_price: "0",
-            completion_tokens: usage.completion_tokens,
-            completion_unit_price: "0",
-            completion_price_unit: "0",
-            completion_price: "0",
-            total_tokens: usage.total_tokens,
-            total_price: "0",
-            currency: "USD",
-            latency,
-        }
+impl serde::Serialize for LlmUsage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut usage = serializer.serialize_struct("LlmUsage", 12)?;
+        usage.serialize_field("prompt_tokens", &self.tokens.prompt_tokens)?;
+        usage.serialize_field("prompt_unit_price", "0")?;
+        usage.serialize_field("prompt_price_unit", "0")?;
+        usage.serialize_field("prompt_price", "0")?;
+        usage.serialize_field("completion_tokens", &self.tokens.completion_tokens)?;
+        usage.serialize_field("completion_unit_price", "0")?;
+        usage.serialize_field("completion_price_unit", "0")?;
+        usage.serialize_field("completion_price", "0")?;
+        usage.serialize_field("total_tokens", &self.tokens.total_tokens)?;
+        usage.serialize_field("total_price", "0")?;
+        usage.serialize_field("currency", "USD")?;
+        usage.serialize_field("latency", &self.latency)?;
+        usage.end()
     }
 }
 
@@ -685,9 +676,10 @@ mod tests {
     /// shows it, and an output the node does not have as null.
     #[test]
     fn llm_outputs_read_as_they_are_shown() {
-        let usage = crate::upstream::llm::TokenUsage { prompt_tokens: 3, completion_tokens: 40, total_tokens: 43 };
+        let usage = TokenUsage { prompt_tokens: 3, completion_tokens: 40, total_tokens: 43 };
         for finish_reason in [None, Some("stop".to_owned())] {
-            let outputs = LlmOutputs { text: Value::String("é \"q\"".into()), usage: LlmUsage::new(usage, 0.012345), finish_reason };
+            let outputs =
+                LlmOutputs { text: Value::String("é \"q\"".into()), usage: LlmUsage { tokens: usage, latency: 0.012345 }, finish_reason };
             let shown = serde_json::to_value(&outputs).unwrap();
             let shown = shown.as_object().unwrap();
             let keys: Vec<&str> = shown.keys().map(String::as_str).collect();

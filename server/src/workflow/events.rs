@@ -67,11 +67,11 @@ pub fn frame_into<D: Serialize>(out: &mut Vec<u8>, event: &'static str, ids: &Ru
 pub fn text_chunk_into(out: &mut Vec<u8>, ids: &RunIds<'_>, text: &str, from_variable_selector: [&str; 2]) {
     envelope_head_into(out, b"text_chunk", ids);
     out.extend_from_slice(b"{\"text\":");
-    serde_json::to_writer(&mut *out, text).expect("serialize to Vec");
+    json_into(out, text);
     out.extend_from_slice(b",\"from_variable_selector\":[");
-    serde_json::to_writer(&mut *out, from_variable_selector[0]).expect("serialize to Vec");
+    json_into(out, from_variable_selector[0]);
     out.push(b',');
-    serde_json::to_writer(&mut *out, from_variable_selector[1]).expect("serialize to Vec");
+    json_into(out, from_variable_selector[1]);
     out.extend_from_slice(b"]}}\n\n");
 }
 
